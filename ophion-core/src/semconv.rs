@@ -1,0 +1,131 @@
+//! Semantic-convention attributes that Ophion promotes to typed columns.
+//!
+//! A promoted attribute is moved out of the attribute map into its own column
+//! when its value has the column's type; otherwise it stays in the map, so no
+//! value is ever lost. Legacy names of the same attribute (for example
+//! `http.method` for `http.request.method`) fill the same column, so
+//! dashboards work for old and new SDKs alike; the first key found wins and a
+//! second one stays in the map.
+
+/// Where a promoted attribute is looked up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// Resource attributes: columns on every signal.
+    Resource,
+    /// Span attributes: columns on spans only.
+    Span,
+}
+
+/// Column type of a promoted attribute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PromotedType {
+    /// `Utf8`, filled from string values.
+    Str,
+    /// `Int64`, filled from integer values.
+    Int,
+}
+
+/// One promoted attribute.
+#[derive(Debug, Clone, Copy)]
+pub struct Promoted {
+    /// Column name (the current semantic-convention key, dots as underscores).
+    pub column: &'static str,
+    /// Attribute keys that fill the column, current name first.
+    pub keys: &'static [&'static str],
+    /// Column type.
+    pub ty: PromotedType,
+    /// Resource or span attribute.
+    pub level: Level,
+}
+
+const fn p(
+    column: &'static str,
+    keys: &'static [&'static str],
+    ty: PromotedType,
+    level: Level,
+) -> Promoted {
+    Promoted {
+        column,
+        keys,
+        ty,
+        level,
+    }
+}
+
+use Level::{Resource, Span};
+use PromotedType::{Int, Str};
+
+/// The promoted attributes, in column order.
+pub const PROMOTED: &[Promoted] = &[
+    p("service_name", &["service.name"], Str, Resource),
+    p("service_namespace", &["service.namespace"], Str, Resource),
+    p("service_version", &["service.version"], Str, Resource),
+    p(
+        "service_instance_id",
+        &["service.instance.id"],
+        Str,
+        Resource,
+    ),
+    p(
+        "deployment_environment",
+        &["deployment.environment.name", "deployment.environment"],
+        Str,
+        Resource,
+    ),
+    p("host_name", &["host.name"], Str, Resource),
+    p("k8s_namespace_name", &["k8s.namespace.name"], Str, Resource),
+    p("k8s_pod_name", &["k8s.pod.name"], Str, Resource),
+    p(
+        "k8s_deployment_name",
+        &["k8s.deployment.name"],
+        Str,
+        Resource,
+    ),
+    p("k8s_node_name", &["k8s.node.name"], Str, Resource),
+    p(
+        "http_request_method",
+        &["http.request.method", "http.method"],
+        Str,
+        Span,
+    ),
+    p("http_route", &["http.route"], Str, Span),
+    p(
+        "http_response_status_code",
+        &["http.response.status_code", "http.status_code"],
+        Int,
+        Span,
+    ),
+    p("url_full", &["url.full", "http.url"], Str, Span),
+    p("url_path", &["url.path", "http.target"], Str, Span),
+    p(
+        "server_address",
+        &["server.address", "net.peer.name"],
+        Str,
+        Span,
+    ),
+    p("db_system", &["db.system.name", "db.system"], Str, Span),
+    p(
+        "db_operation_name",
+        &["db.operation.name", "db.operation"],
+        Str,
+        Span,
+    ),
+    p("rpc_system", &["rpc.system"], Str, Span),
+    p("rpc_service", &["rpc.service"], Str, Span),
+    p("rpc_method", &["rpc.method"], Str, Span),
+];
+
+/// Value of `service_name` when the resource has no `service.name`, as the
+/// OpenTelemetry resource specification prescribes.
+pub const UNKNOWN_SERVICE: &str = "unknown_service";
+
+/// The promoted attributes of one level, in column order.
+pub fn promoted(level: Level) -> impl Iterator<Item = &'static Promoted> {
+    PROMOTED.iter().filter(move |p| p.level == level)
+}
+
+/// The index (within [`promoted`]`(level)`) of the column an attribute key
+/// fills, if any.
+pub fn promoted_index(level: Level, key: &str) -> Option<usize> {
+    promoted(level).position(|p| p.keys.contains(&key))
+}
