@@ -22,10 +22,10 @@ use opentelemetry_proto::tonic::{
     common::v1::{AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList, any_value},
     logs::v1::{LogRecord, ResourceLogs, ScopeLogs},
     metrics::v1::{
-        Exemplar, ExponentialHistogram, ExponentialHistogramDataPoint, Gauge, Histogram, HistogramDataPoint,
-        Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, Summary, SummaryDataPoint, exemplar,
-        exponential_histogram_data_point::Buckets, metric::Data, number_data_point,
-        summary_data_point::ValueAtQuantile,
+        Exemplar, ExponentialHistogram, ExponentialHistogramDataPoint, Gauge, Histogram,
+        HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, Summary,
+        SummaryDataPoint, exemplar, exponential_histogram_data_point::Buckets, metric::Data,
+        number_data_point, summary_data_point::ValueAtQuantile,
     },
     resource::v1::Resource,
     trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span},
@@ -42,7 +42,10 @@ pub struct JsonError {
 
 impl JsonError {
     fn new(message: impl Into<String>) -> Self {
-        Self { path: Vec::new(), message: message.into() }
+        Self {
+            path: Vec::new(),
+            message: message.into(),
+        }
     }
 }
 
@@ -94,7 +97,12 @@ fn fields(v: &Value) -> R<impl Iterator<Item = (&str, &Value)>> {
 
 fn list<T>(v: &Value, key: &str, f: impl Fn(&Value) -> R<T>) -> R<Vec<T>> {
     match v {
-        Value::Array(items) => items.iter().enumerate().map(|(i, x)| f(x).at(format!("[{i}]"))).collect::<R<_>>().at(key),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, x)| f(x).at(format!("[{i}]")))
+            .collect::<R<_>>()
+            .at(key),
         Value::Null => Ok(Vec::new()),
         _ => Err(JsonError::new("expected an array")).at(key),
     }
@@ -127,7 +135,10 @@ fn int<T: TryFrom<i128>>(v: &Value) -> R<T> {
                 return Err(JsonError::new("expected an integer, found a fraction"));
             }
         }
-        Value::String(s) => s.trim().parse::<i128>().map_err(|_| JsonError::new("expected an integer or a decimal string"))?,
+        Value::String(s) => s
+            .trim()
+            .parse::<i128>()
+            .map_err(|_| JsonError::new("expected an integer or a decimal string"))?,
         Value::Null => 0,
         _ => return Err(JsonError::new("expected an integer")),
     };
@@ -136,12 +147,16 @@ fn int<T: TryFrom<i128>>(v: &Value) -> R<T> {
 
 fn double(v: &Value) -> R<f64> {
     match v {
-        Value::Number(n) => n.as_f64().ok_or_else(|| JsonError::new("expected a number")),
+        Value::Number(n) => n
+            .as_f64()
+            .ok_or_else(|| JsonError::new("expected a number")),
         Value::String(s) => match s.as_str() {
             "NaN" => Ok(f64::NAN),
             "Infinity" => Ok(f64::INFINITY),
             "-Infinity" => Ok(f64::NEG_INFINITY),
-            other => other.parse().map_err(|_| JsonError::new("expected a number")),
+            other => other
+                .parse()
+                .map_err(|_| JsonError::new("expected a number")),
         },
         Value::Null => Ok(0.0),
         _ => Err(JsonError::new("expected a number")),
@@ -237,7 +252,9 @@ fn resource(v: &Value) -> R<Resource> {
     for (k, x) in fields(v)? {
         match k {
             "attributes" => r.attributes = attributes(x, k)?,
-            "droppedAttributesCount" | "dropped_attributes_count" => r.dropped_attributes_count = int(x).at(k)?,
+            "droppedAttributesCount" | "dropped_attributes_count" => {
+                r.dropped_attributes_count = int(x).at(k)?
+            }
             _ => {}
         }
     }
@@ -251,7 +268,9 @@ fn scope(v: &Value) -> R<InstrumentationScope> {
             "name" => s.name = string(x).at(k)?,
             "version" => s.version = string(x).at(k)?,
             "attributes" => s.attributes = attributes(x, k)?,
-            "droppedAttributesCount" | "dropped_attributes_count" => s.dropped_attributes_count = int(x).at(k)?,
+            "droppedAttributesCount" | "dropped_attributes_count" => {
+                s.dropped_attributes_count = int(x).at(k)?
+            }
             _ => {}
         }
     }
@@ -266,7 +285,11 @@ const SPAN_KINDS: &[(&str, i32)] = &[
     ("SPAN_KIND_PRODUCER", 4),
     ("SPAN_KIND_CONSUMER", 5),
 ];
-const STATUS_CODES: &[(&str, i32)] = &[("STATUS_CODE_UNSET", 0), ("STATUS_CODE_OK", 1), ("STATUS_CODE_ERROR", 2)];
+const STATUS_CODES: &[(&str, i32)] = &[
+    ("STATUS_CODE_UNSET", 0),
+    ("STATUS_CODE_OK", 1),
+    ("STATUS_CODE_ERROR", 2),
+];
 const TEMPORALITIES: &[(&str, i32)] = &[
     ("AGGREGATION_TEMPORALITY_UNSPECIFIED", 0),
     ("AGGREGATION_TEMPORALITY_DELTA", 1),
@@ -284,12 +307,18 @@ fn span(v: &Value) -> R<Span> {
             "flags" => s.flags = int(x).at(k)?,
             "name" => s.name = string(x).at(k)?,
             "kind" => s.kind = enumeration(x, SPAN_KINDS).at(k)?,
-            "startTimeUnixNano" | "start_time_unix_nano" => s.start_time_unix_nano = int(x).at(k)?,
+            "startTimeUnixNano" | "start_time_unix_nano" => {
+                s.start_time_unix_nano = int(x).at(k)?
+            }
             "endTimeUnixNano" | "end_time_unix_nano" => s.end_time_unix_nano = int(x).at(k)?,
             "attributes" => s.attributes = attributes(x, k)?,
-            "droppedAttributesCount" | "dropped_attributes_count" => s.dropped_attributes_count = int(x).at(k)?,
+            "droppedAttributesCount" | "dropped_attributes_count" => {
+                s.dropped_attributes_count = int(x).at(k)?
+            }
             "events" => s.events = list(x, k, event)?,
-            "droppedEventsCount" | "dropped_events_count" => s.dropped_events_count = int(x).at(k)?,
+            "droppedEventsCount" | "dropped_events_count" => {
+                s.dropped_events_count = int(x).at(k)?
+            }
             "links" => s.links = list(x, k, link)?,
             "droppedLinksCount" | "dropped_links_count" => s.dropped_links_count = int(x).at(k)?,
             "status" if !x.is_null() => {
@@ -316,7 +345,9 @@ fn event(v: &Value) -> R<span::Event> {
             "timeUnixNano" | "time_unix_nano" => e.time_unix_nano = int(x).at(k)?,
             "name" => e.name = string(x).at(k)?,
             "attributes" => e.attributes = attributes(x, k)?,
-            "droppedAttributesCount" | "dropped_attributes_count" => e.dropped_attributes_count = int(x).at(k)?,
+            "droppedAttributesCount" | "dropped_attributes_count" => {
+                e.dropped_attributes_count = int(x).at(k)?
+            }
             _ => {}
         }
     }
@@ -332,7 +363,9 @@ fn link(v: &Value) -> R<span::Link> {
             "traceState" | "trace_state" => l.trace_state = string(x).at(k)?,
             "flags" => l.flags = int(x).at(k)?,
             "attributes" => l.attributes = attributes(x, k)?,
-            "droppedAttributesCount" | "dropped_attributes_count" => l.dropped_attributes_count = int(x).at(k)?,
+            "droppedAttributesCount" | "dropped_attributes_count" => {
+                l.dropped_attributes_count = int(x).at(k)?
+            }
             _ => {}
         }
     }
@@ -357,7 +390,9 @@ pub fn decode_traces(bytes: &[u8]) -> Result<ExportTraceServiceRequest, JsonErro
                                 for (k, x) in fields(v)? {
                                     match k {
                                         "scope" if !x.is_null() => ss.scope = Some(scope(x).at(k)?),
-                                        "schemaUrl" | "schema_url" => ss.schema_url = string(x).at(k)?,
+                                        "schemaUrl" | "schema_url" => {
+                                            ss.schema_url = string(x).at(k)?
+                                        }
                                         "spans" => ss.spans = list(x, k, span)?,
                                         _ => {}
                                     }
@@ -380,12 +415,18 @@ fn log_record(v: &Value) -> R<LogRecord> {
     for (k, x) in fields(v)? {
         match k {
             "timeUnixNano" | "time_unix_nano" => l.time_unix_nano = int(x).at(k)?,
-            "observedTimeUnixNano" | "observed_time_unix_nano" => l.observed_time_unix_nano = int(x).at(k)?,
-            "severityNumber" | "severity_number" => l.severity_number = enumeration(x, &[]).at(k)?,
+            "observedTimeUnixNano" | "observed_time_unix_nano" => {
+                l.observed_time_unix_nano = int(x).at(k)?
+            }
+            "severityNumber" | "severity_number" => {
+                l.severity_number = enumeration(x, &[]).at(k)?
+            }
             "severityText" | "severity_text" => l.severity_text = string(x).at(k)?,
             "body" if !x.is_null() => l.body = Some(any_value(x).at(k)?),
             "attributes" => l.attributes = attributes(x, k)?,
-            "droppedAttributesCount" | "dropped_attributes_count" => l.dropped_attributes_count = int(x).at(k)?,
+            "droppedAttributesCount" | "dropped_attributes_count" => {
+                l.dropped_attributes_count = int(x).at(k)?
+            }
             "flags" => l.flags = int(x).at(k)?,
             "traceId" | "trace_id" => l.trace_id = hex_id(x).at(k)?,
             "spanId" | "span_id" => l.span_id = hex_id(x).at(k)?,
@@ -414,8 +455,12 @@ pub fn decode_logs(bytes: &[u8]) -> Result<ExportLogsServiceRequest, JsonError> 
                                 for (k, x) in fields(v)? {
                                     match k {
                                         "scope" if !x.is_null() => sl.scope = Some(scope(x).at(k)?),
-                                        "schemaUrl" | "schema_url" => sl.schema_url = string(x).at(k)?,
-                                        "logRecords" | "log_records" => sl.log_records = list(x, k, log_record)?,
+                                        "schemaUrl" | "schema_url" => {
+                                            sl.schema_url = string(x).at(k)?
+                                        }
+                                        "logRecords" | "log_records" => {
+                                            sl.log_records = list(x, k, log_record)?
+                                        }
                                         _ => {}
                                     }
                                 }
@@ -436,10 +481,16 @@ fn exemplar(v: &Value) -> R<Exemplar> {
     let mut e = Exemplar::default();
     for (k, x) in fields(v)? {
         match k {
-            "filteredAttributes" | "filtered_attributes" => e.filtered_attributes = attributes(x, k)?,
+            "filteredAttributes" | "filtered_attributes" => {
+                e.filtered_attributes = attributes(x, k)?
+            }
             "timeUnixNano" | "time_unix_nano" => e.time_unix_nano = int(x).at(k)?,
-            "asDouble" | "as_double" if !x.is_null() => e.value = Some(exemplar::Value::AsDouble(double(x).at(k)?)),
-            "asInt" | "as_int" if !x.is_null() => e.value = Some(exemplar::Value::AsInt(int(x).at(k)?)),
+            "asDouble" | "as_double" if !x.is_null() => {
+                e.value = Some(exemplar::Value::AsDouble(double(x).at(k)?))
+            }
+            "asInt" | "as_int" if !x.is_null() => {
+                e.value = Some(exemplar::Value::AsInt(int(x).at(k)?))
+            }
             "spanId" | "span_id" => e.span_id = hex_id(x).at(k)?,
             "traceId" | "trace_id" => e.trace_id = hex_id(x).at(k)?,
             _ => {}
@@ -481,8 +532,12 @@ fn number_point(v: &Value) -> R<NumberDataPoint> {
             continue;
         }
         match k {
-            "asDouble" | "as_double" if !x.is_null() => value = Some(number_data_point::Value::AsDouble(double(x).at(k)?)),
-            "asInt" | "as_int" if !x.is_null() => value = Some(number_data_point::Value::AsInt(int(x).at(k)?)),
+            "asDouble" | "as_double" if !x.is_null() => {
+                value = Some(number_data_point::Value::AsDouble(double(x).at(k)?))
+            }
+            "asInt" | "as_int" if !x.is_null() => {
+                value = Some(number_data_point::Value::AsInt(int(x).at(k)?))
+            }
             _ => {}
         }
     }
@@ -497,7 +552,11 @@ fn number_point(v: &Value) -> R<NumberDataPoint> {
 }
 
 fn opt_double(x: &Value) -> R<Option<f64>> {
-    if x.is_null() { Ok(None) } else { double(x).map(Some) }
+    if x.is_null() {
+        Ok(None)
+    } else {
+        double(x).map(Some)
+    }
 }
 
 fn histogram_point(v: &Value) -> R<HistogramDataPoint> {
@@ -604,7 +663,9 @@ fn data_fields<P>(v: &Value, point: impl Fn(&Value) -> R<P>) -> R<(Vec<P>, i32, 
     for (k, x) in fields(v)? {
         match k {
             "dataPoints" | "data_points" => points = list(x, k, &point)?,
-            "aggregationTemporality" | "aggregation_temporality" => temporality = enumeration(x, TEMPORALITIES).at(k)?,
+            "aggregationTemporality" | "aggregation_temporality" => {
+                temporality = enumeration(x, TEMPORALITIES).at(k)?
+            }
             "isMonotonic" | "is_monotonic" => monotonic = boolean(x).at(k)?,
             _ => {}
         }
@@ -628,16 +689,28 @@ fn metric(v: &Value) -> R<Metric> {
                 m.data = Some(Data::Gauge(Gauge { data_points }));
             }
             "sum" => {
-                let (data_points, aggregation_temporality, is_monotonic) = data_fields(x, number_point).at(k)?;
-                m.data = Some(Data::Sum(Sum { data_points, aggregation_temporality, is_monotonic }));
+                let (data_points, aggregation_temporality, is_monotonic) =
+                    data_fields(x, number_point).at(k)?;
+                m.data = Some(Data::Sum(Sum {
+                    data_points,
+                    aggregation_temporality,
+                    is_monotonic,
+                }));
             }
             "histogram" => {
-                let (data_points, aggregation_temporality, _) = data_fields(x, histogram_point).at(k)?;
-                m.data = Some(Data::Histogram(Histogram { data_points, aggregation_temporality }));
+                let (data_points, aggregation_temporality, _) =
+                    data_fields(x, histogram_point).at(k)?;
+                m.data = Some(Data::Histogram(Histogram {
+                    data_points,
+                    aggregation_temporality,
+                }));
             }
             "exponentialHistogram" | "exponential_histogram" => {
                 let (data_points, aggregation_temporality, _) = data_fields(x, exp_point).at(k)?;
-                m.data = Some(Data::ExponentialHistogram(ExponentialHistogram { data_points, aggregation_temporality }));
+                m.data = Some(Data::ExponentialHistogram(ExponentialHistogram {
+                    data_points,
+                    aggregation_temporality,
+                }));
             }
             "summary" => {
                 let (data_points, _, _) = data_fields(x, summary_point).at(k)?;
@@ -667,7 +740,9 @@ pub fn decode_metrics(bytes: &[u8]) -> Result<ExportMetricsServiceRequest, JsonE
                                 for (k, x) in fields(v)? {
                                     match k {
                                         "scope" if !x.is_null() => sm.scope = Some(scope(x).at(k)?),
-                                        "schemaUrl" | "schema_url" => sm.schema_url = string(x).at(k)?,
+                                        "schemaUrl" | "schema_url" => {
+                                            sm.schema_url = string(x).at(k)?
+                                        }
                                         "metrics" => sm.metrics = list(x, k, metric)?,
                                         _ => {}
                                     }
@@ -699,20 +774,37 @@ mod tests {
           "status":{"code":"STATUS_CODE_ERROR"}}]}]}]}"#;
         let req = decode_traces(doc).expect("valid");
         let span = &req.resource_spans[0].scope_spans[0].spans[0];
-        assert_eq!(hex::encode(&span.trace_id), "5b8efff798038103d269b633813fc60c");
+        assert_eq!(
+            hex::encode(&span.trace_id),
+            "5b8efff798038103d269b633813fc60c"
+        );
         assert_eq!(span.start_time_unix_nano, 1_544_712_660_000_000_000);
         assert_eq!(span.end_time_unix_nano, 1_544_712_661_000_000_000);
         assert_eq!(span.kind, 2);
         assert_eq!(span.status.as_ref().map(|s| s.code), Some(2));
-        let ints: Vec<_> = span.attributes.iter().map(|a| a.value.clone().and_then(|v| v.value)).collect();
-        assert_eq!(ints, vec![Some(any_value::Value::IntValue(42)), Some(any_value::Value::IntValue(7))]);
+        let ints: Vec<_> = span
+            .attributes
+            .iter()
+            .map(|a| a.value.clone().and_then(|v| v.value))
+            .collect();
+        assert_eq!(
+            ints,
+            vec![
+                Some(any_value::Value::IntValue(42)),
+                Some(any_value::Value::IntValue(7))
+            ]
+        );
     }
 
     #[test]
     fn errors_name_the_field() {
-        let doc = br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{},{"startTimeUnixNano":"soon"}]}]}]}"#;
+        let doc =
+            br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{},{"startTimeUnixNano":"soon"}]}]}]}"#;
         let err = decode_traces(doc).expect_err("invalid");
-        assert_eq!(err.to_string(), "resourceSpans[0].scopeSpans[0].spans[1].startTimeUnixNano: expected an integer or a decimal string");
+        assert_eq!(
+            err.to_string(),
+            "resourceSpans[0].scopeSpans[0].spans[1].startTimeUnixNano: expected an integer or a decimal string"
+        );
         assert!(decode_traces(b"{\"resourceSpans\": [").is_err());
         assert!(decode_logs(b"[1,2]").is_err());
     }

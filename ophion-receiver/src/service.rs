@@ -1,0 +1,360 @@
+//! The export pipeline both transports share: decompress, decode, convert,
+//! write to the sink, and map every outcome to an OTLP answer.
+
+use std::{io::Read as _, sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use opentelemetry_proto::tonic::collector::{
+    logs::v1::ExportLogsServiceRequest, metrics::v1::ExportMetricsServiceRequest,
+    trace::v1::ExportTraceServiceRequest,
+};
+use ophion_core::{Clock, Signal, SinkError, TelemetryBatch, TelemetrySink, TenantId};
+use prost::Message as _;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::{
+    auth::{AuthError, Authenticator},
+    config::ReceiverConfig,
+    convert::{self, Converted, TimeWindow},
+    json,
+    stats::{FailureKind, ReceiverStats},
+};
+
+/// Requests larger than this are decoded on the blocking pool so a big
+/// request does not stall other requests on the same worker.
+const BLOCKING_THRESHOLD: usize = 256 * 1024;
+
+/// How a request body is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Encoding {
+    Protobuf,
+    Json,
+}
+
+/// Why a whole request failed.
+#[derive(Debug, Clone)]
+pub(crate) enum Failure {
+    BadData(String),
+    TooLarge(String),
+    UnsupportedMedia(String),
+    Overloaded {
+        retry_after: Duration,
+        message: String,
+    },
+    Unavailable {
+        retry_after: Duration,
+        message: String,
+    },
+    Unauthenticated(String),
+    Forbidden(String),
+    Internal(String),
+}
+
+impl Failure {
+    fn kind(&self) -> FailureKind {
+        match self {
+            Failure::BadData(_) => FailureKind::BadData,
+            Failure::TooLarge(_) => FailureKind::TooLarge,
+            Failure::UnsupportedMedia(_) => FailureKind::UnsupportedMedia,
+            Failure::Overloaded { .. } => FailureKind::Overloaded,
+            Failure::Unavailable { .. } => FailureKind::Unavailable,
+            Failure::Unauthenticated(_) | Failure::Forbidden(_) => FailureKind::Unauthenticated,
+            Failure::Internal(_) => FailureKind::Internal,
+        }
+    }
+
+    pub(crate) fn message(&self) -> &str {
+        match self {
+            Failure::BadData(m)
+            | Failure::TooLarge(m)
+            | Failure::UnsupportedMedia(m)
+            | Failure::Unauthenticated(m)
+            | Failure::Forbidden(m)
+            | Failure::Internal(m) => m,
+            Failure::Overloaded { message, .. } | Failure::Unavailable { message, .. } => message,
+        }
+    }
+}
+
+impl From<AuthError> for Failure {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Unauthenticated(m) => Failure::Unauthenticated(m),
+            AuthError::Forbidden(m) => Failure::Forbidden(m),
+        }
+    }
+}
+
+impl From<SinkError> for Failure {
+    fn from(e: SinkError) -> Self {
+        let message = e.to_string();
+        match e {
+            SinkError::Overloaded { retry_after, .. } => Failure::Overloaded {
+                retry_after,
+                message,
+            },
+            SinkError::Unavailable { retry_after, .. } => Failure::Unavailable {
+                retry_after,
+                message,
+            },
+            SinkError::Rejected(_) => Failure::BadData(message),
+            // Internal details stay in the server log.
+            _ => {
+                tracing::error!(error = %message, "sink failed");
+                Failure::Internal("internal error while storing telemetry".into())
+            }
+        }
+    }
+}
+
+/// A successful export: how many items were rejected, and why.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Accepted {
+    pub(crate) rejected: u64,
+    pub(crate) message: String,
+}
+
+/// A decoded export request of any signal.
+#[derive(Debug)]
+pub(crate) enum Decoded {
+    Traces(ExportTraceServiceRequest),
+    Logs(ExportLogsServiceRequest),
+    Metrics(ExportMetricsServiceRequest),
+}
+
+impl Decoded {
+    pub(crate) fn signal(&self) -> Signal {
+        match self {
+            Decoded::Traces(_) => Signal::Traces,
+            Decoded::Logs(_) => Signal::Logs,
+            Decoded::Metrics(_) => Signal::Metrics,
+        }
+    }
+}
+
+/// Decodes a request body of `signal` (pure; exposed for fuzzing and benches).
+pub fn decode(signal: Signal, protobuf: bool, bytes: &[u8]) -> Result<DecodedRequest, String> {
+    let enc = if protobuf {
+        Encoding::Protobuf
+    } else {
+        Encoding::Json
+    };
+    decode_body(signal, enc, bytes)
+        .map(DecodedRequest)
+        .map_err(|f| f.message().to_owned())
+}
+
+/// An opaque decoded request, for [`decode`] and [`convert_decoded`].
+#[derive(Debug)]
+pub struct DecodedRequest(Decoded);
+
+/// Converts a decoded request with the given limits and window (pure).
+pub fn convert_decoded(
+    req: &DecodedRequest,
+    limits: &crate::config::Limits,
+    window: TimeWindow,
+    now_ns: i64,
+) -> Converted {
+    convert_any(&req.0, limits, window, now_ns)
+}
+
+fn decode_body(signal: Signal, encoding: Encoding, bytes: &[u8]) -> Result<Decoded, Failure> {
+    let bad = |e: &dyn std::fmt::Display| {
+        Failure::BadData(format!("cannot decode OTLP {signal} request: {e}"))
+    };
+    Ok(match (signal, encoding) {
+        (Signal::Traces, Encoding::Protobuf) => {
+            Decoded::Traces(ExportTraceServiceRequest::decode(bytes).map_err(|e| bad(&e))?)
+        }
+        (Signal::Logs, Encoding::Protobuf) => {
+            Decoded::Logs(ExportLogsServiceRequest::decode(bytes).map_err(|e| bad(&e))?)
+        }
+        (Signal::Metrics, Encoding::Protobuf) => {
+            Decoded::Metrics(ExportMetricsServiceRequest::decode(bytes).map_err(|e| bad(&e))?)
+        }
+        (Signal::Traces, Encoding::Json) => {
+            Decoded::Traces(json::decode_traces(bytes).map_err(|e| bad(&e))?)
+        }
+        (Signal::Logs, Encoding::Json) => {
+            Decoded::Logs(json::decode_logs(bytes).map_err(|e| bad(&e))?)
+        }
+        (Signal::Metrics, Encoding::Json) => {
+            Decoded::Metrics(json::decode_metrics(bytes).map_err(|e| bad(&e))?)
+        }
+    })
+}
+
+fn convert_any(
+    req: &Decoded,
+    limits: &crate::config::Limits,
+    window: TimeWindow,
+    now_ns: i64,
+) -> Converted {
+    match req {
+        Decoded::Traces(r) => convert::traces(r, limits, window),
+        Decoded::Logs(r) => convert::logs(r, limits, window, now_ns),
+        Decoded::Metrics(r) => convert::metrics(r, limits, window),
+    }
+}
+
+/// Inflates a gzip body, refusing to produce more than `limit` bytes. The
+/// limit is enforced while inflating, so a gzip bomb costs at most `limit`
+/// bytes of memory.
+pub(crate) fn gunzip(body: &[u8], limit: usize) -> Result<Vec<u8>, Failure> {
+    let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(limit));
+    let mut reader = flate2::read::MultiGzDecoder::new(body).take(limit as u64 + 1);
+    reader
+        .read_to_end(&mut out)
+        .map_err(|e| Failure::BadData(format!("cannot decompress gzip body: {e}")))?;
+    if out.len() > limit {
+        return Err(too_large(limit));
+    }
+    Ok(out)
+}
+
+pub(crate) fn too_large(limit: usize) -> Failure {
+    Failure::TooLarge(format!(
+        "request body exceeds the limit of {limit} bytes after decompression; send smaller batches"
+    ))
+}
+
+/// State shared by the gRPC and HTTP front ends.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) sink: Arc<dyn TelemetrySink>,
+    pub(crate) config: ReceiverConfig,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) auth: Option<Arc<dyn Authenticator>>,
+    pub(crate) permits: Arc<Semaphore>,
+    pub(crate) stats: ReceiverStats,
+}
+
+impl Shared {
+    pub(crate) fn authenticate(&self, headers: &http::HeaderMap) -> Result<TenantId, Failure> {
+        match &self.auth {
+            None => Ok(TenantId::default_tenant()),
+            Some(a) => a.authenticate(headers).map_err(|e| self.fail(e.into())),
+        }
+    }
+
+    /// A slot for one request, or a retryable refusal when all are taken.
+    pub(crate) fn try_permit(&self) -> Result<OwnedSemaphorePermit, Failure> {
+        Arc::clone(&self.permits).try_acquire_owned().map_err(|_| {
+            self.fail(Failure::Overloaded {
+                retry_after: Duration::from_secs(self.config.retry_after_secs),
+                message: format!(
+                    "receiver overloaded: {} requests in flight; retry later",
+                    self.config.max_concurrent_requests
+                ),
+            })
+        })
+    }
+
+    pub(crate) fn fail(&self, f: Failure) -> Failure {
+        self.stats.failure(f.kind());
+        tracing::debug!(kind = ?f.kind(), message = f.message(), "export refused");
+        f
+    }
+
+    /// HTTP path: body bytes (possibly gzip) -> stored.
+    pub(crate) async fn export_bytes(
+        self: &Arc<Self>,
+        tenant: &TenantId,
+        signal: Signal,
+        encoding: Encoding,
+        gzip: bool,
+        body: Bytes,
+    ) -> Result<Accepted, Failure> {
+        let this = Arc::clone(self);
+        let offload =
+            body.len() > BLOCKING_THRESHOLD || (gzip && body.len() > BLOCKING_THRESHOLD / 8);
+        let work = move || -> Result<(Converted, usize), Failure> {
+            let limit = this.config.max_body_bytes;
+            let inflated;
+            let bytes: &[u8] = if gzip {
+                inflated = gunzip(&body, limit)?;
+                &inflated
+            } else {
+                &body
+            };
+            if bytes.len() > limit {
+                return Err(too_large(limit));
+            }
+            let decoded = decode_body(signal, encoding, bytes)?;
+            Ok((this.convert(&decoded), bytes.len()))
+        };
+        let result = if offload {
+            tokio::task::spawn_blocking(work)
+                .await
+                .unwrap_or_else(|_| Err(Failure::Internal("decoder task failed".into())))
+        } else {
+            work()
+        };
+        match result {
+            Ok((converted, size)) => {
+                self.stats.request(signal, size);
+                self.store(tenant, signal, converted).await
+            }
+            Err(f) => {
+                self.stats.request(signal, 0);
+                Err(self.fail(f))
+            }
+        }
+    }
+
+    /// gRPC path: tonic already decoded the message.
+    pub(crate) async fn export_decoded(
+        self: &Arc<Self>,
+        tenant: &TenantId,
+        req: Decoded,
+        size: usize,
+    ) -> Result<Accepted, Failure> {
+        let signal = req.signal();
+        self.stats.request(signal, size);
+        let converted = if size > BLOCKING_THRESHOLD {
+            let this = Arc::clone(self);
+            tokio::task::spawn_blocking(move || this.convert(&req))
+                .await
+                .map_err(|_| self.fail(Failure::Internal("converter task failed".into())))?
+        } else {
+            self.convert(&req)
+        };
+        self.store(tenant, signal, converted).await
+    }
+
+    fn convert(&self, req: &Decoded) -> Converted {
+        let now = self.clock.now_nanos();
+        let window = TimeWindow::around(now, &self.config.limits);
+        convert_any(req, &self.config.limits, window, now)
+    }
+
+    async fn store(
+        &self,
+        tenant: &TenantId,
+        signal: Signal,
+        c: Converted,
+    ) -> Result<Accepted, Failure> {
+        let rejected = c.rejected.total();
+        let window = TimeWindow::around(self.clock.now_nanos(), &self.config.limits);
+        let noun = match signal {
+            Signal::Traces => "spans",
+            Signal::Logs => "log records",
+            Signal::Metrics => "data points",
+        };
+        let message = c.rejected.message(noun, &window);
+        let accepted = c.accepted() as u64;
+        if let Some(batch) = c.batch {
+            let batch = TelemetryBatch::new(signal, batch)
+                .map_err(|e| self.fail(Failure::Internal(e.to_string())))?;
+            self.sink
+                .write(tenant, batch)
+                .await
+                .map_err(|e| self.fail(e.into()))?;
+        }
+        self.stats.items(signal, accepted, rejected, &c.stats);
+        if rejected > 0 {
+            tracing::debug!(%signal, rejected, message, "partial success");
+        }
+        Ok(Accepted { rejected, message })
+    }
+}
