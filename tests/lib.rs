@@ -1,1 +1,237 @@
+//! Helpers for Ophion's end-to-end tests: start real receivers on loopback
+//! ports and read values back out of the Arrow batches they produced.
 
+use std::{
+    net::SocketAddr,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use arrow_array::{
+    Array, RecordBatch,
+    cast::AsArray,
+    types::{Float64Type, Int32Type, Int64Type, TimestampNanosecondType, UInt32Type, UInt64Type},
+};
+use ophion_core::{MemorySink, Signal};
+use ophion_receiver::{OtlpReceiver, ReceiverConfig};
+
+/// A receiver serving on OS-chosen loopback ports, writing to memory.
+#[derive(Debug)]
+pub struct Harness {
+    /// gRPC address.
+    pub grpc: SocketAddr,
+    /// HTTP address.
+    pub http: SocketAddr,
+    /// Where the rows land.
+    pub sink: Arc<MemorySink>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Harness {
+    /// Starts a receiver with default limits but no time window (fixtures
+    /// carry fixed timestamps).
+    pub async fn start() -> Self {
+        let sink = Arc::new(MemorySink::new());
+        let config = ReceiverConfig {
+            grpc_addr: "127.0.0.1:0".parse().expect("addr"),
+            http_addr: "127.0.0.1:0".parse().expect("addr"),
+            limits: ophion_receiver::Limits::default().without_time_window(),
+            ..ReceiverConfig::default()
+        };
+        let bound = OtlpReceiver::builder(sink.clone())
+            .config(config)
+            .build()
+            .expect("build")
+            .bind()
+            .await
+            .expect("bind");
+        let (grpc, http) = (bound.grpc_addr(), bound.http_addr());
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(bound.serve(async {
+            let _ = rx.await;
+        }));
+        Self {
+            grpc,
+            http,
+            sink,
+            stop: Some(tx),
+        }
+    }
+
+    /// `http://host:port`.
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.http)
+    }
+
+    /// `http://host:port` of the gRPC server.
+    pub fn grpc_url(&self) -> String {
+        format!("http://{}", self.grpc)
+    }
+
+    /// All rows of a signal, concatenated.
+    pub fn rows(&self, signal: Signal) -> Option<RecordBatch> {
+        let batches = self.sink.of(signal);
+        let first = batches.first()?;
+        arrow_select::concat::concat_batches(&first.schema(), &batches).ok()
+    }
+
+    /// Waits until `n` rows of `signal` arrived, failing after `timeout`.
+    pub async fn wait_rows(&self, signal: Signal, n: usize, timeout: Duration) -> RecordBatch {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let have = self.sink.rows(signal);
+            if have >= n {
+                return self.rows(signal).expect("rows");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {n} {signal} rows, have {have}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+/// Index of the first row whose string column `col` equals `value`.
+pub fn row_where(b: &RecordBatch, col: &str, value: &str) -> Option<usize> {
+    let c = b.column_by_name(col)?.as_string::<i32>();
+    (0..c.len()).find(|&i| c.is_valid(i) && c.value(i) == value)
+}
+
+/// All rows whose string column `col` equals `value`.
+pub fn rows_where(b: &RecordBatch, col: &str, value: &str) -> Vec<usize> {
+    let Some(c) = b.column_by_name(col) else {
+        return vec![];
+    };
+    let c = c.as_string::<i32>();
+    (0..c.len())
+        .filter(|&i| c.is_valid(i) && c.value(i) == value)
+        .collect()
+}
+
+/// A string cell; `None` when null.
+pub fn str_at(b: &RecordBatch, col: &str, row: usize) -> Option<String> {
+    let c = b
+        .column_by_name(col)
+        .unwrap_or_else(|| panic!("no column {col}"))
+        .as_string::<i32>();
+    c.is_valid(row).then(|| c.value(row).to_owned())
+}
+
+/// An integer cell of any integer or timestamp type, widened to i128.
+pub fn int_at(b: &RecordBatch, col: &str, row: usize) -> Option<i128> {
+    let c = b
+        .column_by_name(col)
+        .unwrap_or_else(|| panic!("no column {col}"));
+    if !c.is_valid(row) {
+        return None;
+    }
+    Some(match c.data_type() {
+        arrow_schema::DataType::Int64 => i128::from(c.as_primitive::<Int64Type>().value(row)),
+        arrow_schema::DataType::Int32 => i128::from(c.as_primitive::<Int32Type>().value(row)),
+        arrow_schema::DataType::UInt32 => i128::from(c.as_primitive::<UInt32Type>().value(row)),
+        arrow_schema::DataType::UInt64 => i128::from(c.as_primitive::<UInt64Type>().value(row)),
+        arrow_schema::DataType::Timestamp(..) => {
+            i128::from(c.as_primitive::<TimestampNanosecondType>().value(row))
+        }
+        other => panic!("{col} is {other}, not an integer"),
+    })
+}
+
+/// A float cell; `None` when null.
+pub fn f64_at(b: &RecordBatch, col: &str, row: usize) -> Option<f64> {
+    let c = b
+        .column_by_name(col)
+        .unwrap_or_else(|| panic!("no column {col}"))
+        .as_primitive::<Float64Type>();
+    c.is_valid(row).then(|| c.value(row))
+}
+
+/// A boolean cell.
+pub fn bool_at(b: &RecordBatch, col: &str, row: usize) -> Option<bool> {
+    let c = b
+        .column_by_name(col)
+        .unwrap_or_else(|| panic!("no column {col}"))
+        .as_boolean();
+    c.is_valid(row).then(|| c.value(row))
+}
+
+/// A fixed-size binary cell as lowercase hex.
+pub fn hex_at(b: &RecordBatch, col: &str, row: usize) -> Option<String> {
+    let c = b
+        .column_by_name(col)
+        .unwrap_or_else(|| panic!("no column {col}"))
+        .as_fixed_size_binary();
+    c.is_valid(row)
+        .then(|| c.value(row).iter().map(|x| format!("{x:02x}")).collect())
+}
+
+/// The entries of a map cell (an attributes column).
+pub fn map_at(b: &RecordBatch, col: &str, row: usize) -> Vec<(String, Option<String>)> {
+    map_entries(
+        b.column_by_name(col)
+            .unwrap_or_else(|| panic!("no column {col}"))
+            .as_map(),
+        row,
+    )
+}
+
+/// The entries of row `row` of a map array.
+pub fn map_entries(m: &arrow_array::MapArray, row: usize) -> Vec<(String, Option<String>)> {
+    let entries = m.value(row);
+    let keys = entries.column(0).as_string::<i32>();
+    let values = entries.column(1).as_string::<i32>();
+    (0..entries.len())
+        .map(|i| {
+            (
+                keys.value(i).to_owned(),
+                values.is_valid(i).then(|| values.value(i).to_owned()),
+            )
+        })
+        .collect()
+}
+
+/// The value of `key` in a map cell.
+pub fn attr(b: &RecordBatch, col: &str, row: usize, key: &str) -> Option<String> {
+    map_at(b, col, row)
+        .into_iter()
+        .find(|(k, _)| k == key)
+        .and_then(|(_, v)| v)
+}
+
+/// A list-of-u64 cell.
+pub fn u64_list_at(b: &RecordBatch, col: &str, row: usize) -> Option<Vec<u64>> {
+    let c = b
+        .column_by_name(col)
+        .unwrap_or_else(|| panic!("no column {col}"))
+        .as_list::<i32>();
+    c.is_valid(row)
+        .then(|| c.value(row).as_primitive::<UInt64Type>().values().to_vec())
+}
+
+/// A list-of-f64 cell.
+pub fn f64_list_at(b: &RecordBatch, col: &str, row: usize) -> Option<Vec<f64>> {
+    let c = b
+        .column_by_name(col)
+        .unwrap_or_else(|| panic!("no column {col}"))
+        .as_list::<i32>();
+    c.is_valid(row)
+        .then(|| c.value(row).as_primitive::<Float64Type>().values().to_vec())
+}
+
+/// The struct items of a list-of-struct cell (events, links, exemplars).
+pub fn struct_list_at(b: &RecordBatch, col: &str, row: usize) -> arrow_array::StructArray {
+    let c = b
+        .column_by_name(col)
+        .unwrap_or_else(|| panic!("no column {col}"))
+        .as_list::<i32>();
+    c.value(row).as_struct().clone()
+}

@@ -1,1 +1,6 @@
+//! End-to-end tests: real OTLP clients against real Ophion servers on
+//! loopback ports chosen by the OS. One test binary (see STYLE.md).
 
+mod golden;
+mod python_sdk;
+mod rust_sdk;
