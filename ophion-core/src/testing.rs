@@ -260,6 +260,7 @@ impl Generator {
         n
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn rpc(
         &mut self,
         trace_id: &[u8],

@@ -94,7 +94,7 @@ impl TraceService for Grpc {
     ) -> Result<Response<ExportTraceServiceResponse>, Status> {
         let a = Grpc::export(self, map(request, Decoded::Traces)).await?;
         Ok(Response::new(ExportTraceServiceResponse {
-            partial_success: (a.rejected > 0).then(|| ExportTracePartialSuccess {
+            partial_success: (a.rejected > 0).then_some(ExportTracePartialSuccess {
                 rejected_spans: a.rejected as i64,
                 error_message: a.message,
             }),
@@ -110,7 +110,7 @@ impl LogsService for Grpc {
     ) -> Result<Response<ExportLogsServiceResponse>, Status> {
         let a = Grpc::export(self, map(request, Decoded::Logs)).await?;
         Ok(Response::new(ExportLogsServiceResponse {
-            partial_success: (a.rejected > 0).then(|| ExportLogsPartialSuccess {
+            partial_success: (a.rejected > 0).then_some(ExportLogsPartialSuccess {
                 rejected_log_records: a.rejected as i64,
                 error_message: a.message,
             }),
@@ -126,7 +126,7 @@ impl MetricsService for Grpc {
     ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
         let a = Grpc::export(self, map(request, Decoded::Metrics)).await?;
         Ok(Response::new(ExportMetricsServiceResponse {
-            partial_success: (a.rejected > 0).then(|| ExportMetricsPartialSuccess {
+            partial_success: (a.rejected > 0).then_some(ExportMetricsPartialSuccess {
                 rejected_data_points: a.rejected as i64,
                 error_message: a.message,
             }),

@@ -81,7 +81,7 @@ impl LogCols {
         // A log with a bad trace or span id is kept, but not linked to a trace.
         let linked =
             valid_id(&log.trace_id, 16) && (log.span_id.is_empty() || valid_id(&log.span_id, 8));
-        if !linked && !(log.trace_id.is_empty() && log.span_id.is_empty()) {
+        if !linked && (!log.trace_id.is_empty() || !log.span_id.is_empty()) {
             ctx.stats.unlinked_logs += 1;
         }
         if linked {
