@@ -1,1 +1,1 @@
-
+//! Runnable examples of embedding Ophion; see the `[[example]]` entries.

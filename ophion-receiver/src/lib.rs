@@ -2,7 +2,7 @@
 //!
 //! OTLP receivers for traces, metrics and logs that turn telemetry into
 //! Ophion's Arrow batches and hand them to any
-//! [`TelemetrySink`](ophion_core::TelemetrySink). Embeddable: serve it on
+//! [`ophion_core::TelemetrySink`]. Embeddable: serve it on
 //! its own ports, or mount its HTTP routes in your axum app and its gRPC
 //! services in your tonic server.
 //!

@@ -80,7 +80,9 @@ fn mutate(rng: &mut Rng, input: &[u8], other: &[u8]) -> Vec<u8> {
         }
         4 => {
             // Interesting bytes: varint continuation, quotes, braces, big lengths.
-            const SPECIAL: &[u8] = &[0xff, 0x80, 0x00, b'"', b'{', b'[', b'\\', b'9', b'-', 0x0a, 0x12];
+            const SPECIAL: &[u8] = &[
+                0xff, 0x80, 0x00, b'"', b'{', b'[', b'\\', b'9', b'-', 0x0a, 0x12,
+            ];
             for _ in 0..=rng.below(4) {
                 let i = rng.below(v.len());
                 if let Some(b) = v.get_mut(i) {
@@ -95,7 +97,10 @@ fn mutate(rng: &mut Rng, input: &[u8], other: &[u8]) -> Vec<u8> {
 
 #[test]
 fn decoders_and_converters_never_panic() {
-    let cases: usize = std::env::var("OPHION_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(2_000);
+    let cases: usize = std::env::var("OPHION_FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2_000);
     let seeds = seeds();
     let limits = Limits::default();
     let mut rng = Rng(0x0f1_0b5e_55ed);
@@ -114,5 +119,8 @@ fn decoders_and_converters_never_panic() {
         }
     }
     println!("{cases} cases, {decoded} decoded, {rows} rows converted");
-    assert!(decoded > 0 && decoded < cases, "mutations should both pass and fail decoding");
+    assert!(
+        decoded > 0 && decoded < cases,
+        "mutations should both pass and fail decoding"
+    );
 }

@@ -54,12 +54,25 @@ async fn hostile_requests_do_not_grow_memory() {
     cfg.max_body_bytes = LIMIT;
     let r = start_with(sink.clone(), cfg, None).await;
     let bomb = bytes::Bytes::from(bomb(1 << 30));
-    assert!(bomb.len() < 2 << 20, "1 GiB of zeros compresses to {} bytes", bomb.len());
+    assert!(
+        bomb.len() < 2 << 20,
+        "1 GiB of zeros compresses to {} bytes",
+        bomb.len()
+    );
     let client = reqwest::Client::new();
-    let h2 = reqwest::Client::builder().http2_prior_knowledge().build().expect("h2 client");
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .expect("h2 client");
     // Warm up both paths so lazily allocated pools are not counted.
     let warm = Generator::new(1, now_ns()).traces(10).encode_to_vec();
-    let resp = client.post(r.url("/v1/traces")).header("content-type", "application/x-protobuf").body(warm).send().await.expect("warm");
+    let resp = client
+        .post(r.url("/v1/traces"))
+        .header("content-type", "application/x-protobuf")
+        .body(warm)
+        .send()
+        .await
+        .expect("warm");
     assert_eq!(resp.status(), 200);
 
     // 1. HTTP gzip bomb: 1 MiB expanding to 1 GiB.
@@ -74,8 +87,15 @@ async fn hostile_requests_do_not_grow_memory() {
         .expect("send");
     assert_eq!(resp.status(), 413);
     let growth = peak_growth(before);
-    println!("http gzip bomb: peak RSS growth {} KiB (limit {} KiB)", growth / 1024, LIMIT / 1024);
-    assert!(growth < 2 * LIMIT as u64, "HTTP gzip bomb grew RSS by {growth} bytes");
+    println!(
+        "http gzip bomb: peak RSS growth {} KiB (limit {} KiB)",
+        growth / 1024,
+        LIMIT / 1024
+    );
+    assert!(
+        growth < 2 * LIMIT as u64,
+        "HTTP gzip bomb grew RSS by {growth} bytes"
+    );
 
     // 2. gRPC compressed message inflating far past the limit.
     let mut frame = vec![1u8];
@@ -83,7 +103,10 @@ async fn hostile_requests_do_not_grow_memory() {
     frame.extend_from_slice(&bomb);
     let before = reset_peak();
     let resp = h2
-        .post(format!("{}/opentelemetry.proto.collector.trace.v1.TraceService/Export", r.grpc_url()))
+        .post(format!(
+            "{}/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+            r.grpc_url()
+        ))
         .header("content-type", "application/grpc")
         .header("grpc-encoding", "gzip")
         .header("te", "trailers")
@@ -91,25 +114,40 @@ async fn hostile_requests_do_not_grow_memory() {
         .send()
         .await
         .expect("send");
-    let status = resp.headers().get("grpc-status").map(|v| v.to_str().unwrap_or("").to_owned());
+    let status = resp
+        .headers()
+        .get("grpc-status")
+        .map(|v| v.to_str().unwrap_or("").to_owned());
     let _ = resp.bytes().await;
     let growth = peak_growth(before);
-    println!("grpc gzip bomb: status {status:?}, peak RSS growth {} KiB", growth / 1024);
+    println!(
+        "grpc gzip bomb: status {status:?}, peak RSS growth {} KiB",
+        growth / 1024
+    );
     assert_eq!(status.as_deref(), Some("8"), "RESOURCE_EXHAUSTED");
     // The goal is 2x, and the HTTP path (our own capped inflater) meets it.
     // On gRPC, tonic inflates into a buffer that grows by doubling before
     // its limit check stops it; measured 1.96x at a 4 MiB limit and 2.2x at
     // 8 MiB. Until the receiver inflates gRPC frames itself, this bounds the
     // damage at 2.5x (still far from the 1 GiB the bomb expands to).
-    assert!(growth < 5 * LIMIT as u64 / 2, "gRPC bomb grew RSS by {growth} bytes");
+    assert!(
+        growth < 5 * LIMIT as u64 / 2,
+        "gRPC bomb grew RSS by {growth} bytes"
+    );
 
     // 3. A flood of new attribute keys: the receiver keeps no per-key state.
     let before = reset_peak();
     let mut sent = 0u64;
     for round in 0..100 {
         let mut req = Generator::new(round, now_ns()).traces(50);
-        for s in req.resource_spans.iter_mut().flat_map(|r| &mut r.scope_spans).flat_map(|s| &mut s.spans) {
-            s.attributes.extend((0..20).map(|i| kv_str(&format!("k.{round}.{i}.{}", s.name.len()), "v")));
+        for s in req
+            .resource_spans
+            .iter_mut()
+            .flat_map(|r| &mut r.scope_spans)
+            .flat_map(|s| &mut s.spans)
+        {
+            s.attributes
+                .extend((0..20).map(|i| kv_str(&format!("k.{round}.{i}.{}", s.name.len()), "v")));
             sent += 1;
         }
         let resp = client
@@ -122,13 +160,26 @@ async fn hostile_requests_do_not_grow_memory() {
         assert_eq!(resp.status(), 200);
     }
     let growth = peak_growth(before);
-    println!("attribute-key flood: {sent} spans, peak RSS growth {} KiB", growth / 1024);
-    assert!(growth < 2 * LIMIT as u64, "key flood grew RSS by {growth} bytes");
-    assert_eq!(sink.0.load(std::sync::atomic::Ordering::SeqCst), sent + warm_spans());
+    println!(
+        "attribute-key flood: {sent} spans, peak RSS growth {} KiB",
+        growth / 1024
+    );
+    assert!(
+        growth < 2 * LIMIT as u64,
+        "key flood grew RSS by {growth} bytes"
+    );
+    assert_eq!(
+        sink.0.load(std::sync::atomic::Ordering::SeqCst),
+        sent + warm_spans()
+    );
     r.stop().await;
 }
 
 fn warm_spans() -> u64 {
     let req = Generator::new(1, now_ns()).traces(10);
-    req.resource_spans.iter().flat_map(|r| &r.scope_spans).map(|s| s.spans.len() as u64).sum()
+    req.resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .map(|s| s.spans.len() as u64)
+        .sum()
 }
