@@ -372,42 +372,96 @@ fn link(v: &Value) -> R<span::Link> {
     Ok(l)
 }
 
+/// A scope's fields and the items under it.
+struct Scoped<I> {
+    scope: Option<InstrumentationScope>,
+    schema_url: String,
+    items: Vec<I>,
+}
+
+/// A resource's fields and the scopes under it.
+struct Resourced<I> {
+    resource: Option<Resource>,
+    schema_url: String,
+    scopes: Vec<Scoped<I>>,
+}
+
+/// Walks the nesting every export request shares: resources, each with
+/// scopes, each with items. `keys` name the three lists (camelCase first,
+/// then snake_case), e.g. `resourceSpans`, `scopeSpans`, `spans`.
+fn envelope<I>(
+    bytes: &[u8],
+    keys: [[&str; 2]; 3],
+    item: impl Fn(&Value) -> R<I>,
+) -> R<Vec<Resourced<I>>> {
+    let [resources_key, scopes_key, items_key] = keys;
+    let doc = parse(bytes)?;
+    let mut out = Vec::new();
+    for (k, x) in fields(&doc)? {
+        if !resources_key.contains(&k) {
+            continue;
+        }
+        out = list(x, k, |v| {
+            let mut r = Resourced {
+                resource: None,
+                schema_url: String::new(),
+                scopes: Vec::new(),
+            };
+            for (k, x) in fields(v)? {
+                match k {
+                    "resource" if !x.is_null() => r.resource = Some(resource(x).at(k)?),
+                    "schemaUrl" | "schema_url" => r.schema_url = string(x).at(k)?,
+                    _ if scopes_key.contains(&k) => {
+                        r.scopes = list(x, k, |v| {
+                            let mut s = Scoped {
+                                scope: None,
+                                schema_url: String::new(),
+                                items: Vec::new(),
+                            };
+                            for (k, x) in fields(v)? {
+                                match k {
+                                    "scope" if !x.is_null() => s.scope = Some(scope(x).at(k)?),
+                                    "schemaUrl" | "schema_url" => s.schema_url = string(x).at(k)?,
+                                    _ if items_key.contains(&k) => s.items = list(x, k, &item)?,
+                                    _ => {}
+                                }
+                            }
+                            Ok(s)
+                        })?
+                    }
+                    _ => {}
+                }
+            }
+            Ok(r)
+        })?;
+    }
+    Ok(out)
+}
+
 /// Decodes an OTLP/JSON `ExportTraceServiceRequest`.
 pub fn decode_traces(bytes: &[u8]) -> Result<ExportTraceServiceRequest, JsonError> {
-    let doc = parse(bytes)?;
-    let mut req = ExportTraceServiceRequest::default();
-    for (k, x) in fields(&doc)? {
-        if matches!(k, "resourceSpans" | "resource_spans") {
-            req.resource_spans = list(x, k, |v| {
-                let mut rs = ResourceSpans::default();
-                for (k, x) in fields(v)? {
-                    match k {
-                        "resource" if !x.is_null() => rs.resource = Some(resource(x).at(k)?),
-                        "schemaUrl" | "schema_url" => rs.schema_url = string(x).at(k)?,
-                        "scopeSpans" | "scope_spans" => {
-                            rs.scope_spans = list(x, k, |v| {
-                                let mut ss = ScopeSpans::default();
-                                for (k, x) in fields(v)? {
-                                    match k {
-                                        "scope" if !x.is_null() => ss.scope = Some(scope(x).at(k)?),
-                                        "schemaUrl" | "schema_url" => {
-                                            ss.schema_url = string(x).at(k)?
-                                        }
-                                        "spans" => ss.spans = list(x, k, span)?,
-                                        _ => {}
-                                    }
-                                }
-                                Ok(ss)
-                            })?
-                        }
-                        _ => {}
-                    }
-                }
-                Ok(rs)
-            })?;
-        }
-    }
-    Ok(req)
+    let keys = [
+        ["resourceSpans", "resource_spans"],
+        ["scopeSpans", "scope_spans"],
+        ["spans", "spans"],
+    ];
+    let resource_spans = envelope(bytes, keys, span)?
+        .into_iter()
+        .map(|r| ResourceSpans {
+            resource: r.resource,
+            schema_url: r.schema_url,
+            scope_spans: r
+                .scopes
+                .into_iter()
+                .map(|s| ScopeSpans {
+                    scope: s.scope,
+                    schema_url: s.schema_url,
+                    spans: s.items,
+                })
+                .collect(),
+        })
+        .collect();
+    Ok(ExportTraceServiceRequest { resource_spans })
 }
 
 fn log_record(v: &Value) -> R<LogRecord> {
@@ -439,42 +493,28 @@ fn log_record(v: &Value) -> R<LogRecord> {
 
 /// Decodes an OTLP/JSON `ExportLogsServiceRequest`.
 pub fn decode_logs(bytes: &[u8]) -> Result<ExportLogsServiceRequest, JsonError> {
-    let doc = parse(bytes)?;
-    let mut req = ExportLogsServiceRequest::default();
-    for (k, x) in fields(&doc)? {
-        if matches!(k, "resourceLogs" | "resource_logs") {
-            req.resource_logs = list(x, k, |v| {
-                let mut rl = ResourceLogs::default();
-                for (k, x) in fields(v)? {
-                    match k {
-                        "resource" if !x.is_null() => rl.resource = Some(resource(x).at(k)?),
-                        "schemaUrl" | "schema_url" => rl.schema_url = string(x).at(k)?,
-                        "scopeLogs" | "scope_logs" => {
-                            rl.scope_logs = list(x, k, |v| {
-                                let mut sl = ScopeLogs::default();
-                                for (k, x) in fields(v)? {
-                                    match k {
-                                        "scope" if !x.is_null() => sl.scope = Some(scope(x).at(k)?),
-                                        "schemaUrl" | "schema_url" => {
-                                            sl.schema_url = string(x).at(k)?
-                                        }
-                                        "logRecords" | "log_records" => {
-                                            sl.log_records = list(x, k, log_record)?
-                                        }
-                                        _ => {}
-                                    }
-                                }
-                                Ok(sl)
-                            })?
-                        }
-                        _ => {}
-                    }
-                }
-                Ok(rl)
-            })?;
-        }
-    }
-    Ok(req)
+    let keys = [
+        ["resourceLogs", "resource_logs"],
+        ["scopeLogs", "scope_logs"],
+        ["logRecords", "log_records"],
+    ];
+    let resource_logs = envelope(bytes, keys, log_record)?
+        .into_iter()
+        .map(|r| ResourceLogs {
+            resource: r.resource,
+            schema_url: r.schema_url,
+            scope_logs: r
+                .scopes
+                .into_iter()
+                .map(|s| ScopeLogs {
+                    scope: s.scope,
+                    schema_url: s.schema_url,
+                    log_records: s.items,
+                })
+                .collect(),
+        })
+        .collect();
+    Ok(ExportLogsServiceRequest { resource_logs })
 }
 
 fn exemplar(v: &Value) -> R<Exemplar> {
@@ -724,40 +764,28 @@ fn metric(v: &Value) -> R<Metric> {
 
 /// Decodes an OTLP/JSON `ExportMetricsServiceRequest`.
 pub fn decode_metrics(bytes: &[u8]) -> Result<ExportMetricsServiceRequest, JsonError> {
-    let doc = parse(bytes)?;
-    let mut req = ExportMetricsServiceRequest::default();
-    for (k, x) in fields(&doc)? {
-        if matches!(k, "resourceMetrics" | "resource_metrics") {
-            req.resource_metrics = list(x, k, |v| {
-                let mut rm = ResourceMetrics::default();
-                for (k, x) in fields(v)? {
-                    match k {
-                        "resource" if !x.is_null() => rm.resource = Some(resource(x).at(k)?),
-                        "schemaUrl" | "schema_url" => rm.schema_url = string(x).at(k)?,
-                        "scopeMetrics" | "scope_metrics" => {
-                            rm.scope_metrics = list(x, k, |v| {
-                                let mut sm = ScopeMetrics::default();
-                                for (k, x) in fields(v)? {
-                                    match k {
-                                        "scope" if !x.is_null() => sm.scope = Some(scope(x).at(k)?),
-                                        "schemaUrl" | "schema_url" => {
-                                            sm.schema_url = string(x).at(k)?
-                                        }
-                                        "metrics" => sm.metrics = list(x, k, metric)?,
-                                        _ => {}
-                                    }
-                                }
-                                Ok(sm)
-                            })?
-                        }
-                        _ => {}
-                    }
-                }
-                Ok(rm)
-            })?;
-        }
-    }
-    Ok(req)
+    let keys = [
+        ["resourceMetrics", "resource_metrics"],
+        ["scopeMetrics", "scope_metrics"],
+        ["metrics", "metrics"],
+    ];
+    let resource_metrics = envelope(bytes, keys, metric)?
+        .into_iter()
+        .map(|r| ResourceMetrics {
+            resource: r.resource,
+            schema_url: r.schema_url,
+            scope_metrics: r
+                .scopes
+                .into_iter()
+                .map(|s| ScopeMetrics {
+                    scope: s.scope,
+                    schema_url: s.schema_url,
+                    metrics: s.items,
+                })
+                .collect(),
+        })
+        .collect();
+    Ok(ExportMetricsServiceRequest { resource_metrics })
 }
 
 #[cfg(test)]
