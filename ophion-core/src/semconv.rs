@@ -7,6 +7,8 @@
 //! dashboards work for old and new SDKs alike; the first key found wins and a
 //! second one stays in the map.
 
+use std::{collections::HashMap, sync::LazyLock};
+
 /// Where a promoted attribute is looked up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Level {
@@ -124,8 +126,47 @@ pub fn promoted(level: Level) -> impl Iterator<Item = &'static Promoted> {
     PROMOTED.iter().filter(move |p| p.level == level)
 }
 
-/// The index (within [`promoted`]`(level)`) of the column an attribute key
-/// fills, if any.
-pub fn promoted_index(level: Level, key: &str) -> Option<usize> {
-    promoted(level).position(|p| p.keys.contains(&key))
+/// Attribute key -> (level, index within the level's columns, type).
+static INDEX: LazyLock<HashMap<&'static str, (Level, usize, PromotedType)>> = LazyLock::new(|| {
+    let mut m = HashMap::new();
+    for level in [Level::Resource, Level::Span] {
+        for (i, p) in promoted(level).enumerate() {
+            for k in p.keys {
+                m.insert(*k, (level, i, p.ty));
+            }
+        }
+    }
+    m
+});
+
+/// The index (within [`promoted`]`(level)`) and the type of the column an
+/// attribute key fills, if any. One hash lookup: this runs for every
+/// attribute received.
+pub fn promoted_index(level: Level, key: &str) -> Option<(usize, PromotedType)> {
+    match INDEX.get(key) {
+        Some((l, i, ty)) if *l == level => Some((*i, *ty)),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn legacy_and_current_keys_share_a_column() {
+        let new = promoted_index(Level::Span, "http.request.method");
+        assert!(new.is_some());
+        assert_eq!(promoted_index(Level::Span, "http.method"), new);
+        assert_eq!(
+            promoted_index(Level::Resource, "http.method"),
+            None,
+            "span keys are not resource keys"
+        );
+        assert_eq!(
+            promoted_index(Level::Span, "http.response.status_code").map(|p| p.1),
+            Some(PromotedType::Int)
+        );
+        assert_eq!(promoted_index(Level::Resource, "app.custom"), None);
+    }
 }

@@ -1,10 +1,10 @@
 //! Attribute maps, value rendering and promoted columns.
 
-use std::{collections::HashMap, fmt::Write as _, sync::LazyLock};
+use std::fmt::Write as _;
 
 use arrow_array::{
     ArrayRef,
-    builder::{ArrayBuilder, Int64Builder, MapBuilder, StringBuilder},
+    builder::{Int64Builder, MapBuilder, StringBuilder},
 };
 use base64::Engine as _;
 use opentelemetry_proto::tonic::common::v1::{
@@ -180,28 +180,6 @@ fn json_string(s: &str, out: &mut String) {
     out.push('"');
 }
 
-/// Attribute key -> (level, index within the level's promoted columns).
-static PROMOTED_INDEX: LazyLock<HashMap<&'static str, (Level, usize)>> = LazyLock::new(|| {
-    let mut m = HashMap::new();
-    for level in [Level::Resource, Level::Span] {
-        for (i, p) in semconv::promoted(level).enumerate() {
-            for k in p.keys {
-                m.insert(*k, (level, i));
-            }
-        }
-    }
-    m
-});
-
-fn promoted_slot(level: Level, key: &str) -> Option<usize> {
-    // Every promoted key contains a dot after a short lowercase prefix; most
-    // custom keys are rejected by the hash lookup, which is cheap enough.
-    match PROMOTED_INDEX.get(key) {
-        Some((l, i)) if *l == level => Some(*i),
-        _ => None,
-    }
-}
-
 fn matches_type(ty: PromotedType, v: Option<&AnyValue>) -> bool {
     matches!(
         (ty, v.and_then(|v| v.value.as_ref())),
@@ -223,13 +201,12 @@ pub(crate) fn write_attrs<'a>(
     let mut dropped = 0u32;
     for kv in attrs {
         if let Some((level, slots)) = promote.as_mut()
-            && let Some(i) = promoted_slot(*level, &kv.key)
+            && let Some((i, ty)) = semconv::promoted_index(*level, &kv.key)
+            && slots[i].is_none()
+            && matches_type(ty, kv.value.as_ref())
         {
-            let ty = semconv::promoted(*level).nth(i).map(|p| p.ty);
-            if slots[i].is_none() && ty.is_some_and(|ty| matches_type(ty, kv.value.as_ref())) {
-                slots[i] = kv.value.as_ref();
-                continue;
-            }
+            slots[i] = kv.value.as_ref();
+            continue;
         }
         if kept >= ctx.limits.max_attributes_per_item {
             dropped += 1;
@@ -392,11 +369,6 @@ impl ResourceScopeCols {
         out.push(Arc::new(self.scope_name.finish()));
         out.push(Arc::new(self.scope_version.finish()));
         out.push(Arc::new(self.scope_attrs.finish()));
-    }
-
-    #[allow(dead_code)]
-    pub(crate) fn len(&self) -> usize {
-        self.scope_name.len()
     }
 }
 
