@@ -335,13 +335,12 @@ impl Shared {
         c: Converted,
     ) -> Result<Accepted, Failure> {
         let rejected = c.rejected.total();
-        let window = TimeWindow::around(self.clock.now_nanos(), &self.config.limits);
         let noun = match signal {
             Signal::Traces => "spans",
             Signal::Logs => "log records",
             Signal::Metrics => "data points",
         };
-        let message = c.rejected.message(noun, &window);
+        let message = c.rejected.message(noun, &c.window);
         let accepted = c.accepted() as u64;
         if let Some(batch) = c.batch {
             let batch = TelemetryBatch::new(signal, batch)

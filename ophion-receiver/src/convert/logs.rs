@@ -16,7 +16,7 @@ use super::{
     attrs::{
         AttrMapBuilder, Prepared, ResourceScopeCols, TooDeep, attr_map_builder, render, write_attrs,
     },
-    traces::{internal_error, non_empty, timestamps},
+    traces::{non_empty, timestamps},
     valid_id,
 };
 use crate::config::Limits;
@@ -174,9 +174,5 @@ pub fn logs(
             }
         }
     }
-    let batch = if rows == 0 { None } else { Some(cols.finish()) };
-    match batch.transpose() {
-        Ok(batch) => ctx.finish(batch),
-        Err(e) => internal_error(ctx, rows, &e),
-    }
+    ctx.finish(rows, || cols.finish())
 }

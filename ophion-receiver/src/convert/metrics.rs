@@ -26,7 +26,7 @@ use super::{
     attrs::{
         AttrMapBuilder, Prepared, ResourceScopeCols, attr_map_builder, truncate_utf8, write_attrs,
     },
-    traces::{internal_error, list, list_with_nulls, non_empty, push_offset, timestamps},
+    traces::{list, list_with_nulls, non_empty, push_offset, timestamps},
     valid_id,
 };
 use crate::config::Limits;
@@ -399,11 +399,7 @@ pub fn metrics(
             }
         }
     }
-    let batch = if rows == 0 { None } else { Some(cols.finish()) };
-    match batch.transpose() {
-        Ok(batch) => ctx.finish(batch),
-        Err(e) => internal_error(ctx, rows, &e),
-    }
+    ctx.finish(rows, || cols.finish())
 }
 
 /// Appends the valid points of one metric; returns how many.

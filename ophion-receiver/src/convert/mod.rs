@@ -21,7 +21,7 @@ pub use traces::{kind_name, status_name, traces};
 use crate::config::Limits;
 
 /// What a conversion produced.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Converted {
     /// The rows of the valid items; `None` when there were none.
     pub batch: Option<RecordBatch>,
@@ -29,6 +29,8 @@ pub struct Converted {
     pub rejected: Rejections,
     /// What the limits cut from accepted items.
     pub stats: ConvertStats,
+    /// The time window the items were checked against.
+    pub window: TimeWindow,
 }
 
 impl Converted {
@@ -220,11 +222,31 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    pub(crate) fn finish(self, batch: Option<RecordBatch>) -> Converted {
+    /// Builds the batch of the `rows` accepted items and wraps up. A batch
+    /// that does not match its schema is a bug: its rows are rejected as
+    /// internal errors and logged, rather than panicking.
+    pub(crate) fn finish(
+        mut self,
+        rows: usize,
+        build: impl FnOnce() -> Result<RecordBatch, arrow_schema::ArrowError>,
+    ) -> Converted {
+        let batch = if rows == 0 {
+            None
+        } else {
+            match build() {
+                Ok(batch) => Some(batch),
+                Err(e) => {
+                    tracing::error!(error = %e, "conversion produced a batch that does not match its schema");
+                    self.rejected.add_n(Reason::Internal, rows as u64);
+                    None
+                }
+            }
+        };
         Converted {
             batch,
             rejected: self.rejected,
             stats: self.stats,
+            window: self.window,
         }
     }
 }

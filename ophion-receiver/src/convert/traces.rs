@@ -360,21 +360,5 @@ pub fn traces(req: &ExportTraceServiceRequest, limits: &Limits, window: TimeWind
             }
         }
     }
-    let batch = if rows == 0 { None } else { Some(cols.finish()) };
-    match batch.transpose() {
-        Ok(batch) => ctx.finish(batch),
-        Err(e) => internal_error(ctx, rows, &e),
-    }
-}
-
-/// A batch that does not match its schema is a bug; reject the rows rather
-/// than panic, and say so loudly.
-pub(crate) fn internal_error(
-    mut ctx: Ctx<'_>,
-    rows: usize,
-    e: &arrow_schema::ArrowError,
-) -> Converted {
-    tracing::error!(error = %e, "conversion produced a batch that does not match its schema");
-    ctx.rejected.add_n(Reason::Internal, rows as u64);
-    ctx.finish(None)
+    ctx.finish(rows, || cols.finish())
 }
