@@ -626,10 +626,8 @@ impl Generator {
 /// Nanoseconds since the Unix epoch now, for generators that must produce
 /// data inside a receiver's accepted time window.
 pub fn now_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
+    use crate::Clock as _;
+    u64::try_from(crate::SystemClock.now_nanos()).unwrap_or(0)
 }
 
 #[cfg(test)]
