@@ -7,7 +7,7 @@
 //! services in your tonic server.
 //!
 //! ```text
-//!  gRPC :4317 ─► interceptor (auth, slot) ─► tonic decode (gzip, size) ─┐
+//!  gRPC :4317 ─► front door (auth, slot, capped gunzip) ─► tonic decode ─┐
 //!  HTTP :4318 ─► auth, slot, body limit ─► gunzip (capped) ─► decode ───┤
 //!                                       (protobuf or JSON, see [json])  │
 //!                                 convert (pure, see [convert]) ◄───────┘

@@ -197,19 +197,30 @@ fn convert_any(
     }
 }
 
-/// Inflates a gzip body, refusing to produce more than `limit` bytes. The
-/// limit is enforced while inflating, so a gzip bomb costs at most `limit`
-/// bytes of memory.
+/// Inflates a gzip body, refusing to produce more than `limit` bytes.
 pub(crate) fn gunzip(body: &[u8], limit: usize) -> Result<Vec<u8>, Failure> {
-    let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(limit));
-    let mut reader = flate2::read::MultiGzDecoder::new(body).take(limit as u64 + 1);
-    reader
-        .read_to_end(&mut out)
-        .map_err(|e| Failure::BadData(format!("cannot decompress gzip body: {e}")))?;
-    if out.len() > limit {
+    let mut out = Vec::new();
+    gunzip_into(body, limit, &mut out)?;
+    Ok(out)
+}
+
+/// Appends the inflated `body` to `out`, refusing to produce more than
+/// `limit` bytes. Two passes: the first only counts the inflated bytes, so a
+/// gzip bomb costs CPU but no memory; the second inflates into an allocation
+/// of exactly the right size, so no buffer is ever grown by doubling.
+pub(crate) fn gunzip_into(body: &[u8], limit: usize, out: &mut Vec<u8>) -> Result<(), Failure> {
+    let bad = |e: std::io::Error| Failure::BadData(format!("cannot decompress gzip body: {e}"));
+    let mut counter = flate2::read::MultiGzDecoder::new(body).take(limit as u64 + 1);
+    let size = std::io::copy(&mut counter, &mut std::io::sink()).map_err(bad)?;
+    if size > limit as u64 {
         return Err(too_large(limit));
     }
-    Ok(out)
+    out.reserve_exact(size as usize);
+    flate2::read::MultiGzDecoder::new(body)
+        .take(size)
+        .read_to_end(out)
+        .map_err(bad)?;
+    Ok(())
 }
 
 pub(crate) fn too_large(limit: usize) -> Failure {
