@@ -19,8 +19,16 @@ use super::Ctx;
 /// `Map<Utf8, Utf8>` builder with the field names of [`ophion_core::schema::attributes_type`].
 pub(crate) type AttrMapBuilder = MapBuilder<StringBuilder, StringBuilder>;
 
-pub(crate) fn attr_map_builder(capacity: usize) -> AttrMapBuilder {
-    MapBuilder::with_capacity(None, StringBuilder::new(), StringBuilder::new(), capacity)
+/// A map builder for `rows` rows of about `per_row` entries each, sized up
+/// front so the hot path does not regrow and copy its buffers.
+pub(crate) fn attr_map_builder(rows: usize, per_row: usize) -> AttrMapBuilder {
+    let entries = rows * per_row;
+    MapBuilder::with_capacity(
+        None,
+        StringBuilder::with_capacity(entries, entries * 16),
+        StringBuilder::with_capacity(entries, entries * 24),
+        rows,
+    )
 }
 
 /// A destination for rendered attributes.
@@ -344,10 +352,10 @@ impl ResourceScopeCols {
             promoted: semconv::promoted(Level::Resource)
                 .map(|_| StringBuilder::with_capacity(capacity, capacity * 8))
                 .collect(),
-            resource_attrs: attr_map_builder(capacity),
+            resource_attrs: attr_map_builder(capacity, 4),
             scope_name: StringBuilder::with_capacity(capacity, capacity * 8),
             scope_version: StringBuilder::with_capacity(capacity, capacity * 4),
-            scope_attrs: attr_map_builder(capacity),
+            scope_attrs: attr_map_builder(capacity, 0),
         }
     }
 

@@ -49,7 +49,7 @@ impl LogCols {
             span_id: FixedSizeBinaryBuilder::with_capacity(n, 8),
             flags: UInt32Builder::with_capacity(n),
             rs: ResourceScopeCols::new(n),
-            attrs: attr_map_builder(n),
+            attrs: attr_map_builder(n, 5),
             dropped_attrs: UInt32Builder::with_capacity(n),
         }
     }
