@@ -2,6 +2,8 @@
 //! decoding of the same bytes (the floor).
 //!
 //! Run: `cargo bench -p ophion-benches --bench receiver`
+//! The bench uses mimalloc, the allocator Ophion's binaries ship with; add
+//! `--features system-alloc` to measure with the system allocator instead.
 //! Results and machine: docs/benchmarks.md.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -12,6 +14,10 @@ use opentelemetry_proto::tonic::collector::{
 use ophion_core::{Signal, testing::Generator};
 use ophion_receiver::{Limits, convert::TimeWindow, convert_decoded, decode};
 use prost::Message as _;
+
+#[cfg(not(feature = "system-alloc"))]
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const T0: u64 = 1_700_000_000_000_000_000;
 

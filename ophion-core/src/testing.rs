@@ -140,6 +140,34 @@ impl Generator {
         while made < n_spans {
             made += self.trace(&mut per_service);
         }
+        // Source-code attributes, as auto-instrumentation adds them; they
+        // bring spans to the ~500 bytes of protobuf typical of real SDKs.
+        for (svc, spans) in per_service.iter_mut().enumerate() {
+            let service = SERVICES[svc].name;
+            for span in spans.iter_mut() {
+                let handler = span
+                    .name
+                    .split([' ', '/'])
+                    .next_back()
+                    .unwrap_or("handle")
+                    .to_lowercase();
+                span.attributes.extend([
+                    kv_str(
+                        "code.function.name",
+                        format!("shop::{}::handlers::{handler}", service.replace('-', "_")),
+                    ),
+                    kv_str(
+                        "code.file.path",
+                        format!("/app/services/{service}/src/handlers/{handler}.rs"),
+                    ),
+                    kv_int("code.line.number", self.rng.random_range(10..900)),
+                    kv_str(
+                        "thread.name",
+                        format!("{service}-worker-{}", self.rng.random_range(0..16)),
+                    ),
+                ]);
+            }
+        }
         let resource_spans = per_service
             .into_iter()
             .enumerate()
