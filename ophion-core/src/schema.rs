@@ -62,12 +62,20 @@ pub mod col {
     pub const DROPPED_ATTRIBUTES_COUNT: &str = "dropped_attributes_count";
     /// Resource attributes that are not promoted to columns.
     pub const RESOURCE_ATTRIBUTES: &str = "resource_attributes";
+    /// Resource attributes the sender dropped plus those Ophion dropped.
+    pub const RESOURCE_DROPPED_ATTRIBUTES_COUNT: &str = "resource_dropped_attributes_count";
+    /// Schema URL of the resource.
+    pub const RESOURCE_SCHEMA_URL: &str = "resource_schema_url";
     /// Instrumentation scope name.
     pub const SCOPE_NAME: &str = "scope_name";
     /// Instrumentation scope version.
     pub const SCOPE_VERSION: &str = "scope_version";
     /// Instrumentation scope attributes.
     pub const SCOPE_ATTRIBUTES: &str = "scope_attributes";
+    /// Scope attributes the sender dropped plus those Ophion dropped.
+    pub const SCOPE_DROPPED_ATTRIBUTES_COUNT: &str = "scope_dropped_attributes_count";
+    /// Schema URL of the scope's telemetry.
+    pub const SCOPE_SCHEMA_URL: &str = "scope_schema_url";
     /// `service.name` of the resource (`unknown_service` when absent).
     pub const SERVICE_NAME: &str = "service_name";
 
@@ -268,14 +276,20 @@ fn promoted_fields(level: Level) -> impl Iterator<Item = Field> {
 
 fn resource_and_scope_fields() -> Vec<Field> {
     let mut f: Vec<Field> = promoted_fields(Level::Resource).collect();
-    f.push(Field::new(
-        col::RESOURCE_ATTRIBUTES,
-        attributes_type(),
-        false,
-    ));
-    f.push(Field::new(col::SCOPE_NAME, DataType::Utf8, true));
-    f.push(Field::new(col::SCOPE_VERSION, DataType::Utf8, true));
-    f.push(Field::new(col::SCOPE_ATTRIBUTES, attributes_type(), false));
+    f.extend([
+        Field::new(col::RESOURCE_ATTRIBUTES, attributes_type(), false),
+        Field::new(
+            col::RESOURCE_DROPPED_ATTRIBUTES_COUNT,
+            DataType::UInt32,
+            false,
+        ),
+        Field::new(col::RESOURCE_SCHEMA_URL, DataType::Utf8, true),
+        Field::new(col::SCOPE_NAME, DataType::Utf8, true),
+        Field::new(col::SCOPE_VERSION, DataType::Utf8, true),
+        Field::new(col::SCOPE_ATTRIBUTES, attributes_type(), false),
+        Field::new(col::SCOPE_DROPPED_ATTRIBUTES_COUNT, DataType::UInt32, false),
+        Field::new(col::SCOPE_SCHEMA_URL, DataType::Utf8, true),
+    ]);
     f
 }
 

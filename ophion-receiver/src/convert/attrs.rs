@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use arrow_array::{
     ArrayRef,
-    builder::{Int64Builder, MapBuilder, StringBuilder},
+    builder::{Int64Builder, MapBuilder, StringBuilder, UInt32Builder},
 };
 use base64::Engine as _;
 use opentelemetry_proto::tonic::common::v1::{
@@ -62,6 +62,11 @@ pub(crate) fn truncate_utf8(s: &str, max: usize) -> &str {
         end -= 1;
     }
     &s[..end]
+}
+
+/// `s` cut to `max` bytes, or `None` when empty (OTLP's "not set").
+pub(crate) fn non_empty(s: &str, max: usize) -> Option<&str> {
+    (!s.is_empty()).then(|| truncate_utf8(s, max))
 }
 
 /// Renders a value as text: strings as they are, scalars in their usual
@@ -280,23 +285,33 @@ impl PromotedBuilder {
 pub(crate) struct Prepared {
     promoted: Vec<Option<String>>,
     resource_attrs: Vec<(String, Option<String>)>,
+    resource_dropped: u32,
+    resource_schema_url: Option<String>,
     scope_name: Option<String>,
     scope_version: Option<String>,
     scope_attrs: Vec<(String, Option<String>)>,
+    scope_dropped: u32,
+    scope_schema_url: Option<String>,
 }
 
 impl Prepared {
-    pub(crate) fn resource(ctx: &mut Ctx<'_>, resource: Option<&Resource>) -> Self {
+    pub(crate) fn resource(
+        ctx: &mut Ctx<'_>,
+        resource: Option<&Resource>,
+        schema_url: &str,
+    ) -> Self {
         let n = semconv::promoted(Level::Resource).count();
         let mut slots: Vec<Option<&AnyValue>> = vec![None; n];
         let mut resource_attrs = Vec::new();
+        let mut resource_dropped = 0;
         if let Some(r) = resource {
-            write_attrs(
+            let cut = write_attrs(
                 ctx,
                 &mut resource_attrs,
                 &r.attributes,
                 Some((Level::Resource, &mut slots)),
             );
+            resource_dropped = r.dropped_attributes_count.saturating_add(cut);
         }
         let max = ctx.limits.max_attribute_value_bytes;
         let promoted = semconv::promoted(Level::Resource)
@@ -312,18 +327,28 @@ impl Prepared {
         Self {
             promoted,
             resource_attrs,
+            resource_dropped,
+            resource_schema_url: non_empty(schema_url, max).map(str::to_owned),
             ..Default::default()
         }
     }
 
-    pub(crate) fn set_scope(&mut self, ctx: &mut Ctx<'_>, scope: Option<&InstrumentationScope>) {
+    pub(crate) fn set_scope(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        scope: Option<&InstrumentationScope>,
+        schema_url: &str,
+    ) {
         let max = ctx.limits.max_attribute_value_bytes;
-        let non_empty = |s: &str| (!s.is_empty()).then(|| truncate_utf8(s, max).to_owned());
-        self.scope_name = scope.and_then(|s| non_empty(&s.name));
-        self.scope_version = scope.and_then(|s| non_empty(&s.version));
+        let owned = |s: &str| non_empty(s, max).map(str::to_owned);
+        self.scope_name = scope.and_then(|s| owned(&s.name));
+        self.scope_version = scope.and_then(|s| owned(&s.version));
+        self.scope_schema_url = owned(schema_url);
         self.scope_attrs.clear();
+        self.scope_dropped = 0;
         if let Some(s) = scope {
-            write_attrs(ctx, &mut self.scope_attrs, &s.attributes, None);
+            let cut = write_attrs(ctx, &mut self.scope_attrs, &s.attributes, None);
+            self.scope_dropped = s.dropped_attributes_count.saturating_add(cut);
         }
     }
 }
@@ -332,9 +357,13 @@ impl Prepared {
 pub(crate) struct ResourceScopeCols {
     promoted: Vec<StringBuilder>,
     resource_attrs: AttrMapBuilder,
+    resource_dropped: UInt32Builder,
+    resource_schema_url: StringBuilder,
     scope_name: StringBuilder,
     scope_version: StringBuilder,
     scope_attrs: AttrMapBuilder,
+    scope_dropped: UInt32Builder,
+    scope_schema_url: StringBuilder,
 }
 
 fn append_pairs(b: &mut AttrMapBuilder, pairs: &[(String, Option<String>)]) {
@@ -353,9 +382,13 @@ impl ResourceScopeCols {
                 .map(|_| StringBuilder::with_capacity(capacity, capacity * 8))
                 .collect(),
             resource_attrs: attr_map_builder(capacity, 4),
+            resource_dropped: UInt32Builder::with_capacity(capacity),
+            resource_schema_url: StringBuilder::with_capacity(capacity, capacity * 40),
             scope_name: StringBuilder::with_capacity(capacity, capacity * 8),
             scope_version: StringBuilder::with_capacity(capacity, capacity * 4),
             scope_attrs: attr_map_builder(capacity, 0),
+            scope_dropped: UInt32Builder::with_capacity(capacity),
+            scope_schema_url: StringBuilder::with_capacity(capacity, 0),
         }
     }
 
@@ -364,9 +397,15 @@ impl ResourceScopeCols {
             b.append_option(v.as_deref());
         }
         append_pairs(&mut self.resource_attrs, &p.resource_attrs);
+        self.resource_dropped.append_value(p.resource_dropped);
+        self.resource_schema_url
+            .append_option(p.resource_schema_url.as_deref());
         self.scope_name.append_option(p.scope_name.as_deref());
         self.scope_version.append_option(p.scope_version.as_deref());
         append_pairs(&mut self.scope_attrs, &p.scope_attrs);
+        self.scope_dropped.append_value(p.scope_dropped);
+        self.scope_schema_url
+            .append_option(p.scope_schema_url.as_deref());
     }
 
     pub(crate) fn finish(mut self, out: &mut Vec<ArrayRef>) {
@@ -374,9 +413,13 @@ impl ResourceScopeCols {
             out.push(Arc::new(b.finish()));
         }
         out.push(Arc::new(self.resource_attrs.finish()));
+        out.push(Arc::new(self.resource_dropped.finish()));
+        out.push(Arc::new(self.resource_schema_url.finish()));
         out.push(Arc::new(self.scope_name.finish()));
         out.push(Arc::new(self.scope_version.finish()));
         out.push(Arc::new(self.scope_attrs.finish()));
+        out.push(Arc::new(self.scope_dropped.finish()));
+        out.push(Arc::new(self.scope_schema_url.finish()));
     }
 }
 

@@ -14,9 +14,10 @@ use ophion_core::schema;
 use super::{
     Converted, Ctx, Reason, TimeWindow,
     attrs::{
-        AttrMapBuilder, Prepared, ResourceScopeCols, TooDeep, attr_map_builder, render, write_attrs,
+        AttrMapBuilder, Prepared, ResourceScopeCols, TooDeep, attr_map_builder, non_empty, render,
+        write_attrs,
     },
-    traces::{non_empty, timestamps},
+    traces::timestamps,
     valid_id,
 };
 use crate::config::Limits;
@@ -145,9 +146,9 @@ pub fn logs(
     let mut rows = 0;
     let received = u64::try_from(received_ns).unwrap_or(0);
     for rl in &req.resource_logs {
-        let mut prepared = Prepared::resource(&mut ctx, rl.resource.as_ref());
+        let mut prepared = Prepared::resource(&mut ctx, rl.resource.as_ref(), &rl.schema_url);
         for sl in &rl.scope_logs {
-            prepared.set_scope(&mut ctx, sl.scope.as_ref());
+            prepared.set_scope(&mut ctx, sl.scope.as_ref(), &sl.schema_url);
             for log in &sl.log_records {
                 let observed_ns = if log.observed_time_unix_nano != 0 {
                     log.observed_time_unix_nano

@@ -24,9 +24,10 @@ use ophion_core::schema;
 use super::{
     Converted, Ctx, Reason, TimeWindow,
     attrs::{
-        AttrMapBuilder, Prepared, ResourceScopeCols, attr_map_builder, truncate_utf8, write_attrs,
+        AttrMapBuilder, Prepared, ResourceScopeCols, attr_map_builder, non_empty, truncate_utf8,
+        write_attrs,
     },
-    traces::{list, list_with_nulls, non_empty, push_offset, timestamps},
+    traces::{list, list_with_nulls, push_offset, timestamps},
     valid_id,
 };
 use crate::config::Limits;
@@ -391,9 +392,9 @@ pub fn metrics(
     let mut cols = MetricCols::new(n);
     let mut rows = 0;
     for rm in &req.resource_metrics {
-        let mut prepared = Prepared::resource(&mut ctx, rm.resource.as_ref());
+        let mut prepared = Prepared::resource(&mut ctx, rm.resource.as_ref(), &rm.schema_url);
         for sm in &rm.scope_metrics {
-            prepared.set_scope(&mut ctx, sm.scope.as_ref());
+            prepared.set_scope(&mut ctx, sm.scope.as_ref(), &sm.schema_url);
             for m in &sm.metrics {
                 rows += metric(&mut ctx, &mut cols, &prepared, m);
             }

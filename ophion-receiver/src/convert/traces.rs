@@ -22,7 +22,7 @@ use ophion_core::{
 use super::{
     Converted, Ctx, Reason, TimeWindow,
     attrs::{
-        AttrMapBuilder, Prepared, PromotedBuilder, ResourceScopeCols, attr_map_builder,
+        AttrMapBuilder, Prepared, PromotedBuilder, ResourceScopeCols, attr_map_builder, non_empty,
         truncate_utf8, write_attrs,
     },
     valid_id,
@@ -328,10 +328,6 @@ pub(crate) fn push_offset(offsets: &mut Vec<i32>, n: usize) {
     offsets.push(last + n as i32);
 }
 
-pub(crate) fn non_empty(s: &str, max: usize) -> Option<&str> {
-    (!s.is_empty()).then(|| truncate_utf8(s, max))
-}
-
 /// Converts a trace export request into span rows (schema
 /// [`ophion_core::schema::spans_schema`]), rejecting invalid spans.
 pub fn traces(req: &ExportTraceServiceRequest, limits: &Limits, window: TimeWindow) -> Converted {
@@ -346,9 +342,9 @@ pub fn traces(req: &ExportTraceServiceRequest, limits: &Limits, window: TimeWind
     let mut cols = SpanCols::new(n);
     let mut rows = 0;
     for rs in &req.resource_spans {
-        let mut prepared = Prepared::resource(&mut ctx, rs.resource.as_ref());
+        let mut prepared = Prepared::resource(&mut ctx, rs.resource.as_ref(), &rs.schema_url);
         for ss in &rs.scope_spans {
-            prepared.set_scope(&mut ctx, ss.scope.as_ref());
+            prepared.set_scope(&mut ctx, ss.scope.as_ref(), &ss.schema_url);
             for span in &ss.spans {
                 match SpanCols::check(span, &ctx.window) {
                     Ok((start, end)) => {
