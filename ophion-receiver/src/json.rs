@@ -825,6 +825,21 @@ mod tests {
     }
 
     #[test]
+    fn doubles_round_trip_exactly() {
+        // Found by the agreement property test: without serde_json's
+        // `float_roundtrip`, this parsed as 91.1435791606784.
+        let doc = br#"{"resourceMetrics":[{"scopeMetrics":[{"metrics":[{"name":"g","gauge":{"dataPoints":[{"asDouble":91.14357916067839}]}}]}]}]}"#;
+        let req = decode_metrics(doc).expect("valid");
+        let Some(Data::Gauge(g)) = &req.resource_metrics[0].scope_metrics[0].metrics[0].data else {
+            panic!("gauge expected");
+        };
+        assert_eq!(
+            g.data_points[0].value,
+            Some(number_data_point::Value::AsDouble(91.14357916067839))
+        );
+    }
+
+    #[test]
     fn errors_name_the_field() {
         let doc =
             br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{},{"startTimeUnixNano":"soon"}]}]}]}"#;

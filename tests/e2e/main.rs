@@ -2,5 +2,6 @@
 //! loopback ports chosen by the OS. One test binary (see STYLE.md).
 
 mod golden;
+mod json_agreement;
 mod python_sdk;
 mod rust_sdk;

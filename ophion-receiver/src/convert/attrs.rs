@@ -466,3 +466,24 @@ mod tests {
         assert!(json(&v, 1, &mut String::new()).is_err());
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::truncate_utf8;
+
+    proptest! {
+        /// The cut is the longest prefix on a character boundary within `max`.
+        #[test]
+        fn truncation_is_the_longest_valid_prefix(s in "\\PC{0,40}", max in 0usize..200) {
+            let t = truncate_utf8(&s, max);
+            prop_assert!(s.starts_with(t));
+            prop_assert!(t.len() <= max);
+            if t.len() < s.len() {
+                let next = s[t.len()..].chars().next().map_or(0, char::len_utf8);
+                prop_assert!(t.len() + next > max, "a longer prefix would have fit");
+            }
+        }
+    }
+}
