@@ -523,3 +523,53 @@ async fn authenticator_runs_before_decoding_and_sets_the_tenant() {
     let _ = ExportLogsServiceRequest::default();
     r.stop().await;
 }
+
+#[tokio::test]
+async fn routes_mount_inside_other_servers() {
+    let sink = memory();
+    let receiver = ophion_receiver::OtlpReceiver::builder(sink.clone())
+        .build()
+        .expect("build");
+    // Someone else's axum application, with a route of its own.
+    let app = axum::Router::new()
+        .route("/health", axum::routing::get(|| async { "app ok" }))
+        .merge(receiver.http_router());
+    let http = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let http_addr = http.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(http, app).await });
+    // Someone else's tonic server.
+    let grpc = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let grpc_addr = grpc.local_addr().expect("addr");
+    let routes = receiver.grpc_routes();
+    tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_routes(routes)
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(grpc))
+            .await
+    });
+
+    let health = reqwest::get(format!("http://{http_addr}/health"))
+        .await
+        .expect("get");
+    assert_eq!(health.text().await.expect("text"), "app ok");
+    let req = Generator::new(20, now_ns()).traces(5);
+    let resp = reqwest::Client::new()
+        .post(format!("http://{http_addr}/v1/traces"))
+        .header("content-type", PB)
+        .body(req.encode_to_vec())
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(resp.status(), 200);
+    let mut client = TraceServiceClient::connect(format!("http://{grpc_addr}"))
+        .await
+        .expect("connect")
+        .send_compressed(CompressionEncoding::Gzip);
+    client.export(req.clone()).await.expect("export");
+    assert_eq!(sink.rows(Signal::Traces), 2 * spans(&req));
+    assert_eq!(receiver.stats().traces.accepted, 2 * spans(&req) as u64);
+}
