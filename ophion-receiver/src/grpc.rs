@@ -1,30 +1,31 @@
-//! OTLP/gRPC: the three collector services, gzip accepted, message size
-//! checked after decompression (tonic >= 0.14.3).
+//! OTLP/gRPC: the three collector services on tonic's unary machinery,
+//! behind a front door that authenticates, takes a request slot and
+//! inflates gzip messages under the size limit, with a codec that answers
+//! `INVALID_ARGUMENT` for messages that do not decode (OTLP's rule; plain
+//! tonic answers `INTERNAL`).
 
-use std::sync::Arc;
+use std::{future::Future, marker::PhantomData, pin::Pin, sync::Arc};
 
+use axum::{extract::State, middleware::Next, routing::post};
+use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 use opentelemetry_proto::tonic::collector::{
-    logs::v1::{
-        ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
-        logs_service_server::{LogsService, LogsServiceServer},
-    },
+    logs::v1::{ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse},
     metrics::v1::{
         ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
-        metrics_service_server::{MetricsService, MetricsServiceServer},
     },
-    trace::v1::{
-        ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
-        trace_service_server::{TraceService, TraceServiceServer},
-    },
+    trace::v1::{ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse},
 };
 use ophion_core::TenantId;
-use prost::Message as _;
+use prost::Message;
 use tokio::sync::OwnedSemaphorePermit;
-use tonic::{Code, Request, Response, Status, codec::CompressionEncoding, service::Routes};
+use tonic::{
+    Code, Request, Response, Status,
+    codec::{BufferSettings, Codec, CompressionEncoding, DecodeBuf, Decoder},
+    server::UnaryService,
+    service::Routes,
+};
+use tonic_prost::{ProstCodec, ProstDecoder, ProstEncoder};
 use tonic_types::{ErrorDetails, StatusExt as _};
-
-use axum::{extract::State, middleware::Next};
-use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 
 use crate::service::{Accepted, Decoded, Failure, Shared, gunzip_into, too_large};
 
@@ -85,60 +86,131 @@ fn map<T>(req: Request<T>, f: impl FnOnce(T) -> Decoded) -> Request<Decoded> {
     Request::from_parts(meta, ext, f(msg))
 }
 
-#[tonic::async_trait]
-impl TraceService for Grpc {
-    async fn export(
-        &self,
+type Answer<Resp> = Pin<Box<dyn Future<Output = Result<Response<Resp>, Status>> + Send>>;
+
+impl Grpc {
+    fn traces(
+        self,
         request: Request<ExportTraceServiceRequest>,
-    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
-        let a = Grpc::export(self, map(request, Decoded::Traces)).await?;
-        Ok(Response::new(ExportTraceServiceResponse {
-            partial_success: (a.rejected > 0).then_some(ExportTracePartialSuccess {
-                rejected_spans: a.rejected as i64,
-                error_message: a.message,
-            }),
-        }))
+    ) -> Answer<ExportTraceServiceResponse> {
+        Box::pin(async move {
+            let a = self.export(map(request, Decoded::Traces)).await?;
+            Ok(Response::new(ExportTraceServiceResponse {
+                partial_success: (a.rejected > 0).then_some(ExportTracePartialSuccess {
+                    rejected_spans: a.rejected as i64,
+                    error_message: a.message,
+                }),
+            }))
+        })
     }
-}
 
-#[tonic::async_trait]
-impl LogsService for Grpc {
-    async fn export(
-        &self,
-        request: Request<ExportLogsServiceRequest>,
-    ) -> Result<Response<ExportLogsServiceResponse>, Status> {
-        let a = Grpc::export(self, map(request, Decoded::Logs)).await?;
-        Ok(Response::new(ExportLogsServiceResponse {
-            partial_success: (a.rejected > 0).then_some(ExportLogsPartialSuccess {
-                rejected_log_records: a.rejected as i64,
-                error_message: a.message,
-            }),
-        }))
+    fn logs(self, request: Request<ExportLogsServiceRequest>) -> Answer<ExportLogsServiceResponse> {
+        Box::pin(async move {
+            let a = self.export(map(request, Decoded::Logs)).await?;
+            Ok(Response::new(ExportLogsServiceResponse {
+                partial_success: (a.rejected > 0).then_some(ExportLogsPartialSuccess {
+                    rejected_log_records: a.rejected as i64,
+                    error_message: a.message,
+                }),
+            }))
+        })
     }
-}
 
-#[tonic::async_trait]
-impl MetricsService for Grpc {
-    async fn export(
-        &self,
+    fn metrics(
+        self,
         request: Request<ExportMetricsServiceRequest>,
-    ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
-        let a = Grpc::export(self, map(request, Decoded::Metrics)).await?;
-        Ok(Response::new(ExportMetricsServiceResponse {
-            partial_success: (a.rejected > 0).then_some(ExportMetricsPartialSuccess {
-                rejected_data_points: a.rejected as i64,
-                error_message: a.message,
-            }),
-        }))
+    ) -> Answer<ExportMetricsServiceResponse> {
+        Box::pin(async move {
+            let a = self.export(map(request, Decoded::Metrics)).await?;
+            Ok(Response::new(ExportMetricsServiceResponse {
+                partial_success: (a.rejected > 0).then_some(ExportMetricsPartialSuccess {
+                    rejected_data_points: a.rejected as i64,
+                    error_message: a.message,
+                }),
+            }))
+        })
     }
+}
+
+/// One export method as a tonic unary service.
+struct Method<Req, Resp> {
+    grpc: Grpc,
+    call: fn(Grpc, Request<Req>) -> Answer<Resp>,
+}
+
+impl<Req, Resp> UnaryService<Req> for Method<Req, Resp> {
+    type Response = Resp;
+    type Future = Answer<Resp>;
+
+    fn call(&mut self, request: Request<Req>) -> Self::Future {
+        (self.call)(self.grpc.clone(), request)
+    }
+}
+
+/// tonic's prost codec, except that a message that does not decode is the
+/// client's fault.
+struct OtlpCodec<E, D>(PhantomData<fn(E) -> D>);
+
+impl<E, D> Codec for OtlpCodec<E, D>
+where
+    E: Message + Send + 'static,
+    D: Message + Default + Send + 'static,
+{
+    type Encode = E;
+    type Decode = D;
+    type Encoder = ProstEncoder<E>;
+    type Decoder = OtlpDecoder<D>;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        ProstCodec::<E, D>::default().encoder()
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        OtlpDecoder(ProstCodec::<E, D>::default().decoder())
+    }
+}
+
+struct OtlpDecoder<D>(ProstDecoder<D>);
+
+impl<D: Message + Default> Decoder for OtlpDecoder<D> {
+    type Item = D;
+    type Error = Status;
+
+    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<D>, Status> {
+        self.0.decode(buf).map_err(|e| {
+            Status::invalid_argument(format!("cannot decode OTLP request: {}", e.message()))
+        })
+    }
+
+    fn buffer_settings(&self) -> BufferSettings {
+        self.0.buffer_settings()
+    }
+}
+
+/// Serves one unary call of `method`.
+async fn unary<Req, Resp>(
+    method: Method<Req, Resp>,
+    limit: usize,
+    req: axum::extract::Request,
+) -> axum::response::Response
+where
+    Req: Message + Default + Send + 'static,
+    Resp: Message + Send + 'static,
+{
+    let mut grpc = tonic::server::Grpc::new(OtlpCodec::<Resp, Req>(PhantomData))
+        .send_compressed(CompressionEncoding::Gzip)
+        .max_decoding_message_size(limit);
+    grpc.unary(method, req).await.map(axum::body::Body::new)
 }
 
 const GRPC_ENCODING: &str = "grpc-encoding";
 
 /// The front door of every gRPC request, before tonic reads the message:
-/// authenticates, takes a request slot, and inflates gzip messages with the
-/// receiver's capped inflater (tonic's own inflater grows its buffer by
-/// doubling past the size limit before it refuses a message).
+/// authenticates, takes a request slot, reads the body under the size limit
+/// and inflates gzip messages with the receiver's capped inflater. Doing the
+/// size check here gives OTLP's `RESOURCE_EXHAUSTED` (tonic's own check
+/// answers `OUT_OF_RANGE`, which OTLP clients retry forever) and keeps
+/// tonic's inflater, which grows its buffer past the limit, out of the way.
 async fn front_door(
     State(shared): State<Arc<Shared>>,
     mut req: axum::extract::Request,
@@ -157,76 +229,121 @@ async fn front_door(
         .headers()
         .get(GRPC_ENCODING)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
-    if gzip {
-        let (mut parts, body) = req.into_parts();
-        let limit = shared.config.max_body_bytes;
-        let framed = match Limited::new(body, limit.saturating_add(5)).collect().await {
-            Ok(c) => inflate_frames(&c.to_bytes(), limit),
-            Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large(limit)),
-            Err(e) => Err(Failure::BadData(format!("cannot read request: {e}"))),
-        };
-        match framed {
-            Ok(bytes) => {
-                parts.headers.remove(GRPC_ENCODING);
-                req = axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes));
-            }
-            Err(f) => return status(&shared.fail(f)).into_http(),
+    let (mut parts, body) = req.into_parts();
+    let limit = shared.config.max_body_bytes;
+    let framed = match Limited::new(body, limit.saturating_add(5)).collect().await {
+        Ok(c) => plain_frames(c.to_bytes(), limit, gzip),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large(limit)),
+        Err(e) => Err(Failure::BadData(format!("cannot read request: {e}"))),
+    };
+    match framed {
+        Ok(bytes) => {
+            parts.headers.remove(GRPC_ENCODING);
+            next.run(axum::extract::Request::from_parts(
+                parts,
+                axum::body::Body::from(bytes),
+            ))
+            .await
         }
+        Err(f) => status(&shared.fail(f)).into_http(),
     }
-    next.run(req).await
 }
 
-/// Rewrites a stream of gRPC length-prefixed messages so that none is
-/// compressed, holding every message to `limit` bytes after inflation.
-fn inflate_frames(mut input: &[u8], limit: usize) -> Result<Vec<u8>, Failure> {
+/// Checks a body of gRPC length-prefixed messages against `limit` and
+/// returns it with every message uncompressed: unchanged when none was
+/// compressed, else rebuilt with the gzip messages inflated (only allowed
+/// when the request declared `grpc-encoding: gzip`).
+fn plain_frames(input: bytes::Bytes, limit: usize, gzip: bool) -> Result<bytes::Bytes, Failure> {
     let bad = |m: &str| Failure::BadData(m.to_owned());
-    let mut out = Vec::new();
-    while !input.is_empty() {
-        let [flag, a, b, c, d, ..] = *input else {
+    let mut rest = &input[..];
+    let mut out: Option<Vec<u8>> = None;
+    while !rest.is_empty() {
+        let [flag, a, b, c, d, ..] = *rest else {
             return Err(bad("truncated gRPC message header"));
         };
         let len = u32::from_be_bytes([a, b, c, d]) as usize;
-        let payload = input
+        let payload = rest
             .get(5..5 + len)
             .ok_or_else(|| bad("truncated gRPC message"))?;
         match flag {
             0 if len > limit => return Err(too_large(limit)),
-            0 => out.extend_from_slice(&input[..5 + len]),
-            1 => {
+            0 => {
+                if let Some(out) = out.as_mut() {
+                    out.extend_from_slice(&rest[..5 + len]);
+                }
+            }
+            1 if gzip => {
+                let out = out.get_or_insert_with(|| input[..input.len() - rest.len()].to_vec());
                 let start = out.len();
                 out.extend_from_slice(&[0; 5]);
-                gunzip_into(payload, limit, &mut out)?;
+                gunzip_into(payload, limit, out)?;
                 let n = (out.len() - start - 5) as u32;
                 out[start + 1..start + 5].copy_from_slice(&n.to_be_bytes());
             }
+            1 => {
+                return Err(bad(
+                    "compressed gRPC message without a grpc-encoding header",
+                ));
+            }
             _ => return Err(bad("unknown gRPC message flag")),
         }
-        input = &input[5 + len..];
+        rest = &rest[5 + len..];
     }
-    Ok(out)
+    Ok(out.map_or(input, bytes::Bytes::from))
 }
 
-/// The three services behind their front door, as tonic routes. Tonic is
-/// not allowed to inflate messages itself: the front door already did.
+/// The three services behind their front door, as tonic routes. Only the
+/// front door inflates messages: tonic's own inflater is never enabled.
 pub(crate) fn routes(shared: Arc<Shared>) -> Routes {
     let limit = shared.config.max_body_bytes;
-    let svc = Grpc {
+    let grpc = Grpc {
         shared: Arc::clone(&shared),
     };
-    let traces = TraceServiceServer::new(svc.clone())
-        .send_compressed(CompressionEncoding::Gzip)
-        .max_decoding_message_size(limit);
-    let logs = LogsServiceServer::new(svc.clone())
-        .send_compressed(CompressionEncoding::Gzip)
-        .max_decoding_message_size(limit);
-    let metrics = MetricsServiceServer::new(svc)
-        .send_compressed(CompressionEncoding::Gzip)
-        .max_decoding_message_size(limit);
-    let router = Routes::new(traces)
-        .add_service(logs)
-        .add_service(metrics)
-        .into_axum_router()
-        .layer(axum::middleware::from_fn_with_state(shared, front_door));
+    let (g1, g2, g3) = (grpc.clone(), grpc.clone(), grpc);
+    let router = axum::Router::new()
+        .route(
+            "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+            post(move |req| {
+                unary(
+                    Method {
+                        grpc: g1,
+                        call: Grpc::traces,
+                    },
+                    limit,
+                    req,
+                )
+            }),
+        )
+        .route(
+            "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+            post(move |req| {
+                unary(
+                    Method {
+                        grpc: g2,
+                        call: Grpc::logs,
+                    },
+                    limit,
+                    req,
+                )
+            }),
+        )
+        .route(
+            "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+            post(move |req| {
+                unary(
+                    Method {
+                        grpc: g3,
+                        call: Grpc::metrics,
+                    },
+                    limit,
+                    req,
+                )
+            }),
+        )
+        .layer(axum::middleware::from_fn_with_state(shared, front_door))
+        .fallback(|| async {
+            Status::unimplemented("unknown gRPC method").into_http::<axum::body::Body>()
+        });
     Routes::from(router)
 }
 
@@ -248,33 +365,48 @@ mod tests {
         f
     }
 
+    fn check(input: Vec<u8>, gzip: bool) -> Result<Vec<u8>, Failure> {
+        plain_frames(input.into(), 1024, gzip).map(|b| b.to_vec())
+    }
+
     #[test]
     fn frames_are_inflated_and_checked() {
         let msg = b"hello hello hello hello";
-        let input = [frame(1, &gz(msg)), frame(0, b"plain")].concat();
-        let out = inflate_frames(&input, 1024).map_err(|f| f.message().to_owned());
-        assert_eq!(out, Ok([frame(0, msg), frame(0, b"plain")].concat()));
+        let plain = [frame(0, b"one"), frame(0, b"two")].concat();
+        assert_eq!(
+            check(plain.clone(), false).ok(),
+            Some(plain),
+            "uncompressed passes unchanged"
+        );
+        let mixed = [frame(1, &gz(msg)), frame(0, b"plain")].concat();
+        let inflated = [frame(0, msg), frame(0, b"plain")].concat();
+        assert_eq!(check(mixed.clone(), true).ok(), Some(inflated));
+        assert!(
+            matches!(check(mixed, false), Err(Failure::BadData(_))),
+            "gzip flag without grpc-encoding"
+        );
         assert!(matches!(
-            inflate_frames(&frame(1, &gz(&[0; 4096])), 1024),
+            check(frame(1, &gz(&[0; 4096])), true),
             Err(Failure::TooLarge(_))
         ));
         assert!(matches!(
-            inflate_frames(&frame(0, &[0; 2048]), 1024),
+            check(frame(0, &[0; 2048]), false),
             Err(Failure::TooLarge(_))
         ));
         assert!(matches!(
-            inflate_frames(&[1, 0, 0], 1024),
+            check(vec![1, 0, 0], true),
             Err(Failure::BadData(_))
         ));
         assert!(matches!(
-            inflate_frames(&frame(1, b"not gzip"), 1024),
+            check(frame(1, b"not gzip"), true),
+            Err(Failure::BadData(_))
+        ));
+        assert!(matches!(
+            check(frame(7, b""), false),
             Err(Failure::BadData(_))
         ));
         let mut truncated = frame(0, b"abc");
         truncated.pop();
-        assert!(matches!(
-            inflate_frames(&truncated, 1024),
-            Err(Failure::BadData(_))
-        ));
+        assert!(matches!(check(truncated, false), Err(Failure::BadData(_))));
     }
 }

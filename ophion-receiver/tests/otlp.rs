@@ -347,14 +347,19 @@ async fn hostile_attributes_are_capped_not_fatal() {
         value: Some(nested(30)),
         ..Default::default()
     });
+    // 1 MiB of two-byte characters, before the limit on the count bites.
+    span.attributes.push(kv_str("huge", "ü".repeat(512 * 1024)));
     span.attributes
         .extend((0..10_000).map(|i| kv_str(&format!("key.{i}"), "v")));
-    span.attributes.push(kv_str("huge", "ü".repeat(512 * 1024)));
     let resp = post(&r, "/v1/traces", PB, req.encode_to_vec()).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(sink.rows(Signal::Traces), n);
     let s = r.receiver.stats();
     assert!(s.dropped_attributes >= 10_000 - 128, "{s:?}");
+    assert!(
+        s.truncated_values >= 1,
+        "the 1 MiB value was truncated: {s:?}"
+    );
     r.stop().await;
 }
 
@@ -451,8 +456,19 @@ async fn grpc_gzip_size_limit_and_bad_data() {
     big.resource_spans[0].scope_spans[0].spans[0]
         .attributes
         .push(kv_str("pad", "a".repeat(4 * 1024 * 1024)));
-    let err = client.export(big).await.expect_err("too large");
+    let err = client.export(big.clone()).await.expect_err("too large");
     assert_eq!(err.code(), Code::ResourceExhausted);
+    assert!(
+        err.metadata().get("grpc-status-details-bin").is_none(),
+        "no RetryInfo: not retryable"
+    );
+    // Uncompressed and over the limit: RESOURCE_EXHAUSTED too (tonic alone
+    // would answer OUT_OF_RANGE, which OTLP clients retry).
+    let mut plain = TraceServiceClient::connect(r.grpc_url())
+        .await
+        .expect("connect");
+    let err = plain.export(big).await.expect_err("too large");
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
     // Bad ids: partial success over gRPC too.
     let mut bad = Generator::new(12, now_ns()).traces(10);
     bad.resource_spans[0].scope_spans[0].spans[0].span_id = vec![1];
@@ -572,4 +588,86 @@ async fn routes_mount_inside_other_servers() {
     client.export(req.clone()).await.expect("export");
     assert_eq!(sink.rows(Signal::Traces), 2 * spans(&req));
     assert_eq!(receiver.stats().traces.accepted, 2 * spans(&req) as u64);
+}
+
+/// A raw unary gRPC call: the grpc-status the server answered with.
+async fn raw_grpc(r: &Running, method: &str, frame: Vec<u8>, gzip: bool) -> Option<String> {
+    let client = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .expect("h2 client");
+    let mut req = client
+        .post(format!("{}{method}", r.grpc_url()))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers");
+    if gzip {
+        req = req.header("grpc-encoding", "gzip");
+    }
+    let resp = req.body(frame).send().await.expect("send");
+    resp.headers()
+        .get("grpc-status")
+        .map(|v| v.to_str().unwrap_or("").to_owned())
+}
+
+fn grpc_frame(compressed: bool, payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![u8::from(compressed)];
+    f.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+#[tokio::test]
+async fn grpc_bad_data_is_invalid_argument() {
+    let sink = memory();
+    let r = start(sink.clone()).await;
+    let trace = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+    let garbage = vec![0xff, 0xff, 0xff, 0x0f, 0x01];
+    assert_eq!(
+        raw_grpc(&r, trace, grpc_frame(false, &garbage), false)
+            .await
+            .as_deref(),
+        Some("3")
+    );
+    assert_eq!(
+        raw_grpc(&r, trace, grpc_frame(true, &gzip(&garbage)), true)
+            .await
+            .as_deref(),
+        Some("3")
+    );
+    assert_eq!(
+        raw_grpc(&r, trace, grpc_frame(true, b"not gzip"), true)
+            .await
+            .as_deref(),
+        Some("3")
+    );
+    let deep = grpc_frame(false, &deeply_nested_request(5000));
+    assert_eq!(
+        raw_grpc(&r, trace, deep, false).await.as_deref(),
+        Some("3"),
+        "recursion limit is bad data"
+    );
+    let logs = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
+    let ok = Generator::new(21, now_ns()).logs(3).encode_to_vec();
+    assert_eq!(
+        raw_grpc(&r, logs, grpc_frame(true, &gzip(&ok)), true)
+            .await
+            .as_deref(),
+        None,
+        "success: status in trailers"
+    );
+    assert_eq!(sink.rows(Signal::Logs), 3);
+    let unknown = "/opentelemetry.proto.collector.trace.v1.TraceService/Nope";
+    assert_eq!(
+        raw_grpc(&r, unknown, grpc_frame(false, &[]), false)
+            .await
+            .as_deref(),
+        Some("12"),
+        "UNIMPLEMENTED"
+    );
+    assert_eq!(
+        r.receiver.stats().failed_bad_data,
+        1,
+        "the corrupt gzip is counted by the front door"
+    );
+    r.stop().await;
 }
