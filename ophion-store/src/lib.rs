@@ -1,8 +1,55 @@
 //! # ophion-store
 //!
-//! The durable columnar store behind Ophion (not implemented yet; see the
-//! store issue). It will implement [`ophion_core::TelemetrySink`]: a write is
-//! acknowledged once it is in an fsynced write-ahead log, kept in Arrow
-//! buffers that queries see at once, flushed to Parquet on `object_store`,
-//! and queried with SQL through DataFusion. Metadata (users, keys, alert
-//! rules, audit log) lives in SQLite.
+//! Ophion's durable columnar telemetry store. It implements
+//! [`ophion_core::TelemetrySink`]: a write is acknowledged only once its
+//! bytes are in an fsynced write-ahead log; rows are visible to queries at
+//! once from memory, persisted to Parquet on an `object_store` in the
+//! background, and queried with SQL through DataFusion.
+//!
+//! ```text
+//!  write(tenant, batch)
+//!     │  budget check ── full? ──► Err(Backpressure)   (retryable)
+//!     ▼
+//!  WAL (group commit, fdatasync) ──► Ok = durable
+//!     ▼
+//!  buffer (Arrow, per tenant × signal) ◄──────────── queries (MemorySource)
+//!     │ snapshot: every flush_interval or flush_bytes
+//!     ▼
+//!  sort · split by hour · Parquet (zstd, stats, trace_id bloom)
+//!     ▼
+//!  object_store put ──► catalog commit (+ WAL watermark) ──► WAL truncate
+//!                            ▲
+//!                  queries ──┘ (files pruned by tenant and time)
+//! ```
+//!
+//! Metadata (users, API keys, alert rules, channels, playbooks, dashboards,
+//! the audit log and the file catalog) lives in SQLite: [`metadata`].
+//!
+//! ```no_run
+//! # async fn demo() -> ophion_store::Result<()> {
+//! use ophion_core::TenantId;
+//! use ophion_store::{Store, StoreConfig};
+//! let store = Store::open(StoreConfig::in_dir("/tmp/ophion-data")).await?;
+//! let out = store.sql(&TenantId::default(), "SELECT count(*) FROM spans").await?;
+//! println!("{} rows", out.rows);
+//! # Ok(()) }
+//! ```
+//!
+//! | feature | what it adds |
+//! |---------|--------------|
+//! | `s3`    | S3 and S3-compatible object stores (`object_store/aws`) |
+
+pub mod catalog;
+pub mod config;
+pub mod error;
+pub mod metadata;
+mod objstore;
+pub mod persist;
+pub mod query;
+mod store;
+pub mod wal;
+
+pub use config::StoreConfig;
+pub use error::{Error, QueryError, Result};
+pub use query::QueryOutput;
+pub use store::{Store, StoreStats};

@@ -1,0 +1,224 @@
+//! Store configuration.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Where and how the store keeps telemetry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Local directory for the write-ahead log, the metadata database and
+    /// (with the local object store) the Parquet files. Default `./ophion-data`.
+    pub data_dir: PathBuf,
+    /// Where Parquet files go.
+    pub object_store: ObjectStoreConfig,
+    /// Write-ahead log.
+    pub wal: WalConfig,
+    /// In-memory buffer between the log and Parquet.
+    pub buffer: BufferConfig,
+    /// Limits on user queries.
+    pub query: QueryConfig,
+    /// How long data is kept.
+    pub retention: RetentionConfig,
+    /// Merging of small files.
+    pub compaction: CompactionConfig,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("ophion-data"),
+            object_store: ObjectStoreConfig::default(),
+            wal: WalConfig::default(),
+            buffer: BufferConfig::default(),
+            query: QueryConfig::default(),
+            retention: RetentionConfig::default(),
+            compaction: CompactionConfig::default(),
+        }
+    }
+}
+
+impl StoreConfig {
+    /// A configuration keeping everything under `dir`.
+    pub fn in_dir(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: dir.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Checks the values make sense together.
+    pub fn validate(&self) -> crate::Result<()> {
+        let bad = |m: &str| Err(crate::Error::Config(m.to_owned()));
+        if self.buffer.max_bytes < 1 << 20 {
+            return bad("buffer.max_bytes must be at least 1 MiB");
+        }
+        if self.buffer.flush_bytes == 0 || self.buffer.flush_bytes > self.buffer.max_bytes {
+            return bad("buffer.flush_bytes must be between 1 and buffer.max_bytes");
+        }
+        if self.wal.queue == 0 {
+            return bad("wal.queue must be at least 1");
+        }
+        if self.query.max_rows == 0 {
+            return bad("query.max_rows must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// Object storage for Parquet files.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum ObjectStoreConfig {
+    /// Files under `<data_dir>/parquet`.
+    Local,
+    /// An S3 bucket or S3-compatible server (cargo feature `s3`).
+    S3 {
+        /// Bucket name.
+        bucket: String,
+        /// Region (any value for most S3-compatible servers).
+        #[serde(default = "default_region")]
+        region: String,
+        /// Endpoint URL for S3-compatible servers; AWS when absent.
+        #[serde(default)]
+        endpoint: Option<String>,
+        /// Access key id; the AWS environment and instance roles when absent.
+        #[serde(default)]
+        access_key_id: Option<String>,
+        /// Secret access key.
+        #[serde(default)]
+        secret_access_key: Option<String>,
+        /// Allow plain HTTP endpoints (local test servers).
+        #[serde(default)]
+        allow_http: bool,
+        /// Key prefix for every file.
+        #[serde(default)]
+        prefix: String,
+    },
+}
+
+fn default_region() -> String {
+    "us-east-1".into()
+}
+
+impl Default for ObjectStoreConfig {
+    fn default() -> Self {
+        Self::Local
+    }
+}
+
+/// Write-ahead log settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WalConfig {
+    /// `always` (fsync each group commit before acknowledging; the default,
+    /// safe across power loss) or `never` (benchmarks only).
+    pub sync: crate::wal::SyncPolicy,
+    /// Start a new segment past this size (default 64 MiB).
+    pub segment_bytes: u64,
+    /// Writes waiting for the log before new ones are refused as overload
+    /// (default 4096).
+    pub queue: usize,
+}
+
+impl Default for WalConfig {
+    fn default() -> Self {
+        Self {
+            sync: crate::wal::SyncPolicy::Always,
+            segment_bytes: 64 << 20,
+            queue: 4096,
+        }
+    }
+}
+
+/// Buffer settings: the memory budget of ingestion.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BufferConfig {
+    /// Arrow bytes held in memory (unpersisted and persisting) before writes
+    /// are refused as overload (default 512 MiB).
+    pub max_bytes: usize,
+    /// Persist to Parquet when this many bytes are buffered (default 128 MiB).
+    pub flush_bytes: usize,
+    /// Persist at least this often, in seconds (default 60).
+    pub flush_interval_secs: u64,
+}
+
+impl Default for BufferConfig {
+    fn default() -> Self {
+        Self {
+            max_bytes: 512 << 20,
+            flush_bytes: 128 << 20,
+            flush_interval_secs: 60,
+        }
+    }
+}
+
+/// Limits on user queries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueryConfig {
+    /// Seconds before a query is cancelled (default 30).
+    pub timeout_secs: u64,
+    /// Memory one query may use, in bytes (default 512 MiB).
+    pub memory_limit_bytes: usize,
+    /// Rows a query may return (default 100,000); more are cut off and the
+    /// result says so.
+    pub max_rows: usize,
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        Self {
+            timeout_secs: 30,
+            memory_limit_bytes: 512 << 20,
+            max_rows: 100_000,
+        }
+    }
+}
+
+/// Retention per signal; 0 keeps data forever.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Days of spans kept (default 30).
+    pub traces_days: u32,
+    /// Days of logs kept (default 30).
+    pub logs_days: u32,
+    /// Days of metric points kept (default 90).
+    pub metrics_days: u32,
+    /// Cap on Parquet bytes per tenant and signal; the oldest files go
+    /// first (default 0 = none).
+    pub max_bytes: u64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            traces_days: 30,
+            logs_days: 30,
+            metrics_days: 90,
+            max_bytes: 0,
+        }
+    }
+}
+
+/// Compaction settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CompactionConfig {
+    /// Merge when a partition has at least this many small files (default 4).
+    pub min_files: usize,
+    /// Files smaller than this are small (default 64 MiB).
+    pub small_file_bytes: u64,
+}
+
+impl Default for CompactionConfig {
+    fn default() -> Self {
+        Self {
+            min_files: 4,
+            small_file_bytes: 64 << 20,
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! Errors of `ophion-store`.
+
+use std::time::Duration;
+
+use ophion_core::SinkError;
+
+/// Errors raised by the store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Invalid configuration.
+    #[error("invalid store configuration: {0}")]
+    Config(String),
+    /// A local file operation failed (WAL, data directory).
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    /// The write-ahead log could not make a write durable (disk full, I/O
+    /// error). Retryable: space may come back.
+    #[error("write-ahead log: {0}")]
+    Wal(String),
+    /// A queue or the memory budget is full. Retryable.
+    #[error("overloaded: {0}")]
+    Backpressure(String),
+    /// The store is shutting down.
+    #[error("the store is closed")]
+    Closed,
+    /// Stored bytes failed a check.
+    #[error("corrupt data: {0}")]
+    Corrupt(String),
+    /// Arrow encoding or decoding failed.
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow_schema::ArrowError),
+    /// Parquet encoding or decoding failed.
+    #[error("parquet: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
+    /// The object store failed (after its own retries). Retryable.
+    #[error("object store: {0}")]
+    ObjectStore(#[from] object_store::Error),
+    /// The metadata database failed.
+    #[error("metadata database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A query failed to plan or run.
+    #[error("query: {0}")]
+    DataFusion(#[from] datafusion::error::DataFusionError),
+    /// A user query was refused or stopped; the message is safe to show.
+    #[error("{0}")]
+    Query(#[from] QueryError),
+}
+
+/// Why a user query was refused or stopped. Messages say what to do and
+/// never contain SQL internals.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum QueryError {
+    /// Not a single read-only query.
+    #[error("only a single read-only SELECT query is allowed: {0}")]
+    NotReadOnly(String),
+    /// The SQL does not parse or plan (unknown table, column, function).
+    #[error("invalid query: {0}")]
+    Invalid(String),
+    /// The query ran longer than allowed.
+    #[error("query timed out after {0:?}; narrow the time range or add filters")]
+    Timeout(Duration),
+    /// The query needed more memory than allowed.
+    #[error("query exceeded its memory limit; narrow the time range, add filters or aggregate")]
+    OutOfMemory,
+}
+
+impl Error {
+    /// Whether a retry can help.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Error::Wal(_)
+                | Error::Backpressure(_)
+                | Error::ObjectStore(_)
+                | Error::Closed
+                | Error::Io(_)
+        )
+    }
+
+    /// The error as a sink error for receivers.
+    pub fn into_sink_error(self) -> SinkError {
+        let retry_after = Duration::from_secs(1);
+        match self {
+            Error::Backpressure(reason) => SinkError::Overloaded {
+                retry_after,
+                reason,
+            },
+            e if e.is_retryable() => SinkError::Unavailable {
+                retry_after,
+                reason: e.to_string(),
+            },
+            Error::Corrupt(m) => SinkError::Rejected(m),
+            e => SinkError::Internal(e.to_string()),
+        }
+    }
+}
+
+/// Result with the store error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,65 @@
+//! Building the object store that holds Parquet files.
+
+use std::sync::Arc;
+
+use object_store::{ObjectStore, local::LocalFileSystem};
+
+use crate::{
+    config::{ObjectStoreConfig, StoreConfig},
+    error::{Error, Result},
+};
+
+/// The configured object store, rooted where Ophion's paths start.
+pub(crate) fn build(config: &StoreConfig) -> Result<Arc<dyn ObjectStore>> {
+    match &config.object_store {
+        ObjectStoreConfig::Local => {
+            let root = config.data_dir.join("parquet");
+            std::fs::create_dir_all(&root)?;
+            Ok(Arc::new(
+                LocalFileSystem::new_with_prefix(&root)?.with_automatic_cleanup(true),
+            ))
+        }
+        #[cfg(feature = "s3")]
+        ObjectStoreConfig::S3 {
+            bucket,
+            region,
+            endpoint,
+            access_key_id,
+            secret_access_key,
+            allow_http,
+            prefix,
+        } => {
+            let mut b = object_store::aws::AmazonS3Builder::from_env()
+                .with_bucket_name(bucket)
+                .with_region(region)
+                .with_allow_http(*allow_http)
+                .with_retry(object_store::RetryConfig {
+                    max_retries: 10,
+                    retry_timeout: std::time::Duration::from_secs(60),
+                    ..Default::default()
+                });
+            if let Some(e) = endpoint {
+                b = b.with_endpoint(e).with_virtual_hosted_style_request(false);
+            }
+            if let Some(k) = access_key_id {
+                b = b.with_access_key_id(k);
+            }
+            if let Some(s) = secret_access_key {
+                b = b.with_secret_access_key(s);
+            }
+            let store: Arc<dyn ObjectStore> = Arc::new(b.build()?);
+            if prefix.is_empty() {
+                Ok(store)
+            } else {
+                Ok(Arc::new(object_store::prefix::PrefixStore::new(
+                    store,
+                    prefix.as_str(),
+                )))
+            }
+        }
+        #[cfg(not(feature = "s3"))]
+        ObjectStoreConfig::S3 { .. } => Err(Error::Config(
+            "object_store.kind = \"s3\" needs ophion-store built with the `s3` feature".into(),
+        )),
+    }
+}

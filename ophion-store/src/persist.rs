@@ -1,0 +1,220 @@
+//! Turning buffered rows into Parquet: sort order, row groups, encodings,
+//! and where files go. Pure functions of the rows, run on the blocking pool.
+
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, RecordBatch, cast::AsArray, types::TimestampNanosecondType};
+use arrow_schema::SortOptions;
+use bytes::Bytes;
+use ophion_core::{Signal, TenantId, schema::col};
+use parquet::{
+    arrow::ArrowWriter,
+    basic::{Compression, ZstdLevel},
+    file::{
+        metadata::SortingColumn,
+        properties::{EnabledStatistics, WriterProperties},
+    },
+    schema::types::ColumnPath,
+};
+
+use crate::error::{Error, Result};
+
+const NANOS_PER_HOUR: i64 = 3_600_000_000_000;
+
+/// Rows per row group: small enough that statistics prune well, large
+/// enough that columns compress well.
+const ROW_GROUP_ROWS: usize = 64 * 1024;
+
+/// The column a signal's rows are partitioned and pruned by.
+pub fn time_column(signal: Signal) -> &'static str {
+    match signal {
+        Signal::Traces => col::START_TIME,
+        Signal::Logs | Signal::Metrics => col::TIMESTAMP,
+    }
+}
+
+/// Sort order of a signal's files.
+///
+/// Spans are sorted by trace id then start time: a trace's spans sit
+/// together, so one trace is one small range of one row group (found by
+/// min/max statistics and the bloom filter), and the spans of one trace
+/// share most values, which compresses better than sorting by service and
+/// time. Logs and metrics are read by service and time range.
+pub fn sort_columns(signal: Signal) -> &'static [&'static str] {
+    match signal {
+        Signal::Traces => &[col::TRACE_ID, col::START_TIME],
+        Signal::Logs => &[col::SERVICE_NAME, col::TIMESTAMP],
+        Signal::Metrics => &[col::METRIC_NAME, col::SERVICE_NAME, col::TIMESTAMP],
+    }
+}
+
+fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef> {
+    batch
+        .column_by_name(name)
+        .ok_or_else(|| Error::Corrupt(format!("batch has no column {name}")))
+}
+
+/// The rows of `batch` sorted by the signal's sort order.
+pub fn sort(batch: &RecordBatch, signal: Signal) -> Result<RecordBatch> {
+    let columns = sort_columns(signal)
+        .iter()
+        .map(|name| {
+            Ok(arrow_ord::sort::SortColumn {
+                values: Arc::clone(column(batch, name)?),
+                options: Some(SortOptions {
+                    descending: false,
+                    nulls_first: true,
+                }),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let indices = arrow_ord::sort::lexsort_to_indices(&columns, None)?;
+    Ok(arrow_select::take::take_record_batch(batch, &indices)?)
+}
+
+/// Splits sorted-or-not rows by the hour of their time column. Returns
+/// `(hour start in ns, rows)` in ascending hour order.
+pub fn split_by_hour(batch: &RecordBatch, signal: Signal) -> Result<Vec<(i64, RecordBatch)>> {
+    let times = column(batch, time_column(signal))?.as_primitive::<TimestampNanosecondType>();
+    let mut hours: Vec<i64> = times
+        .values()
+        .iter()
+        .map(|t| t.div_euclid(NANOS_PER_HOUR))
+        .collect();
+    hours.sort_unstable();
+    hours.dedup();
+    if hours.len() == 1 {
+        return Ok(vec![(hours[0] * NANOS_PER_HOUR, batch.clone())]);
+    }
+    hours
+        .into_iter()
+        .map(|h| {
+            let mask: arrow_array::BooleanArray = times
+                .values()
+                .iter()
+                .map(|t| Some(t.div_euclid(NANOS_PER_HOUR) == h))
+                .collect();
+            Ok((
+                h * NANOS_PER_HOUR,
+                arrow_select::filter::filter_record_batch(batch, &mask)?,
+            ))
+        })
+        .collect()
+}
+
+/// Min and max of the time column.
+pub fn time_range(batch: &RecordBatch, signal: Signal) -> Result<(i64, i64)> {
+    let times = column(batch, time_column(signal))?.as_primitive::<TimestampNanosecondType>();
+    let min = arrow_arith::aggregate::min(times).unwrap_or(0);
+    let max = arrow_arith::aggregate::max(times).unwrap_or(0);
+    Ok((min, max))
+}
+
+/// Writer settings for a signal's files.
+pub fn writer_properties(
+    signal: Signal,
+    rows: usize,
+    schema: &arrow_schema::Schema,
+) -> WriterProperties {
+    let sorting = sort_columns(signal)
+        .iter()
+        .filter_map(|c| schema.index_of(c).ok())
+        .map(|i| SortingColumn {
+            column_idx: i as i32,
+            descending: false,
+            nulls_first: true,
+        })
+        .collect();
+    let mut b = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()))
+        .set_dictionary_enabled(true)
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_sorting_columns(Some(sorting));
+    if matches!(signal, Signal::Traces | Signal::Logs) {
+        let trace_id = ColumnPath::from(col::TRACE_ID);
+        b = b
+            .set_column_bloom_filter_enabled(trace_id.clone(), true)
+            .set_column_bloom_filter_fpp(trace_id.clone(), 0.01)
+            .set_column_bloom_filter_max_ndv(trace_id.clone(), rows.min(ROW_GROUP_ROWS) as u64)
+            // Random ids do not repeat: a dictionary only costs.
+            .set_column_dictionary_enabled(trace_id, false)
+            .set_column_dictionary_enabled(ColumnPath::from(col::SPAN_ID), false)
+            .set_column_dictionary_enabled(ColumnPath::from(col::PARENT_SPAN_ID), false);
+    }
+    b.build()
+}
+
+/// Encodes rows as a Parquet file.
+pub fn encode(batch: &RecordBatch, signal: Signal) -> Result<Bytes> {
+    let props = writer_properties(signal, batch.num_rows(), &batch.schema());
+    let mut out = Vec::with_capacity(batch.get_array_memory_size() / 4);
+    let mut w = ArrowWriter::try_new(&mut out, batch.schema(), Some(props))?;
+    w.write(batch)?;
+    w.close()?;
+    Ok(Bytes::from(out))
+}
+
+/// Days since 1970-01-01 -> (year, month, day) in the proleptic Gregorian
+/// calendar (Howard Hinnant's `civil_from_days`).
+fn civil(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// Object path of a new file: `<tenant>/<signal>/<yyyy-mm-dd>/<hh>/<uuid v7>.parquet`.
+/// Tenant ids are restricted to path-safe characters by [`TenantId::new`].
+pub fn file_path(tenant: &TenantId, signal: Signal, hour_start_ns: i64) -> String {
+    let hours = hour_start_ns.div_euclid(NANOS_PER_HOUR);
+    let (y, m, d) = civil(hours.div_euclid(24));
+    let hh = hours.rem_euclid(24);
+    format!(
+        "{tenant}/{signal}/{y:04}-{m:02}-{d:02}/{hh:02}/{}.parquet",
+        uuid::Uuid::now_v7()
+    )
+}
+
+/// Concatenates batches of one schema.
+pub fn concat(batches: &[RecordBatch]) -> Result<Option<RecordBatch>> {
+    let Some(first) = batches.first() else {
+        return Ok(None);
+    };
+    Ok(Some(arrow_select::concat::concat_batches(
+        &first.schema(),
+        batches,
+    )?))
+}
+
+/// Rows the batch holds across all given batches.
+pub fn rows(batches: &[RecordBatch]) -> usize {
+    batches.iter().map(RecordBatch::num_rows).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calendar() {
+        assert_eq!(civil(0), (1970, 1, 1));
+        assert_eq!(civil(19_723), (2024, 1, 1));
+        assert_eq!(civil(-1), (1969, 12, 31));
+        assert_eq!(civil(11_016), (2000, 2, 29));
+        let p = file_path(
+            &TenantId::default(),
+            Signal::Logs,
+            1_700_000_000_000_000_000 / NANOS_PER_HOUR * NANOS_PER_HOUR,
+        );
+        assert!(
+            p.starts_with("default/logs/2023-11-14/22/") && p.ends_with(".parquet"),
+            "{p}"
+        );
+    }
+}

@@ -1,0 +1,467 @@
+//! SQL over buffered rows and Parquet files, through DataFusion.
+//!
+//! Each query gets a session that sees only its tenant's tables `spans`,
+//! `logs` and `metrics`: tenant isolation is a property of what is
+//! registered, not of a filter a query could remove. A table scan unions
+//! the rows still in memory with the Parquet files the catalog says may
+//! hold rows in the query's time range (time bounds are read from the
+//! pushed-down filters); inside the files, row-group statistics, page
+//! indexes and the `trace_id` bloom filter prune further.
+//!
+//! Ids are fixed-size binary, but `trace_id = '4bf9…'` works: an analyzer
+//! rule, run before type coercion, turns hex string literals compared with
+//! `trace_id`, `span_id` or `parent_span_id` into binary literals.
+//!
+//! Attribute maps are read with `attributes['http.route']` (DataFusion's
+//! map indexing), e.g.
+//! `SELECT attributes['app.user_id'] FROM spans WHERE service_name = 'cart'`.
+
+use std::{sync::Arc, time::Duration};
+
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+use datafusion::{
+    catalog::{Session, TableProvider},
+    common::{
+        DFSchema, ScalarValue,
+        config::ConfigOptions,
+        tree_node::{Transformed, TreeNode},
+    },
+    datasource::{
+        TableType,
+        physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource},
+        source::DataSourceExec,
+    },
+    error::DataFusionError,
+    execution::{
+        SessionStateBuilder, object_store::ObjectStoreUrl, runtime_env::RuntimeEnvBuilder,
+    },
+    logical_expr::{
+        BinaryExpr, Expr, LogicalPlan, Operator, TableProviderFilterPushDown, expr::InList,
+        utils::conjunction,
+    },
+    optimizer::{Analyzer, AnalyzerRule},
+    physical_plan::{ExecutionPlan, empty::EmptyExec, union::UnionExec},
+    prelude::{SQLOptions, SessionConfig, SessionContext},
+};
+use datafusion_datasource::{PartitionedFile, memory::MemorySourceConfig};
+use futures::StreamExt as _;
+use ophion_core::{Signal, TenantId, schema::col};
+
+use crate::{
+    error::{Error, QueryError, Result},
+    persist::time_column,
+    store::{Inner, Store},
+};
+
+/// The URL the store's object store is registered under in each session.
+const STORE_URL: &str = "ophion://store/";
+
+/// The rows of a query and what it cost.
+#[derive(Debug, Clone)]
+pub struct QueryOutput {
+    /// Result schema.
+    pub schema: SchemaRef,
+    /// Result rows.
+    pub batches: Vec<RecordBatch>,
+    /// Rows returned.
+    pub rows: usize,
+    /// Whether rows were cut off at the row cap.
+    pub truncated: bool,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+/// One signal's table, for one tenant.
+#[derive(Debug)]
+struct TelemetryTable {
+    signal: Signal,
+    tenant: TenantId,
+    store: Arc<Inner>,
+}
+
+/// The time range `[from, to]` (ns) the filters allow on `column`.
+fn time_bounds(filters: &[Expr], column: &str) -> (i64, i64) {
+    let mut from = i64::MIN;
+    let mut to = i64::MAX;
+    for f in filters {
+        for e in split_and(f) {
+            let Expr::BinaryExpr(BinaryExpr { left, op, right }) = e else {
+                continue;
+            };
+            let (op, value) = match (left.as_ref(), right.as_ref()) {
+                (Expr::Column(c), Expr::Literal(v, _)) if c.name == column => (*op, v),
+                (Expr::Literal(v, _), Expr::Column(c)) if c.name == column => match op.swap() {
+                    Some(op) => (op, v),
+                    None => continue,
+                },
+                _ => continue,
+            };
+            let Some(ns) = timestamp_ns(value) else {
+                continue;
+            };
+            match op {
+                Operator::Gt | Operator::GtEq => from = from.max(ns),
+                Operator::Lt | Operator::LtEq => to = to.min(ns),
+                Operator::Eq => {
+                    from = from.max(ns);
+                    to = to.min(ns);
+                }
+                _ => {}
+            }
+        }
+    }
+    (from, to)
+}
+
+fn split_and(e: &Expr) -> Vec<&Expr> {
+    match e {
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::And,
+            right,
+        }) => {
+            let mut v = split_and(left);
+            v.extend(split_and(right));
+            v
+        }
+        other => vec![other],
+    }
+}
+
+fn timestamp_ns(v: &ScalarValue) -> Option<i64> {
+    match v {
+        ScalarValue::TimestampNanosecond(Some(t), _) => Some(*t),
+        ScalarValue::TimestampMicrosecond(Some(t), _) => t.checked_mul(1_000),
+        ScalarValue::TimestampMillisecond(Some(t), _) => t.checked_mul(1_000_000),
+        ScalarValue::TimestampSecond(Some(t), _) => t.checked_mul(1_000_000_000),
+        _ => None,
+    }
+}
+
+#[async_trait::async_trait]
+impl TableProvider for TelemetryTable {
+    fn schema(&self) -> SchemaRef {
+        self.signal.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> datafusion::error::Result<Vec<TableProviderFilterPushDown>> {
+        // Used for pruning; DataFusion still filters the rows.
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        let schema = self.schema();
+        let (from, to) = time_bounds(filters, time_column(self.signal));
+        let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
+        let buffered = crate::store::buffered(&self.store, &self.tenant, self.signal);
+        if !buffered.is_empty() {
+            inputs.push(MemorySourceConfig::try_new_exec(
+                &[buffered],
+                Arc::clone(&schema),
+                projection.cloned(),
+            )?);
+        }
+        let files = self
+            .store
+            .catalog
+            .files(&self.tenant, self.signal, from, to);
+        if !files.is_empty() {
+            let mut source = ParquetSource::new(Arc::clone(&schema))
+                .with_table_parquet_options(state.table_options().parquet.clone())
+                .with_bloom_filter_on_read(true);
+            if let Some(predicate) = conjunction(filters.iter().cloned()) {
+                let df_schema = DFSchema::try_from(schema.as_ref().clone())?;
+                source = source.with_predicate(state.create_physical_expr(predicate, &df_schema)?);
+            }
+            let partitions = state.config().target_partitions().max(1);
+            let mut groups: Vec<Vec<PartitionedFile>> =
+                vec![Vec::new(); partitions.min(files.len())];
+            for (i, f) in files.iter().enumerate() {
+                let n = groups.len();
+                groups[i % n].push(PartitionedFile::new(f.path.clone(), f.bytes));
+            }
+            let config =
+                FileScanConfigBuilder::new(ObjectStoreUrl::parse(STORE_URL)?, Arc::new(source))
+                    .with_file_groups(groups.into_iter().map(FileGroup::new).collect())
+                    .with_projection_indices(projection.cloned())?
+                    .with_limit(limit)
+                    .build();
+            inputs.push(DataSourceExec::from_data_source(config));
+        }
+        if inputs.is_empty() {
+            let projected = match projection {
+                Some(p) => Arc::new(schema.project(p)?),
+                None => schema,
+            };
+            return Ok(Arc::new(EmptyExec::new(projected)));
+        }
+        UnionExec::try_new(inputs)
+    }
+}
+
+/// Turns `trace_id = '<hex>'` (and `span_id`, `parent_span_id`, `IN` lists)
+/// into comparisons with binary literals. Runs before type coercion.
+#[derive(Debug)]
+struct HexIds;
+
+fn id_len(e: &Expr) -> Option<i32> {
+    match e {
+        Expr::Column(c) if c.name == col::TRACE_ID => Some(16),
+        Expr::Column(c) if c.name == col::SPAN_ID || c.name == col::PARENT_SPAN_ID => Some(8),
+        _ => None,
+    }
+}
+
+/// A binary literal for a hex string literal; one that is not `len` bytes of
+/// hex becomes a null literal, which matches no row.
+fn hex_literal(e: &Expr, len: i32) -> Option<Expr> {
+    let Expr::Literal(
+        ScalarValue::Utf8(Some(s))
+        | ScalarValue::Utf8View(Some(s))
+        | ScalarValue::LargeUtf8(Some(s)),
+        _,
+    ) = e
+    else {
+        return None;
+    };
+    let bytes = hex::decode(s.trim())
+        .ok()
+        .filter(|b| b.len() == len as usize);
+    Some(Expr::Literal(
+        ScalarValue::FixedSizeBinary(len, bytes),
+        None,
+    ))
+}
+
+fn rewrite_ids(e: Expr) -> datafusion::error::Result<Transformed<Expr>> {
+    match e {
+        Expr::BinaryExpr(BinaryExpr { left, op, right })
+            if matches!(op, Operator::Eq | Operator::NotEq) =>
+        {
+            if let Some(lit) = id_len(&left).and_then(|n| hex_literal(&right, n)) {
+                return Ok(Transformed::yes(Expr::BinaryExpr(BinaryExpr {
+                    left,
+                    op,
+                    right: Box::new(lit),
+                })));
+            }
+            if let Some(lit) = id_len(&right).and_then(|n| hex_literal(&left, n)) {
+                return Ok(Transformed::yes(Expr::BinaryExpr(BinaryExpr {
+                    left: Box::new(lit),
+                    op,
+                    right,
+                })));
+            }
+            Ok(Transformed::no(Expr::BinaryExpr(BinaryExpr {
+                left,
+                op,
+                right,
+            })))
+        }
+        Expr::InList(InList {
+            expr,
+            list,
+            negated,
+        }) if id_len(&expr).is_some() => {
+            let n = id_len(&expr).unwrap_or(16);
+            let list = list
+                .into_iter()
+                .map(|e| hex_literal(&e, n).unwrap_or(e))
+                .collect();
+            Ok(Transformed::yes(Expr::InList(InList {
+                expr,
+                list,
+                negated,
+            })))
+        }
+        other => Ok(Transformed::no(other)),
+    }
+}
+
+impl AnalyzerRule for HexIds {
+    fn analyze(
+        &self,
+        plan: LogicalPlan,
+        _config: &ConfigOptions,
+    ) -> datafusion::error::Result<LogicalPlan> {
+        plan.transform_up_with_subqueries(|p| p.map_expressions(|e| e.transform_up(rewrite_ids)))
+            .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "ophion_hex_ids"
+    }
+}
+
+/// A readable message without DataFusion's internals (backtraces, plan
+/// dumps): the first line of the innermost error.
+fn user_message(e: &DataFusionError) -> String {
+    let inner = e.find_root().to_string();
+    let first = inner.lines().next().unwrap_or("").trim();
+    first
+        .trim_start_matches("Error during planning: ")
+        .trim_start_matches("SQL error: ")
+        .trim_start_matches("Schema error: ")
+        .chars()
+        .take(300)
+        .collect()
+}
+
+fn classify(e: DataFusionError) -> Error {
+    match e.find_root() {
+        DataFusionError::ResourcesExhausted(_) => Error::Query(QueryError::OutOfMemory),
+        DataFusionError::Plan(_)
+        | DataFusionError::SQL(..)
+        | DataFusionError::SchemaError(..)
+        | DataFusionError::NotImplemented(_) => {
+            let msg = user_message(&e);
+            if msg.contains("not allowed")
+                || msg.contains("only supports a single")
+                || msg.contains("single SQL statement")
+            {
+                Error::Query(QueryError::NotReadOnly(msg))
+            } else {
+                Error::Query(QueryError::Invalid(msg))
+            }
+        }
+        _ => Error::DataFusion(e),
+    }
+}
+
+impl Store {
+    /// A query session that sees `tenant`'s tables only.
+    pub fn session(&self, tenant: &TenantId) -> Result<SessionContext> {
+        let inner = &self.inner;
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_limit(inner.config.query.memory_limit_bytes, 1.0)
+            .build_arc()?;
+        runtime.register_object_store(
+            &url::Url::parse(STORE_URL).map_err(|e| Error::Config(e.to_string()))?,
+            Arc::clone(&inner.objects),
+        );
+        let mut config = SessionConfig::new().with_information_schema(true);
+        config.options_mut().execution.parquet.pushdown_filters = true;
+        config.options_mut().execution.parquet.reorder_filters = true;
+        let mut rules: Vec<Arc<dyn AnalyzerRule + Send + Sync>> = vec![Arc::new(HexIds)];
+        rules.extend(Analyzer::new().rules);
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(runtime)
+            .with_default_features()
+            .with_analyzer_rules(rules)
+            .build();
+        let ctx = SessionContext::new_with_state(state);
+        for signal in Signal::ALL {
+            let name = match signal {
+                Signal::Traces => "spans",
+                Signal::Logs => "logs",
+                Signal::Metrics => "metrics",
+            };
+            ctx.register_table(
+                name,
+                Arc::new(TelemetryTable {
+                    signal,
+                    tenant: tenant.clone(),
+                    store: Arc::clone(inner),
+                }),
+            )?;
+        }
+        Ok(ctx)
+    }
+
+    /// Runs one read-only SQL query for `tenant`, under the configured
+    /// timeout, memory limit and row cap.
+    pub async fn sql(&self, tenant: &TenantId, sql: &str) -> Result<QueryOutput> {
+        let started = std::time::Instant::now();
+        let q = &self.inner.config.query;
+        let timeout = Duration::from_secs(q.timeout_secs.max(1));
+        let max_rows = q.max_rows;
+        let ctx = self.session(tenant)?;
+        let options = SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false);
+        let run = async {
+            let df = ctx.sql_with_options(sql, options).await.map_err(classify)?;
+            let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+            let mut stream = df.execute_stream().await.map_err(classify)?;
+            let mut batches = Vec::new();
+            let mut rows = 0;
+            let mut truncated = false;
+            while let Some(batch) = stream.next().await {
+                let batch = batch.map_err(classify)?;
+                if rows + batch.num_rows() > max_rows {
+                    batches.push(batch.slice(0, max_rows - rows));
+                    rows = max_rows;
+                    truncated = true;
+                    break;
+                }
+                rows += batch.num_rows();
+                batches.push(batch);
+            }
+            Ok::<_, Error>(QueryOutput {
+                schema,
+                batches,
+                rows,
+                truncated,
+                elapsed: Duration::ZERO,
+            })
+        };
+        let mut out = tokio::time::timeout(timeout, run)
+            .await
+            .map_err(|_| Error::Query(QueryError::Timeout(timeout)))??;
+        out.elapsed = started.elapsed();
+        Ok(out)
+    }
+
+    /// Every span of one trace: the fast path behind "trace by id".
+    pub async fn trace(&self, tenant: &TenantId, trace_id: [u8; 16]) -> Result<Vec<RecordBatch>> {
+        let sql = format!(
+            "SELECT * FROM spans WHERE trace_id = '{}' ORDER BY start_time",
+            hex::encode(trace_id)
+        );
+        Ok(self.sql(tenant, &sql).await?.batches)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_bounds_from_filters() {
+        use datafusion::prelude::{col as c, lit};
+        let ts = |v: i64| {
+            lit(ScalarValue::TimestampNanosecond(
+                Some(v),
+                Some("UTC".into()),
+            ))
+        };
+        let f = vec![
+            c("start_time")
+                .gt_eq(ts(10))
+                .and(c("start_time").lt(ts(20))),
+            c("name").eq(lit("x")),
+        ];
+        assert_eq!(time_bounds(&f, "start_time"), (10, 20));
+        assert_eq!(
+            time_bounds(&[ts(5).lt_eq(c("start_time"))], "start_time"),
+            (5, i64::MAX)
+        );
+        assert_eq!(time_bounds(&[], "start_time"), (i64::MIN, i64::MAX));
+    }
+}

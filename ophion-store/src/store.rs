@@ -1,0 +1,413 @@
+//! The store: write path, snapshots to Parquet, recovery.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex, Weak,
+        atomic::{AtomicU64, Ordering::Relaxed},
+    },
+    time::{Duration, Instant},
+};
+
+use arrow_array::RecordBatch;
+use object_store::{ObjectStore, ObjectStoreExt as _, PutPayload, path::Path as ObjectPath};
+use ophion_core::{Clock, Signal, SinkError, SystemClock, TelemetryBatch, TelemetrySink, TenantId};
+use tokio::sync::{Notify, RwLock};
+
+use crate::{
+    catalog::{Catalog, NewFile},
+    config::StoreConfig,
+    error::{Error, Result},
+    metadata::Metadata,
+    objstore, persist,
+    wal::{self, Replay, Wal},
+};
+
+type Key = (TenantId, Signal);
+
+/// Rows in memory: acknowledged and not yet in a published file.
+#[derive(Debug, Default)]
+pub(crate) struct Buffer {
+    /// Rows still being written.
+    active: HashMap<Key, Vec<RecordBatch>>,
+    active_bytes: usize,
+    /// Rows of earlier snapshots whose files are not published yet.
+    persisting: HashMap<Key, Vec<RecordBatch>>,
+    persisting_bytes: usize,
+}
+
+impl Buffer {
+    fn push(&mut self, key: Key, batch: RecordBatch) {
+        self.active_bytes += batch.get_array_memory_size();
+        self.active.entry(key).or_default().push(batch);
+    }
+
+    /// Every buffered batch of one table, for queries.
+    pub(crate) fn batches(&self, tenant: &TenantId, signal: Signal) -> Vec<RecordBatch> {
+        let key = (tenant.clone(), signal);
+        let mut out = self.persisting.get(&key).cloned().unwrap_or_default();
+        out.extend(self.active.get(&key).into_iter().flatten().cloned());
+        out
+    }
+
+    fn bytes(&self) -> usize {
+        self.active_bytes + self.persisting_bytes
+    }
+}
+
+/// Counters of the store, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct StoreStats {
+    /// Rows acknowledged.
+    pub rows_written: AtomicU64,
+    /// Writes refused as overload.
+    pub writes_refused: AtomicU64,
+    /// Writes failed by the log (disk full, I/O).
+    pub wal_failures: AtomicU64,
+    /// Records replayed from the log at start.
+    pub wal_replayed_records: AtomicU64,
+    /// Log segments whose tail was truncated or corrupt at start.
+    pub wal_corrupt_tails: AtomicU64,
+    /// Snapshots persisted.
+    pub snapshots: AtomicU64,
+    /// Snapshots that failed (retried later).
+    pub snapshot_failures: AtomicU64,
+    /// Parquet files published.
+    pub files_written: AtomicU64,
+    /// Parquet bytes published.
+    pub bytes_written: AtomicU64,
+    /// Files removed by retention.
+    pub files_expired: AtomicU64,
+    /// Files merged away by compaction.
+    pub files_compacted: AtomicU64,
+    /// Microseconds spent in the last snapshot.
+    pub last_snapshot_micros: AtomicU64,
+}
+
+pub(crate) struct Inner {
+    pub(crate) config: StoreConfig,
+    pub(crate) wal: Wal,
+    pub(crate) metadata: Metadata,
+    pub(crate) objects: Arc<dyn ObjectStore>,
+    pub(crate) buffer: Mutex<Buffer>,
+    pub(crate) catalog: Catalog,
+    pub(crate) stats: StoreStats,
+    pub(crate) clock: Arc<dyn Clock>,
+    /// Writers hold it shared from log append to buffer insert; a snapshot
+    /// holds it exclusively while it rotates the log and swaps the buffer, so
+    /// every row acknowledged from an older segment is in the snapshot.
+    gate: RwLock<()>,
+    /// One snapshot at a time.
+    snapshotting: tokio::sync::Mutex<()>,
+    wake: Notify,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("data_dir", &self.config.data_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Ophion's telemetry store. Cheap to clone; see the crate docs.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pub(crate) inner: Arc<Inner>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Store {
+    /// Opens the store: migrates the metadata database, loads the catalog,
+    /// replays the write-ahead log into memory (skipping and counting a
+    /// damaged tail) and starts the background snapshot task.
+    pub async fn open(config: StoreConfig) -> Result<Self> {
+        Self::open_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// [`Store::open`] with an injected clock (retention, tests).
+    pub async fn open_with_clock(config: StoreConfig, clock: Arc<dyn Clock>) -> Result<Self> {
+        config.validate()?;
+        std::fs::create_dir_all(&config.data_dir)?;
+        let metadata = Metadata::open(&config.data_dir.join("metadata.db"))?;
+        let (catalog, watermark) = Catalog::load(&metadata).await?;
+        let wal_dir = config.data_dir.join("wal");
+        std::fs::create_dir_all(&wal_dir)?;
+        let mut buffer = Buffer::default();
+        let replay = wal::replay(&wal_dir, watermark, |_, payload| {
+            for e in wal::decode(payload)? {
+                buffer.push((e.tenant, e.signal), e.batch);
+            }
+            Ok(())
+        })?;
+        let wal = Wal::open(
+            &wal_dir,
+            config.wal.sync,
+            config.wal.segment_bytes,
+            config.wal.queue,
+        )?;
+        // Segments below the watermark are persisted; a crash may have left them.
+        wal.truncate_before(watermark)?;
+        let objects = objstore::build(&config)?;
+        let inner = Arc::new(Inner {
+            config,
+            wal,
+            metadata,
+            objects,
+            buffer: Mutex::new(buffer),
+            catalog,
+            stats: StoreStats::default(),
+            clock,
+            gate: RwLock::new(()),
+            snapshotting: tokio::sync::Mutex::new(()),
+            wake: Notify::new(),
+        });
+        record_replay(&inner.stats, &replay);
+        if replay.corrupt_tails > 0 {
+            tracing::warn!(
+                segments = replay.corrupt_tails,
+                bytes = replay.skipped_bytes,
+                "skipped a truncated or corrupt write-ahead log tail"
+            );
+        }
+        tokio::spawn(background(Arc::downgrade(&inner)));
+        Ok(Self { inner })
+    }
+
+    /// Writes rows; `Ok` once they are in the fsynced log (durable) and
+    /// visible to queries.
+    pub async fn write(&self, tenant: &TenantId, batch: TelemetryBatch) -> Result<()> {
+        let inner = &self.inner;
+        let size = batch.batch().get_array_memory_size();
+        {
+            let b = lock(&inner.buffer);
+            if b.bytes() + size > inner.config.buffer.max_bytes {
+                inner.stats.writes_refused.fetch_add(1, Relaxed);
+                inner.wake.notify_one();
+                return Err(Error::Backpressure(format!(
+                    "write buffer full ({} of {} bytes waiting for storage)",
+                    b.bytes(),
+                    inner.config.buffer.max_bytes
+                )));
+            }
+        }
+        let payload = wal::encode(tenant, batch.signal(), batch.batch())?;
+        let _gate = inner.gate.read().await;
+        if let Err(e) = inner.wal.append(payload).await {
+            match &e {
+                Error::Backpressure(_) => inner.stats.writes_refused.fetch_add(1, Relaxed),
+                _ => inner.stats.wal_failures.fetch_add(1, Relaxed),
+            };
+            return Err(e);
+        }
+        let rows = batch.num_rows() as u64;
+        let signal = batch.signal();
+        let over = {
+            let mut b = lock(&inner.buffer);
+            b.push((tenant.clone(), signal), batch.into_batch());
+            b.active_bytes >= inner.config.buffer.flush_bytes
+        };
+        inner.stats.rows_written.fetch_add(rows, Relaxed);
+        if over {
+            inner.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Persists every buffered row to Parquet now and publishes the files.
+    /// On failure the rows stay in memory and in the log, and the next
+    /// snapshot retries them.
+    pub async fn flush(&self) -> Result<()> {
+        snapshot(&self.inner).await
+    }
+
+    /// The store's counters.
+    pub fn stats(&self) -> &StoreStats {
+        &self.inner.stats
+    }
+
+    /// Bytes of rows held in memory.
+    pub fn buffered_bytes(&self) -> usize {
+        lock(&self.inner.buffer).bytes()
+    }
+
+    /// The published files.
+    pub fn files(&self) -> Vec<Arc<crate::catalog::FileMeta>> {
+        self.inner.catalog.all()
+    }
+
+    /// The metadata database (users, keys, rules, audit log).
+    pub fn metadata(&self) -> &Metadata {
+        &self.inner.metadata
+    }
+
+    /// Flushes and stops accepting writes of the background task; for a
+    /// graceful shutdown.
+    pub async fn close(&self) -> Result<()> {
+        self.flush().await
+    }
+}
+
+/// Every buffered batch of one table (for query scans).
+pub(crate) fn buffered(inner: &Inner, tenant: &TenantId, signal: Signal) -> Vec<RecordBatch> {
+    lock(&inner.buffer).batches(tenant, signal)
+}
+
+fn record_replay(stats: &StoreStats, r: &Replay) {
+    stats.wal_replayed_records.fetch_add(r.records, Relaxed);
+    stats.wal_corrupt_tails.fetch_add(r.corrupt_tails, Relaxed);
+}
+
+#[async_trait::async_trait]
+impl TelemetrySink for Store {
+    async fn write(&self, tenant: &TenantId, batch: TelemetryBatch) -> Result<(), SinkError> {
+        Store::write(self, tenant, batch)
+            .await
+            .map_err(Error::into_sink_error)
+    }
+}
+
+/// Snapshots when the buffer passes `flush_bytes`, and at least every
+/// `flush_interval_secs`; stops when the store is dropped.
+async fn background(weak: Weak<Inner>) {
+    loop {
+        let interval = match weak.upgrade() {
+            Some(inner) => Duration::from_secs(inner.config.buffer.flush_interval_secs.max(1)),
+            None => return,
+        };
+        let woken = match weak.upgrade() {
+            Some(inner) => {
+                let wake = async { inner.wake.notified().await };
+                tokio::time::timeout(interval, wake).await.is_ok()
+            }
+            None => return,
+        };
+        let Some(inner) = weak.upgrade() else { return };
+        let due = woken
+            || lock(&inner.buffer).active_bytes > 0
+            || lock(&inner.buffer).persisting_bytes > 0;
+        if due && let Err(e) = snapshot(&inner).await {
+            tracing::warn!(error = %e, "snapshot failed; rows stay in memory and in the log, will retry");
+            drop(inner);
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+}
+
+/// Moves the active buffer to `persisting`, writes it as Parquet, publishes
+/// the files with the new log watermark, then drops the persisted rows from
+/// memory and the persisted segments from disk.
+async fn snapshot(inner: &Arc<Inner>) -> Result<()> {
+    let _one = inner.snapshotting.lock().await;
+    let started = Instant::now();
+    let watermark = {
+        let _gate = inner.gate.write().await;
+        let segment = inner.wal.rotate().await?;
+        let mut b = lock(&inner.buffer);
+        let active = std::mem::take(&mut b.active);
+        for (k, v) in active {
+            b.persisting.entry(k).or_default().extend(v);
+        }
+        b.persisting_bytes += std::mem::take(&mut b.active_bytes);
+        segment
+    };
+    let work: Vec<(Key, Vec<RecordBatch>)> = lock(&inner.buffer)
+        .persisting
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    if work.is_empty() {
+        inner.wal.truncate_before(watermark)?;
+        return Ok(());
+    }
+    let result = persist_all(inner, work).await;
+    let files = match result {
+        Ok(files) => files,
+        Err(e) => {
+            inner.stats.snapshot_failures.fetch_add(1, Relaxed);
+            return Err(e);
+        }
+    };
+    let bytes: u64 = files.iter().map(|f| f.bytes).sum();
+    let n = files.len() as u64;
+    let now = inner.clock.now_nanos();
+    inner
+        .catalog
+        .commit(
+            &inner.metadata,
+            files,
+            Vec::new(),
+            Some(watermark),
+            now,
+            || {
+                let mut b = lock(&inner.buffer);
+                b.persisting.clear();
+                b.persisting_bytes = 0;
+            },
+        )
+        .await?;
+    inner.wal.truncate_before(watermark)?;
+    inner.stats.snapshots.fetch_add(1, Relaxed);
+    inner.stats.files_written.fetch_add(n, Relaxed);
+    inner.stats.bytes_written.fetch_add(bytes, Relaxed);
+    inner
+        .stats
+        .last_snapshot_micros
+        .store(started.elapsed().as_micros() as u64, Relaxed);
+    Ok(())
+}
+
+/// Encodes and uploads one file per tenant, table and hour.
+async fn persist_all(
+    inner: &Arc<Inner>,
+    work: Vec<(Key, Vec<RecordBatch>)>,
+) -> Result<Vec<NewFile>> {
+    let mut files = Vec::new();
+    for ((tenant, signal), batches) in work {
+        let encoded = tokio::task::spawn_blocking(
+            move || -> Result<Vec<(i64, (i64, i64), usize, bytes::Bytes)>> {
+                let Some(all) = persist::concat(&batches)? else {
+                    return Ok(Vec::new());
+                };
+                let mut out = Vec::new();
+                for (hour, rows) in persist::split_by_hour(&all, signal)? {
+                    let sorted = persist::sort(&rows, signal)?;
+                    let range = persist::time_range(&sorted, signal)?;
+                    out.push((
+                        hour,
+                        range,
+                        sorted.num_rows(),
+                        persist::encode(&sorted, signal)?,
+                    ));
+                }
+                Ok(out)
+            },
+        )
+        .await
+        .map_err(|e| Error::Wal(format!("encoder task failed: {e}")))??;
+        for (hour, (min_time, max_time), rows, bytes) in encoded {
+            let path = persist::file_path(&tenant, signal, hour);
+            let size = bytes.len() as u64;
+            // A put is atomic: the file is complete or absent. It becomes
+            // visible to queries only when the catalog publishes it.
+            inner
+                .objects
+                .put(&ObjectPath::from(path.as_str()), PutPayload::from(bytes))
+                .await?;
+            files.push(NewFile {
+                tenant: tenant.clone(),
+                signal,
+                path,
+                min_time,
+                max_time,
+                rows: rows as u64,
+                bytes: size,
+                level: 0,
+            });
+        }
+    }
+    Ok(files)
+}
