@@ -1,0 +1,303 @@
+//! The store's public behaviour: writes are queryable at once, survive a
+//! restart (from Parquet and from the log), SQL is read-only and sees one
+//! tenant, ids compare with hex strings, attributes are reachable.
+
+use std::collections::HashMap;
+
+use arrow_array::{RecordBatch, cast::AsArray, types::Int64Type};
+use ophion_core::{Signal, TelemetryBatch, TenantId, testing::Generator};
+use ophion_receiver::{
+    Limits,
+    convert::{self, TimeWindow},
+};
+use ophion_store::{Error, QueryError, Store, StoreConfig};
+
+const T0: u64 = 1_700_000_000_000_000_000;
+
+fn spans(
+    seed: u64,
+    n: usize,
+) -> (
+    TelemetryBatch,
+    opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest,
+) {
+    let req = Generator::new(seed, T0).traces(n);
+    let c = convert::traces(&req, &Limits::default(), TimeWindow::ALL);
+    (
+        TelemetryBatch::new(Signal::Traces, c.batch.expect("rows")).expect("schema"),
+        req,
+    )
+}
+
+fn logs(seed: u64, n: usize) -> TelemetryBatch {
+    let req = Generator::new(seed, T0).logs(n);
+    let c = convert::logs(&req, &Limits::default(), TimeWindow::ALL, T0 as i64);
+    TelemetryBatch::new(Signal::Logs, c.batch.expect("rows")).expect("schema")
+}
+
+fn metrics(seed: u64, n: usize) -> TelemetryBatch {
+    let req = Generator::new(seed, T0).metrics(n);
+    let c = convert::metrics(&req, &Limits::default(), TimeWindow::ALL);
+    TelemetryBatch::new(Signal::Metrics, c.batch.expect("rows")).expect("schema")
+}
+
+async fn count(store: &Store, tenant: &TenantId, sql: &str) -> i64 {
+    let out = store
+        .sql(tenant, sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    out.batches[0]
+        .column(0)
+        .as_primitive::<Int64Type>()
+        .value(0)
+}
+
+fn config(dir: &std::path::Path) -> StoreConfig {
+    let mut c = StoreConfig::in_dir(dir);
+    c.buffer.flush_interval_secs = 3600; // snapshots only when the test asks
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_are_queryable_before_and_after_persisting_and_restart() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let t = TenantId::default();
+    let store = Store::open(config(dir.path())).await.expect("open");
+    let (b, _) = spans(1, 300);
+    let n_spans = b.num_rows() as i64;
+    store.write(&t, b).await.expect("write");
+    store.write(&t, logs(2, 200)).await.expect("write");
+    let m = metrics(3, 100);
+    let n_points = m.num_rows() as i64;
+    store.write(&t, m).await.expect("write");
+    // Visible at once, from memory.
+    assert_eq!(
+        count(&store, &t, "SELECT count(*) FROM spans").await,
+        n_spans
+    );
+    assert_eq!(count(&store, &t, "SELECT count(*) FROM logs").await, 200);
+    assert_eq!(
+        count(&store, &t, "SELECT count(*) FROM metrics").await,
+        n_points
+    );
+    store.flush().await.expect("flush");
+    assert_eq!(store.buffered_bytes(), 0);
+    assert!(!store.files().is_empty());
+    assert_eq!(
+        count(&store, &t, "SELECT count(*) FROM spans").await,
+        n_spans,
+        "now from Parquet"
+    );
+    // More rows after the snapshot stay in the log only.
+    let (b2, _) = spans(4, 50);
+    let n2 = b2.num_rows() as i64;
+    store.write(&t, b2).await.expect("write");
+    assert_eq!(
+        count(&store, &t, "SELECT count(*) FROM spans").await,
+        n_spans + n2,
+        "buffer and files together"
+    );
+    drop(store);
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+
+    let store = Store::open(config(dir.path())).await.expect("reopen");
+    assert_eq!(
+        count(&store, &t, "SELECT count(*) FROM spans").await,
+        n_spans + n2,
+        "files + replayed log"
+    );
+    assert_eq!(count(&store, &t, "SELECT count(*) FROM logs").await, 200);
+    assert!(
+        store
+            .stats()
+            .wal_replayed_records
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 1
+    );
+    store.flush().await.expect("flush");
+    drop(store);
+    let store = Store::open(config(dir.path())).await.expect("reopen");
+    assert_eq!(
+        count(&store, &t, "SELECT count(*) FROM spans").await,
+        n_spans + n2,
+        "no duplicates after the log was persisted"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_is_read_only_and_sees_one_tenant() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = Store::open(config(dir.path())).await.expect("open");
+    let a = TenantId::new("tenant-a").expect("tenant");
+    let b = TenantId::new("tenant-b").expect("tenant");
+    let (batch, _) = spans(5, 100);
+    let n = batch.num_rows() as i64;
+    store.write(&a, batch).await.expect("write");
+    store.flush().await.expect("flush");
+    store.write(&a, logs(6, 10)).await.expect("write");
+    assert_eq!(count(&store, &a, "SELECT count(*) FROM spans").await, n);
+    assert_eq!(count(&store, &b, "SELECT count(*) FROM spans").await, 0);
+    assert_eq!(
+        count(
+            &store,
+            &b,
+            "SELECT count(*) FROM (SELECT * FROM spans UNION ALL SELECT * FROM spans)"
+        )
+        .await,
+        0
+    );
+    assert_eq!(count(&store, &b, "SELECT count(*) FROM logs").await, 0);
+    for sql in [
+        "CREATE TABLE x AS SELECT 1",
+        "DROP TABLE spans",
+        "INSERT INTO spans SELECT * FROM spans",
+        "DELETE FROM spans",
+        "COPY spans TO '/tmp/x.parquet'",
+        "SET datafusion.execution.batch_size = 1",
+        "CREATE EXTERNAL TABLE t STORED AS PARQUET LOCATION '/etc'",
+        "SELECT 1; SELECT 2",
+    ] {
+        match store.sql(&a, sql).await {
+            Err(Error::Query(QueryError::NotReadOnly(msg) | QueryError::Invalid(msg))) => {
+                assert!(
+                    !msg.is_empty() && !msg.contains("backtrace"),
+                    "{sql}: {msg}"
+                );
+            }
+            other => panic!("{sql} was not refused: {other:?}"),
+        }
+    }
+    match store.sql(&a, "SELECT nope FROM spans").await {
+        Err(Error::Query(QueryError::Invalid(msg))) => assert!(msg.contains("nope"), "{msg}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ids_compare_with_hex_and_attributes_are_reachable() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = Store::open(config(dir.path())).await.expect("open");
+    let t = TenantId::default();
+    let (batch, req) = spans(7, 200);
+    store.write(&t, batch).await.expect("write");
+    let span = &req.resource_spans[0].scope_spans[0].spans[0];
+    let trace_hex = hex::encode(&span.trace_id);
+    let expected = req
+        .resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .flat_map(|s| &s.spans)
+        .filter(|s| s.trace_id == span.trace_id)
+        .count() as i64;
+    for phase in ["buffer", "parquet"] {
+        let sql = format!("SELECT count(*) FROM spans WHERE trace_id = '{trace_hex}'");
+        assert_eq!(count(&store, &t, &sql).await, expected, "{phase}");
+        let upper = format!(
+            "SELECT count(*) FROM spans WHERE trace_id = '{}'",
+            trace_hex.to_uppercase()
+        );
+        assert_eq!(
+            count(&store, &t, &upper).await,
+            expected,
+            "{phase}: hex is case-insensitive"
+        );
+        let span_sql = format!(
+            "SELECT count(*) FROM spans WHERE span_id IN ('{}', 'zz')",
+            hex::encode(&span.span_id)
+        );
+        assert_eq!(count(&store, &t, &span_sql).await, 1, "{phase}");
+        assert_eq!(
+            count(
+                &store,
+                &t,
+                "SELECT count(*) FROM spans WHERE trace_id = 'not-hex'"
+            )
+            .await,
+            0
+        );
+        let rows = store
+            .trace(&t, span.trace_id.clone().try_into().expect("16 bytes"))
+            .await
+            .expect("trace");
+        assert_eq!(
+            rows.iter().map(RecordBatch::num_rows).sum::<usize>() as i64,
+            expected
+        );
+        // Attributes: a non-promoted key, through map indexing.
+        let out = store
+            .sql(
+                &t,
+                "SELECT count(*) FROM spans WHERE attributes['db.namespace'] = 'shop'",
+            )
+            .await
+            .expect("map access");
+        let db_spans = out.batches[0]
+            .column(0)
+            .as_primitive::<Int64Type>()
+            .value(0);
+        let expected_db = req
+            .resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .flat_map(|s| &s.spans)
+            .filter(|s| s.attributes.iter().any(|a| a.key == "db.namespace"))
+            .count() as i64;
+        assert_eq!(db_spans, expected_db, "{phase}");
+        store.flush().await.expect("flush");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aggregates_match_an_independent_computation() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = Store::open(config(dir.path())).await.expect("open");
+    let t = TenantId::default();
+    let mut expected: HashMap<String, (i64, i64, i64)> = HashMap::new(); // service -> (count, errors, total duration)
+    for seed in 0..4 {
+        let (batch, req) = spans(100 + seed, 500);
+        for rs in &req.resource_spans {
+            let service = rs
+                .resource
+                .as_ref()
+                .and_then(|r| r.attributes.iter().find(|a| a.key == "service.name"))
+                .and_then(|a| a.value.as_ref())
+                .and_then(|v| match &v.value {
+                    Some(
+                        opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(s),
+                    ) => Some(s.clone()),
+                    _ => None,
+                })
+                .expect("service");
+            for s in rs.scope_spans.iter().flat_map(|s| &s.spans) {
+                let e = expected.entry(service.clone()).or_default();
+                e.0 += 1;
+                e.1 += i64::from(s.status.as_ref().is_some_and(|st| st.code == 2));
+                e.2 += (s.end_time_unix_nano - s.start_time_unix_nano) as i64;
+            }
+        }
+        store.write(&t, batch).await.expect("write");
+        if seed % 2 == 0 {
+            store.flush().await.expect("flush");
+        }
+    }
+    let out = store
+        .sql(
+            &t,
+            "SELECT service_name, count(*) AS n, sum(CASE WHEN status_code = 'error' THEN 1 ELSE 0 END) AS errors, \
+             sum(duration_ns) AS total FROM spans GROUP BY service_name ORDER BY service_name",
+        )
+        .await
+        .expect("query");
+    let mut got = HashMap::new();
+    for b in &out.batches {
+        let names = b.column(0).as_string::<i32>();
+        for i in 0..b.num_rows() {
+            let n = b.column(1).as_primitive::<Int64Type>().value(i);
+            let e = b.column(2).as_primitive::<Int64Type>().value(i);
+            let d = b.column(3).as_primitive::<Int64Type>().value(i);
+            got.insert(names.value(i).to_owned(), (n, e, d));
+        }
+    }
+    assert_eq!(got, expected);
+    assert!(!out.truncated);
+}
