@@ -301,3 +301,49 @@ async fn aggregates_match_an_independent_computation() {
     assert_eq!(got, expected);
     assert!(!out.truncated);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damaged_log_tails_are_skipped_and_counted() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let t = TenantId::default();
+    {
+        let store = Store::open(config(dir.path())).await.expect("open");
+        for seed in 0..3 {
+            store.write(&t, logs(seed, 10)).await.expect("write");
+        }
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let wal_dir = dir.path().join("wal");
+    let mut segments: Vec<_> = std::fs::read_dir(&wal_dir).expect("wal").map(|e| e.expect("entry").path()).collect();
+    segments.sort();
+    let seg = segments.iter().rev().find(|p| std::fs::metadata(p).map(|m| m.len() > 0).unwrap_or(false)).expect("segment with records").clone();
+    // Truncate the last record of the segment by a few bytes.
+    let len = std::fs::metadata(&seg).expect("meta").len();
+    std::fs::OpenOptions::new().write(true).open(&seg).expect("open").set_len(len - 5).expect("truncate");
+    let store = Store::open(config(dir.path())).await.expect("reopen after a torn tail");
+    assert_eq!(count(&store, &t, "SELECT count(*) FROM logs").await, 20, "the two intact records");
+    assert_eq!(store.stats().wal_corrupt_tails.load(std::sync::atomic::Ordering::Relaxed), 1);
+    store.write(&t, logs(9, 10)).await.expect("writes go on");
+    drop(store);
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+
+    // Now garbage in the middle of a record of the newest segment.
+    let mut segments: Vec<_> = std::fs::read_dir(&wal_dir).expect("wal").map(|e| e.expect("entry").path()).collect();
+    segments.sort();
+    let newest = segments.iter().rev().find(|p| std::fs::metadata(p).map(|m| m.len() > 0).unwrap_or(false)).expect("segment").clone();
+    let mut bytes = std::fs::read(&newest).expect("read");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x5a;
+    std::fs::write(&newest, &bytes).expect("write");
+    let store = Store::open(config(dir.path())).await.expect("reopen after corruption");
+    // Both damaged segments are still unpersisted, so both are seen again.
+    assert_eq!(store.stats().wal_corrupt_tails.load(std::sync::atomic::Ordering::Relaxed), 2);
+    assert_eq!(count(&store, &t, "SELECT count(*) FROM logs").await, 20, "the corrupt record is skipped, the rest kept");
+    // Once persisted, the damaged segments are gone for good.
+    store.flush().await.expect("flush");
+    drop(store);
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let store = Store::open(config(dir.path())).await.expect("reopen");
+    assert_eq!(store.stats().wal_corrupt_tails.load(std::sync::atomic::Ordering::Relaxed), 0);
+    assert_eq!(count(&store, &t, "SELECT count(*) FROM logs").await, 20);
+}
