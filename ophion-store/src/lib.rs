@@ -42,6 +42,7 @@
 pub mod catalog;
 pub mod config;
 pub mod error;
+mod maintenance;
 pub mod metadata;
 mod objstore;
 pub mod persist;

@@ -99,6 +99,8 @@ pub(crate) struct Inner {
     gate: RwLock<()>,
     /// One snapshot at a time.
     snapshotting: tokio::sync::Mutex<()>,
+    /// Objects retired from the catalog, deleted on the next upkeep pass.
+    pub(crate) retired: Mutex<Vec<String>>,
     wake: Notify,
 }
 
@@ -163,6 +165,7 @@ impl Store {
             clock,
             gate: RwLock::new(()),
             snapshotting: tokio::sync::Mutex::new(()),
+            retired: Mutex::new(Vec::new()),
             wake: Notify::new(),
         });
         record_replay(&inner.stats, &replay);
@@ -293,6 +296,14 @@ async fn background(weak: Weak<Inner>) {
             tracing::warn!(error = %e, "snapshot failed; rows stay in memory and in the log, will retry");
             drop(inner);
             tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        }
+        let store = Store { inner };
+        if let Err(e) = store.enforce_retention().await {
+            tracing::warn!(error = %e, "retention pass failed; will retry");
+        }
+        if let Err(e) = store.compact().await {
+            tracing::warn!(error = %e, "compaction failed; will retry");
         }
     }
 }

@@ -23,7 +23,10 @@ impl Tmpfs {
             .arg(&dir)
             .status()
             .expect("run mount");
-        assert!(ok.success(), "mounting a tmpfs needs root (CI runs as root)");
+        assert!(
+            ok.success(),
+            "mounting a tmpfs needs root (CI runs as root)"
+        );
         Self(dir)
     }
 }
@@ -38,7 +41,12 @@ impl Drop for Tmpfs {
 
 fn batch(n: u64) -> TelemetryBatch {
     let mut req = Generator::new(n, 1_700_000_000_000_000_000).logs(50);
-    for l in req.resource_logs.iter_mut().flat_map(|r| &mut r.scope_logs).flat_map(|s| &mut s.log_records) {
+    for l in req
+        .resource_logs
+        .iter_mut()
+        .flat_map(|r| &mut r.scope_logs)
+        .flat_map(|s| &mut s.log_records)
+    {
         l.event_name = format!("batch-{n}");
     }
     let c = convert::logs(&req, &Limits::default(), TimeWindow::ALL, 1);
@@ -70,7 +78,11 @@ async fn full_disk_is_retryable_and_loses_nothing() {
             }
         }
     }
-    assert!(refusals >= 5, "the disk never filled ({} batches acknowledged)", acked.len());
+    assert!(
+        refusals >= 5,
+        "the disk never filled ({} batches acknowledged)",
+        acked.len()
+    );
     // A snapshot cannot persist either; it fails retryably and keeps the rows.
     let snap = store.flush().await;
     if let Err(e) = &snap {
@@ -79,21 +91,37 @@ async fn full_disk_is_retryable_and_loses_nothing() {
     // Free the space: writes succeed again.
     std::fs::remove_file(&filler).expect("free space");
     let after = 1_000_000u64;
-    store.write(&t, batch(after)).await.expect("writes resume once space is back");
+    store
+        .write(&t, batch(after))
+        .await
+        .expect("writes resume once space is back");
     acked.push(after);
     store.flush().await.expect("flush once space is back");
     let out = store
-        .sql(&t, "SELECT event_name, count(*) FROM logs GROUP BY event_name")
+        .sql(
+            &t,
+            "SELECT event_name, count(*) FROM logs GROUP BY event_name",
+        )
         .await
         .expect("query");
     let mut found = std::collections::HashMap::new();
     for b in &out.batches {
         for i in 0..b.num_rows() {
-            found.insert(b.column(0).as_string::<i32>().value(i).to_owned(), b.column(1).as_primitive::<Int64Type>().value(i));
+            found.insert(
+                b.column(0).as_string::<i32>().value(i).to_owned(),
+                b.column(1).as_primitive::<Int64Type>().value(i),
+            );
         }
     }
-    let missing: Vec<_> = acked.iter().filter(|n| !found.contains_key(&format!("batch-{n}"))).collect();
-    println!("{} batches acknowledged before the disk filled, {refusals} refusals, {} missing", acked.len() - 1, missing.len());
+    let missing: Vec<_> = acked
+        .iter()
+        .filter(|n| !found.contains_key(&format!("batch-{n}")))
+        .collect();
+    println!(
+        "{} batches acknowledged before the disk filled, {refusals} refusals, {} missing",
+        acked.len() - 1,
+        missing.len()
+    );
     assert!(missing.is_empty(), "acknowledged batches lost: {missing:?}");
     drop(store);
 }

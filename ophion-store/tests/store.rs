@@ -314,36 +314,170 @@ async fn damaged_log_tails_are_skipped_and_counted() {
     }
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     let wal_dir = dir.path().join("wal");
-    let mut segments: Vec<_> = std::fs::read_dir(&wal_dir).expect("wal").map(|e| e.expect("entry").path()).collect();
+    let mut segments: Vec<_> = std::fs::read_dir(&wal_dir)
+        .expect("wal")
+        .map(|e| e.expect("entry").path())
+        .collect();
     segments.sort();
-    let seg = segments.iter().rev().find(|p| std::fs::metadata(p).map(|m| m.len() > 0).unwrap_or(false)).expect("segment with records").clone();
+    let seg = segments
+        .iter()
+        .rev()
+        .find(|p| std::fs::metadata(p).map(|m| m.len() > 0).unwrap_or(false))
+        .expect("segment with records")
+        .clone();
     // Truncate the last record of the segment by a few bytes.
     let len = std::fs::metadata(&seg).expect("meta").len();
-    std::fs::OpenOptions::new().write(true).open(&seg).expect("open").set_len(len - 5).expect("truncate");
-    let store = Store::open(config(dir.path())).await.expect("reopen after a torn tail");
-    assert_eq!(count(&store, &t, "SELECT count(*) FROM logs").await, 20, "the two intact records");
-    assert_eq!(store.stats().wal_corrupt_tails.load(std::sync::atomic::Ordering::Relaxed), 1);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&seg)
+        .expect("open")
+        .set_len(len - 5)
+        .expect("truncate");
+    let store = Store::open(config(dir.path()))
+        .await
+        .expect("reopen after a torn tail");
+    assert_eq!(
+        count(&store, &t, "SELECT count(*) FROM logs").await,
+        20,
+        "the two intact records"
+    );
+    assert_eq!(
+        store
+            .stats()
+            .wal_corrupt_tails
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
     store.write(&t, logs(9, 10)).await.expect("writes go on");
     drop(store);
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
 
     // Now garbage in the middle of a record of the newest segment.
-    let mut segments: Vec<_> = std::fs::read_dir(&wal_dir).expect("wal").map(|e| e.expect("entry").path()).collect();
+    let mut segments: Vec<_> = std::fs::read_dir(&wal_dir)
+        .expect("wal")
+        .map(|e| e.expect("entry").path())
+        .collect();
     segments.sort();
-    let newest = segments.iter().rev().find(|p| std::fs::metadata(p).map(|m| m.len() > 0).unwrap_or(false)).expect("segment").clone();
+    let newest = segments
+        .iter()
+        .rev()
+        .find(|p| std::fs::metadata(p).map(|m| m.len() > 0).unwrap_or(false))
+        .expect("segment")
+        .clone();
     let mut bytes = std::fs::read(&newest).expect("read");
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x5a;
     std::fs::write(&newest, &bytes).expect("write");
-    let store = Store::open(config(dir.path())).await.expect("reopen after corruption");
+    let store = Store::open(config(dir.path()))
+        .await
+        .expect("reopen after corruption");
     // Both damaged segments are still unpersisted, so both are seen again.
-    assert_eq!(store.stats().wal_corrupt_tails.load(std::sync::atomic::Ordering::Relaxed), 2);
-    assert_eq!(count(&store, &t, "SELECT count(*) FROM logs").await, 20, "the corrupt record is skipped, the rest kept");
+    assert_eq!(
+        store
+            .stats()
+            .wal_corrupt_tails
+            .load(std::sync::atomic::Ordering::Relaxed),
+        2
+    );
+    assert_eq!(
+        count(&store, &t, "SELECT count(*) FROM logs").await,
+        20,
+        "the corrupt record is skipped, the rest kept"
+    );
     // Once persisted, the damaged segments are gone for good.
     store.flush().await.expect("flush");
     drop(store);
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     let store = Store::open(config(dir.path())).await.expect("reopen");
-    assert_eq!(store.stats().wal_corrupt_tails.load(std::sync::atomic::Ordering::Relaxed), 0);
+    assert_eq!(
+        store
+            .stats()
+            .wal_corrupt_tails
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
     assert_eq!(count(&store, &t, "SELECT count(*) FROM logs").await, 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_merges_small_files_without_changing_results() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let t = TenantId::default();
+    let store = Store::open(config(dir.path())).await.expect("open");
+    let mut total = 0;
+    for seed in 0..5 {
+        let (b, _) = spans(200 + seed, 100);
+        total += b.num_rows() as i64;
+        store.write(&t, b).await.expect("write");
+        store.flush().await.expect("flush");
+    }
+    let before = store.files().len();
+    assert!(before >= 5, "{before} files");
+    let by_service = "SELECT service_name, count(*), sum(duration_ns) FROM spans GROUP BY service_name ORDER BY service_name";
+    let expected = store.sql(&t, by_service).await.expect("query").batches;
+    let merged = store.compact().await.expect("compact");
+    assert_eq!(merged, before);
+    assert!(store.files().len() < before);
+    assert!(store.files().iter().all(|f| f.level == 1));
+    assert_eq!(count(&store, &t, "SELECT count(*) FROM spans").await, total);
+    assert_eq!(
+        store.sql(&t, by_service).await.expect("query").batches,
+        expected
+    );
+    // The retired files are deleted on the next pass, and queries still work.
+    store.compact().await.expect("second pass");
+    assert_eq!(count(&store, &t, "SELECT count(*) FROM spans").await, total);
+    drop(store);
+    let store = Store::open(config(dir.path())).await.expect("reopen");
+    assert_eq!(
+        count(&store, &t, "SELECT count(*) FROM spans").await,
+        total,
+        "catalog survives restart"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_drops_old_files_by_age_and_size() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let t = TenantId::default();
+    let clock = std::sync::Arc::new(ophion_core::ManualClock::new(T0 as i64));
+    let mut cfg = config(dir.path());
+    cfg.retention.logs_days = 1;
+    let store = Store::open_with_clock(cfg, clock.clone())
+        .await
+        .expect("open");
+    store.write(&t, logs(1, 30)).await.expect("write"); // data around T0
+    store.write(&t, metrics(2, 30)).await.expect("write");
+    store.flush().await.expect("flush");
+    assert_eq!(
+        store.enforce_retention().await.expect("retention"),
+        0,
+        "nothing is old yet"
+    );
+    clock.advance(2 * 86_400_000_000_000); // two days later
+    let retired = store.enforce_retention().await.expect("retention");
+    assert!(retired >= 1);
+    assert_eq!(
+        count(&store, &t, "SELECT count(*) FROM logs").await,
+        0,
+        "logs older than a day are gone"
+    );
+    assert!(
+        count(&store, &t, "SELECT count(*) FROM metrics").await > 0,
+        "metrics keep 90 days"
+    );
+    drop(store);
+
+    // Size cap: keep at most ~one file's worth per table.
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut cfg = config(dir.path());
+    cfg.retention.max_bytes = 1;
+    let store = Store::open(cfg).await.expect("open");
+    for seed in 0..3 {
+        store.write(&t, logs(10 + seed, 30)).await.expect("write");
+        store.flush().await.expect("flush");
+    }
+    let retired = store.enforce_retention().await.expect("retention");
+    assert!(retired >= 3, "every file is over a 1-byte cap");
+    assert_eq!(count(&store, &t, "SELECT count(*) FROM logs").await, 0);
 }
