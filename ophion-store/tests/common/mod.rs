@@ -1,0 +1,485 @@
+#![allow(dead_code, unreachable_pub)]
+//! Store scenarios shared by the local and the S3 backend: the store's public behaviour: writes are queryable at once, survive a
+//! restart (from Parquet and from the log), SQL is read-only and sees one
+//! tenant, ids compare with hex strings, attributes are reachable.
+
+use std::collections::HashMap;
+
+use arrow_array::{RecordBatch, cast::AsArray, types::Int64Type};
+use ophion_core::{Signal, TelemetryBatch, TenantId, testing::Generator};
+use ophion_receiver::{
+    Limits,
+    convert::{self, TimeWindow},
+};
+use ophion_store::{Error, QueryError, Store, StoreConfig};
+
+const T0: u64 = 1_700_000_000_000_000_000;
+
+fn spans(
+    seed: u64,
+    n: usize,
+) -> (
+    TelemetryBatch,
+    opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest,
+) {
+    let req = Generator::new(seed, T0).traces(n);
+    let c = convert::traces(&req, &Limits::default(), TimeWindow::ALL);
+    (
+        TelemetryBatch::new(Signal::Traces, c.batch.expect("rows")).expect("schema"),
+        req,
+    )
+}
+
+fn logs(seed: u64, n: usize) -> TelemetryBatch {
+    let req = Generator::new(seed, T0).logs(n);
+    let c = convert::logs(&req, &Limits::default(), TimeWindow::ALL, T0 as i64);
+    TelemetryBatch::new(Signal::Logs, c.batch.expect("rows")).expect("schema")
+}
+
+fn metrics(seed: u64, n: usize) -> TelemetryBatch {
+    let req = Generator::new(seed, T0).metrics(n);
+    let c = convert::metrics(&req, &Limits::default(), TimeWindow::ALL);
+    TelemetryBatch::new(Signal::Metrics, c.batch.expect("rows")).expect("schema")
+}
+
+pub async fn count(store: &Store, tenant: &TenantId, sql: &str) -> i64 {
+    let out = store
+        .sql(tenant, sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    out.batches[0]
+        .column(0)
+        .as_primitive::<Int64Type>()
+        .value(0)
+}
+
+/// Makes a store configuration for a fresh directory.
+pub type Config = dyn Fn(&std::path::Path) -> StoreConfig + Send + Sync;
+
+/// Runs every scenario against one backend.
+pub async fn all(config: &Config) {
+    rows_are_queryable_before_and_after_persisting_and_restart(config).await;
+    sql_is_read_only_and_sees_one_tenant(config).await;
+    ids_compare_with_hex_and_attributes_are_reachable(config).await;
+    aggregates_match_an_independent_computation(config).await;
+    damaged_log_tails_are_skipped_and_counted(config).await;
+    compaction_merges_small_files_without_changing_results(config).await;
+    retention_drops_old_files_by_age_and_size(config).await;
+}
+
+pub async fn rows_are_queryable_before_and_after_persisting_and_restart(config: &Config) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let t = TenantId::default();
+    let store = Store::open(config(dir.path())).await.expect("open");
+    let (b, _) = spans(1, 300);
+    let n_spans = b.num_rows() as i64;
+    store.write(&t, b).await.expect("write");
+    store.write(&t, logs(2, 200)).await.expect("write");
+    let m = metrics(3, 100);
+    let n_points = m.num_rows() as i64;
+    store.write(&t, m).await.expect("write");
+    // Visible at once, from memory.
+    assert_eq!(
+        count(&store, &t, "SELECT count(*) FROM spans").await,
+        n_spans
+    );
+    assert_eq!(count(&store, &t, "SELECT count(*) FROM logs").await, 200);
+    assert_eq!(
+        count(&store, &t, "SELECT count(*) FROM metrics").await,
+        n_points
+    );
+    store.flush().await.expect("flush");
+    assert_eq!(store.buffered_bytes(), 0);
+    assert!(!store.files().is_empty());
+    assert_eq!(
+        count(&store, &t, "SELECT count(*) FROM spans").await,
+        n_spans,
+        "now from Parquet"
+    );
+    // More rows after the snapshot stay in the log only.
+    let (b2, _) = spans(4, 50);
+    let n2 = b2.num_rows() as i64;
+    store.write(&t, b2).await.expect("write");
+    assert_eq!(
+        count(&store, &t, "SELECT count(*) FROM spans").await,
+        n_spans + n2,
+        "buffer and files together"
+    );
+    drop(store);
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+
+    let store = Store::open(config(dir.path())).await.expect("reopen");
+    assert_eq!(
+        count(&store, &t, "SELECT count(*) FROM spans").await,
+        n_spans + n2,
+        "files + replayed log"
+    );
+    assert_eq!(count(&store, &t, "SELECT count(*) FROM logs").await, 200);
+    assert!(
+        store
+            .stats()
+            .wal_replayed_records
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 1
+    );
+    store.flush().await.expect("flush");
+    drop(store);
+    let store = Store::open(config(dir.path())).await.expect("reopen");
+    assert_eq!(
+        count(&store, &t, "SELECT count(*) FROM spans").await,
+        n_spans + n2,
+        "no duplicates after the log was persisted"
+    );
+}
+
+pub async fn sql_is_read_only_and_sees_one_tenant(config: &Config) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = Store::open(config(dir.path())).await.expect("open");
+    let a = TenantId::new("tenant-a").expect("tenant");
+    let b = TenantId::new("tenant-b").expect("tenant");
+    let (batch, _) = spans(5, 100);
+    let n = batch.num_rows() as i64;
+    store.write(&a, batch).await.expect("write");
+    store.flush().await.expect("flush");
+    store.write(&a, logs(6, 10)).await.expect("write");
+    assert_eq!(count(&store, &a, "SELECT count(*) FROM spans").await, n);
+    assert_eq!(count(&store, &b, "SELECT count(*) FROM spans").await, 0);
+    assert_eq!(
+        count(
+            &store,
+            &b,
+            "SELECT count(*) FROM (SELECT * FROM spans UNION ALL SELECT * FROM spans)"
+        )
+        .await,
+        0
+    );
+    assert_eq!(count(&store, &b, "SELECT count(*) FROM logs").await, 0);
+    for sql in [
+        "CREATE TABLE x AS SELECT 1",
+        "DROP TABLE spans",
+        "INSERT INTO spans SELECT * FROM spans",
+        "DELETE FROM spans",
+        "COPY spans TO '/tmp/x.parquet'",
+        "SET datafusion.execution.batch_size = 1",
+        "CREATE EXTERNAL TABLE t STORED AS PARQUET LOCATION '/etc'",
+        "SELECT 1; SELECT 2",
+    ] {
+        match store.sql(&a, sql).await {
+            Err(Error::Query(QueryError::NotReadOnly(msg) | QueryError::Invalid(msg))) => {
+                assert!(
+                    !msg.is_empty() && !msg.contains("backtrace"),
+                    "{sql}: {msg}"
+                );
+            }
+            other => panic!("{sql} was not refused: {other:?}"),
+        }
+    }
+    match store.sql(&a, "SELECT nope FROM spans").await {
+        Err(Error::Query(QueryError::Invalid(msg))) => assert!(msg.contains("nope"), "{msg}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+pub async fn ids_compare_with_hex_and_attributes_are_reachable(config: &Config) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = Store::open(config(dir.path())).await.expect("open");
+    let t = TenantId::default();
+    let (batch, req) = spans(7, 200);
+    store.write(&t, batch).await.expect("write");
+    let span = &req.resource_spans[0].scope_spans[0].spans[0];
+    let trace_hex = hex::encode(&span.trace_id);
+    let expected = req
+        .resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .flat_map(|s| &s.spans)
+        .filter(|s| s.trace_id == span.trace_id)
+        .count() as i64;
+    for phase in ["buffer", "parquet"] {
+        let sql = format!("SELECT count(*) FROM spans WHERE trace_id = '{trace_hex}'");
+        assert_eq!(count(&store, &t, &sql).await, expected, "{phase}");
+        let upper = format!(
+            "SELECT count(*) FROM spans WHERE trace_id = '{}'",
+            trace_hex.to_uppercase()
+        );
+        assert_eq!(
+            count(&store, &t, &upper).await,
+            expected,
+            "{phase}: hex is case-insensitive"
+        );
+        let span_sql = format!(
+            "SELECT count(*) FROM spans WHERE span_id IN ('{}', 'zz')",
+            hex::encode(&span.span_id)
+        );
+        assert_eq!(count(&store, &t, &span_sql).await, 1, "{phase}");
+        assert_eq!(
+            count(
+                &store,
+                &t,
+                "SELECT count(*) FROM spans WHERE trace_id = 'not-hex'"
+            )
+            .await,
+            0
+        );
+        let rows = store
+            .trace(&t, span.trace_id.clone().try_into().expect("16 bytes"))
+            .await
+            .expect("trace");
+        assert_eq!(
+            rows.iter().map(RecordBatch::num_rows).sum::<usize>() as i64,
+            expected
+        );
+        // Attributes: a non-promoted key, through map indexing.
+        let out = store
+            .sql(
+                &t,
+                "SELECT count(*) FROM spans WHERE attributes['db.namespace'] = 'shop'",
+            )
+            .await
+            .expect("map access");
+        let db_spans = out.batches[0]
+            .column(0)
+            .as_primitive::<Int64Type>()
+            .value(0);
+        let expected_db = req
+            .resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .flat_map(|s| &s.spans)
+            .filter(|s| s.attributes.iter().any(|a| a.key == "db.namespace"))
+            .count() as i64;
+        assert_eq!(db_spans, expected_db, "{phase}");
+        store.flush().await.expect("flush");
+    }
+}
+
+pub async fn aggregates_match_an_independent_computation(config: &Config) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = Store::open(config(dir.path())).await.expect("open");
+    let t = TenantId::default();
+    let mut expected: HashMap<String, (i64, i64, i64)> = HashMap::new(); // service -> (count, errors, total duration)
+    for seed in 0..4 {
+        let (batch, req) = spans(100 + seed, 500);
+        for rs in &req.resource_spans {
+            let service = rs
+                .resource
+                .as_ref()
+                .and_then(|r| r.attributes.iter().find(|a| a.key == "service.name"))
+                .and_then(|a| a.value.as_ref())
+                .and_then(|v| match &v.value {
+                    Some(
+                        opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(s),
+                    ) => Some(s.clone()),
+                    _ => None,
+                })
+                .expect("service");
+            for s in rs.scope_spans.iter().flat_map(|s| &s.spans) {
+                let e = expected.entry(service.clone()).or_default();
+                e.0 += 1;
+                e.1 += i64::from(s.status.as_ref().is_some_and(|st| st.code == 2));
+                e.2 += (s.end_time_unix_nano - s.start_time_unix_nano) as i64;
+            }
+        }
+        store.write(&t, batch).await.expect("write");
+        if seed % 2 == 0 {
+            store.flush().await.expect("flush");
+        }
+    }
+    let out = store
+        .sql(
+            &t,
+            "SELECT service_name, count(*) AS n, sum(CASE WHEN status_code = 'error' THEN 1 ELSE 0 END) AS errors, \
+             sum(duration_ns) AS total FROM spans GROUP BY service_name ORDER BY service_name",
+        )
+        .await
+        .expect("query");
+    let mut got = HashMap::new();
+    for b in &out.batches {
+        let names = b.column(0).as_string::<i32>();
+        for i in 0..b.num_rows() {
+            let n = b.column(1).as_primitive::<Int64Type>().value(i);
+            let e = b.column(2).as_primitive::<Int64Type>().value(i);
+            let d = b.column(3).as_primitive::<Int64Type>().value(i);
+            got.insert(names.value(i).to_owned(), (n, e, d));
+        }
+    }
+    assert_eq!(got, expected);
+    assert!(!out.truncated);
+}
+
+pub async fn damaged_log_tails_are_skipped_and_counted(config: &Config) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let t = TenantId::default();
+    {
+        let store = Store::open(config(dir.path())).await.expect("open");
+        for seed in 0..3 {
+            store.write(&t, logs(seed, 10)).await.expect("write");
+        }
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let wal_dir = dir.path().join("wal");
+    let mut segments: Vec<_> = std::fs::read_dir(&wal_dir)
+        .expect("wal")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    segments.sort();
+    let seg = segments
+        .iter()
+        .rev()
+        .find(|p| std::fs::metadata(p).map(|m| m.len() > 0).unwrap_or(false))
+        .expect("segment with records")
+        .clone();
+    // Truncate the last record of the segment by a few bytes.
+    let len = std::fs::metadata(&seg).expect("meta").len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&seg)
+        .expect("open")
+        .set_len(len - 5)
+        .expect("truncate");
+    let store = Store::open(config(dir.path()))
+        .await
+        .expect("reopen after a torn tail");
+    assert_eq!(
+        count(&store, &t, "SELECT count(*) FROM logs").await,
+        20,
+        "the two intact records"
+    );
+    assert_eq!(
+        store
+            .stats()
+            .wal_corrupt_tails
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    store.write(&t, logs(9, 10)).await.expect("writes go on");
+    drop(store);
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+
+    // Now garbage in the middle of a record of the newest segment.
+    let mut segments: Vec<_> = std::fs::read_dir(&wal_dir)
+        .expect("wal")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    segments.sort();
+    let newest = segments
+        .iter()
+        .rev()
+        .find(|p| std::fs::metadata(p).map(|m| m.len() > 0).unwrap_or(false))
+        .expect("segment")
+        .clone();
+    let mut bytes = std::fs::read(&newest).expect("read");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x5a;
+    std::fs::write(&newest, &bytes).expect("write");
+    let store = Store::open(config(dir.path()))
+        .await
+        .expect("reopen after corruption");
+    // Both damaged segments are still unpersisted, so both are seen again.
+    assert_eq!(
+        store
+            .stats()
+            .wal_corrupt_tails
+            .load(std::sync::atomic::Ordering::Relaxed),
+        2
+    );
+    assert_eq!(
+        count(&store, &t, "SELECT count(*) FROM logs").await,
+        20,
+        "the corrupt record is skipped, the rest kept"
+    );
+    // Once persisted, the damaged segments are gone for good.
+    store.flush().await.expect("flush");
+    drop(store);
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let store = Store::open(config(dir.path())).await.expect("reopen");
+    assert_eq!(
+        store
+            .stats()
+            .wal_corrupt_tails
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+    assert_eq!(count(&store, &t, "SELECT count(*) FROM logs").await, 20);
+}
+
+pub async fn compaction_merges_small_files_without_changing_results(config: &Config) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let t = TenantId::default();
+    let store = Store::open(config(dir.path())).await.expect("open");
+    let mut total = 0;
+    for seed in 0..5 {
+        let (b, _) = spans(200 + seed, 100);
+        total += b.num_rows() as i64;
+        store.write(&t, b).await.expect("write");
+        store.flush().await.expect("flush");
+    }
+    let before = store.files().len();
+    assert!(before >= 5, "{before} files");
+    let by_service = "SELECT service_name, count(*), sum(duration_ns) FROM spans GROUP BY service_name ORDER BY service_name";
+    let expected = store.sql(&t, by_service).await.expect("query").batches;
+    let merged = store.compact().await.expect("compact");
+    assert_eq!(merged, before);
+    assert!(store.files().len() < before);
+    assert!(store.files().iter().all(|f| f.level == 1));
+    assert_eq!(count(&store, &t, "SELECT count(*) FROM spans").await, total);
+    assert_eq!(
+        store.sql(&t, by_service).await.expect("query").batches,
+        expected
+    );
+    // The retired files are deleted on the next pass, and queries still work.
+    store.compact().await.expect("second pass");
+    assert_eq!(count(&store, &t, "SELECT count(*) FROM spans").await, total);
+    drop(store);
+    let store = Store::open(config(dir.path())).await.expect("reopen");
+    assert_eq!(
+        count(&store, &t, "SELECT count(*) FROM spans").await,
+        total,
+        "catalog survives restart"
+    );
+}
+
+pub async fn retention_drops_old_files_by_age_and_size(config: &Config) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let t = TenantId::default();
+    let clock = std::sync::Arc::new(ophion_core::ManualClock::new(T0 as i64));
+    let mut cfg = config(dir.path());
+    cfg.retention.logs_days = 1;
+    let store = Store::open_with_clock(cfg, clock.clone())
+        .await
+        .expect("open");
+    store.write(&t, logs(1, 30)).await.expect("write"); // data around T0
+    store.write(&t, metrics(2, 30)).await.expect("write");
+    store.flush().await.expect("flush");
+    assert_eq!(
+        store.enforce_retention().await.expect("retention"),
+        0,
+        "nothing is old yet"
+    );
+    clock.advance(2 * 86_400_000_000_000); // two days later
+    let retired = store.enforce_retention().await.expect("retention");
+    assert!(retired >= 1);
+    assert_eq!(
+        count(&store, &t, "SELECT count(*) FROM logs").await,
+        0,
+        "logs older than a day are gone"
+    );
+    assert!(
+        count(&store, &t, "SELECT count(*) FROM metrics").await > 0,
+        "metrics keep 90 days"
+    );
+    drop(store);
+
+    // Size cap: keep at most ~one file's worth per table.
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut cfg = config(dir.path());
+    cfg.retention.max_bytes = 1;
+    let store = Store::open(cfg).await.expect("open");
+    for seed in 0..3 {
+        store.write(&t, logs(10 + seed, 30)).await.expect("write");
+        store.flush().await.expect("flush");
+    }
+    let retired = store.enforce_retention().await.expect("retention");
+    assert!(retired >= 3, "every file is over a 1-byte cap");
+    assert_eq!(count(&store, &t, "SELECT count(*) FROM logs").await, 0);
+}
