@@ -4,9 +4,11 @@ use std::sync::Arc;
 
 use object_store::{ObjectStore, local::LocalFileSystem};
 
+#[cfg(not(feature = "s3"))]
+use crate::error::Error;
 use crate::{
     config::{ObjectStoreConfig, StoreConfig},
-    error::{Error, Result},
+    error::Result,
 };
 
 /// The configured object store, rooted where Ophion's paths start.

@@ -5,3 +5,4 @@ mod golden;
 mod json_agreement;
 mod python_sdk;
 mod rust_sdk;
+mod s3;

@@ -1,0 +1,177 @@
+//! The store test suite against a real S3-compatible server (moto in server
+//! mode, from the venv `scripts/test` creates), reached through a proxy that
+//! fails 30% of PUTs with `503 SlowDown`: the object store's retries must
+//! hide the failures, no partial file may become visible, nothing may be
+//! lost.
+
+#[allow(dead_code, unreachable_pub, unused_imports)]
+#[path = "../../ophion-store/tests/common/mod.rs"]
+mod scenarios;
+
+use std::{
+    net::SocketAddr,
+    process::{Child, Command, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use axum::{body::Body, extract::State, http::Request, response::Response};
+use ophion_store::{StoreConfig, config::ObjectStoreConfig};
+
+const BUCKET: &str = "ophion-test";
+
+struct Moto(Child);
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+async fn start_moto() -> (Moto, String) {
+    let python = std::env::var("OPHION_PYTHON").unwrap_or_else(|_| {
+        panic!("OPHION_PYTHON is not set: run scripts/test, which installs moto[server] in a venv")
+    });
+    let bin = std::path::Path::new(&python).with_file_name("moto_server");
+    let port = free_port();
+    let child = Command::new(&bin)
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+    let moto = Moto(child);
+    let url = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let client = reqwest::Client::new();
+    loop {
+        if client
+            .put(format!("{url}/{BUCKET}"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "moto did not start on {url}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    (moto, url)
+}
+
+#[derive(Clone)]
+struct Proxy {
+    upstream: String,
+    client: reqwest::Client,
+    puts: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+}
+
+/// Forwards every request to moto, except that every third-or-so PUT is
+/// answered `503 SlowDown` without reaching it (30%, deterministic).
+async fn forward(State(p): State<Proxy>, req: Request<Body>) -> Response {
+    let (parts, body) = req.into_parts();
+    let body = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    if parts.method == http::Method::PUT {
+        let n = p.puts.fetch_add(1, Ordering::SeqCst);
+        if n % 10 < 3 {
+            p.failed.fetch_add(1, Ordering::SeqCst);
+            let xml = "<Error><Code>SlowDown</Code><Message>injected failure</Message></Error>";
+            return Response::builder()
+                .status(503)
+                .body(Body::from(xml))
+                .unwrap_or_default();
+        }
+    }
+    let uri = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut up = p
+        .client
+        .request(parts.method, format!("{}{uri}", p.upstream))
+        .body(body);
+    for (k, v) in &parts.headers {
+        if k != http::header::HOST {
+            up = up.header(k, v);
+        }
+    }
+    match up.send().await {
+        Ok(r) => {
+            let mut b = Response::builder().status(r.status());
+            for (k, v) in r.headers() {
+                b = b.header(k, v);
+            }
+            b.body(Body::from(r.bytes().await.unwrap_or_default()))
+                .unwrap_or_default()
+        }
+        Err(e) => Response::builder()
+            .status(502)
+            .body(Body::from(e.to_string()))
+            .unwrap_or_default(),
+    }
+}
+
+async fn start_proxy(upstream: String) -> (SocketAddr, Proxy) {
+    let proxy = Proxy {
+        upstream,
+        client: reqwest::Client::new(),
+        puts: Arc::default(),
+        failed: Arc::default(),
+    };
+    let app = axum::Router::new()
+        .fallback(forward)
+        .with_state(proxy.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (addr, proxy)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_suite_on_s3_with_failing_puts() {
+    let (_moto, moto_url) = start_moto().await;
+    let (proxy_addr, proxy) = start_proxy(moto_url).await;
+    let endpoint = format!("http://{proxy_addr}");
+    let s3 = move |dir: &std::path::Path| {
+        let mut c = StoreConfig::in_dir(dir);
+        c.buffer.flush_interval_secs = 3600;
+        c.object_store = ObjectStoreConfig::S3 {
+            bucket: BUCKET.into(),
+            region: "us-east-1".into(),
+            endpoint: Some(endpoint.clone()),
+            access_key_id: Some("test".into()),
+            secret_access_key: Some("test".into()),
+            allow_http: true,
+            // One prefix per store directory keeps scenarios apart.
+            prefix: dir
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("x")
+                .to_owned(),
+        };
+        c
+    };
+    scenarios::all(&s3).await;
+    let (puts, failed) = (
+        proxy.puts.load(Ordering::SeqCst),
+        proxy.failed.load(Ordering::SeqCst),
+    );
+    println!("{puts} PUTs through the proxy, {failed} failed on purpose");
+    assert!(
+        failed > 0 && failed * 10 >= puts * 3 - 10,
+        "the proxy failed {failed} of {puts} PUTs"
+    );
+}
