@@ -1,0 +1,45 @@
+"""Runs the store benchmark's three queries with DuckDB on the Parquet
+files Ophion wrote, and prints median milliseconds.
+
+Usage: duckdb_queries.py PARQUET_DIR TRACE_IDS_FILE HOUR_FROM_NS HOUR_TO_NS DAY_TO_NS
+Prints: duckdb_ms <trace by id> <percentiles> <error rate>
+"""
+import statistics
+import sys
+import time
+
+import duckdb
+
+root, ids_file, hour_from, hour_to, day_to = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:6])
+ids = [line.strip() for line in open(ids_file) if line.strip()]
+con = duckdb.connect()
+con.execute("SET threads TO 2")
+con.execute(f"CREATE VIEW spans AS SELECT * FROM read_parquet('{root}/**/*.parquet')")
+
+
+def timed(sql, runs):
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        con.execute(sql).fetchall()
+        times.append((time.perf_counter() - t) * 1000)
+    return statistics.median(times)
+
+
+def ts(ns):
+    return f"make_timestamp({ns // 1000})::TIMESTAMPTZ"
+
+
+trace = statistics.median(timed(f"SELECT * FROM spans WHERE trace_id = unhex('{i}')", 3) for i in ids)
+pct = timed(
+    "SELECT service_name, name, approx_quantile(duration_ns, 0.5), approx_quantile(duration_ns, 0.95), "
+    "approx_quantile(duration_ns, 0.99), count(*) FROM spans "
+    f"WHERE start_time >= {ts(hour_from)} AND start_time < {ts(hour_to)} GROUP BY service_name, name",
+    5,
+)
+err = timed(
+    "SELECT service_name, avg(CASE WHEN status_code = 'error' THEN 1.0 ELSE 0.0 END), count(*) FROM spans "
+    f"WHERE start_time >= {ts(hour_from)} AND start_time < {ts(day_to)} GROUP BY service_name",
+    5,
+)
+print(f"duckdb_ms {trace:.2f} {pct:.2f} {err:.2f}")

@@ -1,0 +1,352 @@
+//! Store benchmark: ingest with the WAL on, bytes on disk per span against a
+//! plain pyarrow Parquet reference, peak memory, and three queries at scale
+//! side by side with DuckDB on the very same Parquet files.
+//!
+//! Run (full size, about 10 minutes on 2 cores):
+//! `cargo bench -p ophion-benches --bench store -- --spans 10000000 --python ~/.cache/ophion-venv/bin/python`
+//! CI runs a small smoke pass (`--spans 200000`) so the benchmark cannot rot.
+//! Results and machine: docs/benchmarks.md.
+
+#[cfg(not(feature = "system-alloc"))]
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+use std::{
+    io::Write as _,
+    path::{Path, PathBuf},
+    process::Command,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use arrow_array::{ArrayRef, FixedSizeBinaryArray, RecordBatch, TimestampNanosecondArray, cast::AsArray, types::TimestampNanosecondType};
+use ophion_core::{Signal, TelemetryBatch, TenantId, schema::col, testing::Generator};
+use ophion_receiver::{Limits, convert::{self, TimeWindow}};
+use ophion_store::{Store, StoreConfig};
+use prost::Message as _;
+
+const T0: u64 = 1_700_000_000_000_000_000;
+const POOL_BATCHES: usize = 20;
+const BATCH_SPANS: usize = 10_000;
+
+struct Args {
+    spans: usize,
+    dir: Option<PathBuf>,
+    python: Option<String>,
+    writers: usize,
+}
+
+fn args() -> Args {
+    let mut a = Args { spans: 200_000, dir: None, python: std::env::var("OPHION_PYTHON").ok(), writers: 4 };
+    let mut it = std::env::args().skip(1);
+    while let Some(k) = it.next() {
+        match k.as_str() {
+            "--spans" => a.spans = it.next().and_then(|v| v.parse().ok()).unwrap_or(a.spans),
+            "--dir" => a.dir = it.next().map(PathBuf::from),
+            "--python" => a.python = it.next(),
+            "--writers" => a.writers = it.next().and_then(|v| v.parse().ok()).unwrap_or(a.writers),
+            _ => {} // cargo bench passes --bench
+        }
+    }
+    a
+}
+
+fn splitmix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// A copy of `batch` with trace ids scrambled by `round` and times shifted,
+/// so every round adds new traces later in time.
+fn variant(batch: &RecordBatch, round: u64, shift_ns: i64) -> RecordBatch {
+    let schema = batch.schema();
+    let key = [splitmix(round).to_le_bytes(), splitmix(round ^ 0xabcdef).to_le_bytes()].concat();
+    let mut cols: Vec<ArrayRef> = batch.columns().to_vec();
+    let tid = schema.index_of(col::TRACE_ID).expect("trace_id");
+    let ids = batch.column(tid).as_fixed_size_binary();
+    let scrambled: Vec<[u8; 16]> = (0..ids.len())
+        .map(|i| {
+            let mut v = [0u8; 16];
+            for (j, b) in ids.value(i).iter().enumerate() {
+                v[j] = b ^ key[j];
+            }
+            v
+        })
+        .collect();
+    cols[tid] = Arc::new(FixedSizeBinaryArray::try_from_iter(scrambled.iter()).expect("ids"));
+    for name in [col::START_TIME, col::END_TIME] {
+        let i = schema.index_of(name).expect("time");
+        let t = batch.column(i).as_primitive::<TimestampNanosecondType>();
+        let shifted: TimestampNanosecondArray = t.values().iter().map(|v| v + shift_ns).collect::<Vec<_>>().into();
+        cols[i] = Arc::new(shifted.with_timezone("UTC"));
+    }
+    RecordBatch::try_new(schema, cols).expect("variant")
+}
+
+fn status_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with(field)).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .unwrap_or(0)
+}
+
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
+    let ticks: f64 = fields.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0) + fields.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    ticks / 100.0
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+async fn time_query(store: &Store, sql: &str, runs: usize) -> (Duration, usize) {
+    let t = TenantId::default();
+    let mut times = Vec::new();
+    let mut rows = 0;
+    for _ in 0..runs {
+        let start = Instant::now();
+        let out = store.sql(&t, sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        times.push(start.elapsed());
+        rows = out.rows;
+    }
+    (median(times), rows)
+}
+
+fn dir_bytes(p: &Path) -> u64 {
+    let mut total = 0;
+    if let Ok(rd) = std::fs::read_dir(p) {
+        for e in rd.flatten() {
+            let path = e.path();
+            total += if path.is_dir() { dir_bytes(&path) } else { e.metadata().map(|m| m.len()).unwrap_or(0) };
+        }
+    }
+    total
+}
+
+/// A plain reference table of the same spans, in arrival order, written as
+/// an Arrow IPC file for pyarrow: ids as fixed-size binary, every span and
+/// resource attribute (promoted ones included) in string maps.
+fn reference_ipc(batches: &[RecordBatch], path: &Path) {
+    use arrow_array::builder::{MapBuilder, StringBuilder};
+    let first = &batches[0];
+    let schema = first.schema();
+    let keep = [
+        col::TRACE_ID, col::SPAN_ID, col::PARENT_SPAN_ID, col::NAME, col::KIND, col::START_TIME, col::END_TIME,
+        col::STATUS_CODE, col::STATUS_MESSAGE, col::SERVICE_NAME, col::SCOPE_NAME, col::SCOPE_VERSION,
+    ];
+    let promoted: Vec<&str> = ophion_core::semconv::PROMOTED.iter().map(|p| p.column).filter(|c| *c != col::SERVICE_NAME).collect();
+    let mut out_fields: Vec<arrow_schema::Field> = keep.iter().map(|c| schema.field_with_name(c).expect("field").clone()).collect();
+    out_fields.push(arrow_schema::Field::new("attributes", ophion_core::schema::attributes_type(), false));
+    out_fields.push(arrow_schema::Field::new("resource_attributes", ophion_core::schema::attributes_type(), false));
+    let out_schema = Arc::new(arrow_schema::Schema::new(out_fields));
+    let file = std::fs::File::create(path).expect("ipc file");
+    let mut w = arrow_ipc::writer::FileWriter::try_new(file, &out_schema).expect("ipc writer");
+    for b in batches {
+        let mut cols: Vec<ArrayRef> = keep.iter().map(|c| Arc::clone(b.column_by_name(c).expect("col"))).collect();
+        for (map_col, level) in [(col::ATTRIBUTES, ophion_core::semconv::Level::Span), (col::RESOURCE_ATTRIBUTES, ophion_core::semconv::Level::Resource)] {
+            let mut mb = MapBuilder::new(None, StringBuilder::new(), StringBuilder::new());
+            let maps = b.column_by_name(map_col).expect("map").as_map();
+            for row in 0..b.num_rows() {
+                // Promoted attributes go back into the map, as a plain layout keeps them.
+                for p in ophion_core::semconv::promoted(level).filter(|p| p.column != col::SERVICE_NAME || level == ophion_core::semconv::Level::Resource) {
+                    let Some(c) = b.column_by_name(p.column) else { continue };
+                    let v = arrow_cast::display::array_value_to_string(c, row).unwrap_or_default();
+                    if c.is_valid(row) {
+                        mb.keys().append_value(p.keys[0]);
+                        mb.values().append_value(v);
+                    }
+                }
+                let entries = maps.value(row);
+                let k = entries.column(0).as_string::<i32>();
+                let v = entries.column(1).as_string::<i32>();
+                for i in 0..entries.len() {
+                    mb.keys().append_value(k.value(i));
+                    mb.values().append_option(v.is_valid(i).then(|| v.value(i)));
+                }
+                mb.append(true).expect("map row");
+            }
+            cols.push(Arc::new(mb.finish()));
+        }
+        let _ = &promoted;
+        w.write(&RecordBatch::try_new(Arc::clone(&out_schema), cols).expect("ref batch")).expect("write");
+    }
+    w.finish().expect("finish");
+}
+
+use arrow_array::Array as _;
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let a = args();
+    let tmp;
+    let dir = match &a.dir {
+        Some(d) => d.clone(),
+        None => {
+            tmp = tempfile::tempdir().expect("tmp");
+            tmp.path().to_path_buf()
+        }
+    };
+    let data = dir.join("store");
+    let _ = std::fs::remove_dir_all(&data);
+    println!("# store benchmark: {} spans, {} writers, dir {}", a.spans, a.writers, dir.display());
+
+    // A pool of converted spans; rounds reuse it with new trace ids and times.
+    let mut g = Generator::new(42, T0);
+    let mut pool = Vec::new();
+    let mut otlp_bytes = 0usize;
+    let mut otlp_zstd = 0usize;
+    let mut pool_spans = 0usize;
+    for _ in 0..POOL_BATCHES {
+        let req = g.traces(BATCH_SPANS);
+        let encoded = req.encode_to_vec();
+        otlp_bytes += encoded.len();
+        otlp_zstd += zstd::bulk::compress(&encoded, 3).expect("zstd").len();
+        let c = convert::traces(&req, &Limits::default(), TimeWindow::ALL);
+        let b = c.batch.expect("rows");
+        pool_spans += b.num_rows();
+        pool.push(b);
+    }
+    let times = pool.iter().flat_map(|b| b.column_by_name(col::START_TIME).expect("t").as_primitive::<TimestampNanosecondType>().values().to_vec());
+    let pool_span_ns = times.clone().max().unwrap_or(0) - times.min().unwrap_or(0) + 1_000_000_000;
+
+    let mut config = StoreConfig::in_dir(&data);
+    config.buffer.flush_interval_secs = 30;
+    let store = Store::open(config).await.expect("open");
+    let t = TenantId::default();
+    let rounds = a.spans.div_ceil(pool_spans);
+    let total_spans = rounds * pool_spans;
+    let (tx, rx) = async_channel::bounded::<TelemetryBatch>(a.writers * 2);
+    let mut writers = Vec::new();
+    for _ in 0..a.writers {
+        let (store, rx, t) = (store.clone(), rx.clone(), t.clone());
+        writers.push(tokio::spawn(async move {
+            while let Ok(b) = rx.recv().await {
+                loop {
+                    match store.write(&t, b.clone()).await {
+                        Ok(()) => break,
+                        Err(e) if e.is_retryable() => tokio::time::sleep(Duration::from_millis(20)).await,
+                        Err(e) => panic!("write: {e}"),
+                    }
+                }
+            }
+        }));
+    }
+    let cpu0 = cpu_seconds();
+    let started = Instant::now();
+    let mut trace_ids: Vec<String> = Vec::new();
+    for r in 0..rounds as u64 {
+        for b in &pool {
+            let v = tokio::task::block_in_place(|| variant(b, r, r as i64 * pool_span_ns));
+            if trace_ids.len() < 20 && r % (rounds as u64 / 20).max(1) == 0 {
+                let ids = v.column_by_name(col::TRACE_ID).expect("ids").as_fixed_size_binary();
+                trace_ids.push(hex::encode(ids.value(ids.len() / 2)));
+            }
+            tx.send(TelemetryBatch::new(Signal::Traces, v).expect("schema")).await.expect("send");
+        }
+    }
+    drop(tx);
+    for w in writers {
+        w.await.expect("writer");
+    }
+    let ingest = started.elapsed();
+    let cpu = cpu_seconds() - cpu0;
+    store.flush().await.expect("flush");
+    let peak_rss_mib = status_kib("VmHWM:") / 1024;
+    store.compact().await.expect("compact");
+    store.compact().await.expect("delete retired");
+    let files = store.files();
+    let parquet_bytes: u64 = files.iter().map(|f| f.bytes).sum();
+    println!("ingest: {total_spans} spans in {:.1} s wall = {:.0} spans/s; {:.1} CPU-s = {:.0} spans per CPU-second (includes making variants)",
+        ingest.as_secs_f64(), total_spans as f64 / ingest.as_secs_f64(), cpu, total_spans as f64 / cpu);
+    println!("peak RSS during ingest: {peak_rss_mib} MiB (buffer budget {} MiB)", StoreConfig::default().buffer.max_bytes >> 20);
+    println!("on disk after compaction: {} files, {:.1} bytes/span (Parquet only; {:.1} incl. metadata and WAL dir)",
+        files.len(), parquet_bytes as f64 / total_spans as f64, dir_bytes(&data) as f64 / total_spans as f64);
+    println!("OTLP protobuf: {:.1} bytes/span; zstd-3 of it: {:.1} bytes/span",
+        otlp_bytes as f64 / pool_spans as f64, otlp_zstd as f64 / pool_spans as f64);
+
+    // Reference: the same pool, in arrival order, written by pyarrow.
+    let ipc = dir.join("reference.arrow");
+    reference_ipc(&pool, &ipc);
+    let python = a.python.clone();
+    if let Some(py) = &python {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/reference_parquet.py");
+        let out = Command::new(py).arg(script).arg(&ipc).arg(dir.join("reference.parquet")).output().expect("python");
+        let text = String::from_utf8_lossy(&out.stdout);
+        if let Some(bytes) = text.trim().parse::<f64>().ok() {
+            // The pool is one round's worth: compare per span with Ophion's
+            // bytes for the same round count scaled.
+            let ophion_pool = {
+                let dir = tempfile::tempdir().expect("tmp");
+                let mut c = StoreConfig::in_dir(dir.path());
+                c.buffer.flush_interval_secs = 3600;
+                let s = Store::open(c).await.expect("open");
+                for b in &pool {
+                    s.write(&t, TelemetryBatch::new(Signal::Traces, b.clone()).expect("schema")).await.expect("write");
+                }
+                s.flush().await.expect("flush");
+                s.compact().await.expect("compact");
+                s.files().iter().map(|f| f.bytes).sum::<u64>() as f64
+            };
+            println!("same {pool_spans} spans: pyarrow reference {:.1} bytes/span, Ophion {:.1} bytes/span, ratio {:.2}",
+                bytes / pool_spans as f64, ophion_pool / pool_spans as f64, ophion_pool / bytes);
+        } else {
+            println!("reference: pyarrow failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+    }
+
+    // Queries.
+    let hour_from = T0 as i64;
+    let hour_to = hour_from + 3_600_000_000_000;
+    let q_trace = |id: &str| format!("SELECT * FROM spans WHERE trace_id = '{id}'");
+    let q_pct = format!(
+        "SELECT service_name, name, approx_percentile_cont(duration_ns, 0.5) AS p50, approx_percentile_cont(duration_ns, 0.95) AS p95, \
+         approx_percentile_cont(duration_ns, 0.99) AS p99, count(*) AS n FROM spans \
+         WHERE start_time >= to_timestamp_nanos({hour_from}) AND start_time < to_timestamp_nanos({hour_to}) GROUP BY service_name, name"
+    );
+    let day_to = hour_from + 86_400_000_000_000;
+    let q_err = format!(
+        "SELECT service_name, avg(CASE WHEN status_code = 'error' THEN 1.0 ELSE 0.0 END) AS error_rate, count(*) AS n FROM spans \
+         WHERE start_time >= to_timestamp_nanos({hour_from}) AND start_time < to_timestamp_nanos({day_to}) GROUP BY service_name"
+    );
+    let mut trace_times = Vec::new();
+    for id in &trace_ids {
+        let (d, rows) = time_query(&store, &q_trace(id), 3).await;
+        assert!(rows > 0, "trace {id} not found");
+        trace_times.push(d);
+    }
+    let trace_ms = median(trace_times).as_secs_f64() * 1e3;
+    let (pct, pct_rows) = time_query(&store, &q_pct, 5).await;
+    let (err, err_rows) = time_query(&store, &q_err, 5).await;
+    println!("ophion: trace by id {trace_ms:.1} ms (median of {} traces); p50/p95/p99 by service+operation over 1 h {:.0} ms ({pct_rows} groups); error rate by service over a day {:.0} ms ({err_rows} groups)",
+        trace_ids.len(), pct.as_secs_f64() * 1e3, err.as_secs_f64() * 1e3);
+
+    if let Some(py) = &python {
+        let ids_file = dir.join("trace_ids.txt");
+        std::fs::File::create(&ids_file).and_then(|mut f| f.write_all(trace_ids.join("\n").as_bytes())).expect("ids");
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/duckdb_queries.py");
+        let out = Command::new(py)
+            .arg(script)
+            .arg(data.join("parquet"))
+            .arg(&ids_file)
+            .arg(hour_from.to_string())
+            .arg(hour_to.to_string())
+            .arg(day_to.to_string())
+            .output()
+            .expect("duckdb script");
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        println!("{}", text.trim());
+        if !out.status.success() {
+            println!("duckdb failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let vals: Vec<f64> = text.lines().find(|l| l.starts_with("duckdb_ms")).map(|l| l.split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect()).unwrap_or_default();
+        if let [dt, dp, de] = vals[..] {
+            println!("ratio ophion/duckdb: trace by id {:.2}, percentiles {:.2}, error rate {:.2}",
+                trace_ms / dt, pct.as_secs_f64() * 1e3 / dp, err.as_secs_f64() * 1e3 / de);
+        }
+    }
+}
