@@ -19,9 +19,15 @@ use std::{
     time::{Duration, Instant},
 };
 
-use arrow_array::{ArrayRef, FixedSizeBinaryArray, RecordBatch, TimestampNanosecondArray, cast::AsArray, types::TimestampNanosecondType};
+use arrow_array::{
+    ArrayRef, FixedSizeBinaryArray, RecordBatch, TimestampNanosecondArray, cast::AsArray,
+    types::TimestampNanosecondType,
+};
 use ophion_core::{Signal, TelemetryBatch, TenantId, schema::col, testing::Generator};
-use ophion_receiver::{Limits, convert::{self, TimeWindow}};
+use ophion_receiver::{
+    Limits,
+    convert::{self, TimeWindow},
+};
 use ophion_store::{Store, StoreConfig};
 use prost::Message as _;
 
@@ -37,7 +43,12 @@ struct Args {
 }
 
 fn args() -> Args {
-    let mut a = Args { spans: 200_000, dir: None, python: std::env::var("OPHION_PYTHON").ok(), writers: 4 };
+    let mut a = Args {
+        spans: 200_000,
+        dir: None,
+        python: std::env::var("OPHION_PYTHON").ok(),
+        writers: 4,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
         match k.as_str() {
@@ -62,7 +73,11 @@ fn splitmix(mut x: u64) -> u64 {
 /// so every round adds new traces later in time.
 fn variant(batch: &RecordBatch, round: u64, shift_ns: i64) -> RecordBatch {
     let schema = batch.schema();
-    let key = [splitmix(round).to_le_bytes(), splitmix(round ^ 0xabcdef).to_le_bytes()].concat();
+    let key = [
+        splitmix(round).to_le_bytes(),
+        splitmix(round ^ 0xabcdef).to_le_bytes(),
+    ]
+    .concat();
     let mut cols: Vec<ArrayRef> = batch.columns().to_vec();
     let tid = schema.index_of(col::TRACE_ID).expect("trace_id");
     let ids = batch.column(tid).as_fixed_size_binary();
@@ -79,7 +94,12 @@ fn variant(batch: &RecordBatch, round: u64, shift_ns: i64) -> RecordBatch {
     for name in [col::START_TIME, col::END_TIME] {
         let i = schema.index_of(name).expect("time");
         let t = batch.column(i).as_primitive::<TimestampNanosecondType>();
-        let shifted: TimestampNanosecondArray = t.values().iter().map(|v| v + shift_ns).collect::<Vec<_>>().into();
+        let shifted: TimestampNanosecondArray = t
+            .values()
+            .iter()
+            .map(|v| v + shift_ns)
+            .collect::<Vec<_>>()
+            .into();
         cols[i] = Arc::new(shifted.with_timezone("UTC"));
     }
     RecordBatch::try_new(schema, cols).expect("variant")
@@ -88,14 +108,28 @@ fn variant(batch: &RecordBatch, round: u64, shift_ns: i64) -> RecordBatch {
 fn status_kib(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with(field)).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
         .unwrap_or(0)
 }
 
 fn cpu_seconds() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
-    let ticks: f64 = fields.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0) + fields.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks: f64 = fields
+        .get(11)
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        + fields
+            .get(12)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
     ticks / 100.0
 }
 
@@ -110,7 +144,10 @@ async fn time_query(store: &Store, sql: &str, runs: usize) -> (Duration, usize) 
     let mut rows = 0;
     for _ in 0..runs {
         let start = Instant::now();
-        let out = store.sql(&t, sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+        let out = store
+            .sql(&t, sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
         times.push(start.elapsed());
         rows = out.rows;
     }
@@ -122,7 +159,11 @@ fn dir_bytes(p: &Path) -> u64 {
     if let Ok(rd) = std::fs::read_dir(p) {
         for e in rd.flatten() {
             let path = e.path();
-            total += if path.is_dir() { dir_bytes(&path) } else { e.metadata().map(|m| m.len()).unwrap_or(0) };
+            total += if path.is_dir() {
+                dir_bytes(&path)
+            } else {
+                e.metadata().map(|m| m.len()).unwrap_or(0)
+            };
         }
     }
     total
@@ -136,25 +177,63 @@ fn reference_ipc(batches: &[RecordBatch], path: &Path) {
     let first = &batches[0];
     let schema = first.schema();
     let keep = [
-        col::TRACE_ID, col::SPAN_ID, col::PARENT_SPAN_ID, col::NAME, col::KIND, col::START_TIME, col::END_TIME,
-        col::STATUS_CODE, col::STATUS_MESSAGE, col::SERVICE_NAME, col::SCOPE_NAME, col::SCOPE_VERSION,
+        col::TRACE_ID,
+        col::SPAN_ID,
+        col::PARENT_SPAN_ID,
+        col::NAME,
+        col::KIND,
+        col::START_TIME,
+        col::END_TIME,
+        col::STATUS_CODE,
+        col::STATUS_MESSAGE,
+        col::SERVICE_NAME,
+        col::SCOPE_NAME,
+        col::SCOPE_VERSION,
     ];
-    let promoted: Vec<&str> = ophion_core::semconv::PROMOTED.iter().map(|p| p.column).filter(|c| *c != col::SERVICE_NAME).collect();
-    let mut out_fields: Vec<arrow_schema::Field> = keep.iter().map(|c| schema.field_with_name(c).expect("field").clone()).collect();
-    out_fields.push(arrow_schema::Field::new("attributes", ophion_core::schema::attributes_type(), false));
-    out_fields.push(arrow_schema::Field::new("resource_attributes", ophion_core::schema::attributes_type(), false));
+    let promoted: Vec<&str> = ophion_core::semconv::PROMOTED
+        .iter()
+        .map(|p| p.column)
+        .filter(|c| *c != col::SERVICE_NAME)
+        .collect();
+    let mut out_fields: Vec<arrow_schema::Field> = keep
+        .iter()
+        .map(|c| schema.field_with_name(c).expect("field").clone())
+        .collect();
+    out_fields.push(arrow_schema::Field::new(
+        "attributes",
+        ophion_core::schema::attributes_type(),
+        false,
+    ));
+    out_fields.push(arrow_schema::Field::new(
+        "resource_attributes",
+        ophion_core::schema::attributes_type(),
+        false,
+    ));
     let out_schema = Arc::new(arrow_schema::Schema::new(out_fields));
     let file = std::fs::File::create(path).expect("ipc file");
     let mut w = arrow_ipc::writer::FileWriter::try_new(file, &out_schema).expect("ipc writer");
     for b in batches {
-        let mut cols: Vec<ArrayRef> = keep.iter().map(|c| Arc::clone(b.column_by_name(c).expect("col"))).collect();
-        for (map_col, level) in [(col::ATTRIBUTES, ophion_core::semconv::Level::Span), (col::RESOURCE_ATTRIBUTES, ophion_core::semconv::Level::Resource)] {
+        let mut cols: Vec<ArrayRef> = keep
+            .iter()
+            .map(|c| Arc::clone(b.column_by_name(c).expect("col")))
+            .collect();
+        for (map_col, level) in [
+            (col::ATTRIBUTES, ophion_core::semconv::Level::Span),
+            (
+                col::RESOURCE_ATTRIBUTES,
+                ophion_core::semconv::Level::Resource,
+            ),
+        ] {
             let mut mb = MapBuilder::new(None, StringBuilder::new(), StringBuilder::new());
             let maps = b.column_by_name(map_col).expect("map").as_map();
             for row in 0..b.num_rows() {
                 // Promoted attributes go back into the map, as a plain layout keeps them.
-                for p in ophion_core::semconv::promoted(level).filter(|p| p.column != col::SERVICE_NAME || level == ophion_core::semconv::Level::Resource) {
-                    let Some(c) = b.column_by_name(p.column) else { continue };
+                for p in ophion_core::semconv::promoted(level).filter(|p| {
+                    p.column != col::SERVICE_NAME || level == ophion_core::semconv::Level::Resource
+                }) {
+                    let Some(c) = b.column_by_name(p.column) else {
+                        continue;
+                    };
                     let v = arrow_cast::display::array_value_to_string(c, row).unwrap_or_default();
                     if c.is_valid(row) {
                         mb.keys().append_value(p.keys[0]);
@@ -173,7 +252,8 @@ fn reference_ipc(batches: &[RecordBatch], path: &Path) {
             cols.push(Arc::new(mb.finish()));
         }
         let _ = &promoted;
-        w.write(&RecordBatch::try_new(Arc::clone(&out_schema), cols).expect("ref batch")).expect("write");
+        w.write(&RecordBatch::try_new(Arc::clone(&out_schema), cols).expect("ref batch"))
+            .expect("write");
     }
     w.finish().expect("finish");
 }
@@ -193,7 +273,12 @@ async fn main() {
     };
     let data = dir.join("store");
     let _ = std::fs::remove_dir_all(&data);
-    println!("# store benchmark: {} spans, {} writers, dir {}", a.spans, a.writers, dir.display());
+    println!(
+        "# store benchmark: {} spans, {} writers, dir {}",
+        a.spans,
+        a.writers,
+        dir.display()
+    );
 
     // A pool of converted spans; rounds reuse it with new trace ids and times.
     let mut g = Generator::new(42, T0);
@@ -211,7 +296,13 @@ async fn main() {
         pool_spans += b.num_rows();
         pool.push(b);
     }
-    let times = pool.iter().flat_map(|b| b.column_by_name(col::START_TIME).expect("t").as_primitive::<TimestampNanosecondType>().values().to_vec());
+    let times = pool.iter().flat_map(|b| {
+        b.column_by_name(col::START_TIME)
+            .expect("t")
+            .as_primitive::<TimestampNanosecondType>()
+            .values()
+            .to_vec()
+    });
     let pool_span_ns = times.clone().max().unwrap_or(0) - times.min().unwrap_or(0) + 1_000_000_000;
 
     let mut config = StoreConfig::in_dir(&data);
@@ -229,7 +320,9 @@ async fn main() {
                 loop {
                     match store.write(&t, b.clone()).await {
                         Ok(()) => break,
-                        Err(e) if e.is_retryable() => tokio::time::sleep(Duration::from_millis(20)).await,
+                        Err(e) if e.is_retryable() => {
+                            tokio::time::sleep(Duration::from_millis(20)).await
+                        }
                         Err(e) => panic!("write: {e}"),
                     }
                 }
@@ -243,10 +336,15 @@ async fn main() {
         for b in &pool {
             let v = tokio::task::block_in_place(|| variant(b, r, r as i64 * pool_span_ns));
             if trace_ids.len() < 20 && r % (rounds as u64 / 20).max(1) == 0 {
-                let ids = v.column_by_name(col::TRACE_ID).expect("ids").as_fixed_size_binary();
+                let ids = v
+                    .column_by_name(col::TRACE_ID)
+                    .expect("ids")
+                    .as_fixed_size_binary();
                 trace_ids.push(hex::encode(ids.value(ids.len() / 2)));
             }
-            tx.send(TelemetryBatch::new(Signal::Traces, v).expect("schema")).await.expect("send");
+            tx.send(TelemetryBatch::new(Signal::Traces, v).expect("schema"))
+                .await
+                .expect("send");
         }
     }
     drop(tx);
@@ -261,13 +359,28 @@ async fn main() {
     store.compact().await.expect("delete retired");
     let files = store.files();
     let parquet_bytes: u64 = files.iter().map(|f| f.bytes).sum();
-    println!("ingest: {total_spans} spans in {:.1} s wall = {:.0} spans/s; {:.1} CPU-s = {:.0} spans per CPU-second (includes making variants)",
-        ingest.as_secs_f64(), total_spans as f64 / ingest.as_secs_f64(), cpu, total_spans as f64 / cpu);
-    println!("peak RSS during ingest: {peak_rss_mib} MiB (buffer budget {} MiB)", StoreConfig::default().buffer.max_bytes >> 20);
-    println!("on disk after compaction: {} files, {:.1} bytes/span (Parquet only; {:.1} incl. metadata and WAL dir)",
-        files.len(), parquet_bytes as f64 / total_spans as f64, dir_bytes(&data) as f64 / total_spans as f64);
-    println!("OTLP protobuf: {:.1} bytes/span; zstd-3 of it: {:.1} bytes/span",
-        otlp_bytes as f64 / pool_spans as f64, otlp_zstd as f64 / pool_spans as f64);
+    println!(
+        "ingest: {total_spans} spans in {:.1} s wall = {:.0} spans/s; {:.1} CPU-s = {:.0} spans per CPU-second (includes making variants)",
+        ingest.as_secs_f64(),
+        total_spans as f64 / ingest.as_secs_f64(),
+        cpu,
+        total_spans as f64 / cpu
+    );
+    println!(
+        "peak RSS during ingest: {peak_rss_mib} MiB (buffer budget {} MiB)",
+        StoreConfig::default().buffer.max_bytes >> 20
+    );
+    println!(
+        "on disk after compaction: {} files, {:.1} bytes/span (Parquet only; {:.1} incl. metadata and WAL dir)",
+        files.len(),
+        parquet_bytes as f64 / total_spans as f64,
+        dir_bytes(&data) as f64 / total_spans as f64
+    );
+    println!(
+        "OTLP protobuf: {:.1} bytes/span; zstd-3 of it: {:.1} bytes/span",
+        otlp_bytes as f64 / pool_spans as f64,
+        otlp_zstd as f64 / pool_spans as f64
+    );
 
     // Reference: the same pool, in arrival order, written by pyarrow.
     let ipc = dir.join("reference.arrow");
@@ -275,7 +388,12 @@ async fn main() {
     let python = a.python.clone();
     if let Some(py) = &python {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/reference_parquet.py");
-        let out = Command::new(py).arg(script).arg(&ipc).arg(dir.join("reference.parquet")).output().expect("python");
+        let out = Command::new(py)
+            .arg(script)
+            .arg(&ipc)
+            .arg(dir.join("reference.parquet"))
+            .output()
+            .expect("python");
         let text = String::from_utf8_lossy(&out.stdout);
         if let Some(bytes) = text.trim().parse::<f64>().ok() {
             // The pool is one round's worth: compare per span with Ophion's
@@ -286,16 +404,28 @@ async fn main() {
                 c.buffer.flush_interval_secs = 3600;
                 let s = Store::open(c).await.expect("open");
                 for b in &pool {
-                    s.write(&t, TelemetryBatch::new(Signal::Traces, b.clone()).expect("schema")).await.expect("write");
+                    s.write(
+                        &t,
+                        TelemetryBatch::new(Signal::Traces, b.clone()).expect("schema"),
+                    )
+                    .await
+                    .expect("write");
                 }
                 s.flush().await.expect("flush");
                 s.compact().await.expect("compact");
                 s.files().iter().map(|f| f.bytes).sum::<u64>() as f64
             };
-            println!("same {pool_spans} spans: pyarrow reference {:.1} bytes/span, Ophion {:.1} bytes/span, ratio {:.2}",
-                bytes / pool_spans as f64, ophion_pool / pool_spans as f64, ophion_pool / bytes);
+            println!(
+                "same {pool_spans} spans: pyarrow reference {:.1} bytes/span, Ophion {:.1} bytes/span, ratio {:.2}",
+                bytes / pool_spans as f64,
+                ophion_pool / pool_spans as f64,
+                ophion_pool / bytes
+            );
         } else {
-            println!("reference: pyarrow failed: {}", String::from_utf8_lossy(&out.stderr));
+            println!(
+                "reference: pyarrow failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
     }
 
@@ -322,12 +452,18 @@ async fn main() {
     let trace_ms = median(trace_times).as_secs_f64() * 1e3;
     let (pct, pct_rows) = time_query(&store, &q_pct, 5).await;
     let (err, err_rows) = time_query(&store, &q_err, 5).await;
-    println!("ophion: trace by id {trace_ms:.1} ms (median of {} traces); p50/p95/p99 by service+operation over 1 h {:.0} ms ({pct_rows} groups); error rate by service over a day {:.0} ms ({err_rows} groups)",
-        trace_ids.len(), pct.as_secs_f64() * 1e3, err.as_secs_f64() * 1e3);
+    println!(
+        "ophion: trace by id {trace_ms:.1} ms (median of {} traces); p50/p95/p99 by service+operation over 1 h {:.0} ms ({pct_rows} groups); error rate by service over a day {:.0} ms ({err_rows} groups)",
+        trace_ids.len(),
+        pct.as_secs_f64() * 1e3,
+        err.as_secs_f64() * 1e3
+    );
 
     if let Some(py) = &python {
         let ids_file = dir.join("trace_ids.txt");
-        std::fs::File::create(&ids_file).and_then(|mut f| f.write_all(trace_ids.join("\n").as_bytes())).expect("ids");
+        std::fs::File::create(&ids_file)
+            .and_then(|mut f| f.write_all(trace_ids.join("\n").as_bytes()))
+            .expect("ids");
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/duckdb_queries.py");
         let out = Command::new(py)
             .arg(script)
@@ -343,10 +479,23 @@ async fn main() {
         if !out.status.success() {
             println!("duckdb failed: {}", String::from_utf8_lossy(&out.stderr));
         }
-        let vals: Vec<f64> = text.lines().find(|l| l.starts_with("duckdb_ms")).map(|l| l.split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect()).unwrap_or_default();
+        let vals: Vec<f64> = text
+            .lines()
+            .find(|l| l.starts_with("duckdb_ms"))
+            .map(|l| {
+                l.split_whitespace()
+                    .skip(1)
+                    .filter_map(|v| v.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
         if let [dt, dp, de] = vals[..] {
-            println!("ratio ophion/duckdb: trace by id {:.2}, percentiles {:.2}, error rate {:.2}",
-                trace_ms / dt, pct.as_secs_f64() * 1e3 / dp, err.as_secs_f64() * 1e3 / de);
+            println!(
+                "ratio ophion/duckdb: trace by id {:.2}, percentiles {:.2}, error rate {:.2}",
+                trace_ms / dt,
+                pct.as_secs_f64() * 1e3 / dp,
+                err.as_secs_f64() * 1e3 / de
+            );
         }
     }
 }

@@ -34,7 +34,10 @@ use datafusion::{
     },
     error::DataFusionError,
     execution::{
-        SessionStateBuilder, object_store::ObjectStoreUrl, runtime_env::RuntimeEnvBuilder,
+        SessionStateBuilder,
+        disk_manager::{DiskManagerBuilder, DiskManagerMode},
+        object_store::ObjectStoreUrl,
+        runtime_env::RuntimeEnvBuilder,
     },
     logical_expr::{
         BinaryExpr, Expr, LogicalPlan, Operator, TableProviderFilterPushDown, expr::InList,
@@ -346,8 +349,13 @@ impl Store {
     /// A query session that sees `tenant`'s tables only.
     pub fn session(&self, tenant: &TenantId) -> Result<SessionContext> {
         let inner = &self.inner;
+        // No spilling to disk: a query over its memory limit fails with a
+        // clear error instead of filling the temp directory.
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_limit(inner.config.query.memory_limit_bytes, 1.0)
+            .with_disk_manager_builder(
+                DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
+            )
             .build_arc()?;
         runtime.register_object_store(
             &url::Url::parse(STORE_URL).map_err(|e| Error::Config(e.to_string()))?,
