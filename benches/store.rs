@@ -273,6 +273,7 @@ async fn main() {
     };
     let data = dir.join("store");
     let _ = std::fs::remove_dir_all(&data);
+    std::fs::create_dir_all(&dir).expect("bench dir");
     println!(
         "# store benchmark: {} spans, {} writers, dir {}",
         a.spans,
@@ -307,6 +308,8 @@ async fn main() {
 
     let mut config = StoreConfig::in_dir(&data);
     config.buffer.flush_interval_secs = 30;
+    // The generated spans are from 2023: keep them.
+    config.retention.traces_days = 0;
     let store = Store::open(config).await.expect("open");
     let t = TenantId::default();
     let rounds = a.spans.div_ceil(pool_spans);
@@ -358,6 +361,15 @@ async fn main() {
     store.compact().await.expect("compact");
     store.compact().await.expect("delete retired");
     let files = store.files();
+    let stored = store
+        .sql(&t, "SELECT count(*) FROM spans")
+        .await
+        .expect("count")
+        .batches[0]
+        .column(0)
+        .as_primitive::<arrow_array::types::Int64Type>()
+        .value(0) as usize;
+    assert_eq!(stored, total_spans, "every written span is stored");
     let parquet_bytes: u64 = files.iter().map(|f| f.bytes).sum();
     println!(
         "ingest: {total_spans} spans in {:.1} s wall = {:.0} spans/s; {:.1} CPU-s = {:.0} spans per CPU-second (includes making variants)",
@@ -402,6 +414,7 @@ async fn main() {
                 let dir = tempfile::tempdir().expect("tmp");
                 let mut c = StoreConfig::in_dir(dir.path());
                 c.buffer.flush_interval_secs = 3600;
+                c.retention.traces_days = 0;
                 let s = Store::open(c).await.expect("open");
                 for b in &pool {
                     s.write(

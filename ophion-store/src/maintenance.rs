@@ -147,7 +147,7 @@ async fn compact_group(
                 hour,
                 range,
                 sorted.num_rows(),
-                persist::encode(&sorted, signal)?,
+                persist::encode(&sorted, signal, persist::Effort::Compaction)?,
             )))
         },
     )

@@ -19,7 +19,7 @@
 use std::{sync::Arc, time::Duration};
 
 use arrow_array::RecordBatch;
-use arrow_schema::SchemaRef;
+use arrow_schema::{DataType, SchemaRef};
 use datafusion::{
     catalog::{Session, TableProvider},
     common::{
@@ -40,12 +40,14 @@ use datafusion::{
         runtime_env::RuntimeEnvBuilder,
     },
     logical_expr::{
-        BinaryExpr, Expr, LogicalPlan, Operator, TableProviderFilterPushDown, expr::InList,
+        BinaryExpr, Expr, LogicalPlan, Operator, TableProviderFilterPushDown, cast, expr::InList,
         utils::conjunction,
     },
     optimizer::{Analyzer, AnalyzerRule},
-    physical_plan::{ExecutionPlan, empty::EmptyExec, union::UnionExec},
-    prelude::{SQLOptions, SessionConfig, SessionContext},
+    physical_plan::{
+        ExecutionPlan, empty::EmptyExec, projection::ProjectionExec, union::UnionExec,
+    },
+    prelude::{SQLOptions, SessionConfig, SessionContext, col as dcol},
 };
 use datafusion_datasource::{PartitionedFile, memory::MemorySourceConfig};
 use futures::StreamExt as _;
@@ -53,7 +55,7 @@ use ophion_core::{Signal, TenantId, schema::col};
 
 use crate::{
     error::{Error, QueryError, Result},
-    persist::time_column,
+    persist::{self, time_column},
     store::{Inner, Store},
 };
 
@@ -183,27 +185,7 @@ impl TableProvider for TelemetryTable {
             .catalog
             .files(&self.tenant, self.signal, from, to);
         if !files.is_empty() {
-            let mut source = ParquetSource::new(Arc::clone(&schema))
-                .with_table_parquet_options(state.table_options().parquet.clone())
-                .with_bloom_filter_on_read(true);
-            if let Some(predicate) = conjunction(filters.iter().cloned()) {
-                let df_schema = DFSchema::try_from(schema.as_ref().clone())?;
-                source = source.with_predicate(state.create_physical_expr(predicate, &df_schema)?);
-            }
-            let partitions = state.config().target_partitions().max(1);
-            let mut groups: Vec<Vec<PartitionedFile>> =
-                vec![Vec::new(); partitions.min(files.len())];
-            for (i, f) in files.iter().enumerate() {
-                let n = groups.len();
-                groups[i % n].push(PartitionedFile::new(f.path.clone(), f.bytes));
-            }
-            let config =
-                FileScanConfigBuilder::new(ObjectStoreUrl::parse(STORE_URL)?, Arc::new(source))
-                    .with_file_groups(groups.into_iter().map(FileGroup::new).collect())
-                    .with_projection_indices(projection.cloned())?
-                    .with_limit(limit)
-                    .build();
-            inputs.push(DataSourceExec::from_data_source(config));
+            inputs.push(self.scan_files(state, &files, projection, filters, limit)?);
         }
         if inputs.is_empty() {
             let projected = match projection {
@@ -213,6 +195,91 @@ impl TableProvider for TelemetryTable {
             return Ok(Arc::new(EmptyExec::new(projected)));
         }
         UnionExec::try_new(inputs)
+    }
+}
+
+impl TelemetryTable {
+    /// Scans Parquet files, which lack the derived columns, and recomputes
+    /// them: the output has the table's (projected) schema.
+    fn scan_files(
+        &self,
+        state: &dyn Session,
+        files: &[Arc<crate::catalog::FileMeta>],
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        let table = self.signal.schema();
+        let storage = persist::storage_schema(self.signal);
+        let derived = persist::derived_columns(self.signal);
+        let wanted: Vec<usize> = projection
+            .cloned()
+            .unwrap_or_else(|| (0..table.fields().len()).collect());
+        // Storage columns the wanted table columns need.
+        let mut needed: Vec<usize> = Vec::new();
+        for &i in &wanted {
+            let name = table.field(i).name().as_str();
+            let inputs: &[&str] = if name == col::END_TIME && derived.contains(&col::END_TIME) {
+                &[col::START_TIME, col::DURATION_NS]
+            } else {
+                std::slice::from_ref(&name)
+            };
+            for n in inputs {
+                let j = storage.index_of(n)?;
+                if !needed.contains(&j) {
+                    needed.push(j);
+                }
+            }
+        }
+        needed.sort_unstable();
+        let mut source = ParquetSource::new(Arc::clone(&storage))
+            .with_table_parquet_options(state.table_options().parquet.clone())
+            .with_bloom_filter_on_read(true);
+        // Prune with the filters that only use stored columns.
+        let storable: Vec<Expr> = filters
+            .iter()
+            .filter(|f| {
+                f.column_refs()
+                    .iter()
+                    .all(|c| storage.index_of(&c.name).is_ok())
+            })
+            .cloned()
+            .collect();
+        if let Some(predicate) = conjunction(storable) {
+            let df_schema = DFSchema::try_from(storage.as_ref().clone())?;
+            source = source.with_predicate(state.create_physical_expr(predicate, &df_schema)?);
+        }
+        let partitions = state.config().target_partitions().max(1);
+        let mut groups: Vec<Vec<PartitionedFile>> = vec![Vec::new(); partitions.min(files.len())];
+        for (i, f) in files.iter().enumerate() {
+            let n = groups.len();
+            groups[i % n].push(PartitionedFile::new(f.path.clone(), f.bytes));
+        }
+        let config =
+            FileScanConfigBuilder::new(ObjectStoreUrl::parse(STORE_URL)?, Arc::new(source))
+                .with_file_groups(groups.into_iter().map(FileGroup::new).collect())
+                .with_projection_indices(Some(needed))?
+                .with_limit(limit)
+                .build();
+        let scan: Arc<dyn ExecutionPlan> = DataSourceExec::from_data_source(config);
+        // Put the columns in the table's order, computing derived ones.
+        let df_scanned = DFSchema::try_from(scan.schema().as_ref().clone())?;
+        let mut exprs = Vec::with_capacity(wanted.len());
+        for &i in &wanted {
+            let field = table.field(i);
+            let logical = if field.name() == col::END_TIME && derived.contains(&col::END_TIME) {
+                // end_time = start_time + duration_ns, as a UTC timestamp.
+                let start = cast(dcol(col::START_TIME), DataType::Int64);
+                cast(start + dcol(col::DURATION_NS), field.data_type().clone())
+            } else {
+                dcol(field.name().as_str())
+            };
+            exprs.push((
+                state.create_physical_expr(logical, &df_scanned)?,
+                field.name().clone(),
+            ));
+        }
+        Ok(Arc::new(ProjectionExec::try_new(exprs, scan)?))
     }
 }
 

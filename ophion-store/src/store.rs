@@ -391,7 +391,7 @@ async fn persist_all(
                         hour,
                         range,
                         sorted.num_rows(),
-                        persist::encode(&sorted, signal)?,
+                        persist::encode(&sorted, signal, persist::Effort::Snapshot)?,
                     ));
                 }
                 Ok(out)

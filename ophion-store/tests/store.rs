@@ -8,6 +8,13 @@ use ophion_store::StoreConfig;
 fn local(dir: &std::path::Path) -> StoreConfig {
     let mut c = StoreConfig::in_dir(dir);
     c.buffer.flush_interval_secs = 3600; // snapshots only when a test asks
+    // The generated data is from 2023; scenarios that test retention set it.
+    c.retention = ophion_store::config::RetentionConfig {
+        traces_days: 0,
+        logs_days: 0,
+        metrics_days: 0,
+        max_bytes: 0,
+    };
     c
 }
 
@@ -28,4 +35,5 @@ scenario!(
     damaged_log_tails_are_skipped_and_counted,
     compaction_merges_small_files_without_changing_results,
     retention_drops_old_files_by_age_and_size,
+    derived_end_time_reads_back,
 );

@@ -148,6 +148,12 @@ async fn store_suite_on_s3_with_failing_puts() {
     let s3 = move |dir: &std::path::Path| {
         let mut c = StoreConfig::in_dir(dir);
         c.buffer.flush_interval_secs = 3600;
+        c.retention = ophion_store::config::RetentionConfig {
+            traces_days: 0,
+            logs_days: 0,
+            metrics_days: 0,
+            max_bytes: 0,
+        };
         c.object_store = ObjectStoreConfig::S3 {
             bucket: BUCKET.into(),
             region: "us-east-1".into(),

@@ -65,6 +65,7 @@ pub async fn all(config: &Config) {
     damaged_log_tails_are_skipped_and_counted(config).await;
     compaction_merges_small_files_without_changing_results(config).await;
     retention_drops_old_files_by_age_and_size(config).await;
+    derived_end_time_reads_back(config).await;
 }
 
 pub async fn rows_are_queryable_before_and_after_persisting_and_restart(config: &Config) {
@@ -482,4 +483,83 @@ pub async fn retention_drops_old_files_by_age_and_size(config: &Config) {
     let retired = store.enforce_retention().await.expect("retention");
     assert!(retired >= 3, "every file is over a 1-byte cap");
     assert_eq!(count(&store, &t, "SELECT count(*) FROM logs").await, 0);
+}
+
+/// `end_time` is not stored for spans but derived; it must read back equal
+/// to what was written, from memory and from Parquet, and filter correctly.
+pub async fn derived_end_time_reads_back(config: &Config) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = Store::open(config(dir.path())).await.expect("open");
+    let t = TenantId::default();
+    let (b, _) = spans(300, 200);
+    let expected: Vec<i64> = {
+        let ends = b
+            .batch()
+            .column_by_name("end_time")
+            .expect("end")
+            .as_primitive::<arrow_array::types::TimestampNanosecondType>();
+        let mut v = ends.values().to_vec();
+        v.sort_unstable();
+        v
+    };
+    let n = b.num_rows() as i64;
+    store.write(&t, b).await.expect("write");
+    for phase in ["buffer", "parquet"] {
+        let out = store
+            .sql(
+                &t,
+                "SELECT end_time, start_time FROM spans ORDER BY end_time",
+            )
+            .await
+            .expect("query");
+        let mut got = Vec::new();
+        for batch in &out.batches {
+            assert_eq!(
+                batch.schema().field(0).data_type(),
+                ophion_core::Signal::Traces
+                    .schema()
+                    .field_with_name("end_time")
+                    .expect("f")
+                    .data_type()
+            );
+            got.extend(
+                batch
+                    .column(0)
+                    .as_primitive::<arrow_array::types::TimestampNanosecondType>()
+                    .values()
+                    .iter()
+                    .copied(),
+            );
+        }
+        assert_eq!(got, expected, "{phase}");
+        let median = expected[expected.len() / 2];
+        let sql =
+            format!("SELECT count(*) FROM spans WHERE end_time <= to_timestamp_nanos({median})");
+        let c = count(&store, &t, &sql).await;
+        assert_eq!(
+            c,
+            expected.iter().filter(|e| **e <= median).count() as i64,
+            "{phase}"
+        );
+        assert_eq!(
+            count(
+                &store,
+                &t,
+                "SELECT count(*) FROM spans WHERE end_time - start_time >= INTERVAL '0 seconds'"
+            )
+            .await,
+            n,
+            "{phase}"
+        );
+        let star = store
+            .sql(&t, "SELECT * FROM spans LIMIT 3")
+            .await
+            .expect("select *");
+        assert_eq!(
+            star.schema.fields().len(),
+            ophion_core::Signal::Traces.schema().fields().len(),
+            "{phase}"
+        );
+        store.flush().await.expect("flush");
+    }
 }
