@@ -260,6 +260,63 @@ fn reference_ipc(batches: &[RecordBatch], path: &Path) {
 
 use arrow_array::Array as _;
 
+/// Bytes per log record: Ophion against a plain pyarrow file of the same
+/// web-server log lines.
+async fn logs_reference(python: &str, dir: &Path) {
+    let mut g = Generator::new(7, T0);
+    let batches: Vec<RecordBatch> = (0..20)
+        .map(|_| {
+            convert::logs(
+                &g.logs(10_000),
+                &Limits::default(),
+                TimeWindow::ALL,
+                T0 as i64,
+            )
+            .batch
+            .expect("rows")
+        })
+        .collect();
+    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    let ipc = dir.join("reference-logs.arrow");
+    reference_ipc(&batches, Signal::Logs, &ipc);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/reference_parquet.py");
+    let out = Command::new(python)
+        .arg(script)
+        .arg(&ipc)
+        .arg(dir.join("reference-logs.parquet"))
+        .output()
+        .expect("python");
+    let Ok(reference) = String::from_utf8_lossy(&out.stdout).trim().parse::<f64>() else {
+        println!(
+            "logs reference: pyarrow failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return;
+    };
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut c = StoreConfig::in_dir(tmp.path());
+    c.buffer.flush_interval_secs = 3600;
+    c.retention.logs_days = 0;
+    let s = Store::open(c).await.expect("open");
+    for b in &batches {
+        s.write(
+            &TenantId::default(),
+            TelemetryBatch::new(Signal::Logs, b.clone()).expect("schema"),
+        )
+        .await
+        .expect("write");
+    }
+    s.flush().await.expect("flush");
+    s.compact().await.expect("compact");
+    let ophion = s.files().iter().map(|f| f.bytes).sum::<u64>() as f64;
+    println!(
+        "same {rows} log records: pyarrow reference {:.1} bytes/record, Ophion {:.1} bytes/record, ratio {:.2}",
+        reference / rows as f64,
+        ophion / rows as f64,
+        ophion / reference
+    );
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let a = args();
@@ -396,9 +453,10 @@ async fn main() {
 
     // Reference: the same pool, in arrival order, written by pyarrow.
     let ipc = dir.join("reference.arrow");
-    reference_ipc(&pool, &ipc);
+    reference_ipc(&pool, Signal::Traces, &ipc);
     let python = a.python.clone();
     if let Some(py) = &python {
+        logs_reference(py, &dir).await;
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/reference_parquet.py");
         let out = Command::new(py)
             .arg(script)

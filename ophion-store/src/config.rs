@@ -137,9 +137,10 @@ impl Default for WalConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct BufferConfig {
     /// Arrow bytes held in memory (unpersisted and persisting) before writes
-    /// are refused as overload (default 512 MiB).
+    /// are refused as overload (default 256 MiB). A snapshot needs about
+    /// three times `flush_bytes` more while it sorts and encodes.
     pub max_bytes: usize,
-    /// Persist to Parquet when this many bytes are buffered (default 128 MiB).
+    /// Persist to Parquet when this many bytes are buffered (default 64 MiB).
     pub flush_bytes: usize,
     /// Persist at least this often, in seconds (default 60).
     pub flush_interval_secs: u64,

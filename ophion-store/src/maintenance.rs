@@ -7,9 +7,21 @@
 use std::{collections::HashMap, sync::Arc, sync::atomic::Ordering::Relaxed};
 
 use arrow_array::RecordBatch;
+use arrow_schema::SortOptions;
+use datafusion::{
+    datasource::{
+        physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource},
+        source::DataSourceExec,
+    },
+    execution::object_store::ObjectStoreUrl,
+    physical_expr::{LexOrdering, PhysicalSortExpr, expressions::Column},
+    physical_plan::{ExecutionPlan as _, sorts::sort_preserving_merge::SortPreservingMergeExec},
+    prelude::SessionContext,
+};
+use datafusion_datasource::PartitionedFile;
+use futures::StreamExt as _;
 use object_store::{ObjectStoreExt as _, PutPayload, path::Path as ObjectPath};
 use ophion_core::{Signal, TenantId};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::{
     catalog::{FileMeta, NewFile},
@@ -42,11 +54,28 @@ impl Store {
             }
         }
         let mut merged = 0;
-        for ((tenant, signal, _), files) in groups {
-            if files.len() < cfg.min_files.max(2) {
-                continue;
+        for ((tenant, signal, _), mut files) in groups {
+            files.sort_by_key(|f| f.min_time);
+            // Merge runs of small files up to about one small file's worth of
+            // output each, so compaction's work per merge stays bounded.
+            let mut run: Vec<Arc<FileMeta>> = Vec::new();
+            let mut run_bytes = 0;
+            for f in files {
+                run_bytes += f.bytes;
+                run.push(f);
+                if run_bytes >= cfg.small_file_bytes {
+                    if run.len() >= cfg.min_files.max(2) {
+                        merged +=
+                            compact_group(inner, tenant.clone(), signal, std::mem::take(&mut run))
+                                .await?;
+                    }
+                    run.clear();
+                    run_bytes = 0;
+                }
             }
-            merged += compact_group(inner, tenant, signal, files).await?;
+            if run.len() >= cfg.min_files.max(2) {
+                merged += compact_group(inner, tenant, signal, run).await?;
+            }
         }
         inner
             .stats
@@ -116,46 +145,90 @@ impl Store {
     }
 }
 
+/// Merges sorted files with a streaming k-way merge: memory stays at a few
+/// batches per input file plus the output file, whatever the input size.
 async fn compact_group(
     inner: &Arc<Inner>,
     tenant: TenantId,
     signal: Signal,
     files: Vec<Arc<FileMeta>>,
 ) -> Result<usize> {
-    let mut batches: Vec<RecordBatch> = Vec::new();
-    for f in &files {
-        let bytes = inner
-            .objects
-            .get(&ObjectPath::from(f.path.as_str()))
-            .await?
-            .bytes()
-            .await?;
-        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()?;
-        for b in reader {
-            batches.push(b?);
+    let storage = persist::storage_schema(signal);
+    let ordering = LexOrdering::new(
+        persist::sort_columns(signal)
+            .iter()
+            .map(|c| {
+                Ok(PhysicalSortExpr::new(
+                    Arc::new(Column::new_with_schema(c, &storage)?),
+                    SortOptions {
+                        descending: false,
+                        nulls_first: true,
+                    },
+                ))
+            })
+            .collect::<datafusion::error::Result<Vec<_>>>()?,
+    )
+    .ok_or_else(|| Error::Corrupt("empty sort order".into()))?;
+    // One partition per file: each is sorted, so a merge keeps the order.
+    let groups = files
+        .iter()
+        .map(|f| FileGroup::new(vec![PartitionedFile::new(f.path.clone(), f.bytes)]))
+        .collect();
+    let config = FileScanConfigBuilder::new(
+        ObjectStoreUrl::parse(crate::query::STORE_URL)?,
+        Arc::new(ParquetSource::new(Arc::clone(&storage))),
+    )
+    .with_file_groups(groups)
+    .with_output_ordering(vec![ordering.clone()])
+    .build();
+    let merge = SortPreservingMergeExec::new(ordering, DataSourceExec::from_data_source(config));
+    let ctx = SessionContext::new();
+    ctx.runtime_env().register_object_store(
+        &url::Url::parse(crate::query::STORE_URL).map_err(|e| Error::Config(e.to_string()))?,
+        Arc::clone(&inner.objects),
+    );
+    let mut stream = merge.execute(0, ctx.task_ctx())?;
+
+    // Encode on a blocking thread as batches arrive.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<RecordBatch>(2);
+    let rows_total: u64 = files.iter().map(|f| f.rows).sum();
+    let encoder =
+        tokio::task::spawn_blocking(move || -> Result<(bytes::Bytes, usize, i64, i64)> {
+            let props = persist::writer_properties(
+                signal,
+                rows_total as usize,
+                &storage,
+                persist::Effort::Compaction,
+            );
+            let mut out = Vec::new();
+            let mut w =
+                parquet::arrow::ArrowWriter::try_new(&mut out, Arc::clone(&storage), Some(props))?;
+            let (mut rows, mut min, mut max) = (0usize, i64::MAX, i64::MIN);
+            for batch in rx {
+                let (lo, hi) = persist::time_range(&batch, signal)?;
+                min = min.min(lo);
+                max = max.max(hi);
+                rows += batch.num_rows();
+                w.write(&batch)?;
+            }
+            w.close()?;
+            Ok((bytes::Bytes::from(out), rows, min, max))
+        });
+    while let Some(batch) = stream.next().await {
+        if tx.send(batch?).is_err() {
+            break; // the encoder failed; its error is reported below
         }
     }
-    let encoded = tokio::task::spawn_blocking(
-        move || -> Result<Option<(i64, (i64, i64), usize, bytes::Bytes)>> {
-            let Some(all) = persist::concat(&batches)? else {
-                return Ok(None);
-            };
-            let sorted = persist::sort(&all, signal)?;
-            let range = persist::time_range(&sorted, signal)?;
-            let hour = range.0.div_euclid(3_600_000_000_000) * 3_600_000_000_000;
-            Ok(Some((
-                hour,
-                range,
-                sorted.num_rows(),
-                persist::encode(&sorted, signal, persist::Effort::Compaction)?,
-            )))
-        },
-    )
-    .await
-    .map_err(|e| Error::Wal(format!("compaction task failed: {e}")))??;
-    let Some((hour, (min_time, max_time), rows, bytes)) = encoded else {
-        return Ok(0);
-    };
+    drop(tx);
+    let (bytes, rows, min_time, max_time) = encoder
+        .await
+        .map_err(|e| Error::Wal(format!("compaction task failed: {e}")))??;
+    if rows as u64 != rows_total {
+        return Err(Error::Corrupt(format!(
+            "compaction read {rows} rows from files holding {rows_total}"
+        )));
+    }
+    let hour = min_time.div_euclid(3_600_000_000_000) * 3_600_000_000_000;
     let path = persist::file_path(&tenant, signal, hour);
     let size = bytes.len() as u64;
     inner

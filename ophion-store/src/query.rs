@@ -60,7 +60,7 @@ use crate::{
 };
 
 /// The URL the store's object store is registered under in each session.
-const STORE_URL: &str = "ophion://store/";
+pub(crate) const STORE_URL: &str = "ophion://store/";
 
 /// The rows of a query and what it cost.
 #[derive(Debug, Clone)]
