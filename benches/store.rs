@@ -172,29 +172,38 @@ fn dir_bytes(p: &Path) -> u64 {
 /// A plain reference table of the same spans, in arrival order, written as
 /// an Arrow IPC file for pyarrow: ids as fixed-size binary, every span and
 /// resource attribute (promoted ones included) in string maps.
-fn reference_ipc(batches: &[RecordBatch], path: &Path) {
+fn reference_ipc(batches: &[RecordBatch], signal: Signal, path: &Path) {
     use arrow_array::builder::{MapBuilder, StringBuilder};
     let first = &batches[0];
     let schema = first.schema();
-    let keep = [
-        col::TRACE_ID,
-        col::SPAN_ID,
-        col::PARENT_SPAN_ID,
-        col::NAME,
-        col::KIND,
-        col::START_TIME,
-        col::END_TIME,
-        col::STATUS_CODE,
-        col::STATUS_MESSAGE,
-        col::SERVICE_NAME,
-        col::SCOPE_NAME,
-        col::SCOPE_VERSION,
-    ];
-    let promoted: Vec<&str> = ophion_core::semconv::PROMOTED
-        .iter()
-        .map(|p| p.column)
-        .filter(|c| *c != col::SERVICE_NAME)
-        .collect();
+    let keep: &[&str] = match signal {
+        Signal::Traces => &[
+            col::TRACE_ID,
+            col::SPAN_ID,
+            col::PARENT_SPAN_ID,
+            col::NAME,
+            col::KIND,
+            col::START_TIME,
+            col::END_TIME,
+            col::STATUS_CODE,
+            col::STATUS_MESSAGE,
+            col::SERVICE_NAME,
+            col::SCOPE_NAME,
+            col::SCOPE_VERSION,
+        ],
+        _ => &[
+            col::TIMESTAMP,
+            col::OBSERVED_TIMESTAMP,
+            col::SEVERITY_NUMBER,
+            col::SEVERITY_TEXT,
+            col::BODY,
+            col::TRACE_ID,
+            col::SPAN_ID,
+            col::FLAGS,
+            col::SERVICE_NAME,
+            col::SCOPE_NAME,
+        ],
+    };
     let mut out_fields: Vec<arrow_schema::Field> = keep
         .iter()
         .map(|c| schema.field_with_name(c).expect("field").clone())
@@ -224,13 +233,14 @@ fn reference_ipc(batches: &[RecordBatch], path: &Path) {
                 ophion_core::semconv::Level::Resource,
             ),
         ] {
+            // Logs have promoted columns for resource attributes only.
+            let has_columns =
+                signal == Signal::Traces || level == ophion_core::semconv::Level::Resource;
             let mut mb = MapBuilder::new(None, StringBuilder::new(), StringBuilder::new());
             let maps = b.column_by_name(map_col).expect("map").as_map();
             for row in 0..b.num_rows() {
                 // Promoted attributes go back into the map, as a plain layout keeps them.
-                for p in ophion_core::semconv::promoted(level).filter(|p| {
-                    p.column != col::SERVICE_NAME || level == ophion_core::semconv::Level::Resource
-                }) {
+                for p in ophion_core::semconv::promoted(level).filter(|_| has_columns) {
                     let Some(c) = b.column_by_name(p.column) else {
                         continue;
                     };
@@ -251,7 +261,6 @@ fn reference_ipc(batches: &[RecordBatch], path: &Path) {
             }
             cols.push(Arc::new(mb.finish()));
         }
-        let _ = &promoted;
         w.write(&RecordBatch::try_new(Arc::clone(&out_schema), cols).expect("ref batch"))
             .expect("write");
     }
@@ -389,6 +398,19 @@ async fn main() {
             }
         }));
     }
+    // Sample resident memory while ingesting.
+    let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = {
+        let sampling = Arc::clone(&sampling);
+        std::thread::spawn(move || {
+            let mut max = 0;
+            while sampling.load(std::sync::atomic::Ordering::Relaxed) {
+                max = max.max(status_kib("VmRSS:"));
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            max
+        })
+    };
     let cpu0 = cpu_seconds();
     let started = Instant::now();
     let mut trace_ids: Vec<String> = Vec::new();
@@ -414,8 +436,17 @@ async fn main() {
     let ingest = started.elapsed();
     let cpu = cpu_seconds() - cpu0;
     store.flush().await.expect("flush");
-    let peak_rss_mib = status_kib("VmHWM:") / 1024;
+    sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+    let peak_rss_mib = sampler.join().unwrap_or(0) / 1024;
+    let (cpu1, t1) = (cpu_seconds(), Instant::now());
     store.compact().await.expect("compact");
+    println!(
+        "compaction: {:.1} s wall, {:.1} CPU-s ({:.0} spans per CPU-second); peak RSS so far {} MiB",
+        t1.elapsed().as_secs_f64(),
+        cpu_seconds() - cpu1,
+        total_spans as f64 / (cpu_seconds() - cpu1).max(0.001),
+        status_kib("VmHWM:") / 1024
+    );
     store.compact().await.expect("delete retired");
     let files = store.files();
     let stored = store
@@ -436,8 +467,12 @@ async fn main() {
         total_spans as f64 / cpu
     );
     println!(
-        "peak RSS during ingest: {peak_rss_mib} MiB (buffer budget {} MiB)",
-        StoreConfig::default().buffer.max_bytes >> 20
+        "peak RSS during ingest (sampled every 100 ms): {peak_rss_mib} MiB (buffer budget {} MiB; the bench's own span pool is {} MiB)",
+        StoreConfig::default().buffer.max_bytes >> 20,
+        pool.iter()
+            .map(|b| b.get_array_memory_size())
+            .sum::<usize>()
+            >> 20
     );
     println!(
         "on disk after compaction: {} files, {:.1} bytes/span (Parquet only; {:.1} incl. metadata and WAL dir)",

@@ -149,8 +149,8 @@ pub struct BufferConfig {
 impl Default for BufferConfig {
     fn default() -> Self {
         Self {
-            max_bytes: 512 << 20,
-            flush_bytes: 128 << 20,
+            max_bytes: 256 << 20,
+            flush_bytes: 64 << 20,
             flush_interval_secs: 60,
         }
     }
@@ -209,15 +209,21 @@ impl Default for RetentionConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CompactionConfig {
-    /// Merge when a partition has at least this many small files (default 4).
+    /// Whether the background task compacts (default true); `Store::compact`
+    /// works either way.
+    pub enabled: bool,
+    /// Merge a partition's snapshot files once it has at least this many
+    /// (default 4) and its hour is over, or they reach `small_file_bytes`.
     pub min_files: usize,
-    /// Files smaller than this are small (default 64 MiB).
+    /// Target size of a merged file (default 64 MiB): merges take runs of
+    /// snapshot files up to about this size.
     pub small_file_bytes: u64,
 }
 
 impl Default for CompactionConfig {
     fn default() -> Self {
         Self {
+            enabled: true,
             min_files: 4,
             small_file_bytes: 64 << 20,
         }

@@ -31,6 +31,9 @@ use crate::{
 };
 
 const NANOS_PER_DAY: i64 = 86_400_000_000_000;
+const HOUR_NS: i64 = 3_600_000_000_000;
+/// Files merged at once: each open input holds a few decoded batches.
+const MAX_MERGE_FILES: usize = 4;
 
 impl Store {
     /// Merges the small files of each hour partition into one sorted file,
@@ -38,11 +41,20 @@ impl Store {
     /// Returns how many files were merged away.
     pub async fn compact(&self) -> Result<usize> {
         let inner = &self.inner;
+        let _one = inner.maintenance.lock().await;
         delete_retired(inner).await;
         let cfg = &inner.config.compaction;
+        // Only files written by snapshots are merged, once: a compacted file
+        // is final, so no row is rewritten twice. A partition is merged when
+        // its hour is over (no more rows are coming) or it already holds a
+        // small file's worth of snapshots.
+        let closed_before = inner
+            .clock
+            .now_nanos()
+            .saturating_sub(HOUR_NS + 10 * 60 * 1_000_000_000);
         let mut groups: HashMap<(TenantId, Signal, String), Vec<Arc<FileMeta>>> = HashMap::new();
         for f in inner.catalog.all() {
-            if f.bytes < cfg.small_file_bytes {
+            if f.level == 0 {
                 let dir = f
                     .path
                     .rsplit_once('/')
@@ -55,6 +67,14 @@ impl Store {
         }
         let mut merged = 0;
         for ((tenant, signal, _), mut files) in groups {
+            let hour_start = files
+                .iter()
+                .map(|f| f.min_time)
+                .min()
+                .unwrap_or(0)
+                .div_euclid(HOUR_NS)
+                * HOUR_NS;
+            let closed = hour_start < closed_before;
             files.sort_by_key(|f| f.min_time);
             // Merge runs of small files up to about one small file's worth of
             // output each, so compaction's work per merge stays bounded.
@@ -63,7 +83,7 @@ impl Store {
             for f in files {
                 run_bytes += f.bytes;
                 run.push(f);
-                if run_bytes >= cfg.small_file_bytes {
+                if run_bytes >= cfg.small_file_bytes || run.len() >= MAX_MERGE_FILES {
                     if run.len() >= cfg.min_files.max(2) {
                         merged +=
                             compact_group(inner, tenant.clone(), signal, std::mem::take(&mut run))
@@ -73,7 +93,8 @@ impl Store {
                     run_bytes = 0;
                 }
             }
-            if run.len() >= cfg.min_files.max(2) {
+            // The remainder waits for more snapshots unless the hour is over.
+            if closed && run.len() >= cfg.min_files.max(2) {
                 merged += compact_group(inner, tenant, signal, run).await?;
             }
         }
@@ -89,6 +110,7 @@ impl Store {
     /// many files were retired.
     pub async fn enforce_retention(&self) -> Result<usize> {
         let inner = &self.inner;
+        let _one = inner.maintenance.lock().await;
         delete_retired(inner).await;
         let r = &inner.config.retention;
         let now = inner.clock.now_nanos();
@@ -182,7 +204,10 @@ async fn compact_group(
     .with_output_ordering(vec![ordering.clone()])
     .build();
     let merge = SortPreservingMergeExec::new(ordering, DataSourceExec::from_data_source(config));
-    let ctx = SessionContext::new();
+    // Small batches: the merge holds a few per input file.
+    let ctx = SessionContext::new_with_config(
+        datafusion::prelude::SessionConfig::new().with_batch_size(2048),
+    );
     ctx.runtime_env().register_object_store(
         &url::Url::parse(crate::query::STORE_URL).map_err(|e| Error::Config(e.to_string()))?,
         Arc::clone(&inner.objects),
@@ -261,15 +286,23 @@ async fn compact_group(
     Ok(files.len())
 }
 
-/// Remembers objects no longer in the catalog; deleted on the next pass.
+/// Remembers objects no longer in the catalog, for deletion once no query
+/// that could have planned with them can still run.
 fn retire(inner: &Inner, files: &[Arc<FileMeta>]) {
+    let now = std::time::Instant::now();
     let mut r = inner.retired.lock().unwrap_or_else(|e| e.into_inner());
-    r.extend(files.iter().map(|f| f.path.clone()));
+    r.extend(files.iter().map(|f| (f.path.clone(), now)));
 }
 
 async fn delete_retired(inner: &Inner) {
-    let paths: Vec<String> =
-        std::mem::take(&mut *inner.retired.lock().unwrap_or_else(|e| e.into_inner()));
+    // A query runs at most `query.timeout_secs`; wait that long, and more.
+    let grace = std::time::Duration::from_secs(inner.config.query.timeout_secs.max(1) + 5);
+    let paths: Vec<String> = {
+        let mut r = inner.retired.lock().unwrap_or_else(|e| e.into_inner());
+        let (due, keep): (Vec<_>, Vec<_>) = r.drain(..).partition(|(_, at)| at.elapsed() >= grace);
+        *r = keep;
+        due.into_iter().map(|(p, _)| p).collect()
+    };
     for p in paths {
         if let Err(e) = inner.objects.delete(&ObjectPath::from(p.as_str())).await {
             tracing::warn!(path = %p, error = %e, "cannot delete a retired file; it is no longer queried");

@@ -99,8 +99,11 @@ pub(crate) struct Inner {
     gate: RwLock<()>,
     /// One snapshot at a time.
     snapshotting: tokio::sync::Mutex<()>,
-    /// Objects retired from the catalog, deleted on the next upkeep pass.
-    pub(crate) retired: Mutex<Vec<String>>,
+    /// Objects retired from the catalog and when, deleted by a later
+    /// upkeep pass once running queries cannot need them.
+    pub(crate) retired: Mutex<Vec<(String, std::time::Instant)>>,
+    /// One compaction or retention pass at a time.
+    pub(crate) maintenance: tokio::sync::Mutex<()>,
     wake: Notify,
 }
 
@@ -166,6 +169,7 @@ impl Store {
             gate: RwLock::new(()),
             snapshotting: tokio::sync::Mutex::new(()),
             retired: Mutex::new(Vec::new()),
+            maintenance: tokio::sync::Mutex::new(()),
             wake: Notify::new(),
         });
         record_replay(&inner.stats, &replay);
@@ -302,7 +306,9 @@ async fn background(weak: Weak<Inner>) {
         if let Err(e) = store.enforce_retention().await {
             tracing::warn!(error = %e, "retention pass failed; will retry");
         }
-        if let Err(e) = store.compact().await {
+        if store.inner.config.compaction.enabled
+            && let Err(e) = store.compact().await
+        {
             tracing::warn!(error = %e, "compaction failed; will retry");
         }
     }
@@ -377,7 +383,25 @@ async fn persist_all(
     work: Vec<(Key, Vec<RecordBatch>)>,
 ) -> Result<Vec<NewFile>> {
     let mut files = Vec::new();
-    for ((tenant, signal), batches) in work {
+    // Encode in chunks of about a quarter of `flush_bytes`: sorting copies
+    // its input about three times, and a chunk at a time bounds that.
+    let chunk_bytes = (inner.config.buffer.flush_bytes / 4).max(1 << 20);
+    let chunks = work.into_iter().flat_map(|(key, batches)| {
+        let mut out: Vec<(Key, Vec<RecordBatch>)> = Vec::new();
+        let mut size = 0;
+        for b in batches {
+            if out.is_empty() || size >= chunk_bytes {
+                out.push((key.clone(), Vec::new()));
+                size = 0;
+            }
+            size += b.get_array_memory_size();
+            if let Some((_, v)) = out.last_mut() {
+                v.push(b);
+            }
+        }
+        out
+    });
+    for ((tenant, signal), batches) in chunks {
         let encoded = tokio::task::spawn_blocking(
             move || -> Result<Vec<(i64, (i64, i64), usize, bytes::Bytes)>> {
                 let Some(all) = persist::concat(&batches)? else {
