@@ -1,7 +1,8 @@
 """Runs the store benchmark's three queries with DuckDB on the Parquet
 files Ophion wrote, and prints median milliseconds.
 
-Usage: duckdb_queries.py PARQUET_DIR TRACE_IDS_FILE HOUR_FROM_NS HOUR_TO_NS DAY_TO_NS
+Usage: duckdb_queries.py FILE_LIST TRACE_IDS_FILE HOUR_FROM_NS HOUR_TO_NS DAY_TO_NS
+(FILE_LIST: one Parquet path per line, the files Ophion's catalog publishes)
 Prints: duckdb_ms <trace by id> <percentiles> <error rate>
 """
 import statistics
@@ -10,11 +11,12 @@ import time
 
 import duckdb
 
-root, ids_file, hour_from, hour_to, day_to = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:6])
+list_file, ids_file, hour_from, hour_to, day_to = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:6])
+files = [line.strip() for line in open(list_file) if line.strip()]
 ids = [line.strip() for line in open(ids_file) if line.strip()]
 con = duckdb.connect()
 con.execute("SET threads TO 2")
-con.execute(f"CREATE VIEW spans AS SELECT * FROM read_parquet('{root}/**/*.parquet')")
+con.execute(f"CREATE VIEW spans AS SELECT * FROM read_parquet({files!r})")
 
 
 def timed(sql, runs):

@@ -449,6 +449,11 @@ async fn main() {
     );
     store.compact().await.expect("delete retired");
     let files = store.files();
+    println!(
+        "files: {} level 0, {} level 1",
+        files.iter().filter(|f| f.level == 0).count(),
+        files.iter().filter(|f| f.level == 1).count()
+    );
     let stored = store
         .sql(&t, "SELECT count(*) FROM spans")
         .await
@@ -566,6 +571,16 @@ async fn main() {
     );
 
     if let Some(py) = &python {
+        // DuckDB reads exactly the published files (retired ones may linger
+        // on disk until running queries are done with them).
+        let list = dir.join("files.txt");
+        let root = data.join("parquet");
+        let paths: Vec<String> = store
+            .files()
+            .iter()
+            .map(|f| root.join(&f.path).display().to_string())
+            .collect();
+        std::fs::write(&list, paths.join("\n")).expect("file list");
         let ids_file = dir.join("trace_ids.txt");
         std::fs::File::create(&ids_file)
             .and_then(|mut f| f.write_all(trace_ids.join("\n").as_bytes()))
@@ -573,7 +588,7 @@ async fn main() {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/duckdb_queries.py");
         let out = Command::new(py)
             .arg(script)
-            .arg(data.join("parquet"))
+            .arg(&list)
             .arg(&ids_file)
             .arg(hour_from.to_string())
             .arg(hour_to.to_string())

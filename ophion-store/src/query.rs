@@ -12,9 +12,12 @@
 //! rule, run before type coercion, turns hex string literals compared with
 //! `trace_id`, `span_id` or `parent_span_id` into binary literals.
 //!
-//! Attribute maps are read with `attributes['http.route']` (DataFusion's
-//! map indexing), e.g.
+//! Attribute maps are read with `attributes['key']` and
+//! `resource_attributes['key']`, e.g.
 //! `SELECT attributes['app.user_id'] FROM spans WHERE service_name = 'cart'`.
+//! Keys promoted to columns (`http.route`, `service.name`, ...) work the
+//! same way: the analyzer rule reads their column instead (integers as
+//! text, like every map value), so a query need not know what is promoted.
 
 use std::{sync::Arc, time::Duration};
 
@@ -41,7 +44,7 @@ use datafusion::{
     },
     logical_expr::{
         BinaryExpr, Expr, LogicalPlan, Operator, TableProviderFilterPushDown, cast, expr::InList,
-        utils::conjunction,
+        expr_rewriter::NamePreserver, utils::conjunction,
     },
     optimizer::{Analyzer, AnalyzerRule},
     physical_plan::{
@@ -51,7 +54,7 @@ use datafusion::{
 };
 use datafusion_datasource::{PartitionedFile, memory::MemorySourceConfig};
 use futures::StreamExt as _;
-use ophion_core::{Signal, TenantId, schema::col};
+use ophion_core::{Signal, TenantId, schema::col, semconv};
 
 use crate::{
     error::{Error, QueryError, Result},
@@ -283,8 +286,9 @@ impl TelemetryTable {
     }
 }
 
-/// Turns `trace_id = '<hex>'` (and `span_id`, `parent_span_id`, `IN` lists)
-/// into comparisons with binary literals. Runs before type coercion.
+/// Ophion's query rewrites, run before type coercion: `trace_id = '<hex>'`
+/// (and `span_id`, `parent_span_id`, `IN` lists) compare binary ids, and
+/// attribute-map access to promoted keys reads their columns.
 #[derive(Debug)]
 struct HexIds;
 
@@ -362,18 +366,78 @@ fn rewrite_ids(e: Expr) -> datafusion::error::Result<Transformed<Expr>> {
     }
 }
 
+/// `attributes['http.route']` on a key that is promoted to a column reads
+/// that column (`http_route`, cast to text like map values), so users need
+/// not know which keys are promoted. Applies to `attributes` (span-level
+/// keys, spans only) and `resource_attributes` (all tables), and only when
+/// the target column is in the same input.
+fn rewrite_promoted(e: Expr, inputs: &[&DFSchema]) -> datafusion::error::Result<Transformed<Expr>> {
+    let Expr::ScalarFunction(f) = &e else {
+        return Ok(Transformed::no(e));
+    };
+    if f.name() != "get_field" || f.args.len() != 2 {
+        return Ok(Transformed::no(e));
+    }
+    let (
+        Expr::Column(map),
+        Expr::Literal(ScalarValue::Utf8(Some(key)) | ScalarValue::Utf8View(Some(key)), _),
+    ) = (&f.args[0], &f.args[1])
+    else {
+        return Ok(Transformed::no(e));
+    };
+    let level = match map.name.as_str() {
+        col::ATTRIBUTES => semconv::Level::Span,
+        col::RESOURCE_ATTRIBUTES => semconv::Level::Resource,
+        _ => return Ok(Transformed::no(e)),
+    };
+    let Some((i, ty)) = semconv::promoted_index(level, key) else {
+        return Ok(Transformed::no(e));
+    };
+    let Some(p) = semconv::promoted(level).nth(i) else {
+        return Ok(Transformed::no(e));
+    };
+    let target = datafusion::common::Column::new(map.relation.clone(), p.column);
+    if !inputs.iter().any(|s| s.has_column(&target)) {
+        return Ok(Transformed::no(e));
+    }
+    let column = Expr::Column(target);
+    Ok(Transformed::yes(match ty {
+        semconv::PromotedType::Str => column,
+        semconv::PromotedType::Int => cast(column, DataType::Utf8),
+    }))
+}
+
 impl AnalyzerRule for HexIds {
     fn analyze(
         &self,
         plan: LogicalPlan,
         _config: &ConfigOptions,
     ) -> datafusion::error::Result<LogicalPlan> {
-        plan.transform_up_with_subqueries(|p| p.map_expressions(|e| e.transform_up(rewrite_ids)))
-            .map(|t| t.data)
+        plan.transform_up_with_subqueries(|p| {
+            let names = NamePreserver::new(&p);
+            let inputs: Vec<DFSchema> = p
+                .inputs()
+                .iter()
+                .map(|i| i.schema().as_ref().clone())
+                .collect();
+            let inputs: Vec<&DFSchema> = inputs.iter().collect();
+            p.map_expressions(|e| {
+                let saved = names.save(&e);
+                let t = e.transform_up(|e| {
+                    let t = rewrite_ids(e)?;
+                    if t.transformed {
+                        return Ok(t);
+                    }
+                    rewrite_promoted(t.data, &inputs)
+                })?;
+                Ok(t.update_data(|e| saved.restore(e)))
+            })
+        })
+        .map(|t| t.data)
     }
 
     fn name(&self) -> &str {
-        "ophion_hex_ids"
+        "ophion_rewrites"
     }
 }
 

@@ -36,4 +36,5 @@ scenario!(
     compaction_merges_small_files_without_changing_results,
     retention_drops_old_files_by_age_and_size,
     derived_end_time_reads_back,
+    promoted_keys_are_reachable_through_the_map,
 );

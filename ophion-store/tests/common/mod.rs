@@ -66,6 +66,7 @@ pub async fn all(config: &Config) {
     compaction_merges_small_files_without_changing_results(config).await;
     retention_drops_old_files_by_age_and_size(config).await;
     derived_end_time_reads_back(config).await;
+    promoted_keys_are_reachable_through_the_map(config).await;
 }
 
 pub async fn rows_are_queryable_before_and_after_persisting_and_restart(config: &Config) {
@@ -561,6 +562,102 @@ pub async fn derived_end_time_reads_back(config: &Config) {
             star.schema.fields().len(),
             ophion_core::Signal::Traces.schema().fields().len(),
             "{phase}"
+        );
+        store.flush().await.expect("flush");
+    }
+}
+
+/// `attributes['<key>']` works for every key, promoted to a column or not.
+pub async fn promoted_keys_are_reachable_through_the_map(config: &Config) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = Store::open(config(dir.path())).await.expect("open");
+    let t = TenantId::default();
+    let (b, _) = spans(400, 300);
+    store.write(&t, b).await.expect("write");
+    store.write(&t, logs(401, 100)).await.expect("write");
+    for phase in ["buffer", "parquet"] {
+        let by_column = count(
+            &store,
+            &t,
+            "SELECT count(*) FROM spans WHERE http_route = '/api/cart'",
+        )
+        .await;
+        assert!(by_column > 0, "{phase}");
+        let by_map = count(
+            &store,
+            &t,
+            "SELECT count(*) FROM spans WHERE attributes['http.route'] = '/api/cart'",
+        )
+        .await;
+        assert_eq!(
+            by_map, by_column,
+            "{phase}: a promoted span key through the map"
+        );
+        let legacy = count(
+            &store,
+            &t,
+            "SELECT count(*) FROM spans WHERE attributes['http.method'] = 'GET'",
+        )
+        .await;
+        let current = count(
+            &store,
+            &t,
+            "SELECT count(*) FROM spans WHERE http_request_method = 'GET'",
+        )
+        .await;
+        assert_eq!(
+            legacy, current,
+            "{phase}: a legacy key reads the same column"
+        );
+        let status = count(
+            &store,
+            &t,
+            "SELECT count(*) FROM spans WHERE attributes['http.response.status_code'] = '200'",
+        )
+        .await;
+        let status_col = count(
+            &store,
+            &t,
+            "SELECT count(*) FROM spans WHERE http_response_status_code = 200",
+        )
+        .await;
+        assert_eq!(
+            status, status_col,
+            "{phase}: integer columns read as text, like map values"
+        );
+        let svc = count(
+            &store,
+            &t,
+            "SELECT count(*) FROM spans s WHERE s.resource_attributes['service.name'] = 'cart'",
+        )
+        .await;
+        assert_eq!(
+            svc,
+            count(
+                &store,
+                &t,
+                "SELECT count(*) FROM spans WHERE service_name = 'cart'"
+            )
+            .await,
+            "{phase}"
+        );
+        // Logs keep span-level keys in their map: the map itself is read.
+        let log_routes = count(
+            &store,
+            &t,
+            "SELECT count(*) FROM logs WHERE attributes['http.route'] IS NOT NULL",
+        )
+        .await;
+        assert_eq!(log_routes, 100, "{phase}");
+        // The output column keeps the name the user wrote.
+        let out = store
+            .sql(&t, "SELECT attributes['http.route'] FROM spans LIMIT 1")
+            .await
+            .expect("query");
+        assert!(
+            out.schema.field(0).name().contains("http.route"),
+            "{}",
+            out.schema.field(0).name()
         );
         store.flush().await.expect("flush");
     }
