@@ -376,6 +376,8 @@ async fn main() {
     config.buffer.flush_interval_secs = 30;
     // The generated spans are from 2023: keep them.
     config.retention.traces_days = 0;
+    // Compaction is measured on its own, after ingest.
+    config.compaction.enabled = false;
     let store = Store::open(config).await.expect("open");
     let t = TenantId::default();
     let rounds = a.spans.div_ceil(pool_spans);
@@ -554,6 +556,15 @@ async fn main() {
         "SELECT service_name, avg(CASE WHEN status_code = 'error' THEN 1.0 ELSE 0.0 END) AS error_rate, count(*) AS n FROM spans \
          WHERE start_time >= to_timestamp_nanos({hour_from}) AND start_time < to_timestamp_nanos({day_to}) GROUP BY service_name"
     );
+    for q in [
+        "SELECT 1".to_owned(),
+        "SELECT count(*) FROM spans".to_owned(),
+        "SELECT service_name, count(*) FROM spans GROUP BY service_name".to_owned(),
+        "SELECT status_code, count(*) FROM spans GROUP BY status_code".to_owned(),
+    ] {
+        let (d, _) = time_query(&store, &q, 5).await;
+        println!("  {:>7.1} ms  {q}", d.as_secs_f64() * 1e3);
+    }
     let mut trace_times = Vec::new();
     for id in &trace_ids {
         let (d, rows) = time_query(&store, &q_trace(id), 3).await;
