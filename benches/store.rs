@@ -507,9 +507,8 @@ async fn main() {
             .output()
             .expect("python");
         let text = String::from_utf8_lossy(&out.stdout);
-        if let Some(bytes) = text.trim().parse::<f64>().ok() {
-            // The pool is one round's worth: compare per span with Ophion's
-            // bytes for the same round count scaled.
+        if let Ok(bytes) = text.trim().parse::<f64>() {
+            // The same pool written to a fresh store, flushed and compacted.
             let ophion_pool = {
                 let dir = tempfile::tempdir().expect("tmp");
                 let mut c = StoreConfig::in_dir(dir.path());

@@ -68,10 +68,11 @@ impl StoreConfig {
 }
 
 /// Object storage for Parquet files.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum ObjectStoreConfig {
     /// Files under `<data_dir>/parquet`.
+    #[default]
     Local,
     /// An S3 bucket or S3-compatible server (cargo feature `s3`).
     S3 {
@@ -100,12 +101,6 @@ pub enum ObjectStoreConfig {
 
 fn default_region() -> String {
     "us-east-1".into()
-}
-
-impl Default for ObjectStoreConfig {
-    fn default() -> Self {
-        Self::Local
-    }
 }
 
 /// Write-ahead log settings.

@@ -377,6 +377,9 @@ async fn snapshot(inner: &Arc<Inner>) -> Result<()> {
     Ok(())
 }
 
+/// One encoded file: hour partition start, time range, rows, bytes.
+type Encoded = (i64, (i64, i64), usize, bytes::Bytes);
+
 /// Encodes and uploads one file per tenant, table and hour.
 async fn persist_all(
     inner: &Arc<Inner>,
@@ -402,25 +405,23 @@ async fn persist_all(
         out
     });
     for ((tenant, signal), batches) in chunks {
-        let encoded = tokio::task::spawn_blocking(
-            move || -> Result<Vec<(i64, (i64, i64), usize, bytes::Bytes)>> {
-                let Some(all) = persist::concat(&batches)? else {
-                    return Ok(Vec::new());
-                };
-                let mut out = Vec::new();
-                for (hour, rows) in persist::split_by_hour(&all, signal)? {
-                    let sorted = persist::sort(&rows, signal)?;
-                    let range = persist::time_range(&sorted, signal)?;
-                    out.push((
-                        hour,
-                        range,
-                        sorted.num_rows(),
-                        persist::encode(&sorted, signal, persist::Effort::Snapshot)?,
-                    ));
-                }
-                Ok(out)
-            },
-        )
+        let encoded = tokio::task::spawn_blocking(move || -> Result<Vec<Encoded>> {
+            let Some(all) = persist::concat(&batches)? else {
+                return Ok(Vec::new());
+            };
+            let mut out = Vec::new();
+            for (hour, rows) in persist::split_by_hour(&all, signal)? {
+                let sorted = persist::sort(&rows, signal)?;
+                let range = persist::time_range(&sorted, signal)?;
+                out.push((
+                    hour,
+                    range,
+                    sorted.num_rows(),
+                    persist::encode(&sorted, signal, persist::Effort::Snapshot)?,
+                ));
+            }
+            Ok(out)
+        })
         .await
         .map_err(|e| Error::Wal(format!("encoder task failed: {e}")))??;
         for (hour, (min_time, max_time), rows, bytes) in encoded {

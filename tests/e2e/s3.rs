@@ -4,7 +4,6 @@
 //! hide the failures, no partial file may become visible, nothing may be
 //! lost.
 
-#[allow(dead_code, unreachable_pub, unused_imports)]
 #[path = "../../ophion-store/tests/common/mod.rs"]
 mod scenarios;
 
