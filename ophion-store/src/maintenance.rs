@@ -309,3 +309,35 @@ async fn delete_retired(inner: &Inner) {
         }
     }
 }
+
+/// Deletes objects the catalog does not know: files a crash left between
+/// their upload and their publication, and retired files a restart forgot
+/// to delete. Runs at open, before anything can write, so every such object
+/// is garbage. Returns how many were deleted.
+pub(crate) async fn sweep_orphans(inner: &Inner) -> Result<u64> {
+    let known: std::collections::HashSet<String> =
+        inner.catalog.all().iter().map(|f| f.path.clone()).collect();
+    let mut listing = inner.objects.list(None);
+    let mut orphans = Vec::new();
+    while let Some(meta) = listing.next().await {
+        let meta = meta?;
+        let path = meta.location.to_string();
+        if path.ends_with(".parquet") && !known.contains(&path) {
+            orphans.push(meta.location);
+        }
+    }
+    let mut deleted = 0;
+    for p in orphans {
+        match inner.objects.delete(&p).await {
+            Ok(()) => deleted += 1,
+            Err(e) => tracing::warn!(path = %p, error = %e, "cannot delete an unpublished file"),
+        }
+    }
+    if deleted > 0 {
+        tracing::info!(
+            files = deleted,
+            "deleted files no published catalog entry refers to"
+        );
+    }
+    Ok(deleted)
+}

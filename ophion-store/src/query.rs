@@ -19,10 +19,13 @@
 //! same way: the analyzer rule reads their column instead (integers as
 //! text, like every map value), so a query need not know what is promoted.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
 
 use arrow_array::RecordBatch;
-use arrow_schema::{DataType, SchemaRef};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use datafusion::{
     catalog::{Session, TableProvider},
     common::{
@@ -47,8 +50,13 @@ use datafusion::{
         expr_rewriter::NamePreserver, utils::conjunction,
     },
     optimizer::{Analyzer, AnalyzerRule},
+    physical_expr::{
+        PhysicalExpr,
+        expressions::{CastExpr, Column},
+    },
     physical_plan::{
-        ExecutionPlan, empty::EmptyExec, projection::ProjectionExec, union::UnionExec,
+        ExecutionPlan, empty::EmptyExec, filter::FilterExec, projection::ProjectionExec,
+        union::UnionExec,
     },
     prelude::{SQLOptions, SessionConfig, SessionContext, col as dcol},
 };
@@ -88,35 +96,49 @@ struct TelemetryTable {
     store: Arc<Inner>,
 }
 
+/// `column <op> <timestamp literal>` (either way round), normalized to
+/// `column <op> ns`, for the comparisons a time range is made of.
+fn time_bound(e: &Expr, column: &str) -> Option<(Operator, i64)> {
+    let Expr::BinaryExpr(BinaryExpr { left, op, right }) = e else {
+        return None;
+    };
+    let (op, value) = match (left.as_ref(), right.as_ref()) {
+        (Expr::Column(c), Expr::Literal(v, _)) if c.name == column => (*op, v),
+        (Expr::Literal(v, _), Expr::Column(c)) if c.name == column => (op.swap()?, v),
+        _ => return None,
+    };
+    let ns = timestamp_ns(value)?;
+    matches!(
+        op,
+        Operator::Gt | Operator::GtEq | Operator::Lt | Operator::LtEq | Operator::Eq
+    )
+    .then_some((op, ns))
+}
+
+/// Whether time `t` passes the bound.
+fn within(t: i64, (op, ns): (Operator, i64)) -> bool {
+    match op {
+        Operator::Gt => t > ns,
+        Operator::GtEq => t >= ns,
+        Operator::Lt => t < ns,
+        Operator::LtEq => t <= ns,
+        _ => t == ns,
+    }
+}
+
 /// The time range `[from, to]` (ns) the filters allow on `column`.
 fn time_bounds(filters: &[Expr], column: &str) -> (i64, i64) {
     let mut from = i64::MIN;
     let mut to = i64::MAX;
-    for f in filters {
-        for e in split_and(f) {
-            let Expr::BinaryExpr(BinaryExpr { left, op, right }) = e else {
-                continue;
-            };
-            let (op, value) = match (left.as_ref(), right.as_ref()) {
-                (Expr::Column(c), Expr::Literal(v, _)) if c.name == column => (*op, v),
-                (Expr::Literal(v, _), Expr::Column(c)) if c.name == column => match op.swap() {
-                    Some(op) => (op, v),
-                    None => continue,
-                },
-                _ => continue,
-            };
-            let Some(ns) = timestamp_ns(value) else {
-                continue;
-            };
-            match op {
-                Operator::Gt | Operator::GtEq => from = from.max(ns),
-                Operator::Lt | Operator::LtEq => to = to.min(ns),
-                Operator::Eq => {
-                    from = from.max(ns);
-                    to = to.min(ns);
-                }
-                _ => {}
+    for e in filters.iter().flat_map(split_and) {
+        match time_bound(e, column) {
+            Some((Operator::Gt | Operator::GtEq, ns)) => from = from.max(ns),
+            Some((Operator::Lt | Operator::LtEq, ns)) => to = to.min(ns),
+            Some((_, ns)) => {
+                from = from.max(ns);
+                to = to.min(ns);
             }
+            None => {}
         }
     }
     (from, to)
@@ -150,7 +172,7 @@ fn timestamp_ns(v: &ScalarValue) -> Option<i64> {
 #[async_trait::async_trait]
 impl TableProvider for TelemetryTable {
     fn schema(&self) -> SchemaRef {
-        self.signal.schema()
+        query_schema(self.signal)
     }
 
     fn table_type(&self) -> TableType {
@@ -161,8 +183,17 @@ impl TableProvider for TelemetryTable {
         &self,
         filters: &[&Expr],
     ) -> datafusion::error::Result<Vec<TableProviderFilterPushDown>> {
-        // Used for pruning; DataFusion still filters the rows.
-        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+        // Time bounds are applied by the scan itself, and only where a
+        // file or the buffer can hold rows outside them; every other filter
+        // prunes files and row groups, and DataFusion still checks the rows.
+        let column = time_column(self.signal);
+        Ok(filters
+            .iter()
+            .map(|f| match time_bound(f, column) {
+                Some(_) => TableProviderFilterPushDown::Exact,
+                None => TableProviderFilterPushDown::Inexact,
+            })
+            .collect())
     }
 
     async fn scan(
@@ -173,22 +204,42 @@ impl TableProvider for TelemetryTable {
         limit: Option<usize>,
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
         let schema = self.schema();
-        let (from, to) = time_bounds(filters, time_column(self.signal));
+        let column = time_column(self.signal);
+        let (from, to) = time_bounds(filters, column);
+        let (time_filters, other_filters): (Vec<Expr>, Vec<Expr>) = filters
+            .iter()
+            .cloned()
+            .partition(|f| time_bound(f, column).is_some());
+        let bounds: Vec<(Operator, i64)> = time_filters
+            .iter()
+            .filter_map(|f| time_bound(f, column))
+            .collect();
+        let exact = TimeFilter::new(&schema, column, projection, &time_filters)?;
+
         let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
         let buffered = crate::store::buffered(&self.store, &self.tenant, self.signal);
         if !buffered.is_empty() {
-            inputs.push(MemorySourceConfig::try_new_exec(
-                &[buffered],
-                Arc::clone(&schema),
-                projection.cloned(),
-            )?);
+            let scan = scan_buffer(buffered, self.signal, exact.projection(projection))?;
+            inputs.push(exact.apply(state, scan)?);
         }
-        let files = self
+        // Files whose whole time span passes the bounds need no row filter.
+        let (covered, partial): (Vec<_>, Vec<_>) = self
             .store
             .catalog
-            .files(&self.tenant, self.signal, from, to);
-        if !files.is_empty() {
-            inputs.push(self.scan_files(state, &files, projection, filters, limit)?);
+            .files(&self.tenant, self.signal, from, to)
+            .into_iter()
+            .partition(|f| {
+                bounds
+                    .iter()
+                    .all(|&b| within(f.min_time, b) && within(f.max_time, b))
+            });
+        if !covered.is_empty() {
+            inputs.push(self.scan_files(state, &covered, projection, &other_filters, limit)?);
+        }
+        if !partial.is_empty() {
+            let scan =
+                self.scan_files(state, &partial, exact.projection(projection), filters, None)?;
+            inputs.push(exact.apply(state, scan)?);
         }
         if inputs.is_empty() {
             let projected = match projection {
@@ -199,6 +250,133 @@ impl TableProvider for TelemetryTable {
         }
         UnionExec::try_new(inputs)
     }
+}
+
+/// The time bounds a scan applies itself (see `supports_filters_pushdown`):
+/// a filter over a projection widened by the time column, then the
+/// projection DataFusion asked for.
+struct TimeFilter {
+    /// `None` when there are no bounds.
+    predicate: Option<Expr>,
+    /// The projection with the time column, when it had to be added.
+    widened: Option<Vec<usize>>,
+    /// How many columns the caller asked for.
+    width: usize,
+}
+
+impl TimeFilter {
+    fn new(
+        schema: &SchemaRef,
+        column: &str,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+    ) -> datafusion::error::Result<Self> {
+        let time = schema.index_of(column)?;
+        let widened = match projection {
+            Some(p) if !filters.is_empty() && !p.contains(&time) => {
+                let mut w = p.clone();
+                w.push(time);
+                Some(w)
+            }
+            _ => None,
+        };
+        Ok(Self {
+            predicate: conjunction(filters.to_vec()),
+            widened,
+            width: projection.map_or(schema.fields().len(), Vec::len),
+        })
+    }
+
+    /// The projection the filtered scans read.
+    fn projection<'a>(&'a self, asked: Option<&'a Vec<usize>>) -> Option<&'a Vec<usize>> {
+        self.widened.as_ref().or(asked)
+    }
+
+    /// `scan` (read with [`Self::projection`]) filtered by the bounds, with
+    /// the asked-for columns.
+    fn apply(
+        &self,
+        state: &dyn Session,
+        scan: Arc<dyn ExecutionPlan>,
+    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        let Some(predicate) = &self.predicate else {
+            return Ok(scan);
+        };
+        let schema = scan.schema();
+        let df_schema = DFSchema::try_from(schema.as_ref().clone())?;
+        let physical = state.create_physical_expr(predicate.clone(), &df_schema)?;
+        let filtered: Arc<dyn ExecutionPlan> = Arc::new(FilterExec::try_new(physical, scan)?);
+        if self.widened.is_none() {
+            return Ok(filtered);
+        }
+        let exprs: Vec<(Arc<dyn PhysicalExpr>, String)> = (0..self.width)
+            .map(|i| {
+                let name = schema.field(i).name().clone();
+                (
+                    Arc::new(Column::new(&name, i)) as Arc<dyn PhysicalExpr>,
+                    name,
+                )
+            })
+            .collect();
+        Ok(Arc::new(ProjectionExec::try_new(exprs, filtered)?))
+    }
+}
+
+/// `schema` with its top-level strings as `Utf8View`.
+fn as_views(schema: &Schema) -> Schema {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Utf8 => f.as_ref().clone().with_data_type(DataType::Utf8View),
+            _ => f.as_ref().clone(),
+        })
+        .collect();
+    Schema::new_with_metadata(fields, schema.metadata().clone())
+}
+
+/// The schema SQL sees for `signal`: the core schema with top-level strings
+/// as `Utf8View`. The Parquet reader then hands out views into the pages'
+/// dictionaries instead of copying every value, and grouping and comparing
+/// short strings (service names, status codes) work on the 16-byte views,
+/// the way DataFusion reads Parquet by default.
+pub fn query_schema(signal: Signal) -> SchemaRef {
+    static SCHEMAS: OnceLock<[SchemaRef; 3]> = OnceLock::new();
+    let all = SCHEMAS.get_or_init(|| Signal::ALL.map(|s| Arc::new(as_views(&s.schema()))));
+    let i = Signal::ALL
+        .iter()
+        .position(|s| *s == signal)
+        .expect("every signal is in Signal::ALL");
+    Arc::clone(&all[i])
+}
+
+/// Scans the rows still in memory (core schema), with the projected string
+/// columns cast to views: the output has the query schema.
+fn scan_buffer(
+    buffered: Vec<RecordBatch>,
+    signal: Signal,
+    projection: Option<&Vec<usize>>,
+) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+    let core = signal.schema();
+    let memory =
+        MemorySourceConfig::try_new_exec(&[buffered], Arc::clone(&core), projection.cloned())?;
+    let scanned = memory.schema();
+    let table = query_schema(signal);
+    let wanted: Vec<usize> = projection
+        .cloned()
+        .unwrap_or_else(|| (0..core.fields().len()).collect());
+    let mut exprs: Vec<(Arc<dyn PhysicalExpr>, String)> = Vec::with_capacity(wanted.len());
+    for (j, &i) in wanted.iter().enumerate() {
+        let field = table.field(i);
+        let column: Arc<dyn PhysicalExpr> = Arc::new(Column::new(field.name(), j));
+        let expr = if scanned.field(j).data_type() == field.data_type() {
+            column
+        } else {
+            Arc::new(CastExpr::new(column, field.data_type().clone(), None))
+        };
+        exprs.push((expr, field.name().clone()));
+    }
+    Ok(Arc::new(ProjectionExec::try_new(exprs, memory)?))
 }
 
 impl TelemetryTable {
@@ -212,8 +390,8 @@ impl TelemetryTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
-        let table = self.signal.schema();
-        let storage = persist::storage_schema(self.signal);
+        let table = query_schema(self.signal);
+        let storage = Arc::new(as_views(&persist::storage_schema(self.signal)));
         let derived = persist::derived_columns(self.signal);
         let wanted: Vec<usize> = projection
             .cloned()

@@ -82,6 +82,8 @@ pub struct StoreStats {
     pub files_compacted: AtomicU64,
     /// Microseconds spent in the last snapshot.
     pub last_snapshot_micros: AtomicU64,
+    /// Unpublished files (left by a crash) deleted at start.
+    pub orphans_deleted: AtomicU64,
 }
 
 pub(crate) struct Inner {
@@ -104,7 +106,11 @@ pub(crate) struct Inner {
     pub(crate) retired: Mutex<Vec<(String, std::time::Instant)>>,
     /// One compaction or retention pass at a time.
     pub(crate) maintenance: tokio::sync::Mutex<()>,
-    wake: Notify,
+    /// Wakes the background task; shared so that the task can wait
+    /// without keeping the store alive.
+    wake: Arc<Notify>,
+    /// Held (locked) for the store's life: one process per data directory.
+    _dir_lock: std::fs::File,
 }
 
 impl std::fmt::Debug for Inner {
@@ -137,6 +143,7 @@ impl Store {
     pub async fn open_with_clock(config: StoreConfig, clock: Arc<dyn Clock>) -> Result<Self> {
         config.validate()?;
         std::fs::create_dir_all(&config.data_dir)?;
+        let dir_lock = lock_data_dir(&config.data_dir)?;
         let metadata = Metadata::open(&config.data_dir.join("metadata.db"))?;
         let (catalog, watermark) = Catalog::load(&metadata).await?;
         let wal_dir = config.data_dir.join("wal");
@@ -170,9 +177,12 @@ impl Store {
             snapshotting: tokio::sync::Mutex::new(()),
             retired: Mutex::new(Vec::new()),
             maintenance: tokio::sync::Mutex::new(()),
-            wake: Notify::new(),
+            wake: Arc::new(Notify::new()),
+            _dir_lock: dir_lock,
         });
         record_replay(&inner.stats, &replay);
+        let orphans = crate::maintenance::sweep_orphans(&inner).await?;
+        inner.stats.orphans_deleted.fetch_add(orphans, Relaxed);
         if replay.corrupt_tails > 0 {
             tracing::warn!(
                 segments = replay.corrupt_tails,
@@ -263,6 +273,27 @@ pub(crate) fn buffered(inner: &Inner, tenant: &TenantId, signal: Signal) -> Vec<
     lock(&inner.buffer).batches(tenant, signal)
 }
 
+/// Locks `dir/LOCK` exclusively: a second process opening the same data
+/// directory would interleave its log with ours. The kernel releases the
+/// lock when the process dies, so a crash never leaves it stuck.
+fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File> {
+    let path = dir.join("LOCK");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Config(format!(
+            "data directory {} is in use by another Ophion store (lock file {})",
+            dir.display(),
+            path.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(e.into()),
+    }
+}
+
 fn record_replay(stats: &StoreStats, r: &Replay) {
     stats.wal_replayed_records.fetch_add(r.records, Relaxed);
     stats.wal_corrupt_tails.fetch_add(r.corrupt_tails, Relaxed);
@@ -285,13 +316,11 @@ async fn background(weak: Weak<Inner>) {
             Some(inner) => Duration::from_secs(inner.config.buffer.flush_interval_secs.max(1)),
             None => return,
         };
-        let woken = match weak.upgrade() {
-            Some(inner) => {
-                let wake = async { inner.wake.notified().await };
-                tokio::time::timeout(interval, wake).await.is_ok()
-            }
-            None => return,
+        // Wait holding only the notifier: a dropped store ends the task.
+        let Some(wake) = weak.upgrade().map(|inner| Arc::clone(&inner.wake)) else {
+            return;
         };
+        let woken = tokio::time::timeout(interval, wake.notified()).await.is_ok();
         let Some(inner) = weak.upgrade() else { return };
         let due = woken
             || lock(&inner.buffer).active_bytes > 0

@@ -141,7 +141,7 @@ async fn acknowledged_batches_survive_sigkill() {
         .expect("query");
     let mut found: BTreeMap<u64, i64> = BTreeMap::new();
     for b in &out.batches {
-        let names = b.column(0).as_string::<i32>();
+        let names = b.column(0).as_string_view();
         let counts = b.column(1).as_primitive::<Int64Type>();
         for i in 0..b.num_rows() {
             let n: u64 = names

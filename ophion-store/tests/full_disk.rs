@@ -109,7 +109,7 @@ async fn full_disk_is_retryable_and_loses_nothing() {
     for b in &out.batches {
         for i in 0..b.num_rows() {
             found.insert(
-                b.column(0).as_string::<i32>().value(i).to_owned(),
+                b.column(0).as_string_view().value(i).to_owned(),
                 b.column(1).as_primitive::<Int64Type>().value(i),
             );
         }
