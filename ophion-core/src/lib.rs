@@ -36,6 +36,7 @@
 
 pub mod clock;
 pub mod error;
+pub mod histogram;
 pub mod schema;
 pub mod semconv;
 pub mod sink;
@@ -45,6 +46,7 @@ pub mod testing;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, Result};
+pub use histogram::Histogram;
 pub use schema::Signal;
 pub use sink::{MemorySink, SinkError, TelemetryBatch, TelemetrySink};
 pub use tenant::TenantId;

@@ -703,6 +703,18 @@ impl Store {
     /// Runs one read-only SQL query for `tenant`, under the configured
     /// timeout, memory limit and row cap.
     pub async fn sql(&self, tenant: &TenantId, sql: &str) -> Result<QueryOutput> {
+        self.sql_with_params(tenant, sql, Vec::new()).await
+    }
+
+    /// [`Store::sql`] with placeholders `$1`, `$2`, ... bound to `params`:
+    /// values never pass through the SQL text, so they cannot change the
+    /// query (what the API and the copilot use for user input).
+    pub async fn sql_with_params(
+        &self,
+        tenant: &TenantId,
+        sql: &str,
+        params: Vec<ScalarValue>,
+    ) -> Result<QueryOutput> {
         let started = std::time::Instant::now();
         let q = &self.inner.config.query;
         let timeout = Duration::from_secs(q.timeout_secs.max(1));
@@ -713,7 +725,10 @@ impl Store {
             .with_allow_dml(false)
             .with_allow_statements(false);
         let run = async {
-            let df = ctx.sql_with_options(sql, options).await.map_err(classify)?;
+            let mut df = ctx.sql_with_options(sql, options).await.map_err(classify)?;
+            if !params.is_empty() {
+                df = df.with_param_values(params).map_err(classify)?;
+            }
             let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
             let mut stream = df.execute_stream().await.map_err(classify)?;
             let mut batches = Vec::new();

@@ -84,6 +84,10 @@ pub struct StoreStats {
     pub last_snapshot_micros: AtomicU64,
     /// Unpublished files (left by a crash) deleted at start.
     pub orphans_deleted: AtomicU64,
+    /// Time from a write's arrival at the log to its fsync.
+    pub wal_append: ophion_core::Histogram,
+    /// Time a snapshot to Parquet takes.
+    pub snapshot_duration: ophion_core::Histogram,
 }
 
 pub(crate) struct Inner {
@@ -213,7 +217,10 @@ impl Store {
         }
         let payload = wal::encode(tenant, batch.signal(), batch.batch())?;
         let _gate = inner.gate.read().await;
-        if let Err(e) = inner.wal.append(payload).await {
+        let appending = Instant::now();
+        let appended = inner.wal.append(payload).await;
+        inner.stats.wal_append.observe(appending.elapsed());
+        if let Err(e) = appended {
             match &e {
                 Error::Backpressure(_) => inner.stats.writes_refused.fetch_add(1, Relaxed),
                 _ => inner.stats.wal_failures.fetch_add(1, Relaxed),
@@ -403,6 +410,7 @@ async fn snapshot(inner: &Arc<Inner>) -> Result<()> {
         .stats
         .last_snapshot_micros
         .store(started.elapsed().as_micros() as u64, Relaxed);
+    inner.stats.snapshot_duration.observe(started.elapsed());
     Ok(())
 }
 
