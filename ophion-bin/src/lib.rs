@@ -1,6 +1,34 @@
 //! # ophion-bin
 //!
-//! The binaries `ophion-server`, `ophion-agent` and the `ophion` CLI (not
-//! implemented yet; see the server issue). The wiring will live here as
-//! library code, `server::run(config, shutdown)`, that tests can call; the
-//! binaries stay thin.
+//! The binaries, as library code that tests and embedders can call:
+//!
+//! - [`server`]: `ophion-server`, the OTLP receivers (gRPC 4317, HTTP 4318)
+//!   in front of the store, and the API on 8080. `server::run(config,
+//!   shutdown)` is everything the binary does after parsing flags.
+//! - [`api`]: the HTTP API (`/api/v1/*`, `/healthz`, `/readyz`, `/metrics`).
+//! - [`config`]: configuration layers (defaults < TOML < `OPHION_*` < flags).
+//! - [`guard`]: the process memory guard in front of the store.
+//! - [`cli`]: the `ophion` command-line client of the API.
+//!
+//! Dependencies point one way: this crate uses `ophion-core`,
+//! `ophion-receiver` and `ophion-store`; nothing uses it.
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod guard;
+pub mod server;
+
+/// Starts logging to standard error in `format`, filtered by `RUST_LOG` or
+/// else `level`.
+pub fn init_logging(format: config::LogFormat, level: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        config::LogFormat::Json => builder.json().try_init(),
+        config::LogFormat::Text => builder.try_init(),
+    };
+}

@@ -642,6 +642,9 @@ fn classify(e: DataFusionError) -> Error {
         | DataFusionError::NotImplemented(_) => {
             let msg = user_message(&e);
             if msg.contains("not allowed")
+                || msg.contains("DDL not supported")
+                || msg.contains("DML not supported")
+                || msg.contains("Statement not supported")
                 || msg.contains("only supports a single")
                 || msg.contains("single SQL statement")
             {
@@ -706,14 +709,14 @@ impl Store {
         self.sql_with_params(tenant, sql, Vec::new()).await
     }
 
-    /// [`Store::sql`] with placeholders `$1`, `$2`, ... bound to `params`:
-    /// values never pass through the SQL text, so they cannot change the
-    /// query (what the API and the copilot use for user input).
+    /// [`Store::sql`] with named placeholders (`$service`, `$from`) bound to
+    /// `params`: values never pass through the SQL text, so they cannot
+    /// change the query (what the API and the copilot use for user input).
     pub async fn sql_with_params(
         &self,
         tenant: &TenantId,
         sql: &str,
-        params: Vec<ScalarValue>,
+        params: Vec<(String, ScalarValue)>,
     ) -> Result<QueryOutput> {
         let started = std::time::Instant::now();
         let q = &self.inner.config.query;

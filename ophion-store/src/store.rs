@@ -327,7 +327,9 @@ async fn background(weak: Weak<Inner>) {
         let Some(wake) = weak.upgrade().map(|inner| Arc::clone(&inner.wake)) else {
             return;
         };
-        let woken = tokio::time::timeout(interval, wake.notified()).await.is_ok();
+        let woken = tokio::time::timeout(interval, wake.notified())
+            .await
+            .is_ok();
         let Some(inner) = weak.upgrade() else { return };
         let due = woken
             || lock(&inner.buffer).active_bytes > 0

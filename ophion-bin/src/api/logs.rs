@@ -1,0 +1,247 @@
+//! `GET /api/v1/logs` (search, newest first, with a count histogram) and
+//! `GET /api/v1/logs/tail` (live, as server-sent events).
+
+use std::{convert::Infallible, sync::Arc, time::Duration};
+
+use arrow_array::RecordBatch;
+use axum::{
+    Json,
+    extract::{Query, State},
+    response::sse::{Event, KeepAlive, Sse},
+};
+use datafusion::common::ScalarValue;
+use futures::Stream;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use tokio::sync::broadcast::error::RecvError;
+
+use super::{
+    ApiError, ApiState, Params, attribute_filter, hex_id, json as to_json, text,
+    time::RangeParams,
+    traces::{fold_promoted, ts_text},
+};
+
+/// Search parameters.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct LogParams {
+    /// Text the body contains (case-insensitive).
+    q: Option<String>,
+    service: Option<String>,
+    /// Minimum severity: trace, debug, info, warn, error, fatal (or a
+    /// severity number).
+    severity: Option<String>,
+    trace_id: Option<String>,
+    /// `key=value`.
+    attribute: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    limit: Option<usize>,
+    /// Histogram buckets (default 60).
+    buckets: Option<usize>,
+}
+
+/// The lowest severity number of a level name, per the OpenTelemetry log
+/// data model (TRACE 1-4, DEBUG 5-8, INFO 9-12, WARN 13-16, ERROR 17-20,
+/// FATAL 21-24).
+fn min_severity(text: &str) -> Result<i32, ApiError> {
+    let t = text.trim().to_ascii_lowercase();
+    if let Ok(n) = t.parse::<i32>() {
+        return Ok(n);
+    }
+    Ok(match t.as_str() {
+        "trace" => 1,
+        "debug" => 5,
+        "info" => 9,
+        "warn" | "warning" => 13,
+        "error" => 17,
+        "fatal" => 21,
+        _ => {
+            return Err(ApiError::bad_request(format!(
+                "severity `{text}`: use trace, debug, info, warn, error, fatal or a number"
+            )));
+        }
+    })
+}
+
+impl LogParams {
+    /// The filters other than time.
+    fn filters(&self, p: &mut Params) -> Result<(), ApiError> {
+        if let Some(q) = self.q.as_deref().filter(|q| !q.is_empty()) {
+            p.filter("strpos(lower(body), $q) > 0", "q", text(&q.to_lowercase()));
+        }
+        if let Some(v) = &self.service {
+            p.filter("service_name = $service", "service", text(v));
+        }
+        if let Some(v) = &self.severity {
+            p.filter(
+                "severity_number >= $severity",
+                "severity",
+                ScalarValue::Int32(Some(min_severity(v)?)),
+            );
+        }
+        if let Some(v) = &self.trace_id {
+            // Validated hex, so it may be written into the SQL.
+            p.when(format!("trace_id = '{}'", hex_id(v, 16, "trace id")?));
+        }
+        if let Some(a) = &self.attribute {
+            let (k, v) = attribute_filter(a)?;
+            p.filter(&format!("attributes['{k}'] = $attr"), "attr", text(v));
+        }
+        Ok(())
+    }
+}
+
+pub(super) async fn search(
+    State(s): State<Arc<ApiState>>,
+    Query(q): Query<LogParams>,
+) -> Result<Json<Value>, ApiError> {
+    let range = RangeParams {
+        from: q.from.clone(),
+        to: q.to.clone(),
+    }
+    .resolve()?;
+    let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
+    let buckets = q.buckets.unwrap_or(60).clamp(1, 1000) as i64;
+    let mut p = Params::default();
+    let [from, to] = range.params();
+    p.filter("timestamp >= $from", "from", from)
+        .filter("timestamp < $to", "to", to);
+    q.filters(&mut p)?;
+    let where_ = p.conditions();
+    let rows = s
+        .sql(
+            &format!(
+                "SELECT *, CAST(timestamp AS BIGINT) AS timestamp_unix_nano FROM logs \
+                 WHERE {where_} ORDER BY timestamp DESC LIMIT {limit}"
+            ),
+            &p,
+        )
+        .await?;
+    let width = ((range.to - range.from) / buckets).max(1);
+    let mut hp = p.clone();
+    hp.bind("from_ns", ScalarValue::Int64(Some(range.from)))
+        .bind("width", ScalarValue::Int64(Some(width)));
+    let hist = s
+        .sql(
+            &format!(
+                "SELECT (CAST(timestamp AS BIGINT) - $from_ns) / $width AS bucket, count(*) AS n \
+                 FROM logs WHERE {where_} GROUP BY 1 ORDER BY 1"
+            ),
+            &hp,
+        )
+        .await?;
+    let mut counts = vec![0i64; buckets as usize];
+    for row in to_json::rows(&hist.batches) {
+        if let (Some(b), Some(n)) = (row[0].as_i64(), row[1].as_i64())
+            && let Some(slot) = usize::try_from(b).ok().and_then(|b| counts.get_mut(b))
+        {
+            *slot += n;
+        }
+    }
+    let total: i64 = counts.iter().sum();
+    let histogram: Vec<Value> = counts
+        .iter()
+        .enumerate()
+        .map(|(i, n)| json!({"start": ts_text(range.from + i as i64 * width), "count": n}))
+        .collect();
+    let mut logs = to_json::objects(&rows.batches);
+    logs.iter_mut().for_each(fold_promoted);
+    Ok(Json(json!({
+        "logs": logs,
+        "total": total,
+        "histogram": histogram,
+        "bucket_ns": width,
+        "from": ts_text(range.from),
+        "to": ts_text(range.to),
+    })))
+}
+
+/// Whether a tailed record passes the filters (checked in memory).
+struct TailFilter {
+    q: Option<String>,
+    service: Option<String>,
+    severity: Option<i32>,
+}
+
+impl TailFilter {
+    fn new(p: &LogParams) -> Result<Self, ApiError> {
+        if p.trace_id.is_some() || p.attribute.is_some() {
+            return Err(ApiError::bad_request(
+                "the tail filters by q, service and severity; search by trace id or attribute with /api/v1/logs",
+            ));
+        }
+        Ok(Self {
+            q: p.q.as_ref().map(|q| q.to_lowercase()),
+            service: p.service.clone(),
+            severity: p.severity.as_deref().map(min_severity).transpose()?,
+        })
+    }
+
+    fn pass(&self, r: &Map<String, Value>) -> bool {
+        let s = |k: &str| r.get(k).and_then(Value::as_str);
+        self.q
+            .as_ref()
+            .is_none_or(|q| s("body").is_some_and(|b| b.to_lowercase().contains(q.as_str())))
+            && self
+                .service
+                .as_ref()
+                .is_none_or(|svc| s("service_name") == Some(svc.as_str()))
+            && self.severity.is_none_or(|min| {
+                r.get("severity_number")
+                    .and_then(Value::as_i64)
+                    .is_some_and(|n| n >= i64::from(min))
+            })
+    }
+}
+
+fn records(batch: &RecordBatch, filter: &TailFilter) -> Vec<Map<String, Value>> {
+    let mut rows = to_json::objects(std::slice::from_ref(batch));
+    rows.retain(|r| filter.pass(r));
+    rows.iter_mut().for_each(fold_promoted);
+    rows
+}
+
+pub(super) async fn tail(
+    State(s): State<Arc<ApiState>>,
+    Query(q): Query<LogParams>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let filter = TailFilter::new(&q)?;
+    let rx = s.tail.subscribe();
+    let tenant = s.tenant.clone();
+    let stream = futures::stream::unfold(
+        (rx, filter, tenant, Vec::<Event>::new()),
+        |(mut rx, filter, tenant, mut pending)| async move {
+            loop {
+                if let Some(e) = pending.pop() {
+                    return Some((Ok(e), (rx, filter, tenant, pending)));
+                }
+                match rx.recv().await {
+                    Ok(published) => {
+                        let (t, batch) = published.as_ref();
+                        if *t != tenant {
+                            continue;
+                        }
+                        pending = records(batch, &filter)
+                            .into_iter()
+                            .rev()
+                            .map(|r| {
+                                Event::default()
+                                    .event("log")
+                                    .data(Value::Object(r).to_string())
+                            })
+                            .collect();
+                    }
+                    Err(RecvError::Lagged(n)) => {
+                        let e = Event::default()
+                            .event("lagged")
+                            .data(json!({"missed_batches": n}).to_string());
+                        return Some((Ok(e), (rx, filter, tenant, pending)));
+                    }
+                    Err(RecvError::Closed) => return None,
+                }
+            }
+        },
+    );
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}

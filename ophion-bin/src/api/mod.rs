@@ -1,0 +1,319 @@
+//! The HTTP API on the API address: `/api/v1/*` (JSON, described by the
+//! OpenAPI document at `/api/v1/openapi.json`), and the operations
+//! endpoints `/healthz`, `/readyz` and `/metrics` (Prometheus text).
+//!
+//! Every error is JSON `{"error": {"code": "...", "message": "..."}}` with
+//! the matching HTTP status; messages say what went wrong in the caller's
+//! terms, never a stack trace or SQL internals.
+
+pub mod json;
+mod logs;
+mod metrics;
+mod ops;
+mod query;
+mod services;
+pub mod tail;
+mod time;
+mod traces;
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
+    },
+    time::Instant,
+};
+
+use axum::{
+    Json, Router,
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use datafusion::common::ScalarValue;
+use ophion_core::TenantId;
+use ophion_receiver::OtlpReceiver;
+use ophion_store::{QueryError, QueryOutput, Store};
+use serde_json::json;
+
+use crate::guard::MemoryGuard;
+use ophion_core::Histogram;
+
+/// What the handlers share.
+#[derive(Debug)]
+pub struct ApiState {
+    /// The store queries read.
+    pub store: Store,
+    /// The receiver, for its counters.
+    pub receiver: OtlpReceiver,
+    /// The memory guard, for its counters.
+    pub guard: Arc<MemoryGuard>,
+    /// Live log records for `/api/v1/logs/tail`.
+    pub tail: tail::LogTail,
+    /// Tenant of API requests (one tenant until users and keys arrive).
+    pub tenant: TenantId,
+    /// False once shutdown has begun: `/readyz` answers 503.
+    pub ready: AtomicBool,
+    /// API queries run and their latency.
+    pub queries: Histogram,
+    /// API requests answered with an error status, by class.
+    pub client_errors: AtomicU64,
+    /// API requests answered with a 5xx status.
+    pub server_errors: AtomicU64,
+    /// Process start.
+    pub started: Instant,
+}
+
+/// The OpenAPI document, kept next to the handlers it describes.
+const OPENAPI: &str = include_str!("openapi.json");
+
+/// The paths the router serves under `/api/v1` (a test checks the OpenAPI
+/// document describes each one).
+pub const PATHS: [&str; 13] = [
+    "/api/v1/openapi.json",
+    "/api/v1/query",
+    "/api/v1/traces",
+    "/api/v1/traces/{trace_id}",
+    "/api/v1/services",
+    "/api/v1/services/{name}/operations",
+    "/api/v1/service-graph",
+    "/api/v1/logs",
+    "/api/v1/logs/tail",
+    "/api/v1/metrics",
+    "/api/v1/metrics/query",
+    "/api/v1/status",
+    "/api/v1/version",
+];
+
+/// The API and operations routes.
+pub fn router(state: Arc<ApiState>) -> Router {
+    Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::prometheus))
+        .route(PATHS[0], get(openapi))
+        .route(PATHS[1], post(query::run))
+        .route(PATHS[2], get(traces::search))
+        .route(PATHS[3], get(traces::get))
+        .route(PATHS[4], get(services::list))
+        .route(PATHS[5], get(services::operations))
+        .route(PATHS[6], get(services::graph))
+        .route(PATHS[7], get(logs::search))
+        .route(PATHS[8], get(logs::tail))
+        .route(PATHS[9], get(metrics::list))
+        .route(PATHS[10], get(metrics::query))
+        .route(PATHS[11], get(ops::status))
+        .route(PATHS[12], get(ops::version))
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            ops::count_errors,
+        ))
+        .with_state(state)
+}
+
+async fn openapi() -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        OPENAPI,
+    )
+        .into_response()
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no such endpoint; see /api/v1/openapi.json",
+    )
+}
+
+/// Named SQL parameters, and the `WHERE` conditions that use them.
+#[derive(Debug, Default, Clone)]
+pub struct Params(Vec<(String, ScalarValue)>, Vec<String>);
+
+impl Params {
+    /// Binds `$name` to `value`.
+    pub fn bind(&mut self, name: &str, value: ScalarValue) -> &mut Self {
+        self.0.push((name.to_owned(), value));
+        self
+    }
+
+    /// Adds a condition (SQL using bound names, never user text).
+    pub fn when(&mut self, condition: impl Into<String>) -> &mut Self {
+        self.1.push(condition.into());
+        self
+    }
+
+    /// Adds `condition` binding `$name` to `value`.
+    pub fn filter(&mut self, condition: &str, name: &str, value: ScalarValue) -> &mut Self {
+        self.bind(name, value);
+        self.when(condition)
+    }
+
+    /// The conditions joined with `AND` (`TRUE` when there are none).
+    pub fn conditions(&self) -> String {
+        if self.1.is_empty() {
+            "TRUE".into()
+        } else {
+            self.1.join(" AND ")
+        }
+    }
+}
+
+/// A UTF-8 text parameter.
+pub fn text(v: &str) -> ScalarValue {
+    ScalarValue::Utf8(Some(v.to_owned()))
+}
+
+/// An attribute key safe to write inside `attributes['...']`: letters,
+/// digits and `._-/:`.
+pub fn attribute_key(key: &str) -> Result<&str, ApiError> {
+    let ok = !key.is_empty()
+        && key.len() <= 256
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-/:".contains(c));
+    if ok {
+        Ok(key)
+    } else {
+        Err(ApiError::bad_request(format!(
+            "attribute key `{key}`: use letters, digits and . _ - / :"
+        )))
+    }
+}
+
+/// `key=value` (or `key:value`) attribute filters.
+pub fn attribute_filter(text: &str) -> Result<(&str, &str), ApiError> {
+    let (k, v) = text
+        .split_once('=')
+        .or_else(|| text.split_once(':'))
+        .ok_or_else(|| {
+            ApiError::bad_request(format!("attribute filter `{text}`: use key=value"))
+        })?;
+    Ok((attribute_key(k.trim())?, v.trim()))
+}
+
+/// A lowercase-hex id of `len` bytes.
+pub fn hex_id(text: &str, len: usize, what: &str) -> Result<String, ApiError> {
+    let t = text.trim().to_ascii_lowercase();
+    if t.len() == len * 2 && t.chars().all(|c| c.is_ascii_hexdigit()) {
+        Ok(t)
+    } else {
+        Err(ApiError::bad_request(format!(
+            "{what} `{text}` must be {} hex characters",
+            len * 2
+        )))
+    }
+}
+
+/// An API error: status, a stable machine code and a readable message.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    /// An error with `status`, machine `code` and `message`.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// 400 for a request parameter that cannot be used.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({"error": {"code": self.code, "message": self.message}});
+        let mut r = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        r
+    }
+}
+
+impl From<ophion_store::Error> for ApiError {
+    fn from(e: ophion_store::Error) -> Self {
+        use ophion_store::Error as E;
+        match e {
+            E::Query(q) => {
+                let (status, code) = match &q {
+                    QueryError::NotReadOnly(_) => (StatusCode::BAD_REQUEST, "not_read_only"),
+                    QueryError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_query"),
+                    QueryError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "query_timeout"),
+                    QueryError::OutOfMemory => {
+                        (StatusCode::UNPROCESSABLE_ENTITY, "query_memory_limit")
+                    }
+                    _ => (StatusCode::BAD_REQUEST, "query_refused"),
+                };
+                Self::new(status, code, q.to_string())
+            }
+            e if e.is_retryable() => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                e.to_string(),
+            ),
+            e => {
+                tracing::error!(error = %e, "API request failed");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error; the server log has details",
+                )
+            }
+        }
+    }
+}
+
+impl ApiState {
+    /// Runs an internal query with bound parameters, counted with the rest.
+    pub async fn sql(&self, sql: &str, params: &Params) -> Result<QueryOutput, ApiError> {
+        let started = Instant::now();
+        let out = self
+            .store
+            .sql_with_params(&self.tenant, sql, params.0.clone())
+            .await;
+        self.queries.observe(started.elapsed());
+        Ok(out?)
+    }
+
+    /// Marks the server as shutting down.
+    pub fn set_unready(&self) {
+        self.ready.store(false, Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_openapi_document_describes_every_path() {
+        let doc: serde_json::Value = serde_json::from_str(super::OPENAPI).expect("valid JSON");
+        assert!(
+            doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")),
+            "an OpenAPI 3 document"
+        );
+        let paths = doc["paths"].as_object().expect("paths");
+        for p in super::PATHS {
+            assert!(paths.contains_key(p), "{p} is not in openapi.json");
+        }
+        assert_eq!(
+            paths.len(),
+            super::PATHS.len(),
+            "openapi.json lists a path the router lacks"
+        );
+    }
+}

@@ -1,0 +1,138 @@
+//! Time ranges in query strings: `from` and `to` as RFC 3339 text
+//! (`2026-11-28T10:00:00Z`), unix nanoseconds, `now`, or `now-<duration>`
+//! with `s`, `m`, `h`, `d` units (`now-15m`). Defaults: the last hour.
+
+use datafusion::common::ScalarValue;
+use serde::Deserialize;
+
+use super::ApiError;
+
+/// `from` / `to` as sent.
+#[derive(Debug, Default, Clone, Deserialize)]
+pub(super) struct RangeParams {
+    pub from: Option<String>,
+    pub to: Option<String>,
+}
+
+/// A resolved time range, `[from, to)` in unix nanoseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Range {
+    pub from: i64,
+    pub to: i64,
+}
+
+const HOUR_NS: i64 = 3_600_000_000_000;
+
+pub(super) fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
+/// A duration such as `15m`, `1h`, `7d`, `30s`, in nanoseconds.
+pub(super) fn duration_ns(text: &str) -> Option<i64> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit())?;
+    let (n, unit) = text.split_at(split);
+    let n: i64 = n.parse().ok()?;
+    let unit_ns: i64 = match unit {
+        "ms" => 1_000_000,
+        "s" => 1_000_000_000,
+        "m" => 60_000_000_000,
+        "h" => HOUR_NS,
+        "d" => 24 * HOUR_NS,
+        _ => return None,
+    };
+    n.checked_mul(unit_ns)
+}
+
+fn instant(text: &str, now: i64) -> Result<i64, ApiError> {
+    let t = text.trim();
+    if t == "now" {
+        return Ok(now);
+    }
+    if let Some(rest) = t.strip_prefix("now-") {
+        return duration_ns(rest).map(|d| now - d).ok_or_else(|| {
+            ApiError::bad_request(format!("`{t}`: use now-<n><s|m|h|d>, e.g. now-15m"))
+        });
+    }
+    if let Ok(ns) = t.parse::<i64>() {
+        return Ok(ns);
+    }
+    arrow_cast::parse::string_to_timestamp_nanos(t).map_err(|_| {
+        ApiError::bad_request(format!(
+            "`{t}` is not a time: use RFC 3339 (2026-11-28T10:00:00Z), unix nanoseconds, now or now-15m"
+        ))
+    })
+}
+
+impl RangeParams {
+    /// The range, defaulting to the hour before `to` (itself defaulting to now).
+    pub(super) fn resolve(&self) -> Result<Range, ApiError> {
+        let now = now_ns();
+        let to = match &self.to {
+            Some(t) => instant(t, now)?,
+            None => now,
+        };
+        let from = match &self.from {
+            Some(f) => instant(f, now)?,
+            None => to - HOUR_NS,
+        };
+        if from >= to {
+            return Err(ApiError::bad_request("`from` must be before `to`"));
+        }
+        Ok(Range { from, to })
+    }
+}
+
+impl Range {
+    /// Seconds covered.
+    pub(super) fn secs(&self) -> f64 {
+        (self.to - self.from) as f64 / 1e9
+    }
+
+    /// The bounds as SQL parameters (UTC timestamps).
+    pub(super) fn params(&self) -> [ScalarValue; 2] {
+        [ts(self.from), ts(self.to)]
+    }
+}
+
+/// A UTC nanosecond timestamp parameter.
+pub(super) fn ts(ns: i64) -> ScalarValue {
+    ScalarValue::TimestampNanosecond(Some(ns), Some("UTC".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_parse_in_every_documented_form() {
+        let now = 1_800_000_000_000_000_000;
+        assert_eq!(instant("now", now).expect("now"), now);
+        assert_eq!(instant("now-15m", now).expect("rel"), now - 900_000_000_000);
+        assert_eq!(instant("12345", now).expect("ns"), 12345);
+        assert_eq!(
+            instant("2023-11-14T22:13:20Z", now).expect("rfc3339"),
+            1_700_000_000_000_000_000
+        );
+        assert!(instant("yesterday", now).is_err());
+        assert!(instant("now-5y", now).is_err());
+        assert_eq!(duration_ns("7d"), Some(7 * 24 * HOUR_NS));
+        let r = RangeParams {
+            from: Some("now-2h".into()),
+            to: None,
+        }
+        .resolve()
+        .expect("range");
+        assert_eq!(r.to - r.from, 2 * HOUR_NS);
+        assert!(
+            RangeParams {
+                from: Some("now".into()),
+                to: Some("now-1h".into())
+            }
+            .resolve()
+            .is_err()
+        );
+    }
+}

@@ -1,0 +1,233 @@
+//! `GET /api/v1/traces/{trace_id}` (every span and the trace's logs) and
+//! `GET /api/v1/traces` (search).
+
+use std::sync::Arc;
+
+use axum::{
+    Json,
+    extract::{Path, Query, State},
+    http::StatusCode,
+};
+use datafusion::common::ScalarValue;
+use ophion_core::semconv::{Level, PROMOTED};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::{
+    ApiError, ApiState, Params, attribute_filter, hex_id, json as to_json, text,
+    time::{RangeParams, duration_ns, ts},
+};
+
+const HOUR_NS: i64 = 3_600_000_000_000;
+
+/// Moves promoted columns (`http_route`, `service_version`, ...) back into
+/// the attribute objects under their attribute keys, as text like every
+/// other attribute value; `service_name` also stays a field.
+pub(super) fn fold_promoted(row: &mut Map<String, Value>) {
+    for p in PROMOTED {
+        let Some(v) = row.get(p.column).cloned() else {
+            continue;
+        };
+        if p.column != "service_name" {
+            row.remove(p.column);
+        }
+        let v = match v {
+            Value::Null => continue,
+            Value::String(s) => s,
+            other => other.to_string(),
+        };
+        let target = match p.level {
+            Level::Resource => "resource_attributes",
+            Level::Span => "attributes",
+        };
+        if let Some(Value::Object(m)) = row.get_mut(target) {
+            m.insert(p.keys[0].to_owned(), Value::String(v));
+        }
+    }
+}
+
+pub(super) async fn get(
+    State(s): State<Arc<ApiState>>,
+    Path(trace_id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    // Validated to 32 hex digits, so it can be written into the SQL.
+    let id = hex_id(&trace_id, 16, "trace id")?;
+    let spans = s
+        .sql(
+            &format!(
+                "SELECT *, CAST(start_time AS BIGINT) AS start_time_unix_nano, \
+                 CAST(end_time AS BIGINT) AS end_time_unix_nano \
+                 FROM spans WHERE trace_id = '{id}' ORDER BY start_time"
+            ),
+            &Params::default(),
+        )
+        .await?;
+    if spans.rows == 0 {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "trace_not_found",
+            format!(
+                "no spans with trace id {id} (yet: spans become visible within a second of being acknowledged)"
+            ),
+        ));
+    }
+    let logs = s
+        .sql(
+            &format!(
+                "SELECT *, CAST(timestamp AS BIGINT) AS timestamp_unix_nano \
+                 FROM logs WHERE trace_id = '{id}' ORDER BY timestamp"
+            ),
+            &Params::default(),
+        )
+        .await?;
+    let mut spans = to_json::objects(&spans.batches);
+    spans.iter_mut().for_each(fold_promoted);
+    let mut logs = to_json::objects(&logs.batches);
+    logs.iter_mut().for_each(fold_promoted);
+    let nanos = |m: &Map<String, Value>, k: &str| m.get(k).and_then(Value::as_i64);
+    let start = spans
+        .iter()
+        .filter_map(|m| nanos(m, "start_time_unix_nano"))
+        .min();
+    let end = spans
+        .iter()
+        .filter_map(|m| nanos(m, "end_time_unix_nano"))
+        .max();
+    let mut services: Vec<&str> = spans
+        .iter()
+        .filter_map(|m| m.get("service_name").and_then(Value::as_str))
+        .collect();
+    services.sort_unstable();
+    services.dedup();
+    let ids: std::collections::HashSet<&str> = spans
+        .iter()
+        .filter_map(|m| m.get("span_id").and_then(Value::as_str))
+        .collect();
+    // Roots: no parent, or a parent that is not (yet) in the trace.
+    let roots: Vec<&str> = spans
+        .iter()
+        .filter(|m| {
+            m.get("parent_span_id")
+                .and_then(Value::as_str)
+                .is_none_or(|p| !ids.contains(p))
+        })
+        .filter_map(|m| m.get("span_id").and_then(Value::as_str))
+        .collect();
+    Ok(Json(json!({
+        "trace_id": id,
+        "start_time_unix_nano": start,
+        "duration_ns": start.zip(end).map(|(s, e)| e - s),
+        "span_count": spans.len(),
+        "error_count": spans.iter().filter(|m| m.get("status_code").and_then(Value::as_str) == Some("error")).count(),
+        "services": services,
+        "root_span_ids": roots,
+        "spans": spans,
+        "logs": logs,
+    })))
+}
+
+/// Search parameters.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SearchParams {
+    service: Option<String>,
+    operation: Option<String>,
+    /// `key=value`.
+    attribute: Option<String>,
+    /// A duration such as `250ms` or `2s`.
+    min_duration: Option<String>,
+    max_duration: Option<String>,
+    /// `error`, `ok` or `unset`.
+    status: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    limit: Option<usize>,
+}
+
+pub(super) async fn search(
+    State(s): State<Arc<ApiState>>,
+    Query(q): Query<SearchParams>,
+) -> Result<Json<Value>, ApiError> {
+    let range = RangeParams {
+        from: q.from.clone(),
+        to: q.to.clone(),
+    }
+    .resolve()?;
+    let limit = q.limit.unwrap_or(20).clamp(1, 1000);
+    let mut p = Params::default();
+    let [from, to] = range.params();
+    p.filter("start_time >= $from", "from", from)
+        .filter("start_time < $to", "to", to);
+    if let Some(v) = &q.service {
+        p.filter("service_name = $service", "service", text(v));
+    }
+    if let Some(v) = &q.operation {
+        p.filter("name = $operation", "operation", text(v));
+    }
+    if let Some(a) = &q.attribute {
+        let (k, v) = attribute_filter(a)?;
+        p.filter(&format!("attributes['{k}'] = $attr"), "attr", text(v));
+    }
+    let duration = |v: &str| {
+        duration_ns(v)
+            .ok_or_else(|| ApiError::bad_request(format!("duration `{v}`: use e.g. 250ms, 2s, 1m")))
+    };
+    if let Some(v) = &q.min_duration {
+        p.filter(
+            "duration_ns >= $min_d",
+            "min_d",
+            ScalarValue::Int64(Some(duration(v)?)),
+        );
+    }
+    if let Some(v) = &q.max_duration {
+        p.filter(
+            "duration_ns <= $max_d",
+            "max_d",
+            ScalarValue::Int64(Some(duration(v)?)),
+        );
+    }
+    if let Some(v) = &q.status {
+        let v = v.to_ascii_lowercase();
+        if !["error", "ok", "unset"].contains(&v.as_str()) {
+            return Err(ApiError::bad_request("status: use error, ok or unset"));
+        }
+        p.filter("status_code = $status", "status", text(&v));
+    }
+    // A trace's other spans may start a little outside the range.
+    p.bind("wide_from", ts(range.from - HOUR_NS))
+        .bind("wide_to", ts(range.to + HOUR_NS));
+    // Traces with a matching span, newest first; then each one's summary
+    // over all its spans in the range.
+    let sql = format!(
+        "WITH hits AS (SELECT trace_id, max(start_time) AS latest FROM spans WHERE {} \
+           GROUP BY trace_id ORDER BY latest DESC LIMIT {limit}) \
+         SELECT s.trace_id, min(s.start_time) AS start_time, \
+           CAST(max(s.end_time) AS BIGINT) - CAST(min(s.start_time) AS BIGINT) AS duration_ns, \
+           count(*) AS span_count, \
+           sum(CASE WHEN s.status_code = 'error' THEN 1 ELSE 0 END) AS error_count, \
+           array_sort(array_distinct(array_agg(s.service_name))) AS services, \
+           first_value(s.service_name ORDER BY s.parent_span_id IS NULL DESC, s.start_time) AS root_service, \
+           first_value(s.name ORDER BY s.parent_span_id IS NULL DESC, s.start_time) AS root_name, \
+           max(h.latest) AS latest \
+         FROM spans s JOIN hits h ON s.trace_id = h.trace_id \
+         WHERE s.start_time >= $wide_from AND s.start_time < $wide_to \
+         GROUP BY s.trace_id ORDER BY latest DESC",
+        p.conditions()
+    );
+    let out = s.sql(&sql, &p).await?;
+    let mut traces = to_json::objects(&out.batches);
+    for t in &mut traces {
+        t.remove("latest");
+    }
+    Ok(Json(json!({
+        "traces": traces,
+        "from": ts_text(range.from),
+        "to": ts_text(range.to),
+    })))
+}
+
+/// A nanosecond time as RFC 3339 text.
+pub(super) fn ts_text(ns: i64) -> Value {
+    let a = arrow_array::TimestampNanosecondArray::from(vec![ns]).with_timezone("UTC");
+    to_json::value(&a, 0)
+}

@@ -1,0 +1,587 @@
+//! The `ophion` command-line client of the API.
+//!
+//! Exit codes scripts can rely on: `0` success, `1` the server refused the
+//! request (bad query, not found; the message says why), `2` bad usage,
+//! `3` the server cannot be reached or answered something unreadable.
+
+use std::{fmt::Write as _, io::IsTerminal as _, time::Duration};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use futures::StreamExt as _;
+use serde_json::Value;
+
+/// Ophion's command-line client.
+#[derive(Debug, Parser)]
+#[command(name = "ophion", version, about)]
+pub struct Cli {
+    /// Server API URL.
+    #[arg(
+        long,
+        env = "OPHION_SERVER",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
+    pub server: String,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run one read-only SQL query.
+    Query {
+        /// The SQL, e.g. "SELECT service_name, count(*) FROM spans GROUP BY 1".
+        sql: String,
+        /// Output format (default: table on a terminal, csv otherwise).
+        #[arg(long, short)]
+        format: Option<Format>,
+    },
+    /// Traces.
+    #[command(subcommand)]
+    Traces(TracesCommand),
+    /// Logs.
+    #[command(subcommand)]
+    Logs(LogsCommand),
+    /// Services with request rate, error ratio and latency.
+    Services {
+        #[command(flatten)]
+        range: Range,
+    },
+    /// Server status: version, uptime, memory, what is stored.
+    Status,
+}
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Aligned columns.
+    Table,
+    /// Comma-separated values with a header.
+    Csv,
+    /// The API's JSON.
+    Json,
+}
+
+/// A time range.
+#[derive(Debug, Clone, Args)]
+pub struct Range {
+    /// Start: RFC 3339, unix nanoseconds, now-15m (default: an hour ago).
+    #[arg(long)]
+    pub from: Option<String>,
+    /// End (default: now).
+    #[arg(long)]
+    pub to: Option<String>,
+}
+
+/// Trace commands.
+#[derive(Debug, Subcommand)]
+pub enum TracesCommand {
+    /// One trace as an indented span tree.
+    Get {
+        /// Trace id (32 hex characters).
+        id: String,
+        /// Print the API's JSON instead.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Find traces.
+    Search {
+        #[arg(long)]
+        service: Option<String>,
+        #[arg(long)]
+        operation: Option<String>,
+        /// key=value
+        #[arg(long)]
+        attribute: Option<String>,
+        /// e.g. 250ms
+        #[arg(long)]
+        min_duration: Option<String>,
+        #[arg(long)]
+        max_duration: Option<String>,
+        /// error, ok or unset
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        limit: Option<usize>,
+        #[command(flatten)]
+        range: Range,
+    },
+}
+
+/// Log commands.
+#[derive(Debug, Subcommand)]
+pub enum LogsCommand {
+    /// Search logs, newest first.
+    Search {
+        /// Text the body contains (case-insensitive).
+        text: Option<String>,
+        #[arg(long)]
+        service: Option<String>,
+        /// Minimum severity: trace, debug, info, warn, error, fatal.
+        #[arg(long)]
+        severity: Option<String>,
+        #[arg(long)]
+        trace_id: Option<String>,
+        /// key=value
+        #[arg(long)]
+        attribute: Option<String>,
+        #[arg(long)]
+        limit: Option<usize>,
+        #[command(flatten)]
+        range: Range,
+    },
+    /// Follow new logs as they arrive.
+    Tail {
+        /// Text the body contains (case-insensitive).
+        text: Option<String>,
+        #[arg(long)]
+        service: Option<String>,
+        #[arg(long)]
+        severity: Option<String>,
+    },
+}
+
+/// A failure, with the exit code it means.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// The server answered with an error.
+    #[error("{0}")]
+    Refused(String),
+    /// The server cannot be reached or answered something unreadable.
+    #[error("{0}")]
+    Unreachable(String),
+}
+
+impl CliError {
+    /// The process exit code.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Refused(_) => 1,
+            CliError::Unreachable(_) => 3,
+        }
+    }
+}
+
+struct Client {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    fn new(server: &str) -> Result<Self, CliError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|e| CliError::Unreachable(e.to_string()))?;
+        Ok(Self {
+            base: server.trim_end_matches('/').to_owned(),
+            http,
+        })
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, CliError> {
+        let resp = req.send().await.map_err(|e| {
+            CliError::Unreachable(format!(
+                "cannot reach the Ophion server at {}: {e}",
+                self.base
+            ))
+        })?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        let message = body["error"]["message"]
+            .as_str()
+            .map_or_else(|| format!("the server answered {status}"), str::to_owned);
+        Err(CliError::Refused(message))
+    }
+
+    async fn get_json(
+        &self,
+        path: &str,
+        query: &[(&str, Option<String>)],
+    ) -> Result<Value, CliError> {
+        let query: Vec<(&str, String)> = query
+            .iter()
+            .filter_map(|(k, v)| v.clone().map(|v| (*k, v)))
+            .collect();
+        let resp = self
+            .send(self.http.get(format!("{}{path}", self.base)).query(&query))
+            .await?;
+        resp.json()
+            .await
+            .map_err(|e| CliError::Unreachable(format!("unreadable answer: {e}")))
+    }
+}
+
+/// Runs a command, writing its output to `out`.
+pub async fn run(cli: Cli, out: &mut String) -> Result<(), CliError> {
+    let c = Client::new(&cli.server)?;
+    match cli.command {
+        Command::Query { sql, format } => {
+            let format = format.unwrap_or(if std::io::stdout().is_terminal() {
+                Format::Table
+            } else {
+                Format::Csv
+            });
+            let url = format!("{}/api/v1/query", c.base);
+            let body = serde_json::json!({ "sql": sql });
+            if format == Format::Csv {
+                let resp = c
+                    .send(c.http.post(url).header("accept", "text/csv").json(&body))
+                    .await?;
+                let text = resp
+                    .text()
+                    .await
+                    .map_err(|e| CliError::Unreachable(e.to_string()))?;
+                out.push_str(&text);
+                return Ok(());
+            }
+            let v: Value = c
+                .send(c.http.post(url).json(&body))
+                .await?
+                .json()
+                .await
+                .map_err(|e| CliError::Unreachable(e.to_string()))?;
+            if format == Format::Json {
+                out.push_str(&pretty(&v));
+            } else {
+                let names: Vec<String> = v["columns"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|c| c["name"].as_str().unwrap_or("").to_owned())
+                    .collect();
+                let rows: Vec<Vec<String>> = v["rows"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|r| r.as_array().into_iter().flatten().map(cell).collect())
+                    .collect();
+                table(out, &names, &rows);
+                let n = v["stats"]["rows"].as_u64().unwrap_or(0);
+                let _ = writeln!(
+                    out,
+                    "({n} row{}{}, {:.1} ms)",
+                    if n == 1 { "" } else { "s" },
+                    if v["stats"]["truncated"].as_bool() == Some(true) {
+                        ", truncated at the row cap"
+                    } else {
+                        ""
+                    },
+                    v["stats"]["elapsed_ms"].as_f64().unwrap_or(0.0)
+                );
+            }
+        }
+        Command::Traces(TracesCommand::Get { id, json }) => {
+            let v = c.get_json(&format!("/api/v1/traces/{id}"), &[]).await?;
+            if json {
+                out.push_str(&pretty(&v));
+            } else {
+                span_tree(out, &v);
+            }
+        }
+        Command::Traces(TracesCommand::Search {
+            service,
+            operation,
+            attribute,
+            min_duration,
+            max_duration,
+            status,
+            limit,
+            range,
+        }) => {
+            let v = c
+                .get_json(
+                    "/api/v1/traces",
+                    &[
+                        ("service", service),
+                        ("operation", operation),
+                        ("attribute", attribute),
+                        ("min_duration", min_duration),
+                        ("max_duration", max_duration),
+                        ("status", status),
+                        ("limit", limit.map(|l| l.to_string())),
+                        ("from", range.from),
+                        ("to", range.to),
+                    ],
+                )
+                .await?;
+            let rows: Vec<Vec<String>> = v["traces"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|t| {
+                    vec![
+                        cell(&t["trace_id"]),
+                        cell(&t["start_time"]),
+                        millis(t["duration_ns"].as_f64()),
+                        cell(&t["span_count"]),
+                        cell(&t["error_count"]),
+                        format!("{} {}", cell(&t["root_service"]), cell(&t["root_name"])),
+                    ]
+                })
+                .collect();
+            table(
+                out,
+                &["trace_id", "start", "duration", "spans", "errors", "root"].map(String::from),
+                &rows,
+            );
+        }
+        Command::Logs(LogsCommand::Search {
+            text,
+            service,
+            severity,
+            trace_id,
+            attribute,
+            limit,
+            range,
+        }) => {
+            let v = c
+                .get_json(
+                    "/api/v1/logs",
+                    &[
+                        ("q", text),
+                        ("service", service),
+                        ("severity", severity),
+                        ("trace_id", trace_id),
+                        ("attribute", attribute),
+                        ("limit", limit.map(|l| l.to_string())),
+                        ("from", range.from),
+                        ("to", range.to),
+                    ],
+                )
+                .await?;
+            for l in v["logs"].as_array().into_iter().flatten() {
+                log_line(out, l);
+            }
+            let _ = writeln!(out, "({} matching in the range)", v["total"]);
+        }
+        Command::Logs(LogsCommand::Tail {
+            text,
+            service,
+            severity,
+        }) => {
+            let query: Vec<(&str, String)> =
+                [("q", text), ("service", service), ("severity", severity)]
+                    .into_iter()
+                    .filter_map(|(k, v)| v.map(|v| (k, v)))
+                    .collect();
+            let resp = c
+                .send(
+                    c.http
+                        .get(format!("{}/api/v1/logs/tail", c.base))
+                        .query(&query),
+                )
+                .await?;
+            let mut stream = resp.bytes_stream();
+            let mut pending = String::new();
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| CliError::Unreachable(e.to_string()))?;
+                pending.push_str(&String::from_utf8_lossy(&chunk));
+                while let Some(end) = pending.find("\n\n") {
+                    let event: String = pending.drain(..end + 2).collect();
+                    let data = event
+                        .lines()
+                        .filter_map(|l| l.strip_prefix("data:"))
+                        .map(str::trim_start)
+                        .collect::<String>();
+                    if event
+                        .lines()
+                        .any(|l| l == "event: lagged" || l == "event:lagged")
+                    {
+                        println!("(missed some records: the tail could not keep up)");
+                    } else if let Ok(v) = serde_json::from_str::<Value>(&data) {
+                        let mut line = String::new();
+                        log_line(&mut line, &v);
+                        print!("{line}");
+                    }
+                }
+            }
+        }
+        Command::Services { range } => {
+            let v = c
+                .get_json(
+                    "/api/v1/services",
+                    &[("from", range.from), ("to", range.to)],
+                )
+                .await?;
+            let rows: Vec<Vec<String>> = v["services"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|s| {
+                    vec![
+                        cell(&s["name"]),
+                        format!("{:.2}", s["rate_per_sec"].as_f64().unwrap_or(0.0)),
+                        format!("{:.1}%", 100.0 * s["error_ratio"].as_f64().unwrap_or(0.0)),
+                        millis(s["p50_ns"].as_f64()),
+                        millis(s["p95_ns"].as_f64()),
+                        millis(s["p99_ns"].as_f64()),
+                    ]
+                })
+                .collect();
+            table(
+                out,
+                &["service", "req/s", "errors", "p50", "p95", "p99"].map(String::from),
+                &rows,
+            );
+        }
+        Command::Status => {
+            let v = c.get_json("/api/v1/status", &[]).await?;
+            let _ = writeln!(
+                out,
+                "ophion {} at {}, up {} s, {} MiB resident{}",
+                cell(&v["version"]),
+                c.base,
+                v["uptime_secs"],
+                v["memory"]["resident_bytes"].as_u64().unwrap_or(0) >> 20,
+                if v["memory"]["over_soft_limit"].as_bool() == Some(true) {
+                    " (over the soft limit: refusing writes)"
+                } else {
+                    ""
+                }
+            );
+            let rows: Vec<Vec<String>> = ["traces", "logs", "metrics"]
+                .iter()
+                .map(|s| {
+                    let x = &v[*s];
+                    vec![
+                        (*s).to_owned(),
+                        cell(&x["received_items"]),
+                        cell(&x["rejected_items"]),
+                        cell(&x["stored_rows"]),
+                        cell(&x["files"]),
+                        format!(
+                            "{:.1} MiB",
+                            x["stored_bytes"].as_f64().unwrap_or(0.0) / 1048576.0
+                        ),
+                    ]
+                })
+                .collect();
+            table(
+                out,
+                &[
+                    "signal", "received", "rejected", "in files", "files", "on disk",
+                ]
+                .map(String::from),
+                &rows,
+            );
+        }
+    }
+    Ok(())
+}
+
+fn pretty(v: &Value) -> String {
+    let mut s = serde_json::to_string_pretty(v).unwrap_or_default();
+    s.push('\n');
+    s
+}
+
+/// A value as table text.
+fn cell(v: &Value) -> String {
+    match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn millis(ns: Option<f64>) -> String {
+    ns.map_or_else(String::new, |n| format!("{:.2} ms", n / 1e6))
+}
+
+fn table(out: &mut String, names: &[String], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = names.iter().map(|n| n.chars().count()).collect();
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count()).min(80);
+        }
+    }
+    let line = |out: &mut String, cells: &[String]| {
+        let parts: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| {
+                let c: String = c.chars().take(*w).collect();
+                format!("{c:<w$}")
+            })
+            .collect();
+        let _ = writeln!(out, "{}", parts.join("  ").trim_end());
+    };
+    line(out, names);
+    let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
+    line(out, &rule);
+    for r in rows {
+        line(out, r);
+    }
+}
+
+fn log_line(out: &mut String, l: &Value) {
+    let _ = writeln!(
+        out,
+        "{} {:<5} {}: {}",
+        cell(&l["timestamp"]),
+        cell(&l["severity_text"]),
+        cell(&l["service_name"]),
+        cell(&l["body"])
+    );
+}
+
+/// The spans of a trace as an indented tree, children in start order.
+fn span_tree(out: &mut String, v: &Value) {
+    let spans: Vec<&Value> = v["spans"].as_array().into_iter().flatten().collect();
+    let _ = writeln!(
+        out,
+        "trace {}: {} spans, {} services, {}",
+        cell(&v["trace_id"]),
+        spans.len(),
+        v["services"].as_array().map_or(0, Vec::len),
+        millis(v["duration_ns"].as_f64())
+    );
+    let id = |s: &Value| cell(&s["span_id"]);
+    fn walk(
+        out: &mut String,
+        spans: &[&Value],
+        id: &dyn Fn(&Value) -> String,
+        node: &Value,
+        depth: usize,
+        seen: &mut Vec<String>,
+    ) {
+        if seen.contains(&id(node)) {
+            return; // a cycle in broken data
+        }
+        seen.push(id(node));
+        let status = match node["status_code"].as_str() {
+            Some("error") => " [error]",
+            _ => "",
+        };
+        let _ = writeln!(
+            out,
+            "{}{} {} {}{status}",
+            "  ".repeat(depth),
+            cell(&node["service_name"]),
+            cell(&node["name"]),
+            millis(node["duration_ns"].as_f64())
+        );
+        for child in spans
+            .iter()
+            .filter(|s| cell(&s["parent_span_id"]) == id(node))
+        {
+            walk(out, spans, id, child, depth + 1, seen);
+        }
+    }
+    let mut seen = Vec::new();
+    let roots: Vec<String> = v["root_span_ids"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(cell)
+        .collect();
+    for s in spans.iter().filter(|s| roots.contains(&id(s))) {
+        walk(out, &spans, &id, s, 0, &mut seen);
+    }
+}

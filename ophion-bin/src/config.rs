@@ -1,0 +1,415 @@
+//! The server's configuration, in layers: defaults < TOML file (`--config`)
+//! < `OPHION_*` environment < command-line flags.
+//!
+//! Every option lives in [`ServerConfig`]; `docs/config.example.toml`
+//! documents each one and a test parses it. In the environment, the common
+//! options have short names (`OPHION_DATA_DIR`, `OPHION_GRPC_ADDR`,
+//! `OPHION_OTLP_HTTP_ADDR`, `OPHION_API_ADDR`) and any option can be set by
+//! its path with `__` between levels, e.g.
+//! `OPHION__STORE__RETENTION__TRACES_DAYS=7`.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use ophion_receiver::ReceiverConfig;
+use ophion_store::StoreConfig;
+use serde::{Deserialize, Serialize};
+
+/// Everything `ophion-server` can be told.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// The query API, health and metrics endpoints (default `127.0.0.1:8080`).
+    pub api_addr: SocketAddr,
+    /// Process memory budget.
+    pub memory: MemoryConfig,
+    /// Log output.
+    pub log: LogConfig,
+    /// OTLP receivers (gRPC `127.0.0.1:4317`, HTTP `127.0.0.1:4318`) and
+    /// their limits.
+    pub receiver: ReceiverConfig,
+    /// Storage: data directory, write-ahead log, Parquet, retention, query
+    /// limits.
+    pub store: StoreConfig,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            api_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            memory: MemoryConfig::default(),
+            log: LogConfig::default(),
+            receiver: ReceiverConfig::default(),
+            store: StoreConfig::default(),
+        }
+    }
+}
+
+/// The memory budget of the whole process.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MemoryConfig {
+    /// Resident memory the server aims to stay under, in bytes (default
+    /// 1 GiB). 0 turns the guard off.
+    pub limit_bytes: u64,
+    /// Percentage of `limit_bytes` above which ingestion is refused with
+    /// retryable errors while queries keep working (default 80).
+    pub soft_limit_percent: u8,
+}
+
+impl Default for MemoryConfig {
+    fn default() -> Self {
+        Self {
+            limit_bytes: 1 << 30,
+            soft_limit_percent: 80,
+        }
+    }
+}
+
+impl MemoryConfig {
+    /// Resident bytes above which ingestion is refused; `None` when off.
+    pub fn soft_limit_bytes(&self) -> Option<u64> {
+        (self.limit_bytes > 0)
+            .then(|| self.limit_bytes / 100 * u64::from(self.soft_limit_percent.min(100)))
+    }
+}
+
+/// Log format and level.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` for people or `json` for log pipelines (default `text`).
+    pub format: LogFormat,
+    /// A `tracing` filter such as `info` or `ophion_store=debug,info`
+    /// (default `info`; `RUST_LOG` wins when set).
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+/// How log lines look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The flags that override everything else.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+    /// `--grpc-addr`.
+    pub grpc_addr: Option<SocketAddr>,
+    /// `--otlp-http-addr`.
+    pub otlp_http_addr: Option<SocketAddr>,
+    /// `--api-addr`.
+    pub api_addr: Option<SocketAddr>,
+}
+
+/// A configuration that cannot be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file, a variable or the merged result is not a valid configuration.
+    #[error("{origin}: {message}")]
+    Invalid {
+        /// Which layer: the file, an environment variable, the result.
+        origin: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Short environment names for the options people set most.
+const SHORT_ENV: [(&str, &[&str]); 4] = [
+    ("OPHION_DATA_DIR", &["store", "data_dir"]),
+    ("OPHION_GRPC_ADDR", &["receiver", "grpc_addr"]),
+    ("OPHION_OTLP_HTTP_ADDR", &["receiver", "http_addr"]),
+    ("OPHION_API_ADDR", &["api_addr"]),
+];
+
+impl ServerConfig {
+    /// Loads the layers: defaults, then `file` (if any), then the
+    /// variables in `env` (pass `std::env::vars()`), then `flags`.
+    pub fn load(
+        file: Option<&std::path::Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        flags: &Overrides,
+    ) -> Result<Self, ConfigError> {
+        let invalid = |origin: &str, e: &dyn std::fmt::Display| ConfigError::Invalid {
+            origin: origin.to_owned(),
+            message: e.to_string(),
+        };
+        let mut tree =
+            toml::Table::try_from(Self::default()).map_err(|e| invalid("defaults", &e))?;
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            })?;
+            let origin = path.display().to_string();
+            let layer: toml::Table = text.parse().map_err(|e| invalid(&origin, &e))?;
+            // Check the file on its own first, for errors that name it.
+            toml::Value::Table(layer.clone())
+                .try_into::<Self>()
+                .map_err(|e| invalid(&origin, &e))?;
+            merge(&mut tree, layer);
+        }
+        let mut vars: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("OPHION_"))
+            .collect();
+        vars.sort();
+        for (key, value) in vars {
+            let path: Vec<String> = if let Some(rest) = key.strip_prefix("OPHION__") {
+                rest.split("__").map(str::to_lowercase).collect()
+            } else if let Some((_, p)) = SHORT_ENV.iter().find(|(k, _)| *k == key) {
+                p.iter().map(|s| (*s).to_owned()).collect()
+            } else {
+                continue; // OPHION_SERVER and friends belong to the CLI
+            };
+            set(&mut tree, &path, env_value(&value)).map_err(|m| invalid(&key, &m))?;
+        }
+        let mut flag = |path: &[&str], v: toml::Value| {
+            let path: Vec<String> = path.iter().map(|s| (*s).to_owned()).collect();
+            set(&mut tree, &path, v)
+        };
+        let text = |s: String| toml::Value::String(s);
+        if let Some(d) = &flags.data_dir {
+            flag(&["store", "data_dir"], text(d.display().to_string()))
+                .map_err(|m| invalid("--data-dir", &m))?;
+        }
+        if let Some(a) = flags.grpc_addr {
+            flag(&["receiver", "grpc_addr"], text(a.to_string()))
+                .map_err(|m| invalid("--grpc-addr", &m))?;
+        }
+        if let Some(a) = flags.otlp_http_addr {
+            flag(&["receiver", "http_addr"], text(a.to_string()))
+                .map_err(|m| invalid("--otlp-http-addr", &m))?;
+        }
+        if let Some(a) = flags.api_addr {
+            flag(&["api_addr"], text(a.to_string())).map_err(|m| invalid("--api-addr", &m))?;
+        }
+        let config: Self = toml::Value::Table(tree)
+            .try_into()
+            .map_err(|e| invalid("configuration", &e))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks the parts make sense together.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |origin: &str, e: &dyn std::fmt::Display| ConfigError::Invalid {
+            origin: origin.to_owned(),
+            message: e.to_string(),
+        };
+        self.receiver
+            .validate()
+            .map_err(|e| invalid("receiver", &e))?;
+        self.store.validate().map_err(|e| invalid("store", &e))?;
+        if self.memory.soft_limit_percent == 0 || self.memory.soft_limit_percent > 100 {
+            return Err(invalid(
+                "memory.soft_limit_percent",
+                &"must be between 1 and 100",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A variable's text as a TOML value: numbers and booleans as such, other
+/// text as a string.
+fn env_value(text: &str) -> toml::Value {
+    if let Ok(i) = text.parse::<i64>() {
+        toml::Value::Integer(i)
+    } else if let Ok(b) = text.parse::<bool>() {
+        toml::Value::Boolean(b)
+    } else if let Ok(f) = text.parse::<f64>()
+        && text.contains('.')
+        && !text.contains(':')
+    {
+        toml::Value::Float(f)
+    } else {
+        toml::Value::String(text.to_owned())
+    }
+}
+
+/// Sets `path` in `tree`; the option must exist (typos are errors, not
+/// silently ignored).
+fn set(tree: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), String> {
+    let (last, parents) = path.split_last().ok_or("empty option name")?;
+    let mut table = tree;
+    for p in parents {
+        table = match table.get_mut(p) {
+            Some(toml::Value::Table(t)) => t,
+            _ => return Err(format!("no option section `{p}`")),
+        };
+    }
+    // Tagged sections (`kind = ...`) take the keys of their kind.
+    if !table.contains_key(last) && !table.contains_key("kind") {
+        return Err(format!("no option `{}`", path.join(".")));
+    }
+    // A string where the default is a number stays a string: the final
+    // parse reports it clearly.
+    table.insert(last.clone(), value);
+    Ok(())
+}
+
+/// Merges `layer` into `base`, tables recursively, other values replaced.
+fn merge(base: &mut toml::Table, layer: toml::Table) {
+    for (k, v) in layer {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(l)) => merge(b, l),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn layers_apply_in_order() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let file = dir.path().join("ophion.toml");
+        std::fs::write(
+            &file,
+            "api_addr = \"127.0.0.1:9000\"\n[store]\ndata_dir = \"/from/file\"\n[store.retention]\ntraces_days = 3\nlogs_days = 4\n",
+        )
+        .expect("write");
+        let c = ServerConfig::load(
+            Some(&file),
+            env(&[
+                ("OPHION_DATA_DIR", "/from/env"),
+                ("OPHION__STORE__RETENTION__LOGS_DAYS", "9"),
+                ("OPHION_SERVER", "http://elsewhere"),
+                ("HOME", "/root"),
+            ]),
+            &Overrides {
+                api_addr: Some("127.0.0.1:9100".parse().expect("addr")),
+                ..Default::default()
+            },
+        )
+        .expect("load");
+        assert_eq!(c.api_addr.port(), 9100, "flag beats file");
+        assert_eq!(
+            c.store.data_dir,
+            PathBuf::from("/from/env"),
+            "env beats file"
+        );
+        assert_eq!(c.store.retention.traces_days, 3, "file beats default");
+        assert_eq!(c.store.retention.logs_days, 9, "env beats file");
+        assert_eq!(
+            c.store.retention.metrics_days,
+            ServerConfig::default().store.retention.metrics_days
+        );
+        assert_eq!(c.receiver.grpc_addr.port(), 4317);
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let file = dir.path().join("bad.toml");
+        std::fs::write(&file, "[store]\nretention_days = 3\n").expect("write");
+        let e = ServerConfig::load(Some(&file), env(&[]), &Overrides::default())
+            .expect_err("unknown key");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("bad.toml") && msg.contains("retention_days"),
+            "{msg}"
+        );
+
+        let e = ServerConfig::load(
+            None,
+            env(&[("OPHION__STORE__NO_SUCH", "1")]),
+            &Overrides::default(),
+        )
+        .expect_err("unknown env option");
+        assert!(e.to_string().contains("OPHION__STORE__NO_SUCH"), "{e}");
+
+        let e = ServerConfig::load(
+            None,
+            env(&[("OPHION_API_ADDR", "not an address")]),
+            &Overrides::default(),
+        )
+        .expect_err("bad address");
+        assert!(
+            e.to_string().contains("api_addr") || e.to_string().contains("address"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_documented_example_is_the_defaults() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/config.example.toml");
+        let text = std::fs::read_to_string(path).expect("docs/config.example.toml");
+        let parsed: ServerConfig = toml::from_str(&text).expect("the example parses");
+        assert_eq!(
+            parsed,
+            ServerConfig::default(),
+            "the example shows the defaults"
+        );
+        // Every option is documented: the example sets every key the
+        // defaults have.
+        let defaults = toml::Table::try_from(ServerConfig::default()).expect("defaults");
+        let example: toml::Table = text.parse().expect("toml");
+        fn keys(t: &toml::Table, prefix: &str, out: &mut Vec<String>) {
+            for (k, v) in t {
+                let name = format!("{prefix}{k}");
+                match v {
+                    toml::Value::Table(inner) => keys(inner, &format!("{name}."), out),
+                    _ => out.push(name),
+                }
+            }
+        }
+        let (mut want, mut have) = (Vec::new(), Vec::new());
+        keys(&defaults, "", &mut want);
+        keys(&example, "", &mut have);
+        want.sort();
+        have.sort();
+        assert_eq!(have, want);
+        // And each key has a comment above it.
+        for key in &want {
+            let leaf = key.rsplit('.').next().expect("leaf");
+            let line = text
+                .lines()
+                .position(|l| l.trim_start().starts_with(&format!("{leaf} =")))
+                .unwrap_or_else(|| panic!("{key} not in the example"));
+            assert!(
+                line > 0
+                    && text
+                        .lines()
+                        .nth(line - 1)
+                        .is_some_and(|l| l.trim_start().starts_with('#')),
+                "{key} has no comment"
+            );
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! The process memory guard: above the soft limit, ingestion is refused with
+//! a retryable error (gRPC `UNAVAILABLE` + `RetryInfo`, HTTP 503 +
+//! `Retry-After`, mapped by the receiver) while queries keep working; once
+//! memory falls back, writes are accepted again without anyone intervening.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering::Relaxed},
+    },
+    time::Duration,
+};
+
+use ophion_core::{SinkError, TelemetryBatch, TelemetrySink, TenantId};
+
+/// Resident memory of this process in bytes, from `/proc/self/statm`
+/// (0 where that file does not exist).
+pub fn resident_bytes() -> u64 {
+    let Ok(statm) = std::fs::read_to_string("/proc/self/statm") else {
+        return 0;
+    };
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+/// A sink in front of another that refuses writes while resident memory is
+/// above `soft_limit`. Memory is sampled by a background task every 50 ms,
+/// so a write costs one atomic load.
+#[derive(Debug)]
+pub struct MemoryGuard {
+    inner: Arc<dyn TelemetrySink>,
+    soft_limit: Option<u64>,
+    resident: Arc<AtomicU64>,
+    refused: AtomicU64,
+}
+
+impl MemoryGuard {
+    /// Guards `inner`; `soft_limit: None` passes everything through.
+    pub fn new(inner: Arc<dyn TelemetrySink>, soft_limit: Option<u64>) -> Arc<Self> {
+        let resident = Arc::new(AtomicU64::new(resident_bytes()));
+        let guard = Arc::new(Self {
+            inner,
+            soft_limit,
+            resident: Arc::clone(&resident),
+            refused: AtomicU64::new(0),
+        });
+        let weak = Arc::downgrade(&guard);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(50));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if weak.strong_count() == 0 {
+                    return;
+                }
+                resident.store(resident_bytes(), Relaxed);
+            }
+        });
+        guard
+    }
+
+    /// Resident bytes at the last sample.
+    pub fn resident(&self) -> u64 {
+        self.resident.load(Relaxed)
+    }
+
+    /// Writes refused because memory was above the soft limit.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Relaxed)
+    }
+
+    /// Whether memory is above the soft limit now.
+    pub fn over(&self) -> bool {
+        self.soft_limit.is_some_and(|l| self.resident() > l)
+    }
+}
+
+#[async_trait::async_trait]
+impl TelemetrySink for MemoryGuard {
+    async fn write(&self, tenant: &TenantId, batch: TelemetryBatch) -> Result<(), SinkError> {
+        if let Some(limit) = self.soft_limit {
+            let resident = self.resident();
+            if resident > limit {
+                self.refused.fetch_add(1, Relaxed);
+                return Err(SinkError::Overloaded {
+                    retry_after: Duration::from_secs(1),
+                    reason: format!(
+                        "server memory {} MiB is above its soft limit of {} MiB",
+                        resident >> 20,
+                        limit >> 20
+                    ),
+                });
+            }
+        }
+        self.inner.write(tenant, batch).await
+    }
+}

@@ -1,0 +1,202 @@
+//! `ophion-server` as library code: the receivers, the store and the API
+//! wired together, so that tests and embedders run exactly what the binary
+//! runs.
+//!
+//! ```text
+//!  OTLP gRPC / HTTP ─► receiver ─► tail sink ─► memory guard ─► store
+//!                                    │ (live log tail)              │
+//!  API :8080 ─► /api/v1/* ─► store.sql ◄──────────────────────────────┘
+//! ```
+//!
+//! Shutdown: stop accepting (readiness turns 503 first), let in-flight
+//! requests finish, write buffered rows out as Parquet, return; all within
+//! [`SHUTDOWN_BUDGET`].
+
+use std::{
+    future::Future,
+    net::SocketAddr,
+    sync::{Arc, atomic::AtomicBool},
+    time::{Duration, Instant},
+};
+
+use ophion_core::TenantId;
+use ophion_receiver::OtlpReceiver;
+use ophion_store::Store;
+use tokio::net::TcpListener;
+
+use crate::{
+    api::{self, ApiState, tail},
+    config::ServerConfig,
+    guard::MemoryGuard,
+};
+
+/// How long shutdown may take in all.
+pub const SHUTDOWN_BUDGET: Duration = Duration::from_secs(30);
+
+/// Why the server could not start or stopped badly.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The store could not open (data directory, metadata, object store).
+    #[error("store: {0}")]
+    Store(#[from] ophion_store::Error),
+    /// The receivers could not be built or served.
+    #[error("receiver: {0}")]
+    Receiver(#[from] ophion_receiver::Error),
+    /// The API address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Serving the API failed.
+    #[error("api: {0}")]
+    Serve(std::io::Error),
+}
+
+/// The addresses actually bound (port 0 in the configuration picks one).
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct Addresses {
+    /// OTLP/gRPC.
+    pub grpc: SocketAddr,
+    /// OTLP/HTTP.
+    pub otlp_http: SocketAddr,
+    /// API, health and metrics.
+    pub api: SocketAddr,
+}
+
+/// A server with its ports bound, ready to serve.
+#[derive(Debug)]
+pub struct Server {
+    addresses: Addresses,
+    receiver: ophion_receiver::BoundReceiver,
+    api: TcpListener,
+    state: Arc<ApiState>,
+    store: Store,
+}
+
+impl Server {
+    /// Opens the store (replaying its log) and binds every address.
+    pub async fn bind(config: ServerConfig) -> Result<Self, ServerError> {
+        let store = Store::open(config.store.clone()).await?;
+        let guard = MemoryGuard::new(Arc::new(store.clone()), config.memory.soft_limit_bytes());
+        let tail = tail::LogTail::default();
+        let sink = Arc::new(tail::TailSink::new(guard.clone(), tail.clone()));
+        let receiver = OtlpReceiver::builder(sink)
+            .config(config.receiver.clone())
+            .build()?;
+        let state = Arc::new(ApiState {
+            store: store.clone(),
+            receiver: receiver.clone(),
+            guard,
+            tail,
+            tenant: TenantId::default(),
+            ready: AtomicBool::new(true),
+            queries: Default::default(),
+            client_errors: Default::default(),
+            server_errors: Default::default(),
+            started: Instant::now(),
+        });
+        let receiver = receiver.bind().await?;
+        let api = TcpListener::bind(config.api_addr)
+            .await
+            .map_err(|source| ServerError::Bind {
+                addr: config.api_addr,
+                source,
+            })?;
+        let addresses = Addresses {
+            grpc: receiver.grpc_addr(),
+            otlp_http: receiver.http_addr(),
+            api: api.local_addr().map_err(ServerError::Serve)?,
+        };
+        Ok(Self {
+            addresses,
+            receiver,
+            api,
+            state,
+            store,
+        })
+    }
+
+    /// Where the server listens.
+    pub fn addresses(&self) -> Addresses {
+        self.addresses
+    }
+
+    /// Serves until `shutdown` completes, then shuts down gracefully.
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let state = Arc::clone(&self.state);
+        tokio::spawn(async move {
+            shutdown.await;
+            tracing::info!("shutting down: no new requests; writing buffered data to Parquet");
+            state.set_unready();
+            let _ = stop_tx.send(true);
+        });
+        let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        let app = api::router(Arc::clone(&self.state));
+        let api = axum::serve(self.api, app).with_graceful_shutdown(wait(stop_rx.clone()));
+        let receiver = self.receiver.serve(wait(stop_rx.clone()));
+        let serving = async move {
+            let (a, r) = tokio::join!(async move { api.await }, receiver);
+            a.map_err(ServerError::Serve)?;
+            r?;
+            Ok::<_, ServerError>(())
+        };
+        tokio::pin!(serving);
+        let mut stopping = stop_rx;
+        tokio::select! {
+            r = &mut serving => {
+                // Serving ended without a shutdown request: an error.
+                let flushed = finish(&self.store).await;
+                return r.and(flushed);
+            }
+            _ = stopping.wait_for(|s| *s) => {}
+        }
+        // In-flight requests get part of the budget; open streams (a log
+        // tail) are cut when it is spent.
+        if tokio::time::timeout(DRAIN, &mut serving).await.is_err() {
+            tracing::warn!("connections still open after {DRAIN:?}; closing them");
+        }
+        finish(&self.store).await
+    }
+}
+
+/// Time in-flight requests get once shutdown begins.
+const DRAIN: Duration = Duration::from_secs(10);
+
+/// Writes buffered rows out as Parquet, within what is left of the budget.
+async fn finish(store: &Store) -> Result<(), ServerError> {
+    match tokio::time::timeout(SHUTDOWN_BUDGET - DRAIN, store.close()).await {
+        Ok(Ok(())) => {
+            tracing::info!("buffered data written; bye");
+            Ok(())
+        }
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "could not write buffered data out; it stays in the write-ahead log and is replayed at the next start");
+            Err(e.into())
+        }
+        Err(_) => {
+            tracing::error!(
+                "shutdown budget spent; buffered data stays in the write-ahead log and is replayed at the next start"
+            );
+            Ok(())
+        }
+    }
+}
+/// Runs the server until `shutdown` completes.
+pub async fn run(
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let server = Server::bind(config).await?;
+    let a = server.addresses();
+    tracing::info!(grpc = %a.grpc, otlp_http = %a.otlp_http, api = %a.api, "ophion-server listening");
+    server.serve(shutdown).await
+}
