@@ -1,0 +1,221 @@
+#![allow(dead_code, unreachable_pub)]
+//! Runs the real `ophion-server` binary on OS-chosen ports with a temporary
+//! data directory, and talks to it over HTTP.
+
+use std::{
+    io::{BufRead as _, BufReader},
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+
+/// A running `ophion-server`.
+pub struct Server {
+    child: Option<Child>,
+    /// API base URL, e.g. `http://127.0.0.1:41234`.
+    pub api: String,
+    /// OTLP/gRPC address.
+    pub grpc: SocketAddr,
+    /// OTLP/HTTP base URL.
+    pub otlp_http: String,
+    /// Where the server's log goes.
+    pub log: PathBuf,
+}
+
+impl Server {
+    /// Starts the binary on `data_dir` with extra environment `env`.
+    pub fn start(data_dir: &Path, env: &[(&str, &str)]) -> Self {
+        std::fs::create_dir_all(data_dir).expect("data dir");
+        let log = data_dir.with_extension("log");
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("log file");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ophion-server"));
+        cmd.arg("--data-dir")
+            .arg(data_dir)
+            .args(["--grpc-addr", "127.0.0.1:0"])
+            .args(["--otlp-http-addr", "127.0.0.1:0"])
+            .args(["--api-addr", "127.0.0.1:0"])
+            // Test data may be older than the default retention; keep it.
+            .env("OPHION__STORE__RETENTION__TRACES_DAYS", "0")
+            .env("OPHION__STORE__RETENTION__LOGS_DAYS", "0")
+            .env("OPHION__STORE__RETENTION__METRICS_DAYS", "0")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(log_file);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start ophion-server");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(120))
+            .unwrap_or_else(|_| panic!("server did not start; log: {}", read(&log)));
+        let v: Value = serde_json::from_str(&line)
+            .unwrap_or_else(|_| panic!("bad first line {line:?}; log: {}", read(&log)));
+        let addr = |k: &str| -> SocketAddr { v[k].as_str().expect("addr").parse().expect("addr") };
+        Self {
+            child: Some(child),
+            api: format!("http://{}", addr("api")),
+            grpc: addr("grpc"),
+            otlp_http: format!("http://{}", addr("otlp_http")),
+            log,
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Sends SIGTERM and waits for the exit (at most `limit`).
+    pub fn stop(mut self, limit: Duration) -> (ExitStatus, Duration) {
+        let mut child = self.child.take().expect("running");
+        let started = Instant::now();
+        let ok = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(ok.success());
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return (status, started.elapsed());
+            }
+            if started.elapsed() > limit {
+                let _ = child.kill();
+                panic!(
+                    "server did not exit within {limit:?}; log: {}",
+                    read(&self.log)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        read(&self.log)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_default()
+}
+
+/// An HTTP client.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("client")
+}
+
+/// POSTs an OTLP protobuf message; the server must accept all of it.
+pub async fn export(
+    http: &reqwest::Client,
+    server: &Server,
+    path: &str,
+    msg: &impl prost::Message,
+) {
+    let r = http
+        .post(format!("{}{path}", server.otlp_http))
+        .header("content-type", "application/x-protobuf")
+        .body(msg.encode_to_vec())
+        .send()
+        .await
+        .expect("export");
+    assert_eq!(r.status(), 200, "{path}: {:?}", r.text().await);
+}
+
+/// GETs an API path with query parameters; returns status and JSON body.
+pub async fn get(
+    http: &reqwest::Client,
+    server: &Server,
+    path: &str,
+    query: &[(&str, String)],
+) -> (u16, Value) {
+    let r = http
+        .get(format!("{}{path}", server.api))
+        .query(query)
+        .send()
+        .await
+        .expect("get");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// GETs and expects 200.
+pub async fn get_ok(
+    http: &reqwest::Client,
+    server: &Server,
+    path: &str,
+    query: &[(&str, String)],
+) -> Value {
+    let (status, v) = get(http, server, path, query).await;
+    assert_eq!(status, 200, "{path} {query:?}: {v}");
+    v
+}
+
+/// Runs SQL through the API; returns the rows.
+pub async fn sql(http: &reqwest::Client, server: &Server, sql: &str) -> Vec<Value> {
+    let r = http
+        .post(format!("{}/api/v1/query", server.api))
+        .json(&serde_json::json!({ "sql": sql }))
+        .send()
+        .await
+        .expect("query");
+    assert_eq!(r.status(), 200, "{sql}");
+    let v: Value = r.json().await.expect("json");
+    v["rows"].as_array().cloned().unwrap_or_default()
+}
+
+/// Nanoseconds since the epoch.
+pub fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos() as u64
+}
+
+/// Nearest-rank percentile of sorted values.
+pub fn nearest_rank(sorted: &[i64], q: f64) -> i64 {
+    let i = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i]
+}
+
+/// Whether `got` is a plausible `q` percentile of `sorted`: between the
+/// values two ranks either side of the exact rank (t-digest interpolates).
+pub fn close_percentile(sorted: &[i64], q: f64, got: f64) -> bool {
+    let n = sorted.len();
+    let rank = ((q * n as f64).ceil() as usize).clamp(1, n) - 1;
+    let lo = sorted[rank.saturating_sub(2)] as f64;
+    let hi = sorted[(rank + 2).min(n - 1)] as f64;
+    got >= lo * 0.99 && got <= hi * 1.01
+}
+
+/// The Python interpreter of the test venv.
+pub fn python() -> String {
+    std::env::var("OPHION_PYTHON").unwrap_or_else(|_| {
+        panic!("OPHION_PYTHON is not set: run scripts/test, which creates the venv with the OpenTelemetry SDK")
+    })
+}
