@@ -6,7 +6,8 @@
 //! - `avg`, `sum`, `min`, `max` of gauge and sum values;
 //! - `rate`: increase per second of a sum. Cumulative series count their
 //!   increase between consecutive points (a drop is a counter reset: the new
-//!   value is the increase); delta points are added up;
+//!   value is the increase); a series' first point counts in full when the
+//!   series started inside the range; delta points are added up;
 //! - `p50`, `p95`, `p99` of histograms: bucket counts are merged per step
 //!   (cumulative series by their increase, as above) and the quantile is
 //!   interpolated linearly inside its bucket, as Prometheus'
@@ -104,6 +105,8 @@ struct Point {
     group: Vec<Value>,
     value: Option<f64>,
     cumulative: bool,
+    /// The series started inside the range: its first point is all increase.
+    fresh: bool,
     counts: Vec<f64>,
     bounds: Vec<f64>,
 }
@@ -218,7 +221,7 @@ pub(super) async fn query(
         .map(|(i, k)| format!(", coalesce(attributes['{k}'], resource_attributes['{k}']) AS g{i}"))
         .collect();
     let sql = format!(
-        "SELECT CAST(timestamp AS BIGINT) AS t, metric_type, aggregation_temporality, value, \
+        "SELECT CAST(timestamp AS BIGINT) AS t, CAST(start_timestamp AS BIGINT) AS st, metric_type, aggregation_temporality, value, \
          bucket_counts, explicit_bounds, attributes, resource_attributes{groups} \
          FROM metrics WHERE {} ORDER BY timestamp",
         p.conditions()
@@ -283,6 +286,10 @@ pub(super) async fn query(
             value: r.get("value").and_then(Value::as_f64),
             cumulative: r.get("aggregation_temporality").and_then(Value::as_str)
                 == Some("cumulative"),
+            fresh: r
+                .get("st")
+                .and_then(Value::as_i64)
+                .is_some_and(|st| st >= range.from),
             counts: floats(r.get("bucket_counts")),
             bounds: floats(r.get("explicit_bounds")),
         })
@@ -321,7 +328,9 @@ pub(super) async fn query(
             Agg::Quantile(_) => {
                 if pt.cumulative {
                     let before = previous.insert(&pt.series, (None, &pt.counts));
-                    if let Some((_, b)) = before {
+                    if before.is_none() && pt.fresh {
+                        cell.add_counts(&pt.counts, &pt.bounds);
+                    } else if let Some((_, b)) = before {
                         let reset = b.len() != pt.counts.len()
                             || pt.counts.iter().zip(b).any(|(n, o)| n < o);
                         let inc: Vec<f64> = if reset {
