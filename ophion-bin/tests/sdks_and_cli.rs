@@ -302,3 +302,46 @@ async fn sdks_in_api_out_and_the_cli() {
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach the Ophion server"));
 }
+
+/// The README's quick start, as written: the `curl` of the example OTLP/JSON
+/// file and the `ophion query` after it (pointed at this test's ports; the
+/// binaries are the ones `cargo run` would run).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_quick_start_works() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).expect("README");
+    let run = &readme[readme.find("## Run").expect("Run section")..];
+    let line = |prefix: &str| {
+        run.lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no `{prefix}` line in the README's Run section"))
+            .to_owned()
+    };
+    assert!(run.contains("cargo run --release -p ophion-bin --bin ophion-server"));
+    let curl = line("curl ").replace("http://127.0.0.1:4318", "OTLP_HTTP");
+    assert!(curl.contains("OTLP_HTTP"), "the curl line targets the default port");
+    let query = line("cargo run -q -p ophion-bin --bin ophion -- ");
+
+    let dir = tempfile::tempdir().expect("tmp");
+    let server = Server::start(&dir.path().join("data"), &[]);
+    let sh = |cmd: &str| {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(cmd)
+            .current_dir(root)
+            .env("OPHION_SERVER", &server.api)
+            .output()
+            .expect("sh");
+        assert!(out.status.success(), "{cmd}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let answer = sh(&curl.replace("OTLP_HTTP", &server.otlp_http));
+    let v: Value = serde_json::from_str(&answer).expect("OTLP/JSON answer");
+    assert!(v.get("partialSuccess").is_none(), "every record accepted: {answer}");
+    let out = sh(&query.replace(
+        "cargo run -q -p ophion-bin --bin ophion -- ",
+        &format!("{} ", env!("CARGO_BIN_EXE_ophion")),
+    ));
+    assert!(out.contains("quickstart,INFO,hello from curl"), "{out}");
+    assert!(out.contains("quickstart,ERROR,something failed"), "{out}");
+}
