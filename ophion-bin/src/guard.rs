@@ -2,6 +2,10 @@
 //! a retryable error (gRPC `UNAVAILABLE` + `RetryInfo`, HTTP 503 +
 //! `Retry-After`, mapped by the receiver) while queries keep working; once
 //! memory falls back, writes are accepted again without anyone intervening.
+//!
+//! "Memory" is the heap in use as counted by [`crate::alloc::Counting`]
+//! (ADR 002), or resident memory when that allocator is not installed (an
+//! embedder's process).
 
 use std::{
     sync::{
@@ -12,6 +16,12 @@ use std::{
 };
 
 use ophion_core::{SinkError, TelemetryBatch, TelemetrySink, TenantId};
+
+/// The memory the guard compares with its limit: heap bytes in use when
+/// the counting allocator is installed, else resident bytes.
+pub fn guarded_bytes() -> u64 {
+    crate::alloc::in_use().unwrap_or_else(resident_bytes)
+}
 
 /// Resident memory of this process in bytes, from `/proc/self/statm`
 /// (0 where that file does not exist).
@@ -41,7 +51,7 @@ pub struct MemoryGuard {
 impl MemoryGuard {
     /// Guards `inner`; `soft_limit: None` passes everything through.
     pub fn new(inner: Arc<dyn TelemetrySink>, soft_limit: Option<u64>) -> Arc<Self> {
-        let resident = Arc::new(AtomicU64::new(resident_bytes()));
+        let resident = Arc::new(AtomicU64::new(guarded_bytes()));
         let guard = Arc::new(Self {
             inner,
             soft_limit,
@@ -57,13 +67,13 @@ impl MemoryGuard {
                 if weak.strong_count() == 0 {
                     return;
                 }
-                resident.store(resident_bytes(), Relaxed);
+                resident.store(guarded_bytes(), Relaxed);
             }
         });
         guard
     }
 
-    /// Resident bytes at the last sample.
+    /// Guarded bytes (heap in use) at the last sample.
     pub fn resident(&self) -> u64 {
         self.resident.load(Relaxed)
     }
@@ -82,6 +92,11 @@ impl MemoryGuard {
 #[async_trait::async_trait]
 impl TelemetrySink for MemoryGuard {
     async fn write(&self, tenant: &TenantId, batch: TelemetryBatch) -> Result<(), SinkError> {
+        self.admit()?;
+        self.inner.write(tenant, batch).await
+    }
+
+    fn admit(&self) -> Result<(), SinkError> {
         if let Some(limit) = self.soft_limit {
             let resident = self.resident();
             if resident > limit {
@@ -96,6 +111,28 @@ impl TelemetrySink for MemoryGuard {
                 });
             }
         }
-        self.inner.write(tenant, batch).await
+        self.inner.admit()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ophion_core::MemorySink;
+
+    #[tokio::test]
+    async fn refuses_retryably_above_the_soft_limit_only() {
+        let sink = Arc::new(MemorySink::new());
+        let open = MemoryGuard::new(sink.clone(), None);
+        assert!(open.admit().is_ok());
+        // Any process uses more than one byte.
+        let tight = MemoryGuard::new(sink.clone(), Some(1));
+        let e = tight.admit().expect_err("over the limit");
+        assert!(e.is_retryable(), "{e}");
+        assert!(matches!(e, SinkError::Overloaded { .. }));
+        assert_eq!(tight.refused(), 1);
+        let roomy = MemoryGuard::new(sink, Some(u64::MAX));
+        assert!(roomy.admit().is_ok());
+        assert!(!roomy.over());
     }
 }

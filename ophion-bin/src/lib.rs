@@ -7,12 +7,14 @@
 //!   shutdown)` is everything the binary does after parsing flags.
 //! - [`api`]: the HTTP API (`/api/v1/*`, `/healthz`, `/readyz`, `/metrics`).
 //! - [`config`]: configuration layers (defaults < TOML < `OPHION_*` < flags).
-//! - [`guard`]: the process memory guard in front of the store.
+//! - [`guard`]: the process memory guard in front of the store, and
+//!   [`alloc`]: the counting allocator it reads.
 //! - [`cli`]: the `ophion` command-line client of the API.
 //!
 //! Dependencies point one way: this crate uses `ophion-core`,
 //! `ophion-receiver` and `ophion-store`; nothing uses it.
 
+pub mod alloc;
 pub mod api;
 pub mod cli;
 pub mod config;

@@ -319,7 +319,10 @@ async fn the_readme_quick_start_works() {
     };
     assert!(run.contains("cargo run --release -p ophion-bin --bin ophion-server"));
     let curl = line("curl ").replace("http://127.0.0.1:4318", "OTLP_HTTP");
-    assert!(curl.contains("OTLP_HTTP"), "the curl line targets the default port");
+    assert!(
+        curl.contains("OTLP_HTTP"),
+        "the curl line targets the default port"
+    );
     let query = line("cargo run -q -p ophion-bin --bin ophion -- ");
 
     let dir = tempfile::tempdir().expect("tmp");
@@ -332,12 +335,19 @@ async fn the_readme_quick_start_works() {
             .env("OPHION_SERVER", &server.api)
             .output()
             .expect("sh");
-        assert!(out.status.success(), "{cmd}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{cmd}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).to_string()
     };
     let answer = sh(&curl.replace("OTLP_HTTP", &server.otlp_http));
     let v: Value = serde_json::from_str(&answer).expect("OTLP/JSON answer");
-    assert!(v.get("partialSuccess").is_none(), "every record accepted: {answer}");
+    assert!(
+        v.get("partialSuccess").is_none(),
+        "every record accepted: {answer}"
+    );
     let out = sh(&query.replace(
         "cargo run -q -p ophion-bin --bin ophion -- ",
         &format!("{} ", env!("CARGO_BIN_EXE_ophion")),

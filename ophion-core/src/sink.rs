@@ -113,12 +113,24 @@ impl SinkError {
 pub trait TelemetrySink: Debug + Send + Sync {
     /// Writes one batch for one tenant.
     async fn write(&self, tenant: &TenantId, batch: TelemetryBatch) -> Result<(), SinkError>;
+
+    /// Whether a write would be refused as overloaded right now. Receivers
+    /// ask before reading a request's body, so that an overloaded sink costs
+    /// no decoding memory; `write` must still refuse on its own. Cheap and
+    /// non-blocking; the default admits everything.
+    fn admit(&self) -> Result<(), SinkError> {
+        Ok(())
+    }
 }
 
 #[async_trait::async_trait]
 impl<T: TelemetrySink + ?Sized> TelemetrySink for Arc<T> {
     async fn write(&self, tenant: &TenantId, batch: TelemetryBatch) -> Result<(), SinkError> {
         (**self).write(tenant, batch).await
+    }
+
+    fn admit(&self) -> Result<(), SinkError> {
+        (**self).admit()
     }
 }
 

@@ -115,7 +115,13 @@ async fn export_inner(
     {
         return Err(shared.fail(too_large(limit)));
     }
-    let _permit = shared.try_permit()?;
+    let _permit = match shared.try_permit() {
+        Ok(p) => p,
+        Err(f) => {
+            drain(body, limit).await;
+            return Err(f);
+        }
+    };
     // The compressed body may not exceed the limit either.
     let bytes = match Limited::new(body, limit).collect().await {
         Ok(collected) => collected.to_bytes(),
@@ -130,6 +136,26 @@ async fn export_inner(
         }
     };
     shared.export_bytes(&tenant, signal, enc, gzip, bytes).await
+}
+
+/// Reads and discards a refused request's body (at most `limit` bytes, for
+/// at most a few seconds), so that the client reads our answer and its
+/// `Retry-After` instead of a broken connection. Costs no memory beyond one
+/// frame at a time.
+async fn drain(mut body: Body, limit: usize) {
+    use http_body_util::BodyExt as _;
+    let mut seen = 0usize;
+    let reading = async {
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Some(data) = frame.data_ref() {
+                seen += data.len();
+                if seen > limit {
+                    break;
+                }
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), reading).await;
 }
 
 fn content_type(enc: Encoding) -> HeaderValue {

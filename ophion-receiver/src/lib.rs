@@ -106,6 +106,9 @@ impl ReceiverBuilder {
                 clock: self.clock,
                 auth: self.auth,
                 permits,
+                decode_slots: Semaphore::new(
+                    std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
+                ),
                 stats: Default::default(),
             }),
         })

@@ -237,6 +237,8 @@ pub(crate) struct Shared {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) auth: Option<Arc<dyn Authenticator>>,
     pub(crate) permits: Arc<Semaphore>,
+    /// CPU-bound decode and convert work running at once (one per core).
+    pub(crate) decode_slots: Semaphore,
     pub(crate) stats: ReceiverStats,
 }
 
@@ -248,8 +250,19 @@ impl Shared {
         }
     }
 
-    /// A slot for one request, or a retryable refusal when all are taken.
+    /// Waits for one of the CPU-bound decode slots (one per core). More
+    /// decodes at once would not finish sooner, but each would hold its
+    /// decoded request in memory and spread allocations over more threads.
+    async fn decode_slot(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        self.decode_slots.acquire().await.ok()
+    }
+
+    /// A slot for one request, or a retryable refusal when all are taken
+    /// or the sink says it is overloaded (asked before any body is read).
     pub(crate) fn try_permit(&self) -> Result<OwnedSemaphorePermit, Failure> {
+        if let Err(e) = self.sink.admit() {
+            return Err(self.fail(e.into()));
+        }
         Arc::clone(&self.permits).try_acquire_owned().map_err(|_| {
             self.fail(Failure::Overloaded {
                 retry_after: Duration::from_secs(self.config.retry_after_secs),
@@ -295,6 +308,7 @@ impl Shared {
             Ok((this.convert(&decoded), bytes.len()))
         };
         let result = if offload {
+            let _slot = self.decode_slot().await;
             tokio::task::spawn_blocking(work)
                 .await
                 .unwrap_or_else(|_| Err(Failure::Internal("decoder task failed".into())))
@@ -324,6 +338,7 @@ impl Shared {
         self.stats.request(signal, size);
         let converted = if size > BLOCKING_THRESHOLD {
             let this = Arc::clone(self);
+            let _slot = self.decode_slot().await;
             tokio::task::spawn_blocking(move || this.convert(&req))
                 .await
                 .map_err(|_| self.fail(Failure::Internal("converter task failed".into())))?

@@ -34,6 +34,10 @@ pub(crate) struct Buffer {
     /// Rows of earlier snapshots whose files are not published yet.
     persisting: HashMap<Key, Vec<RecordBatch>>,
     persisting_bytes: usize,
+    /// Rows of writes on their way through the log: reserved against the
+    /// budget before the log sees them, so that concurrent writers cannot
+    /// all pass the check at once.
+    reserved_bytes: usize,
 }
 
 impl Buffer {
@@ -51,7 +55,7 @@ impl Buffer {
     }
 
     fn bytes(&self) -> usize {
-        self.active_bytes + self.persisting_bytes
+        self.active_bytes + self.persisting_bytes + self.reserved_bytes
     }
 }
 
@@ -204,7 +208,7 @@ impl Store {
         let inner = &self.inner;
         let size = batch.batch().get_array_memory_size();
         {
-            let b = lock(&inner.buffer);
+            let mut b = lock(&inner.buffer);
             if b.bytes() + size > inner.config.buffer.max_bytes {
                 inner.stats.writes_refused.fetch_add(1, Relaxed);
                 inner.wake.notify_one();
@@ -214,12 +218,19 @@ impl Store {
                     inner.config.buffer.max_bytes
                 )));
             }
+            b.reserved_bytes += size;
         }
-        let payload = wal::encode(tenant, batch.signal(), batch.batch())?;
-        let _gate = inner.gate.read().await;
-        let appending = Instant::now();
-        let appended = inner.wal.append(payload).await;
-        inner.stats.wal_append.observe(appending.elapsed());
+        // Released however this write ends, cancellation included.
+        let _reservation = Reservation { inner, size };
+        let appended = async {
+            let payload = wal::encode(tenant, batch.signal(), batch.batch())?;
+            let _gate = inner.gate.read().await;
+            let appending = Instant::now();
+            let appended = inner.wal.append(payload).await;
+            inner.stats.wal_append.observe(appending.elapsed());
+            appended
+        }
+        .await;
         if let Err(e) = appended {
             match &e {
                 Error::Backpressure(_) => inner.stats.writes_refused.fetch_add(1, Relaxed),
@@ -280,6 +291,19 @@ pub(crate) fn buffered(inner: &Inner, tenant: &TenantId, signal: Signal) -> Vec<
     lock(&inner.buffer).batches(tenant, signal)
 }
 
+/// Budget held by a write between its check and its arrival in the buffer.
+struct Reservation<'a> {
+    inner: &'a Inner,
+    size: usize,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        let mut b = lock(&self.inner.buffer);
+        b.reserved_bytes = b.reserved_bytes.saturating_sub(self.size);
+    }
+}
+
 /// Locks `dir/LOCK` exclusively: a second process opening the same data
 /// directory would interleave its log with ours. The kernel releases the
 /// lock when the process dies, so a crash never leaves it stuck.
@@ -312,6 +336,21 @@ impl TelemetrySink for Store {
         Store::write(self, tenant, batch)
             .await
             .map_err(Error::into_sink_error)
+    }
+
+    fn admit(&self) -> Result<(), SinkError> {
+        let inner = &self.inner;
+        let buffered = lock(&inner.buffer).bytes();
+        if buffered >= inner.config.buffer.max_bytes {
+            inner.stats.writes_refused.fetch_add(1, Relaxed);
+            inner.wake.notify_one();
+            return Err(Error::Backpressure(format!(
+                "write buffer full ({buffered} of {} bytes waiting for storage)",
+                inner.config.buffer.max_bytes
+            ))
+            .into_sink_error());
+        }
+        Ok(())
     }
 }
 

@@ -63,7 +63,8 @@ pub(super) async fn status(State(s): State<Arc<ApiState>>) -> Json<serde_json::V
         "uptime_secs": s.started.elapsed().as_secs(),
         "ready": s.ready.load(Relaxed),
         "memory": {
-            "resident_bytes": s.guard.resident(),
+            "heap_in_use_bytes": s.guard.resident(),
+            "resident_bytes": resident_bytes(),
             "over_soft_limit": s.guard.over(),
         },
         "buffer_bytes": s.store.buffered_bytes(),
@@ -212,6 +213,12 @@ pub(super) async fn prometheus(State(s): State<Arc<ApiState>>) -> Response {
         "gauge",
         "Resident memory of the server process.",
         resident_bytes(),
+    );
+    e.one(
+        "ophion_heap_in_use_bytes",
+        "gauge",
+        "Heap bytes in use (what the memory guard compares with its soft limit).",
+        s.guard.resident(),
     );
     e.one(
         "ophion_buffer_bytes",

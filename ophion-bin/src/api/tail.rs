@@ -59,4 +59,8 @@ impl TelemetrySink for TailSink {
         }
         Ok(())
     }
+
+    fn admit(&self) -> Result<(), SinkError> {
+        self.inner.admit()
+    }
 }

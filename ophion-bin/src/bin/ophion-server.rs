@@ -2,7 +2,7 @@
 //! Everything after flag parsing is `ophion_bin::server`.
 
 #[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOC: ophion_bin::alloc::Counting = ophion_bin::alloc::Counting::new();
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
