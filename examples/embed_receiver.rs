@@ -71,26 +71,13 @@ async fn main() -> anyhow::Result<()> {
     let server = tokio::spawn(bound.serve(async {
         let _ = rx.await;
     }));
-    // Send one OTLP/JSON request to ourselves over plain TCP.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_nanos();
-    let body = format!(
-        r#"{{"resourceSpans":[{{"resource":{{"attributes":[{{"key":"service.name","value":{{"stringValue":"checkout"}}}}]}},"scopeSpans":[{{"spans":[{{"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174","name":"GET /cart","kind":2,"startTimeUnixNano":"{now}","endTimeUnixNano":"{now}"}}]}}]}}]}}"#
-    );
-    let request = format!(
-        "POST /v1/traces HTTP/1.1\r\nHost: {http}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let mut stream = tokio::net::TcpStream::connect(http).await?;
-    stream.write_all(request.as_bytes()).await?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await?;
-    anyhow::ensure!(
-        response.starts_with("HTTP/1.1 200"),
-        "unexpected answer: {response}"
-    );
+    // Send one OTLP/JSON request to ourselves.
+    ophion_examples::post_json(
+        http,
+        "/v1/traces",
+        &ophion_examples::one_span_json("checkout", "GET /cart")?,
+    )
+    .await?;
     let _ = tx.send(());
     server.await??;
     Ok(())

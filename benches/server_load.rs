@@ -1,0 +1,364 @@
+//! Load generator against a running `ophion-server`: replays pre-built OTLP
+//! batches over gRPC, HTTP/protobuf and HTTP/JSON and reports spans/s and
+//! the server's CPU microseconds per span (from `/proc/PID/stat`), its idle
+//! resident memory, and the time from an acknowledged export to the span
+//! being returned by a query. The server runs on core 0 and the generator on
+//! core 1 (`taskset`), with the WAL fsync on (the default).
+//!
+//! Run (full): `cargo build --release -p ophion-bin && cargo bench -p ophion-benches --bench server_load -- --spans 2000000`
+//! Options: `--server PATH` (default: `ophion-server` next to this
+//! binary's directory), `--spans N` per transport, `--concurrency C`.
+//! CI runs a smoke pass with the debug server (`cargo test --all-targets`).
+//! Results: docs/benchmarks.md.
+
+use std::{
+    io::BufRead as _,
+    path::PathBuf,
+    process::{Command, Stdio},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, trace_service_client::TraceServiceClient,
+};
+use ophion_core::testing::Generator;
+use prost::Message as _;
+
+struct Args {
+    server: PathBuf,
+    spans: usize,
+    concurrency: usize,
+}
+
+fn args() -> Args {
+    let exe = std::env::current_exe().expect("exe");
+    // target/<profile>/deps/server_load-* -> target/<profile>/ophion-server,
+    // preferring the release build.
+    let profile_dir = exe.parent().and_then(|p| p.parent()).expect("target dir");
+    let release = profile_dir
+        .parent()
+        .map(|t| t.join("release/ophion-server"));
+    let mut a = Args {
+        server: release
+            .filter(|p| p.exists())
+            .unwrap_or_else(|| profile_dir.join("ophion-server")),
+        spans: 20_000,
+        concurrency: 8,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(k) = it.next() {
+        match k.as_str() {
+            "--server" => a.server = it.next().map(PathBuf::from).unwrap_or(a.server),
+            "--spans" => a.spans = it.next().and_then(|v| v.parse().ok()).unwrap_or(a.spans),
+            "--concurrency" => {
+                a.concurrency = it
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(a.concurrency)
+            }
+            _ => {} // cargo passes --bench
+        }
+    }
+    a
+}
+
+/// CPU seconds (user + system) of a process.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses.
+    let rest = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of stat, 12 and 13 after ")".
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos() as u64
+}
+
+fn spans_in(r: &ExportTraceServiceRequest) -> usize {
+    r.resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .map(|s| s.spans.len())
+        .sum()
+}
+
+/// A pre-built batch: the request, its protobuf and OTLP/JSON encodings,
+/// and its span count.
+type Batch = (ExportTraceServiceRequest, Vec<u8>, Vec<u8>, usize);
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Transport {
+    Grpc,
+    HttpProto,
+    HttpJson,
+}
+
+struct Result_ {
+    transport: Transport,
+    spans: usize,
+    wall: Duration,
+    server_cpu: f64,
+}
+
+async fn drive(
+    transport: Transport,
+    batches: Arc<Vec<Batch>>,
+    total_spans: usize,
+    concurrency: usize,
+    grpc: String,
+    http: String,
+    pid: u32,
+) -> Result_ {
+    let per_batch = batches[0].3;
+    let requests = total_spans.div_ceil(per_batch);
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let cpu0 = cpu_secs(pid);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (batches, next, grpc, http) = (
+            Arc::clone(&batches),
+            Arc::clone(&next),
+            grpc.clone(),
+            http.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut client = TraceServiceClient::connect(grpc)
+                .await
+                .expect("grpc connect");
+            let web = reqwest::Client::new();
+            let mut sent = 0;
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= requests {
+                    return sent;
+                }
+                let (req, proto, json, n) = &batches[i % batches.len()];
+                loop {
+                    let ok = match transport {
+                        Transport::Grpc => client.export(req.clone()).await.is_ok(),
+                        Transport::HttpProto | Transport::HttpJson => {
+                            let (ct, body) = if transport == Transport::HttpProto {
+                                ("application/x-protobuf", proto.clone())
+                            } else {
+                                ("application/json", json.clone())
+                            };
+                            web.post(format!("{http}/v1/traces"))
+                                .header("content-type", ct)
+                                .body(body)
+                                .send()
+                                .await
+                                .is_ok_and(|r| r.status().is_success())
+                        }
+                    };
+                    if ok {
+                        break;
+                    }
+                    // Refused (overload): honour a short back-off and retry.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                sent += n;
+            }
+        }));
+    }
+    let mut spans = 0;
+    for t in tasks {
+        spans += t.await.expect("sender");
+    }
+    Result_ {
+        transport,
+        spans,
+        wall: started.elapsed(),
+        server_cpu: cpu_secs(pid) - cpu0,
+    }
+}
+
+fn main() {
+    let a = args();
+    // Generator threads on core 1; the server goes on core 0.
+    let _ = Command::new("taskset")
+        .args(["-acp", "1", &std::process::id().to_string()])
+        .stdout(Stdio::null())
+        .status();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(run(a));
+}
+
+async fn run(a: Args) {
+    let dir = tempfile::tempdir().expect("tmp");
+    println!(
+        "# server load benchmark: {} spans per transport, concurrency {}, server {}",
+        a.spans,
+        a.concurrency,
+        a.server.display()
+    );
+    let mut child = Command::new("taskset")
+        .args(["-c", "0"])
+        .arg(&a.server)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .args([
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--otlp-http-addr",
+            "127.0.0.1:0",
+            "--api-addr",
+            "127.0.0.1:0",
+        ])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the server (build it first: cargo build --release -p ophion-bin)");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("listening line");
+    let v: serde_json::Value = serde_json::from_str(&line).expect("json");
+    let pid = child.id();
+    let grpc = format!("http://{}", v["grpc"].as_str().expect("grpc"));
+    let http = format!("http://{}", v["otlp_http"].as_str().expect("http"));
+    let api = format!("http://{}", v["api"].as_str().expect("api"));
+
+    // Idle memory, after start-up settles.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let idle = rss_mib(pid);
+
+    // Pre-built batches of about 1,000 spans: the request, its protobuf and
+    // its OTLP/JSON encodings.
+    let t0 = now_ns() - 300_000_000_000;
+    let batches: Vec<_> = (0..32)
+        .map(|i| {
+            let req = Generator::new(1000 + i, t0).traces(1000);
+            let proto = req.encode_to_vec();
+            let json = serde_json::to_vec(&req).expect("otlp json");
+            let n = spans_in(&req);
+            (req, proto, json, n)
+        })
+        .collect();
+    let proto_bytes: usize = batches.iter().map(|b| b.1.len()).sum();
+    let spans_per: usize = batches.iter().map(|b| b.3).sum();
+    println!(
+        "batches: {} of about {} spans, {:.0} bytes/span as protobuf",
+        batches.len(),
+        spans_per / batches.len(),
+        proto_bytes as f64 / spans_per as f64
+    );
+    let batches = Arc::new(batches);
+    let mut results = Vec::new();
+    for t in [Transport::Grpc, Transport::HttpProto, Transport::HttpJson] {
+        let r = drive(
+            t,
+            Arc::clone(&batches),
+            a.spans,
+            a.concurrency,
+            grpc.clone(),
+            http.clone(),
+            pid,
+        )
+        .await;
+        println!(
+            "{:?}: {} spans in {:.2} s = {:.0} spans/s; server CPU {:.2} s = {:.2} µs/span ({:.0} spans per server CPU-second)",
+            r.transport,
+            r.spans,
+            r.wall.as_secs_f64(),
+            r.spans as f64 / r.wall.as_secs_f64(),
+            r.server_cpu,
+            r.server_cpu * 1e6 / r.spans as f64,
+            r.spans as f64 / r.server_cpu.max(1e-9)
+        );
+        results.push(r);
+    }
+
+    // Acknowledged -> queryable: one new trace at a time.
+    let web = reqwest::Client::new();
+    let mut delays = Vec::new();
+    let mut probe_spans = 0;
+    for i in 0..20u64 {
+        let mut req = Generator::new(5000 + i, now_ns() - 1_000_000_000).traces(1);
+        let id = {
+            let s = &mut req.resource_spans[0].scope_spans[0].spans[0];
+            s.trace_id = (0..16).map(|b| (b as u8) ^ (i as u8) ^ 0x5a).collect();
+            s.trace_id.clone()
+        };
+        probe_spans += spans_in(&req);
+        let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+        let r = web
+            .post(format!("{http}/v1/traces"))
+            .header("content-type", "application/x-protobuf")
+            .body(req.encode_to_vec())
+            .send()
+            .await
+            .expect("export");
+        assert!(r.status().is_success());
+        let acked = Instant::now();
+        loop {
+            let v: serde_json::Value = web
+                .post(format!("{api}/api/v1/query"))
+                .json(&serde_json::json!({"sql": format!("SELECT count(*) FROM spans WHERE trace_id = '{hex}'")}))
+                .send()
+                .await
+                .expect("query")
+                .json()
+                .await
+                .expect("json");
+            if v["rows"][0][0].as_u64().unwrap_or(0) > 0 {
+                delays.push(acked.elapsed());
+                break;
+            }
+            assert!(
+                acked.elapsed() < Duration::from_secs(10),
+                "not queryable after 10 s"
+            );
+        }
+    }
+    delays.sort();
+    let median = delays[delays.len() / 2];
+    println!(
+        "idle RSS {idle:.1} MiB; acknowledged -> queryable: median {:.1} ms, max {:.1} ms (20 traces; includes one query round trip)",
+        median.as_secs_f64() * 1e3,
+        delays.last().map_or(0.0, |d| d.as_secs_f64() * 1e3)
+    );
+    let total: usize = results.iter().map(|r| r.spans).sum();
+    let v: serde_json::Value = web
+        .post(format!("{api}/api/v1/query"))
+        .json(&serde_json::json!({"sql": "SELECT count(*) FROM spans"}))
+        .send()
+        .await
+        .expect("query")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        v["rows"][0][0].as_u64(),
+        Some((total + probe_spans) as u64),
+        "every acknowledged span is stored"
+    );
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    let _ = child.wait();
+}
