@@ -17,7 +17,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::{
     ApiError, ApiState, Params, attribute_filter, hex_id, json as to_json, text,
-    time::RangeParams,
+    time::resolve,
     traces::{fold_promoted, ts_text},
 };
 
@@ -96,17 +96,10 @@ pub(super) async fn search(
     State(s): State<Arc<ApiState>>,
     Query(q): Query<LogParams>,
 ) -> Result<Json<Value>, ApiError> {
-    let range = RangeParams {
-        from: q.from.clone(),
-        to: q.to.clone(),
-    }
-    .resolve()?;
+    let range = resolve(q.from.as_deref(), q.to.as_deref())?;
     let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
     let buckets = q.buckets.unwrap_or(60).clamp(1, 1000) as i64;
-    let mut p = Params::default();
-    let [from, to] = range.params();
-    p.filter("timestamp >= $from", "from", from)
-        .filter("timestamp < $to", "to", to);
+    let mut p = range.filter("timestamp");
     q.filters(&mut p)?;
     let where_ = p.conditions();
     let rows = s

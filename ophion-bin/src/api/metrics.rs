@@ -23,8 +23,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{
-    ApiError, ApiState, Params, attribute_key, json as to_json, text,
-    time::{RangeParams, duration_ns},
+    ApiError, ApiState, attribute_key, json as to_json, text,
+    time::{RangeParams, duration_ns, resolve},
     traces::ts_text,
 };
 
@@ -33,10 +33,7 @@ pub(super) async fn list(
     Query(q): Query<RangeParams>,
 ) -> Result<Json<Value>, ApiError> {
     let range = q.resolve()?;
-    let mut p = Params::default();
-    let [from, to] = range.params();
-    p.filter("timestamp >= $from", "from", from)
-        .filter("timestamp < $to", "to", to);
+    let p = range.filter("timestamp");
     let sql = format!(
         "SELECT metric_name AS name, metric_type AS type, max(metric_unit) AS unit, \
          max(metric_description) AS description, count(*) AS points, \
@@ -180,11 +177,7 @@ pub(super) async fn query(
     State(s): State<Arc<ApiState>>,
     Query(q): Query<SeriesParams>,
 ) -> Result<Json<Value>, ApiError> {
-    let range = RangeParams {
-        from: q.from.clone(),
-        to: q.to.clone(),
-    }
-    .resolve()?;
+    let range = resolve(q.from.as_deref(), q.to.as_deref())?;
     let agg = Agg::parse(q.aggregation.as_deref().unwrap_or("avg"))?;
     let step = match &q.step {
         Some(v) => duration_ns(v)
@@ -207,11 +200,8 @@ pub(super) async fn query(
         .filter(|k| !k.is_empty())
         .map(attribute_key)
         .collect::<Result<_, _>>()?;
-    let mut p = Params::default();
-    let [from, to] = range.params();
-    p.filter("timestamp >= $from", "from", from)
-        .filter("timestamp < $to", "to", to)
-        .filter("metric_name = $name", "name", text(&q.name));
+    let mut p = range.filter("timestamp");
+    p.filter("metric_name = $name", "name", text(&q.name));
     if let Some(v) = &q.service {
         p.filter("service_name = $service", "service", text(v));
     }

@@ -15,7 +15,7 @@ use axum::{
 use serde_json::{Value, json};
 
 use super::{
-    ApiError, ApiState, Params, json as to_json, text,
+    ApiError, ApiState, json as to_json, text,
     time::{Range, RangeParams},
     traces::ts_text,
 };
@@ -47,20 +47,12 @@ fn rates(rows: &mut [serde_json::Map<String, Value>], range: &Range) {
     }
 }
 
-fn range_params(range: &Range) -> Params {
-    let mut p = Params::default();
-    let [from, to] = range.params();
-    p.filter("start_time >= $from", "from", from)
-        .filter("start_time < $to", "to", to);
-    p
-}
-
 pub(super) async fn list(
     State(s): State<Arc<ApiState>>,
     Query(q): Query<RangeParams>,
 ) -> Result<Json<Value>, ApiError> {
     let range = q.resolve()?;
-    let p = range_params(&range);
+    let p = range.filter("start_time");
     let sql = format!(
         "SELECT service_name AS name, {} FROM spans WHERE {} AND {ENTRY} \
          GROUP BY service_name ORDER BY service_name",
@@ -83,7 +75,7 @@ pub(super) async fn operations(
     Query(q): Query<RangeParams>,
 ) -> Result<Json<Value>, ApiError> {
     let range = q.resolve()?;
-    let mut p = range_params(&range);
+    let mut p = range.filter("start_time");
     p.filter("service_name = $service", "service", text(&name));
     let sql = format!(
         "SELECT name, kind, {} FROM spans WHERE {} \
@@ -107,13 +99,12 @@ pub(super) async fn graph(
     Query(q): Query<RangeParams>,
 ) -> Result<Json<Value>, ApiError> {
     let range = q.resolve()?;
-    let [from, to] = range.params();
-    let mut p = Params::default();
-    p.bind("from", from).bind("to", to);
+    let p = range.filter("start_time");
     // An edge is a span whose parent belongs to another service; its
     // latency is the child's duration (the callee's view of the call).
-    let sql = "WITH s AS (SELECT trace_id, span_id, parent_span_id, service_name, status_code, duration_ns \
-                 FROM spans WHERE start_time >= $from AND start_time < $to) \
+    let sql = format!(
+        "WITH s AS (SELECT trace_id, span_id, parent_span_id, service_name, status_code, duration_ns \
+                 FROM spans WHERE {}) \
                SELECT p.service_name AS caller, c.service_name AS callee, count(*) AS calls, \
                  sum(CASE WHEN c.status_code = 'error' THEN 1 ELSE 0 END) AS errors, \
                  approx_percentile_cont(c.duration_ns, 0.5) AS p50_ns, \
@@ -121,8 +112,10 @@ pub(super) async fn graph(
                  approx_percentile_cont(c.duration_ns, 0.99) AS p99_ns \
                FROM s c JOIN s p ON c.trace_id = p.trace_id AND c.parent_span_id = p.span_id \
                WHERE c.service_name <> p.service_name \
-               GROUP BY p.service_name, c.service_name ORDER BY caller, callee";
-    let out = s.sql(sql, &p).await?;
+               GROUP BY p.service_name, c.service_name ORDER BY caller, callee",
+        p.conditions()
+    );
+    let out = s.sql(&sql, &p).await?;
     let edges = to_json::objects(&out.batches);
     let mut nodes: Vec<&str> = edges
         .iter()

@@ -5,7 +5,7 @@
 use datafusion::common::ScalarValue;
 use serde::Deserialize;
 
-use super::ApiError;
+use super::{ApiError, Params};
 
 /// `from` / `to` as sent.
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -69,20 +69,25 @@ fn instant(text: &str, now: i64) -> Result<i64, ApiError> {
 impl RangeParams {
     /// The range, defaulting to the hour before `to` (itself defaulting to now).
     pub(super) fn resolve(&self) -> Result<Range, ApiError> {
-        let now = now_ns();
-        let to = match &self.to {
-            Some(t) => instant(t, now)?,
-            None => now,
-        };
-        let from = match &self.from {
-            Some(f) => instant(f, now)?,
-            None => to - HOUR_NS,
-        };
-        if from >= to {
-            return Err(ApiError::bad_request("`from` must be before `to`"));
-        }
-        Ok(Range { from, to })
+        resolve(self.from.as_deref(), self.to.as_deref())
     }
+}
+
+/// `from` and `to` as sent, resolved; see [`RangeParams::resolve`].
+pub(super) fn resolve(from: Option<&str>, to: Option<&str>) -> Result<Range, ApiError> {
+    let now = now_ns();
+    let to = match to {
+        Some(t) => instant(t, now)?,
+        None => now,
+    };
+    let from = match from {
+        Some(f) => instant(f, now)?,
+        None => to - HOUR_NS,
+    };
+    if from >= to {
+        return Err(ApiError::bad_request("`from` must be before `to`"));
+    }
+    Ok(Range { from, to })
 }
 
 impl Range {
@@ -91,9 +96,13 @@ impl Range {
         (self.to - self.from) as f64 / 1e9
     }
 
-    /// The bounds as SQL parameters (UTC timestamps).
-    pub(super) fn params(&self) -> [ScalarValue; 2] {
-        [ts(self.from), ts(self.to)]
+    /// `$from` and `$to` bound to the range, with the conditions
+    /// `column >= $from AND column < $to`.
+    pub(super) fn filter(&self, column: &str) -> Params {
+        let mut p = Params::default();
+        p.filter(&format!("{column} >= $from"), "from", ts(self.from))
+            .filter(&format!("{column} < $to"), "to", ts(self.to));
+        p
     }
 }
 

@@ -15,7 +15,7 @@ use serde_json::{Map, Value, json};
 
 use super::{
     ApiError, ApiState, Params, attribute_filter, hex_id, json as to_json, text,
-    time::{RangeParams, duration_ns, ts},
+    time::{duration_ns, resolve, ts},
 };
 
 const HOUR_NS: i64 = 3_600_000_000_000;
@@ -148,16 +148,9 @@ pub(super) async fn search(
     State(s): State<Arc<ApiState>>,
     Query(q): Query<SearchParams>,
 ) -> Result<Json<Value>, ApiError> {
-    let range = RangeParams {
-        from: q.from.clone(),
-        to: q.to.clone(),
-    }
-    .resolve()?;
+    let range = resolve(q.from.as_deref(), q.to.as_deref())?;
     let limit = q.limit.unwrap_or(20).clamp(1, 1000);
-    let mut p = Params::default();
-    let [from, to] = range.params();
-    p.filter("start_time >= $from", "from", from)
-        .filter("start_time < $to", "to", to);
+    let mut p = range.filter("start_time");
     if let Some(v) = &q.service {
         p.filter("service_name = $service", "service", text(v));
     }
