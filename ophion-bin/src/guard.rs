@@ -37,25 +37,25 @@ pub fn resident_bytes() -> u64 {
     pages * 4096
 }
 
-/// A sink in front of another that refuses writes while resident memory is
-/// above `soft_limit`. Memory is sampled by a background task every 50 ms,
+/// A sink in front of another that refuses writes while the memory of
+/// [`guarded_bytes`] is above `soft_limit`. Memory is sampled by a background task every 50 ms,
 /// so a write costs one atomic load.
 #[derive(Debug)]
 pub struct MemoryGuard {
     inner: Arc<dyn TelemetrySink>,
     soft_limit: Option<u64>,
-    resident: Arc<AtomicU64>,
+    used: Arc<AtomicU64>,
     refused: AtomicU64,
 }
 
 impl MemoryGuard {
     /// Guards `inner`; `soft_limit: None` passes everything through.
     pub fn new(inner: Arc<dyn TelemetrySink>, soft_limit: Option<u64>) -> Arc<Self> {
-        let resident = Arc::new(AtomicU64::new(guarded_bytes()));
+        let used = Arc::new(AtomicU64::new(guarded_bytes()));
         let guard = Arc::new(Self {
             inner,
             soft_limit,
-            resident: Arc::clone(&resident),
+            used: Arc::clone(&used),
             refused: AtomicU64::new(0),
         });
         let weak = Arc::downgrade(&guard);
@@ -67,15 +67,15 @@ impl MemoryGuard {
                 if weak.strong_count() == 0 {
                     return;
                 }
-                resident.store(guarded_bytes(), Relaxed);
+                used.store(guarded_bytes(), Relaxed);
             }
         });
         guard
     }
 
     /// Guarded bytes (heap in use) at the last sample.
-    pub fn resident(&self) -> u64 {
-        self.resident.load(Relaxed)
+    pub fn used(&self) -> u64 {
+        self.used.load(Relaxed)
     }
 
     /// Writes refused because memory was above the soft limit.
@@ -85,7 +85,7 @@ impl MemoryGuard {
 
     /// Whether memory is above the soft limit now.
     pub fn over(&self) -> bool {
-        self.soft_limit.is_some_and(|l| self.resident() > l)
+        self.soft_limit.is_some_and(|l| self.used() > l)
     }
 }
 
@@ -98,14 +98,14 @@ impl TelemetrySink for MemoryGuard {
 
     fn admit(&self) -> Result<(), SinkError> {
         if let Some(limit) = self.soft_limit {
-            let resident = self.resident();
-            if resident > limit {
+            let used = self.used();
+            if used > limit {
                 self.refused.fetch_add(1, Relaxed);
                 return Err(SinkError::Overloaded {
                     retry_after: Duration::from_secs(1),
                     reason: format!(
                         "server memory {} MiB is above its soft limit of {} MiB",
-                        resident >> 20,
+                        used >> 20,
                         limit >> 20
                     ),
                 });

@@ -110,6 +110,12 @@ impl Server {
             otlp_http: receiver.http_addr(),
             api: api.local_addr().map_err(ServerError::Serve)?,
         };
+        tracing::info!(
+            grpc = %addresses.grpc,
+            otlp_http = %addresses.otlp_http,
+            api = %addresses.api,
+            "ophion-server listening"
+        );
         Ok(Self {
             addresses,
             receiver,
@@ -195,8 +201,5 @@ pub async fn run(
     config: ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    let server = Server::bind(config).await?;
-    let a = server.addresses();
-    tracing::info!(grpc = %a.grpc, otlp_http = %a.otlp_http, api = %a.api, "ophion-server listening");
-    server.serve(shutdown).await
+    Server::bind(config).await?.serve(shutdown).await
 }

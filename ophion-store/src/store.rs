@@ -210,13 +210,7 @@ impl Store {
         {
             let mut b = lock(&inner.buffer);
             if b.bytes() + size > inner.config.buffer.max_bytes {
-                inner.stats.writes_refused.fetch_add(1, Relaxed);
-                inner.wake.notify_one();
-                return Err(Error::Backpressure(format!(
-                    "write buffer full ({} of {} bytes waiting for storage)",
-                    b.bytes(),
-                    inner.config.buffer.max_bytes
-                )));
+                return Err(buffer_full(inner, b.bytes()));
             }
             b.reserved_bytes += size;
         }
@@ -291,6 +285,17 @@ pub(crate) fn buffered(inner: &Inner, tenant: &TenantId, signal: Signal) -> Vec<
     lock(&inner.buffer).batches(tenant, signal)
 }
 
+/// Counts a write refused because `buffered` bytes fill the budget, wakes
+/// the snapshot task, and says so retryably.
+fn buffer_full(inner: &Inner, buffered: usize) -> Error {
+    inner.stats.writes_refused.fetch_add(1, Relaxed);
+    inner.wake.notify_one();
+    Error::Backpressure(format!(
+        "write buffer full ({buffered} of {} bytes waiting for storage)",
+        inner.config.buffer.max_bytes
+    ))
+}
+
 /// Budget held by a write between its check and its arrival in the buffer.
 struct Reservation<'a> {
     inner: &'a Inner,
@@ -342,13 +347,7 @@ impl TelemetrySink for Store {
         let inner = &self.inner;
         let buffered = lock(&inner.buffer).bytes();
         if buffered >= inner.config.buffer.max_bytes {
-            inner.stats.writes_refused.fetch_add(1, Relaxed);
-            inner.wake.notify_one();
-            return Err(Error::Backpressure(format!(
-                "write buffer full ({buffered} of {} bytes waiting for storage)",
-                inner.config.buffer.max_bytes
-            ))
-            .into_sink_error());
+            return Err(buffer_full(inner, buffered).into_sink_error());
         }
         Ok(())
     }

@@ -63,7 +63,7 @@ pub(super) async fn status(State(s): State<Arc<ApiState>>) -> Json<serde_json::V
         "uptime_secs": s.started.elapsed().as_secs(),
         "ready": s.ready.load(Relaxed),
         "memory": {
-            "heap_in_use_bytes": s.guard.resident(),
+            "heap_in_use_bytes": s.guard.used(),
             "resident_bytes": resident_bytes(),
             "over_soft_limit": s.guard.over(),
         },
@@ -218,7 +218,7 @@ pub(super) async fn prometheus(State(s): State<Arc<ApiState>>) -> Response {
         "ophion_heap_in_use_bytes",
         "gauge",
         "Heap bytes in use (what the memory guard compares with its soft limit).",
-        s.guard.resident(),
+        s.guard.used(),
     );
     e.one(
         "ophion_buffer_bytes",

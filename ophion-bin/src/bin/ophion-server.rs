@@ -75,7 +75,6 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         let server = server::Server::bind(config).await?;
         let a = server.addresses();
-        tracing::info!(grpc = %a.grpc, otlp_http = %a.otlp_http, api = %a.api, "ophion-server listening");
         // One line on standard output for scripts and tests: where we listen.
         println!(
             "{}",
