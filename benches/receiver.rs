@@ -11,7 +11,10 @@ use opentelemetry_proto::tonic::collector::{
     logs::v1::ExportLogsServiceRequest, metrics::v1::ExportMetricsServiceRequest,
     trace::v1::ExportTraceServiceRequest,
 };
-use ophion_core::{Signal, testing::Generator};
+use ophion_core::{
+    Signal,
+    testing::{Generator, span_count},
+};
 use ophion_receiver::{Limits, convert::TimeWindow, convert_decoded, decode};
 use prost::Message as _;
 
@@ -51,12 +54,7 @@ fn bench_signal<M: prost::Message + Default>(
 fn receiver(c: &mut Criterion) {
     let mut generator = Generator::new(1, T0);
     let traces = generator.traces(512);
-    let n = traces
-        .resource_spans
-        .iter()
-        .flat_map(|r| &r.scope_spans)
-        .map(|s| s.spans.len())
-        .sum::<usize>();
+    let n = span_count(&traces);
     bench_signal::<ExportTraceServiceRequest>(c, Signal::Traces, traces.encode_to_vec(), n as u64);
     let logs = generator.logs(512);
     bench_signal::<ExportLogsServiceRequest>(c, Signal::Logs, logs.encode_to_vec(), 512);

@@ -22,7 +22,7 @@ use std::{
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, trace_service_client::TraceServiceClient,
 };
-use ophion_core::testing::Generator;
+use ophion_core::testing::{Generator, span_count};
 use prost::Message as _;
 
 struct Args {
@@ -93,12 +93,19 @@ fn now_ns() -> u64 {
         .as_nanos() as u64
 }
 
-fn spans_in(r: &ExportTraceServiceRequest) -> usize {
-    r.resource_spans
-        .iter()
-        .flat_map(|r| &r.scope_spans)
-        .map(|s| s.spans.len())
-        .sum()
+/// The single number a `SELECT count(*) ...` answers through the API
+/// (0 when the answer holds none).
+async fn count(web: &reqwest::Client, api: &str, sql: &str) -> u64 {
+    let v: serde_json::Value = web
+        .post(format!("{api}/api/v1/query"))
+        .json(&serde_json::json!({ "sql": sql }))
+        .send()
+        .await
+        .expect("query")
+        .json()
+        .await
+        .expect("json");
+    v["rows"][0][0].as_u64().unwrap_or(0)
 }
 
 /// A pre-built batch: the request, its protobuf and OTLP/JSON encodings,
@@ -255,7 +262,7 @@ async fn run(a: Args) {
             let req = Generator::new(1000 + i, t0).traces(1000);
             let proto = req.encode_to_vec();
             let json = serde_json::to_vec(&req).expect("otlp json");
-            let n = spans_in(&req);
+            let n = span_count(&req);
             (req, proto, json, n)
         })
         .collect();
@@ -304,7 +311,7 @@ async fn run(a: Args) {
             s.trace_id = (0..16).map(|b| (b as u8) ^ (i as u8) ^ 0x5a).collect();
             s.trace_id.clone()
         };
-        probe_spans += spans_in(&req);
+        probe_spans += span_count(&req);
         let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
         let r = web
             .post(format!("{http}/v1/traces"))
@@ -316,16 +323,8 @@ async fn run(a: Args) {
         assert!(r.status().is_success());
         let acked = Instant::now();
         loop {
-            let v: serde_json::Value = web
-                .post(format!("{api}/api/v1/query"))
-                .json(&serde_json::json!({"sql": format!("SELECT count(*) FROM spans WHERE trace_id = '{hex}'")}))
-                .send()
-                .await
-                .expect("query")
-                .json()
-                .await
-                .expect("json");
-            if v["rows"][0][0].as_u64().unwrap_or(0) > 0 {
+            let sql = format!("SELECT count(*) FROM spans WHERE trace_id = '{hex}'");
+            if count(&web, &api, &sql).await > 0 {
                 delays.push(acked.elapsed());
                 break;
             }
@@ -343,18 +342,9 @@ async fn run(a: Args) {
         delays.last().map_or(0.0, |d| d.as_secs_f64() * 1e3)
     );
     let total: usize = results.iter().map(|r| r.spans).sum();
-    let v: serde_json::Value = web
-        .post(format!("{api}/api/v1/query"))
-        .json(&serde_json::json!({"sql": "SELECT count(*) FROM spans"}))
-        .send()
-        .await
-        .expect("query")
-        .json()
-        .await
-        .expect("json");
     assert_eq!(
-        v["rows"][0][0].as_u64(),
-        Some((total + probe_spans) as u64),
+        count(&web, &api, "SELECT count(*) FROM spans").await,
+        (total + probe_spans) as u64,
         "every acknowledged span is stored"
     );
     let _ = Command::new("kill")

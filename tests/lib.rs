@@ -235,3 +235,31 @@ pub fn struct_list_at(b: &RecordBatch, col: &str, row: usize) -> arrow_array::St
         .as_list::<i32>();
     c.value(row).as_struct().clone()
 }
+
+/// The Python interpreter of the test venv (`OPHION_PYTHON`, set by
+/// `scripts/test`).
+pub fn python() -> String {
+    std::env::var("OPHION_PYTHON").unwrap_or_else(|_| {
+        panic!("OPHION_PYTHON is not set: run scripts/test, which creates the venv with the OpenTelemetry SDK")
+    })
+}
+
+/// Runs `python/send.py`: the Python OpenTelemetry SDK exports traces,
+/// metrics and logs over `transport` (`grpc` to `HOST:PORT`, `http` to a
+/// base URL) and prints what it sent, returned here.
+pub async fn send_with_python_sdk(transport: &str, target: String) -> serde_json::Value {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/python/send.py");
+    let out = tokio::process::Command::new(python())
+        .arg(script)
+        .arg(transport)
+        .arg(target)
+        .output()
+        .await
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "python SDK failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("json from send.py")
+}

@@ -15,7 +15,7 @@ use std::{
 };
 
 use common::*;
-use ophion_core::testing::Generator;
+use ophion_core::testing::{Generator, span_count};
 use prost::Message as _;
 
 /// The server's configured memory limit. Its debug build keeps up to about
@@ -56,13 +56,7 @@ async fn overload_is_refused_retryably_within_the_memory_limit_and_recovers() {
     let bodies: Vec<(Vec<u8>, u64)> = (0..16)
         .map(|i| {
             let req = Generator::new(100 + i, t0).traces(2000);
-            let n: usize = req
-                .resource_spans
-                .iter()
-                .flat_map(|r| &r.scope_spans)
-                .map(|s| s.spans.len())
-                .sum();
-            (req.encode_to_vec(), n as u64)
+            (req.encode_to_vec(), span_count(&req) as u64)
         })
         .collect();
     let bodies = Arc::new(bodies);
@@ -80,10 +74,9 @@ async fn overload_is_refused_retryably_within_the_memory_limit_and_recovers() {
             }
         })
     };
-    let url = format!("{}/v1/traces", server.otlp_http);
     let mut senders = Vec::new();
     for w in 0..24 {
-        let (http, url, bodies) = (http.clone(), url.clone(), Arc::clone(&bodies));
+        let (http, otlp, bodies) = (http.clone(), server.otlp_http.clone(), Arc::clone(&bodies));
         let (stop, accepted, refused) = (
             Arc::clone(&stop),
             Arc::clone(&accepted),
@@ -95,13 +88,7 @@ async fn overload_is_refused_retryably_within_the_memory_limit_and_recovers() {
             while !stop.load(Relaxed) {
                 let (body, n) = &bodies[i % bodies.len()];
                 i += 1;
-                let r = http
-                    .post(&url)
-                    .header("content-type", "application/x-protobuf")
-                    .body(body.clone())
-                    .send()
-                    .await
-                    .expect("the server answers under load");
+                let r = post_otlp(&http, &otlp, "/v1/traces", body.clone()).await;
                 match r.status().as_u16() {
                     200 => {
                         accepted.fetch_add(*n, Relaxed);
@@ -185,13 +172,7 @@ async fn overload_is_refused_retryably_within_the_memory_limit_and_recovers() {
     let recovered = Instant::now();
     let (body, n) = &bodies[0];
     loop {
-        let r = http
-            .post(&url)
-            .header("content-type", "application/x-protobuf")
-            .body(body.clone())
-            .send()
-            .await
-            .expect("send");
+        let r = post_otlp(&http, &server.otlp_http, "/v1/traces", body.clone()).await;
         if r.status() == 200 {
             accepted.fetch_add(*n, Relaxed);
             break;

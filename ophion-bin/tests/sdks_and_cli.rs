@@ -15,23 +15,6 @@ use opentelemetry_otlp::{SpanExporter, WithExportConfig as _};
 use opentelemetry_sdk::{Resource, trace::SdkTracerProvider};
 use serde_json::Value;
 
-async fn python_send(transport: &str, target: String) -> Value {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/python/send.py");
-    let out = tokio::process::Command::new(python())
-        .arg(script)
-        .arg(transport)
-        .arg(target)
-        .output()
-        .await
-        .expect("run python");
-    assert!(
-        out.status.success(),
-        "python SDK failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("json from send.py")
-}
-
 async fn check_python(http: &reqwest::Client, server: &Server, sent: &Value) {
     let service = sent["service"].as_str().expect("service");
     let trace = sent["trace_id"].as_str().expect("trace id");
@@ -177,7 +160,7 @@ async fn sdks_in_api_out_and_the_cli() {
         } else {
             server.otlp_http.clone()
         };
-        let sent = python_send(transport, target).await;
+        let sent = ophion_tests::send_with_python_sdk(transport, target).await;
         check_python(&http, &server, &sent).await;
     }
 

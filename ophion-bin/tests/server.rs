@@ -563,14 +563,8 @@ async fn check_query(http: &reqwest::Client, server: &Server, sent: &Sent3) {
             "not_read_only",
         ),
     ] {
-        let r = http
-            .post(format!("{}/api/v1/query", server.api))
-            .json(&serde_json::json!({ "sql": sql }))
-            .send()
-            .await
-            .expect("query");
-        assert_eq!(r.status().as_u16(), status, "{sql}");
-        let v: Value = r.json().await.expect("json");
+        let (got, v) = query(http, server, sql).await;
+        assert_eq!(got, status, "{sql}");
         assert_eq!(v["error"]["code"], code, "{sql}: {v}");
         assert!(!v["error"]["message"].as_str().expect("message").is_empty());
     }

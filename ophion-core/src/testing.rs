@@ -658,6 +658,15 @@ pub fn now_ns() -> u64 {
     u64::try_from(crate::SystemClock.now_nanos()).unwrap_or(0)
 }
 
+/// How many spans a request holds.
+pub fn span_count(req: &ExportTraceServiceRequest) -> usize {
+    req.resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .map(|s| s.spans.len())
+        .sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -667,12 +676,7 @@ mod tests {
         let a = Generator::new(7, 1_700_000_000_000_000_000).traces(100);
         let b = Generator::new(7, 1_700_000_000_000_000_000).traces(100);
         assert_eq!(a, b);
-        let spans: usize = a
-            .resource_spans
-            .iter()
-            .flat_map(|r| &r.scope_spans)
-            .map(|s| s.spans.len())
-            .sum();
+        let spans = span_count(&a);
         assert!((100..120).contains(&spans), "{spans}");
     }
 }

@@ -7,29 +7,6 @@ use std::time::Duration;
 use ophion_core::Signal;
 use ophion_tests::*;
 
-fn python() -> String {
-    std::env::var("OPHION_PYTHON").unwrap_or_else(|_| {
-        panic!("OPHION_PYTHON is not set: run scripts/test, which creates the venv with the OpenTelemetry SDK")
-    })
-}
-
-async fn send(transport: &str, target: String) -> serde_json::Value {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/python/send.py");
-    let out = tokio::process::Command::new(python())
-        .arg(script)
-        .arg(transport)
-        .arg(target)
-        .output()
-        .await
-        .expect("run python");
-    assert!(
-        out.status.success(),
-        "python SDK failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("json from send.py")
-}
-
 async fn check(transport: &str) {
     let h = Harness::start().await;
     let target = if transport == "grpc" {
@@ -37,7 +14,7 @@ async fn check(transport: &str) {
     } else {
         h.http_url()
     };
-    let sent = send(transport, target).await;
+    let sent = send_with_python_sdk(transport, target).await;
     let service = sent["service"].as_str().expect("service");
 
     let b = h

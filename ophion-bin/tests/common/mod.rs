@@ -130,6 +130,22 @@ pub fn client() -> reqwest::Client {
         .expect("client")
 }
 
+/// POSTs an encoded OTLP protobuf body to `{otlp_http}{path}` and returns
+/// the answer, whatever its status (the request itself must go through).
+pub async fn post_otlp(
+    http: &reqwest::Client,
+    otlp_http: &str,
+    path: &str,
+    body: Vec<u8>,
+) -> reqwest::Response {
+    http.post(format!("{otlp_http}{path}"))
+        .header("content-type", "application/x-protobuf")
+        .body(body)
+        .send()
+        .await
+        .expect("the server answers")
+}
+
 /// POSTs an OTLP protobuf message; the server must accept all of it.
 pub async fn export(
     http: &reqwest::Client,
@@ -137,13 +153,7 @@ pub async fn export(
     path: &str,
     msg: &impl prost::Message,
 ) {
-    let r = http
-        .post(format!("{}{path}", server.otlp_http))
-        .header("content-type", "application/x-protobuf")
-        .body(msg.encode_to_vec())
-        .send()
-        .await
-        .expect("export");
+    let r = post_otlp(http, &server.otlp_http, path, msg.encode_to_vec()).await;
     assert_eq!(r.status(), 200, "{path}: {:?}", r.text().await);
 }
 
@@ -176,16 +186,22 @@ pub async fn get_ok(
     v
 }
 
-/// Runs SQL through the API; returns the rows.
-pub async fn sql(http: &reqwest::Client, server: &Server, sql: &str) -> Vec<Value> {
+/// POSTs SQL to the query API; returns the status and the JSON answer.
+pub async fn query(http: &reqwest::Client, server: &Server, sql: &str) -> (u16, Value) {
     let r = http
         .post(format!("{}/api/v1/query", server.api))
         .json(&serde_json::json!({ "sql": sql }))
         .send()
         .await
         .expect("query");
-    assert_eq!(r.status(), 200, "{sql}");
-    let v: Value = r.json().await.expect("json");
+    let status = r.status().as_u16();
+    (status, r.json().await.expect("json"))
+}
+
+/// Runs SQL through the API; returns the rows.
+pub async fn sql(http: &reqwest::Client, server: &Server, sql: &str) -> Vec<Value> {
+    let (status, v) = query(http, server, sql).await;
+    assert_eq!(status, 200, "{sql}");
     v["rows"].as_array().cloned().unwrap_or_default()
 }
 
@@ -211,11 +227,4 @@ pub fn close_percentile(sorted: &[i64], q: f64, got: f64) -> bool {
     let lo = sorted[rank.saturating_sub(2)] as f64;
     let hi = sorted[(rank + 2).min(n - 1)] as f64;
     got >= lo * 0.99 && got <= hi * 1.01
-}
-
-/// The Python interpreter of the test venv.
-pub fn python() -> String {
-    std::env::var("OPHION_PYTHON").unwrap_or_else(|_| {
-        panic!("OPHION_PYTHON is not set: run scripts/test, which creates the venv with the OpenTelemetry SDK")
-    })
 }
