@@ -73,7 +73,6 @@ pub struct Server {
     receiver: ophion_receiver::BoundReceiver,
     api: TcpListener,
     state: Arc<ApiState>,
-    store: Store,
 }
 
 impl Server {
@@ -87,7 +86,7 @@ impl Server {
             .config(config.receiver.clone())
             .build()?;
         let state = Arc::new(ApiState {
-            store: store.clone(),
+            store,
             receiver: receiver.clone(),
             guard,
             tail,
@@ -121,7 +120,6 @@ impl Server {
             receiver,
             api,
             state,
-            store,
         })
     }
 
@@ -160,7 +158,7 @@ impl Server {
         tokio::select! {
             r = &mut serving => {
                 // Serving ended without a shutdown request: an error.
-                let flushed = finish(&self.store).await;
+                let flushed = finish(&self.state.store).await;
                 return r.and(flushed);
             }
             _ = stopping.wait_for(|s| *s) => {}
@@ -170,7 +168,7 @@ impl Server {
         if tokio::time::timeout(DRAIN, &mut serving).await.is_err() {
             tracing::warn!("connections still open after {DRAIN:?}; closing them");
         }
-        finish(&self.store).await
+        finish(&self.state.store).await
     }
 }
 
