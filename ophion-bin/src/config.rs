@@ -48,11 +48,12 @@ impl Default for ServerConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MemoryConfig {
-    /// Resident memory the server aims to stay under, in bytes (default
-    /// 1 GiB). 0 turns the guard off.
+    /// The server's memory budget, in bytes (default 1 GiB). 0 turns the
+    /// guard off.
     pub limit_bytes: u64,
-    /// Percentage of `limit_bytes` above which ingestion is refused with
-    /// retryable errors while queries keep working (default 80).
+    /// Percentage of `limit_bytes` the heap in use (see [`crate::guard`])
+    /// may reach before ingestion is refused with retryable errors while
+    /// queries keep working (default 80).
     pub soft_limit_percent: u8,
 }
 
