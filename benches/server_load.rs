@@ -1,6 +1,8 @@
 //! Load generator against a running `ophion-server`: replays pre-built OTLP
 //! batches over gRPC, HTTP/protobuf and HTTP/JSON and reports spans/s and
-//! the server's CPU microseconds per span (from `/proc/PID/stat`), its idle
+//! the server's CPU microseconds per span (from `/proc/PID/stat`, counted
+//! until the server is idle again, so snapshots and compaction the load
+//! caused are included), its idle
 //! resident memory, and the time from an acknowledged export to the span
 //! being returned by a query. The server runs on core 0 and the generator on
 //! core 1 (`taskset`), with the WAL fsync on (the default).
@@ -123,6 +125,9 @@ struct Result_ {
     transport: Transport,
     spans: usize,
     wall: Duration,
+    /// Server CPU while the generator was sending.
+    sending_cpu: f64,
+    /// The same plus the background work left behind, until idle.
     server_cpu: f64,
 }
 
@@ -191,12 +196,41 @@ async fn drive(
     for t in tasks {
         spans += t.await.expect("sender");
     }
+    let wall = started.elapsed();
+    let sending = cpu_secs(pid) - cpu0;
+    // Work the load left behind (snapshots, compaction) is counted too:
+    // wait until the server has been idle (under 4% of a core) for 0.5 s.
+    let mut last = cpu_secs(pid);
+    for _ in 0..240 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = cpu_secs(pid);
+        if now - last < 0.02 {
+            break;
+        }
+        last = now;
+    }
     Result_ {
         transport,
         spans,
-        wall: started.elapsed(),
-        server_cpu: cpu_secs(pid) - cpu0,
+        wall,
+        sending_cpu: sending,
+        server_cpu: last - cpu0,
     }
+}
+
+/// A counter from the server's Prometheus `/metrics`.
+async fn prometheus(web: &reqwest::Client, api: &str, name: &str) -> f64 {
+    let text = web
+        .get(format!("{api}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
 }
 
 fn main() {
@@ -287,15 +321,19 @@ async fn run(a: Args) {
             pid,
         )
         .await;
+        let web = reqwest::Client::new();
         println!(
-            "{:?}: {} spans in {:.2} s = {:.0} spans/s; server CPU {:.2} s = {:.2} µs/span ({:.0} spans per server CPU-second)",
+            "{:?}: {} spans in {:.2} s = {:.0} spans/s; server CPU {:.2} s while sending, {:.2} s until idle = {:.2} µs/span ({:.0} spans per server CPU-second); Parquet files so far: {} written, {} compacted",
             r.transport,
             r.spans,
             r.wall.as_secs_f64(),
             r.spans as f64 / r.wall.as_secs_f64(),
+            r.sending_cpu,
             r.server_cpu,
             r.server_cpu * 1e6 / r.spans as f64,
-            r.spans as f64 / r.server_cpu.max(1e-9)
+            r.spans as f64 / r.server_cpu.max(1e-9),
+            prometheus(&web, &api, "ophion_parquet_files_written_total").await,
+            prometheus(&web, &api, "ophion_parquet_files_compacted_total").await,
         );
         results.push(r);
     }

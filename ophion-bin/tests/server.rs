@@ -624,6 +624,7 @@ async fn check_ops(http: &reqwest::Client, server: &Server, sent: &Sent3) {
     assert!(sample("ophion_resident_memory_bytes") > 0.0);
     assert!(text.contains("ophion_refused_requests_total{reason=\"bad_data\"}"));
     assert!(text.contains("# TYPE ophion_flush_seconds histogram"));
+    assert!(text.contains("# TYPE ophion_parquet_files_compacted_total counter"));
     let _ = &sent.traces;
 }
 

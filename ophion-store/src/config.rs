@@ -213,6 +213,11 @@ pub struct CompactionConfig {
     /// Target size of a merged file (default 64 MiB): merges take runs of
     /// snapshot files up to about this size.
     pub small_file_bytes: u64,
+    /// Snapshot files at least this large (default 4 MiB) are kept as
+    /// written. Under sustained load every snapshot is this large, and
+    /// rewriting it would cost about as much CPU as ingesting its rows again
+    /// for almost no gain in size or query speed.
+    pub keep_file_bytes: u64,
 }
 
 impl Default for CompactionConfig {
@@ -221,6 +226,7 @@ impl Default for CompactionConfig {
             enabled: true,
             min_files: 4,
             small_file_bytes: 64 << 20,
+            keep_file_bytes: 4 << 20,
         }
     }
 }

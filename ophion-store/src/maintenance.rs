@@ -44,17 +44,18 @@ impl Store {
         let _one = inner.maintenance.lock().await;
         delete_retired(inner).await;
         let cfg = &inner.config.compaction;
-        // Only files written by snapshots are merged, once: a compacted file
-        // is final, so no row is rewritten twice. A partition is merged when
-        // its hour is over (no more rows are coming) or it already holds a
-        // small file's worth of snapshots.
+        // Only small files written by snapshots are merged, once: a
+        // compacted file is final, so no row is rewritten twice, and a large
+        // snapshot is final as written. A partition is merged when its hour
+        // is over (no more rows are coming) or it already holds a small
+        // file's worth of snapshots.
         let closed_before = inner
             .clock
             .now_nanos()
             .saturating_sub(HOUR_NS + 10 * 60 * 1_000_000_000);
         let mut groups: HashMap<(TenantId, Signal, String), Vec<Arc<FileMeta>>> = HashMap::new();
         for f in inner.catalog.all() {
-            if f.level == 0 {
+            if f.level == 0 && f.bytes < cfg.keep_file_bytes {
                 let dir = f
                     .path
                     .rsplit_once('/')

@@ -279,6 +279,12 @@ pub(super) async fn prometheus(State(s): State<Arc<ApiState>>) -> Response {
         st.files_written.load(Relaxed),
     );
     e.one(
+        "ophion_parquet_files_compacted_total",
+        "counter",
+        "Small Parquet files merged away by compaction.",
+        st.files_compacted.load(Relaxed),
+    );
+    e.one(
         "ophion_parquet_bytes",
         "gauge",
         "Bytes of published Parquet files.",

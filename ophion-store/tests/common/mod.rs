@@ -64,6 +64,7 @@ pub async fn all(config: &Config) {
     aggregates_match_an_independent_computation(config).await;
     damaged_log_tails_are_skipped_and_counted(config).await;
     compaction_merges_small_files_without_changing_results(config).await;
+    compaction_keeps_large_snapshot_files(config).await;
     retention_drops_old_files_by_age_and_size(config).await;
     derived_end_time_reads_back(config).await;
     promoted_keys_are_reachable_through_the_map(config).await;
@@ -442,6 +443,51 @@ pub async fn compaction_merges_small_files_without_changing_results(config: &Con
         total,
         "catalog survives restart"
     );
+}
+
+/// Large snapshot files are final as written: compaction merges the small
+/// ones around them and leaves the large ones, byte for byte, in place.
+pub async fn compaction_keeps_large_snapshot_files(config: &Config) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let t = TenantId::default();
+    let store = Store::open(config(dir.path())).await.expect("open");
+    let mut total = 0;
+    for seed in 0..4 {
+        let (b, _) = spans(300 + seed, 60);
+        total += b.num_rows() as i64;
+        store.write(&t, b).await.expect("write");
+        store.flush().await.expect("flush");
+    }
+    let small: Vec<_> = store.files();
+    let (b, _) = spans(310, 3000);
+    total += b.num_rows() as i64;
+    store.write(&t, b).await.expect("write");
+    store.flush().await.expect("flush");
+    let large: Vec<_> = store
+        .files()
+        .into_iter()
+        .filter(|f| !small.iter().any(|s| s.path == f.path))
+        .collect();
+    let threshold = large.iter().map(|f| f.bytes).min().expect("a large file");
+    assert!(small.iter().all(|f| f.bytes < threshold), "the test's premise");
+    drop(store);
+
+    let mut cfg = config(dir.path());
+    cfg.compaction.keep_file_bytes = threshold;
+    let store = Store::open(cfg).await.expect("reopen");
+    let merged = store.compact().await.expect("compact");
+    assert_eq!(merged, small.len(), "every small file is merged");
+    let after = store.files();
+    for f in &large {
+        let kept = after.iter().find(|a| a.path == f.path);
+        assert!(
+            kept.is_some_and(|k| k.bytes == f.bytes && k.level == 0),
+            "{} is kept as written",
+            f.path
+        );
+    }
+    assert!(after.iter().all(|f| !small.iter().any(|s| s.path == f.path)));
+    assert_eq!(count(&store, &t, "SELECT count(*) FROM spans").await, total);
 }
 
 pub async fn retention_drops_old_files_by_age_and_size(config: &Config) {
