@@ -20,6 +20,8 @@ use serde::{Deserialize, Serialize};
 pub struct ServerConfig {
     /// The query API, health and metrics endpoints (default `127.0.0.1:8080`).
     pub api_addr: SocketAddr,
+    /// Sign-in sessions.
+    pub auth: crate::auth::AuthConfig,
     /// Process memory budget.
     pub memory: MemoryConfig,
     /// Log output.
@@ -36,6 +38,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             api_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            auth: Default::default(),
             memory: MemoryConfig::default(),
             log: LogConfig::default(),
             receiver: ReceiverConfig::default(),

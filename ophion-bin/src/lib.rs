@@ -6,6 +6,9 @@
 //!   in front of the store, and the API on 8080. `server::run(config,
 //!   shutdown)` is everything the binary does after parsing flags.
 //! - [`api`]: the HTTP API (`/api/v1/*`, `/healthz`, `/readyz`, `/metrics`).
+//! - [`auth`]: users, sessions (argon2id passwords, HS256 access tokens,
+//!   one-time refresh tokens), roles and the permission table, tenants,
+//!   and the hash-chained audit log, over the store's metadata database.
 //! - [`config`]: configuration layers (defaults < TOML < `OPHION_*` < flags).
 //! - [`guard`]: the process memory guard in front of the store, and
 //!   [`alloc`]: the counting allocator it reads.
@@ -16,6 +19,7 @@
 
 pub mod alloc;
 pub mod api;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod guard;

@@ -19,13 +19,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use ophion_core::TenantId;
 use ophion_receiver::OtlpReceiver;
 use ophion_store::Store;
 use tokio::net::TcpListener;
 
 use crate::{
     api::{self, ApiState, tail},
+    auth::Auth,
     config::ServerConfig,
     guard::MemoryGuard,
 };
@@ -53,6 +53,9 @@ pub enum ServerError {
     /// Serving the API failed.
     #[error("api: {0}")]
     Serve(std::io::Error),
+    /// Users and sessions could not be set up (token secret, first admin).
+    #[error("auth: {0}")]
+    Auth(#[from] crate::auth::AuthError),
 }
 
 /// The addresses actually bound (port 0 in the configuration picks one).
@@ -85,12 +88,26 @@ impl Server {
         let receiver = OtlpReceiver::builder(sink)
             .config(config.receiver.clone())
             .build()?;
+        let auth = Auth::open(
+            store.metadata().clone(),
+            config.auth.clone(),
+            std::thread::available_parallelism().map_or(1, |n| n.get()),
+        )
+        .await?;
+        let admin_password = std::env::var("OPHION_ADMIN_PASSWORD").ok();
+        if let Some(generated) = auth.bootstrap(admin_password).await? {
+            tracing::warn!(
+                username = "admin",
+                password = %generated,
+                "first start: created user admin with this generated password; it is shown once, change it with `ophion passwd`"
+            );
+        }
         let state = Arc::new(ApiState {
             store,
+            auth: Arc::new(auth),
             receiver: receiver.clone(),
             guard,
             tail,
-            tenant: TenantId::default(),
             ready: AtomicBool::new(true),
             queries: Default::default(),
             client_errors: Default::default(),
@@ -145,7 +162,11 @@ impl Server {
             let _ = rx.wait_for(|stop| *stop).await;
         };
         let app = api::router(Arc::clone(&self.state));
-        let api = axum::serve(self.api, app).with_graceful_shutdown(wait(stop_rx.clone()));
+        let api = axum::serve(
+            self.api,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(wait(stop_rx.clone()));
         let receiver = self.receiver.serve(wait(stop_rx.clone()));
         let serving = async move {
             let (a, r) = tokio::join!(async move { api.await }, receiver);

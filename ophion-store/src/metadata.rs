@@ -117,6 +117,24 @@ const MIGRATIONS: &[&str] = &[
     );
     INSERT INTO wal_state (id, persisted_before_segment) VALUES (1, 0);
     "#,
+    // 2: sessions: server secrets, refresh tokens, revoked access tokens.
+    r#"
+    CREATE TABLE settings (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    CREATE TABLE refresh_tokens (
+        token_hash TEXT PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        token_version INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        used INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE revoked_tokens (
+        jti TEXT PRIMARY KEY,
+        expires_at INTEGER NOT NULL
+    );
+    "#,
 ];
 
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;

@@ -1,6 +1,7 @@
 //! `GET /api/v1/logs` (search, newest first, with a count histogram) and
 //! `GET /api/v1/logs/tail` (live, as server-sent events).
 
+use crate::auth::Principal;
 use std::{convert::Infallible, sync::Arc, time::Duration};
 
 use arrow_array::RecordBatch;
@@ -94,6 +95,7 @@ impl LogParams {
 
 pub(super) async fn search(
     State(s): State<Arc<ApiState>>,
+    who: Principal,
     Query(q): Query<LogParams>,
 ) -> Result<Json<Value>, ApiError> {
     let range = resolve(q.from.as_deref(), q.to.as_deref())?;
@@ -104,6 +106,7 @@ pub(super) async fn search(
     let where_ = p.conditions();
     let rows = s
         .sql(
+            &who.tenant,
             &format!(
                 "SELECT *, CAST(timestamp AS BIGINT) AS timestamp_unix_nano FROM logs \
                  WHERE {where_} ORDER BY timestamp DESC LIMIT {limit}"
@@ -117,6 +120,7 @@ pub(super) async fn search(
         .bind("width", ScalarValue::Int64(Some(width)));
     let hist = s
         .sql(
+            &who.tenant,
             &format!(
                 "SELECT (CAST(timestamp AS BIGINT) - $from_ns) / $width AS bucket, count(*) AS n \
                  FROM logs WHERE {where_} GROUP BY 1 ORDER BY 1"
@@ -197,11 +201,12 @@ fn records(batch: &RecordBatch, filter: &TailFilter) -> Vec<Map<String, Value>> 
 
 pub(super) async fn tail(
     State(s): State<Arc<ApiState>>,
+    who: Principal,
     Query(q): Query<LogParams>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let filter = TailFilter::new(&q)?;
     let rx = s.tail.subscribe();
-    let tenant = s.tenant.clone();
+    let tenant = who.tenant.clone();
     let stream = futures::stream::unfold(
         (rx, filter, tenant, Vec::<Event>::new()),
         |(mut rx, filter, tenant, mut pending)| async move {

@@ -13,6 +13,7 @@
 //!   interpolated linearly inside its bucket, as Prometheus'
 //!   `histogram_quantile` does.
 
+use crate::auth::Principal;
 use std::{collections::BTreeMap, sync::Arc};
 
 use axum::{
@@ -30,6 +31,7 @@ use super::{
 
 pub(super) async fn list(
     State(s): State<Arc<ApiState>>,
+    who: Principal,
     Query(q): Query<RangeParams>,
 ) -> Result<Json<Value>, ApiError> {
     let range = q.resolve()?;
@@ -41,7 +43,7 @@ pub(super) async fn list(
          FROM metrics WHERE {} GROUP BY metric_name, metric_type ORDER BY metric_name",
         p.conditions()
     );
-    let out = s.sql(&sql, &p).await?;
+    let out = s.sql(&who.tenant, &sql, &p).await?;
     Ok(Json(json!({
         "metrics": to_json::objects(&out.batches),
         "from": ts_text(range.from),
@@ -175,6 +177,7 @@ pub(crate) fn histogram_quantile(q: f64, bounds: &[f64], counts: &[f64]) -> Opti
 
 pub(super) async fn query(
     State(s): State<Arc<ApiState>>,
+    who: Principal,
     Query(q): Query<SeriesParams>,
 ) -> Result<Json<Value>, ApiError> {
     let range = resolve(q.from.as_deref(), q.to.as_deref())?;
@@ -216,7 +219,7 @@ pub(super) async fn query(
          FROM metrics WHERE {} ORDER BY timestamp",
         p.conditions()
     );
-    let out = s.sql(&sql, &p).await?;
+    let out = s.sql(&who.tenant, &sql, &p).await?;
     let rows = to_json::objects(&out.batches);
     let Some(kind) = rows
         .first()

@@ -6,6 +6,7 @@
 //! the matching HTTP status; messages say what went wrong in the caller's
 //! terms, never a stack trace or SQL internals.
 
+mod access;
 pub mod json;
 mod logs;
 mod metrics;
@@ -15,6 +16,7 @@ mod services;
 pub mod tail;
 mod time;
 mod traces;
+mod users;
 
 use std::{
     sync::{
@@ -28,7 +30,7 @@ use axum::{
     Json, Router,
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
-    routing::{get, post},
+    routing::{get, patch, post},
 };
 use datafusion::common::ScalarValue;
 use ophion_core::TenantId;
@@ -50,8 +52,8 @@ pub struct ApiState {
     pub guard: Arc<MemoryGuard>,
     /// Live log records for `/api/v1/logs/tail`.
     pub tail: tail::LogTail,
-    /// Tenant of API requests (one tenant until users and keys arrive).
-    pub tenant: TenantId,
+    /// Users, sessions, the audit log.
+    pub auth: Arc<crate::auth::Auth>,
     /// False once shutdown has begun: `/readyz` answers 503.
     pub ready: AtomicBool,
     /// API queries run and their latency.
@@ -68,8 +70,9 @@ pub struct ApiState {
 const OPENAPI: &str = include_str!("openapi.json");
 
 /// The paths the router serves under `/api/v1` (a test checks the OpenAPI
-/// document describes each one).
-pub const PATHS: [&str; 13] = [
+/// document describes each one, and that each route has an entry in the
+/// permission table, [`crate::auth::rbac::ROUTES`]).
+pub const PATHS: [&str; 23] = [
     "/api/v1/openapi.json",
     "/api/v1/query",
     "/api/v1/traces",
@@ -83,9 +86,20 @@ pub const PATHS: [&str; 13] = [
     "/api/v1/metrics/query",
     "/api/v1/status",
     "/api/v1/version",
+    "/api/v1/auth/login",
+    "/api/v1/auth/refresh",
+    "/api/v1/auth/logout",
+    "/api/v1/auth/password",
+    "/api/v1/auth/me",
+    "/api/v1/users",
+    "/api/v1/users/{id}",
+    "/api/v1/audit",
+    "/api/v1/audit/verify",
+    "/api/v1/tenants",
 ];
 
-/// The API and operations routes.
+/// The API and operations routes. Every request passes the permission
+/// check ([`access`]) after routing.
 pub fn router(state: Arc<ApiState>) -> Router {
     Router::new()
         .route("/healthz", get(ops::healthz))
@@ -104,6 +118,20 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route(PATHS[10], get(metrics::query))
         .route(PATHS[11], get(ops::status))
         .route(PATHS[12], get(ops::version))
+        .route(PATHS[13], post(users::login))
+        .route(PATHS[14], post(users::refresh))
+        .route(PATHS[15], post(users::logout))
+        .route(PATHS[16], post(users::change_password))
+        .route(PATHS[17], get(users::me))
+        .route(PATHS[18], get(users::list_users).post(users::create_user))
+        .route(PATHS[19], patch(users::update_user))
+        .route(PATHS[20], get(users::audit_log))
+        .route(PATHS[21], get(users::audit_verify))
+        .route(PATHS[22], post(users::create_tenant))
+        .route_layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            access::authorize,
+        ))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state),
@@ -280,12 +308,18 @@ impl From<ophion_store::Error> for ApiError {
 }
 
 impl ApiState {
-    /// Runs an internal query with bound parameters, counted with the rest.
-    pub async fn sql(&self, sql: &str, params: &Params) -> Result<QueryOutput, ApiError> {
+    /// Runs an internal query for `tenant` with bound parameters, counted
+    /// with the rest.
+    pub async fn sql(
+        &self,
+        tenant: &TenantId,
+        sql: &str,
+        params: &Params,
+    ) -> Result<QueryOutput, ApiError> {
         let started = Instant::now();
         let out = self
             .store
-            .sql_with_params(&self.tenant, sql, params.0.clone())
+            .sql_with_params(tenant, sql, params.0.clone())
             .await;
         self.queries.observe(started.elapsed());
         Ok(out?)
@@ -315,5 +349,25 @@ mod tests {
             super::PATHS.len(),
             "openapi.json lists a path the router lacks"
         );
+    }
+
+    #[test]
+    fn every_route_has_a_permission_and_every_permission_a_route() {
+        use crate::auth::rbac::ROUTES;
+        let doc: serde_json::Value = serde_json::from_str(super::OPENAPI).expect("valid JSON");
+        for p in super::PATHS {
+            assert!(
+                ROUTES.iter().any(|(_, path, _)| *path == p),
+                "{p} has no entry in the permission table"
+            );
+        }
+        for (method, path, _) in ROUTES {
+            let described = doc["paths"][*path][method.to_lowercase()].is_object();
+            let operational = ["/healthz", "/readyz", "/metrics"].contains(path);
+            assert!(
+                described || operational,
+                "{method} {path} is in the permission table but not in openapi.json"
+            );
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! CSV (`Accept: text/csv`) or an Arrow IPC stream
 //! (`Accept: application/vnd.apache.arrow.stream`).
 
+use crate::auth::Principal;
 use std::{sync::Arc, time::Instant};
 
 use arrow_array::{ArrayRef, RecordBatch, StringArray};
@@ -29,6 +30,7 @@ pub(super) const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
 
 pub(super) async fn run(
     State(s): State<Arc<ApiState>>,
+    who: Principal,
     headers: HeaderMap,
     body: Result<Json<QueryRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
@@ -39,7 +41,7 @@ pub(super) async fn run(
         ))
     })?;
     let started = Instant::now();
-    let out = s.store.sql(&s.tenant, &req.sql).await;
+    let out = s.store.sql(&who.tenant, &req.sql).await;
     s.queries.observe(started.elapsed());
     let out = out?;
     let accept = headers

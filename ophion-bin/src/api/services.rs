@@ -6,6 +6,7 @@
 //! Rates are per second over the range; latencies are approximate
 //! percentiles (t-digest) of the entry spans' durations in nanoseconds.
 
+use crate::auth::Principal;
 use std::sync::Arc;
 
 use axum::{
@@ -49,6 +50,7 @@ fn rates(rows: &mut [serde_json::Map<String, Value>], range: &Range) {
 
 pub(super) async fn list(
     State(s): State<Arc<ApiState>>,
+    who: Principal,
     Query(q): Query<RangeParams>,
 ) -> Result<Json<Value>, ApiError> {
     let range = q.resolve()?;
@@ -59,7 +61,7 @@ pub(super) async fn list(
         latency_columns(),
         p.conditions()
     );
-    let out = s.sql(&sql, &p).await?;
+    let out = s.sql(&who.tenant, &sql, &p).await?;
     let mut services = to_json::objects(&out.batches);
     rates(&mut services, &range);
     Ok(Json(json!({
@@ -71,6 +73,7 @@ pub(super) async fn list(
 
 pub(super) async fn operations(
     State(s): State<Arc<ApiState>>,
+    who: Principal,
     Path(name): Path<String>,
     Query(q): Query<RangeParams>,
 ) -> Result<Json<Value>, ApiError> {
@@ -83,7 +86,7 @@ pub(super) async fn operations(
         latency_columns(),
         p.conditions()
     );
-    let out = s.sql(&sql, &p).await?;
+    let out = s.sql(&who.tenant, &sql, &p).await?;
     let mut ops = to_json::objects(&out.batches);
     rates(&mut ops, &range);
     Ok(Json(json!({
@@ -96,6 +99,7 @@ pub(super) async fn operations(
 
 pub(super) async fn graph(
     State(s): State<Arc<ApiState>>,
+    who: Principal,
     Query(q): Query<RangeParams>,
 ) -> Result<Json<Value>, ApiError> {
     let range = q.resolve()?;
@@ -115,7 +119,7 @@ pub(super) async fn graph(
                GROUP BY p.service_name, c.service_name ORDER BY caller, callee",
         p.conditions()
     );
-    let out = s.sql(&sql, &p).await?;
+    let out = s.sql(&who.tenant, &sql, &p).await?;
     let edges = to_json::objects(&out.batches);
     let mut nodes: Vec<&str> = edges
         .iter()

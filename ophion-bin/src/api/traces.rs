@@ -1,6 +1,7 @@
 //! `GET /api/v1/traces/{trace_id}` (every span and the trace's logs) and
 //! `GET /api/v1/traces` (search).
 
+use crate::auth::Principal;
 use std::sync::Arc;
 
 use axum::{
@@ -48,12 +49,14 @@ pub(super) fn fold_promoted(row: &mut Map<String, Value>) {
 
 pub(super) async fn get(
     State(s): State<Arc<ApiState>>,
+    who: Principal,
     Path(trace_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     // Validated to 32 hex digits, so it can be written into the SQL.
     let id = hex_id(&trace_id, 16, "trace id")?;
     let spans = s
         .sql(
+            &who.tenant,
             &format!(
                 "SELECT *, CAST(start_time AS BIGINT) AS start_time_unix_nano, \
                  CAST(end_time AS BIGINT) AS end_time_unix_nano \
@@ -73,6 +76,7 @@ pub(super) async fn get(
     }
     let logs = s
         .sql(
+            &who.tenant,
             &format!(
                 "SELECT *, CAST(timestamp AS BIGINT) AS timestamp_unix_nano \
                  FROM logs WHERE trace_id = '{id}' ORDER BY timestamp"
@@ -146,6 +150,7 @@ pub(super) struct SearchParams {
 
 pub(super) async fn search(
     State(s): State<Arc<ApiState>>,
+    who: Principal,
     Query(q): Query<SearchParams>,
 ) -> Result<Json<Value>, ApiError> {
     let range = resolve(q.from.as_deref(), q.to.as_deref())?;
@@ -207,7 +212,7 @@ pub(super) async fn search(
          GROUP BY s.trace_id ORDER BY latest DESC",
         p.conditions()
     );
-    let out = s.sql(&sql, &p).await?;
+    let out = s.sql(&who.tenant, &sql, &p).await?;
     let mut traces = to_json::objects(&out.batches);
     for t in &mut traces {
         t.remove("latest");

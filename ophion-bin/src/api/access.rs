@@ -1,0 +1,151 @@
+//! Authentication and authorization of API requests: the permission table
+//! ([`crate::auth::rbac::ROUTES`]) decides what each route needs; a bearer
+//! access token says who is asking. Handlers take the [`Principal`], whose
+//! tenant scopes everything they read.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use axum::{
+    extract::{ConnectInfo, FromRequestParts, MatchedPath, Request, State},
+    http::{HeaderValue, StatusCode, header, request::Parts},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+use ophion_core::TenantId;
+
+use super::{ApiError, ApiState};
+use crate::auth::{AuthError, Permission, Principal, audit, rbac};
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Unauthenticated(m) => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", m)
+            }
+            AuthError::Invalid(m) => ApiError::bad_request(m),
+            AuthError::NotFound(m) => ApiError::new(StatusCode::NOT_FOUND, "not_found", m),
+            AuthError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
+            e => {
+                tracing::error!(error = %e, "auth failed");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "internal error; the server log has details",
+                )
+            }
+        }
+    }
+}
+
+/// The bearer token of `Authorization: Bearer <token>`.
+pub(super) fn bearer(parts: &axum::http::HeaderMap) -> Option<&str> {
+    let v = parts.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+/// The client's address, as the connection shows it.
+pub(super) fn source(req: &Request) -> String {
+    address(req.extensions())
+}
+
+fn address(ext: &axum::http::Extensions) -> String {
+    ext.get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+        .unwrap_or_default()
+}
+
+/// The client's address, for handlers (empty when unknown).
+#[derive(Debug, Clone)]
+pub(super) struct Client(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Client {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Client(address(&parts.extensions)))
+    }
+}
+
+fn unauthenticated(message: String) -> Response {
+    let mut r = ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", message).into_response();
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"ophion\""),
+    );
+    r
+}
+
+/// The middleware: looks the route up in the permission table,
+/// authenticates the caller unless the route is public, checks the role,
+/// and hands the principal to the handler. Denials are audited.
+pub(super) async fn authorize(
+    State(s): State<Arc<ApiState>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let Some(path): Option<String> = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+    else {
+        return next.run(req).await; // no route: the fallback answers 404
+    };
+    let method = req.method().as_str().to_owned();
+    let Some(perm) = rbac::permission(&method, &path) else {
+        if rbac::ROUTES.iter().any(|(_, p, _)| *p == path.as_str()) {
+            return next.run(req).await; // the router answers 405
+        }
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "this route has no entry in the permission table",
+        )
+        .into_response();
+    };
+    if perm == Permission::Public {
+        return next.run(req).await;
+    }
+    let Some(token) = bearer(req.headers()) else {
+        return unauthenticated("sign in first: Authorization: Bearer <token>".into());
+    };
+    let principal = match s.auth.authenticate(token).await {
+        Ok(p) => p,
+        Err(AuthError::Unauthenticated(m)) => return unauthenticated(m),
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    if !perm.allows(principal.role, principal.tenant == TenantId::default()) {
+        s.auth
+            .audit(audit::Event {
+                tenant: principal.tenant.as_str().to_owned(),
+                actor: principal.username.clone(),
+                action: "permission_denied",
+                target: format!("{method} {path}"),
+                source: source(&req),
+                outcome: "denied",
+                detail: format!("role {} lacks {perm:?}", principal.role.as_str()),
+            })
+            .await;
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("your role ({}) may not do this", principal.role.as_str()),
+        )
+        .into_response();
+    }
+    req.extensions_mut().insert(principal);
+    next.run(req).await
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts.extensions.get::<Principal>().cloned().ok_or_else(|| {
+            ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "sign in first")
+        })
+    }
+}
