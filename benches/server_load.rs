@@ -97,9 +97,10 @@ fn now_ns() -> u64 {
 
 /// The single number a `SELECT count(*) ...` answers through the API
 /// (0 when the answer holds none).
-async fn count(web: &reqwest::Client, api: &str, sql: &str) -> u64 {
+async fn count(web: &reqwest::Client, api: &str, token: &str, sql: &str) -> u64 {
     let v: serde_json::Value = web
         .post(format!("{api}/api/v1/query"))
+        .bearer_auth(token)
         .json(&serde_json::json!({ "sql": sql }))
         .send()
         .await
@@ -109,6 +110,9 @@ async fn count(web: &reqwest::Client, api: &str, sql: &str) -> u64 {
         .expect("json");
     v["rows"][0][0].as_u64().unwrap_or(0)
 }
+
+/// The first admin's password in the benchmark's server.
+const ADMIN_PASSWORD: &str = "bench-admin-password";
 
 /// A pre-built batch: the request, its protobuf and OTLP/JSON encodings,
 /// and its span count.
@@ -270,6 +274,7 @@ async fn run(a: Args) {
             "127.0.0.1:0",
         ])
         .env("RUST_LOG", "warn")
+        .env("OPHION_ADMIN_PASSWORD", ADMIN_PASSWORD)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -283,6 +288,16 @@ async fn run(a: Args) {
     let grpc = format!("http://{}", v["grpc"].as_str().expect("grpc"));
     let http = format!("http://{}", v["otlp_http"].as_str().expect("http"));
     let api = format!("http://{}", v["api"].as_str().expect("api"));
+    let login: serde_json::Value = reqwest::Client::new()
+        .post(format!("{api}/api/v1/auth/login"))
+        .json(&serde_json::json!({"username": "admin", "password": ADMIN_PASSWORD}))
+        .send()
+        .await
+        .expect("login")
+        .json()
+        .await
+        .expect("login answer");
+    let token = login["token"].as_str().expect("token").to_owned();
 
     // Idle memory, after start-up settles.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -362,7 +377,7 @@ async fn run(a: Args) {
         let acked = Instant::now();
         loop {
             let sql = format!("SELECT count(*) FROM spans WHERE trace_id = '{hex}'");
-            if count(&web, &api, &sql).await > 0 {
+            if count(&web, &api, &token, &sql).await > 0 {
                 delays.push(acked.elapsed());
                 break;
             }
@@ -381,7 +396,7 @@ async fn run(a: Args) {
     );
     let total: usize = results.iter().map(|r| r.spans).sum();
     assert_eq!(
-        count(&web, &api, "SELECT count(*) FROM spans").await,
+        count(&web, &api, &token, "SELECT count(*) FROM spans").await,
         (total + probe_spans) as u64,
         "every acknowledged span is stored"
     );

@@ -22,6 +22,9 @@ pub struct Cli {
         global = true
     )]
     pub server: String,
+    /// Access token; default: the one `ophion login` saved.
+    #[arg(long, env = "OPHION_TOKEN", global = true, hide_env_values = true)]
+    pub token: Option<String>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -51,6 +54,69 @@ pub enum Command {
     },
     /// Server status: version, uptime, memory, what is stored.
     Status,
+    /// Sign in and save the token for later commands (in
+    /// `$XDG_CONFIG_HOME/ophion/token`, readable only by you).
+    Login {
+        /// User name.
+        #[arg(long, short, default_value = "admin")]
+        username: String,
+        /// Read the password from standard input (else `OPHION_PASSWORD`).
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Sign out: revoke the saved token and forget it.
+    Logout,
+    /// Users of your tenant (admins).
+    #[command(subcommand)]
+    Users(UsersCommand),
+    /// The audit log (admins).
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+/// User commands.
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// List users.
+    List,
+    /// Add a user; the password is read from standard input.
+    Add {
+        /// User name.
+        username: String,
+        /// viewer, editor or admin.
+        #[arg(long, default_value = "viewer")]
+        role: String,
+    },
+    /// Change a user's role, or disable or enable them.
+    Set {
+        /// User id (see `ophion users list`).
+        id: i64,
+        /// viewer, editor or admin.
+        #[arg(long)]
+        role: Option<String>,
+        /// Refuse sign-in and revoke their tokens.
+        #[arg(long, conflicts_with = "enable")]
+        disable: bool,
+        /// Allow sign-in again.
+        #[arg(long)]
+        enable: bool,
+    },
+}
+
+/// Audit log commands.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Recent records, newest first.
+    List {
+        /// Only this action (login, logout, permission_denied, ...).
+        #[arg(long)]
+        action: Option<String>,
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+    /// Recompute the hash chain; exit code 1 and the first broken record
+    /// if any record was changed, removed or reordered.
+    Verify,
 }
 
 /// Output formats.
@@ -169,10 +235,63 @@ struct Client {
     http: reqwest::Client,
 }
 
+/// Where `ophion login` keeps the token: `$XDG_CONFIG_HOME/ophion/token`,
+/// else `$HOME/.config/ophion/token`.
+pub fn token_path() -> Option<std::path::PathBuf> {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".config")))?;
+    Some(base.join("ophion").join("token"))
+}
+
+fn saved_token() -> Option<String> {
+    let t = std::fs::read_to_string(token_path()?).ok()?;
+    Some(t.trim().to_owned()).filter(|t| !t.is_empty())
+}
+
+fn save_token(token: &str) -> Result<std::path::PathBuf, CliError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let path = token_path().ok_or_else(|| CliError::Refused("no HOME to save the token in".into()))?;
+    let fail = |e: std::io::Error| CliError::Refused(format!("cannot save {}: {e}", path.display()));
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(fail)?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(fail)?;
+    f.write_all(token.as_bytes()).map_err(fail)?;
+    Ok(path)
+}
+
+fn read_secret(from_stdin: bool, env: &str, what: &str) -> Result<String, CliError> {
+    if from_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .map_err(|e| CliError::Refused(format!("cannot read the {what}: {e}")))?;
+        return Ok(line.trim_end_matches(['\r', '\n']).to_owned());
+    }
+    std::env::var(env).map_err(|_| {
+        CliError::Refused(format!("give the {what} on standard input (--password-stdin) or in {env}"))
+    })
+}
+
 impl Client {
-    fn new(server: &str) -> Result<Self, CliError> {
+    fn new(server: &str, token: Option<&str>) -> Result<Self, CliError> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(t) = token
+            && let Ok(v) = reqwest::header::HeaderValue::from_str(&format!("Bearer {t}"))
+        {
+            headers.insert(reqwest::header::AUTHORIZATION, v);
+        }
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
+            .default_headers(headers)
             .build()
             .map_err(|e| CliError::Unreachable(e.to_string()))?;
         Ok(Self {
@@ -193,9 +312,12 @@ impl Client {
         }
         let status = resp.status();
         let body: Value = resp.json().await.unwrap_or(Value::Null);
-        let message = body["error"]["message"]
+        let mut message = body["error"]["message"]
             .as_str()
             .map_or_else(|| format!("the server answered {status}"), str::to_owned);
+        if status == reqwest::StatusCode::UNAUTHORIZED {
+            message.push_str(" (sign in with `ophion login`)");
+        }
         Err(CliError::Refused(message))
     }
 
@@ -219,8 +341,124 @@ impl Client {
 
 /// Runs a command, writing its output to `out`.
 pub async fn run(cli: Cli, out: &mut String) -> Result<(), CliError> {
-    let c = Client::new(&cli.server)?;
+    let token = cli.token.clone().or_else(saved_token);
+    let c = Client::new(&cli.server, token.as_deref())?;
     match cli.command {
+        Command::Login {
+            username,
+            password_stdin,
+        } => {
+            let password = read_secret(password_stdin, "OPHION_PASSWORD", "password")?;
+            let v: Value = c
+                .send(c.http.post(format!("{}/api/v1/auth/login", c.base)).json(
+                    &serde_json::json!({"username": username, "password": password}),
+                ))
+                .await?
+                .json()
+                .await
+                .map_err(|e| CliError::Unreachable(e.to_string()))?;
+            let token = v["token"]
+                .as_str()
+                .ok_or_else(|| CliError::Unreachable("no token in the answer".into()))?;
+            let path = save_token(token)?;
+            let _ = writeln!(out, "signed in as {username}; token saved in {}", path.display());
+        }
+        Command::Logout => {
+            c.send(c.http.post(format!("{}/api/v1/auth/logout", c.base)))
+                .await?;
+            if let Some(p) = token_path() {
+                let _ = std::fs::remove_file(p);
+            }
+            let _ = writeln!(out, "signed out");
+        }
+        Command::Users(UsersCommand::List) => {
+            let v = c.get_json("/api/v1/users", &[]).await?;
+            let rows: Vec<Vec<String>> = v["users"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|u| {
+                    vec![
+                        cell(&u["id"]),
+                        cell(&u["username"]),
+                        cell(&u["role"]),
+                        if u["disabled"].as_bool() == Some(true) { "disabled" } else { "" }.to_owned(),
+                    ]
+                })
+                .collect();
+            table(out, &["id", "username", "role", "state"].map(String::from), &rows);
+        }
+        Command::Users(UsersCommand::Add { username, role }) => {
+            let password = read_secret(true, "OPHION_PASSWORD", "new user's password")?;
+            let v: Value = c
+                .send(c.http.post(format!("{}/api/v1/users", c.base)).json(
+                    &serde_json::json!({"username": username, "password": password, "role": role}),
+                ))
+                .await?
+                .json()
+                .await
+                .map_err(|e| CliError::Unreachable(e.to_string()))?;
+            let _ = writeln!(out, "created user {} (id {})", username, cell(&v["id"]));
+        }
+        Command::Users(UsersCommand::Set {
+            id,
+            role,
+            disable,
+            enable,
+        }) => {
+            let mut patch = serde_json::Map::new();
+            if let Some(r) = role {
+                patch.insert("role".into(), Value::String(r));
+            }
+            if disable || enable {
+                patch.insert("disabled".into(), Value::Bool(disable));
+            }
+            c.send(
+                c.http
+                    .patch(format!("{}/api/v1/users/{id}", c.base))
+                    .json(&Value::Object(patch)),
+            )
+            .await?;
+            let _ = writeln!(out, "updated user {id}");
+        }
+        Command::Audit(AuditCommand::List { action, limit }) => {
+            let v = c
+                .get_json(
+                    "/api/v1/audit",
+                    &[("action", action), ("limit", limit.map(|l| l.to_string()))],
+                )
+                .await?;
+            let rows: Vec<Vec<String>> = v["records"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|r| {
+                    ["id", "at_ms", "actor", "action", "target", "source", "outcome", "detail"]
+                        .iter()
+                        .map(|k| cell(&r[*k]))
+                        .collect()
+                })
+                .collect();
+            table(
+                out,
+                &["id", "at_ms", "actor", "action", "target", "source", "outcome", "detail"]
+                    .map(String::from),
+                &rows,
+            );
+        }
+        Command::Audit(AuditCommand::Verify) => {
+            let v = c.get_json("/api/v1/audit/verify", &[]).await?;
+            let n = v["records"].as_u64().unwrap_or(0);
+            if v["ok"].as_bool() == Some(true) {
+                let _ = writeln!(out, "audit log intact: {n} records verified");
+            } else {
+                return Err(CliError::Refused(format!(
+                    "audit log broken at record {}: {}",
+                    cell(&v["broken_at"]),
+                    v["reason"].as_str().unwrap_or("")
+                )));
+            }
+        }
         Command::Query { sql, format } => {
             let format = format.unwrap_or(if std::io::stdout().is_terminal() {
                 Format::Table

@@ -183,6 +183,7 @@ async fn sdks_in_api_out_and_the_cli() {
     let ophion = |args: &[&str]| {
         let out = Command::new(env!("CARGO_BIN_EXE_ophion"))
             .env("OPHION_SERVER", &server.api)
+            .env("OPHION_TOKEN", &server.token)
             .args(args)
             .output()
             .expect("run ophion");
@@ -300,22 +301,38 @@ async fn the_readme_quick_start_works() {
             .unwrap_or_else(|| panic!("no `{prefix}` line in the README's Run section"))
             .to_owned()
     };
-    assert!(run.contains("cargo run --release -p ophion-bin --bin ophion-server"));
+    let start = line("OPHION_ADMIN_PASSWORD=");
+    assert!(start.ends_with(" cargo run --release -p ophion-bin --bin ophion-server"));
+    let password = start
+        .trim_start_matches("OPHION_ADMIN_PASSWORD=")
+        .split(' ')
+        .next()
+        .expect("password")
+        .to_owned();
     let curl = line("curl ").replace("http://127.0.0.1:4318", "OTLP_HTTP");
     assert!(
         curl.contains("OTLP_HTTP"),
         "the curl line targets the default port"
     );
-    let query = line("cargo run -q -p ophion-bin --bin ophion -- ");
+    let cargo_ophion = "cargo run -q -p ophion-bin --bin ophion -- ";
+    let login = line("echo ");
+    assert!(login.contains(cargo_ophion));
+    let query = line(cargo_ophion);
 
     let dir = tempfile::tempdir().expect("tmp");
-    let server = Server::start(&dir.path().join("data"), &[]);
+    let server = Server::start(
+        &dir.path().join("data"),
+        &[("OPHION_ADMIN_PASSWORD", &password)],
+    );
+    let config_home = dir.path().join("config");
     let sh = |cmd: &str| {
         let out = Command::new("sh")
             .arg("-c")
             .arg(cmd)
             .current_dir(root)
             .env("OPHION_SERVER", &server.api)
+            .env("XDG_CONFIG_HOME", &config_home)
+            .env_remove("OPHION_TOKEN")
             .output()
             .expect("sh");
         assert!(
@@ -325,16 +342,16 @@ async fn the_readme_quick_start_works() {
         );
         String::from_utf8_lossy(&out.stdout).to_string()
     };
+    let ophion = format!("{} ", env!("CARGO_BIN_EXE_ophion"));
     let answer = sh(&curl.replace("OTLP_HTTP", &server.otlp_http));
     let v: Value = serde_json::from_str(&answer).expect("OTLP/JSON answer");
     assert!(
         v.get("partialSuccess").is_none(),
         "every record accepted: {answer}"
     );
-    let out = sh(&query.replace(
-        "cargo run -q -p ophion-bin --bin ophion -- ",
-        &format!("{} ", env!("CARGO_BIN_EXE_ophion")),
-    ));
+    let signed_in = sh(&login.replace(cargo_ophion, &ophion));
+    assert!(signed_in.contains("signed in as admin"), "{signed_in}");
+    let out = sh(&query.replace(cargo_ophion, &ophion));
     assert!(out.contains("quickstart,INFO,hello from curl"), "{out}");
     assert!(out.contains("quickstart,ERROR,something failed"), "{out}");
 }

@@ -515,6 +515,7 @@ async fn check_query(http: &reqwest::Client, server: &Server, sent: &Sent3) {
     // CSV.
     let r = http
         .post(format!("{}/api/v1/query", server.api))
+        .bearer_auth(&server.token)
         .header("accept", "text/csv")
         .json(&serde_json::json!({"sql": "SELECT service_name, count(*) AS n FROM spans GROUP BY 1 ORDER BY 1"}))
         .send()
@@ -542,6 +543,7 @@ async fn check_query(http: &reqwest::Client, server: &Server, sent: &Sent3) {
     // Arrow IPC.
     let r = http
         .post(format!("{}/api/v1/query", server.api))
+        .bearer_auth(&server.token)
         .header("accept", "application/vnd.apache.arrow.stream")
         .json(&serde_json::json!({"sql": "SELECT trace_id, attributes FROM spans"}))
         .send()
@@ -570,6 +572,7 @@ async fn check_query(http: &reqwest::Client, server: &Server, sent: &Sent3) {
     }
     let r = http
         .post(format!("{}/api/v1/query", server.api))
+        .bearer_auth(&server.token)
         .body("not json")
         .send()
         .await
@@ -687,6 +690,7 @@ async fn the_log_tail_streams_new_records() {
     let http = client();
     let resp = http
         .get(format!("{}/api/v1/logs/tail", server.api))
+        .bearer_auth(&server.token)
         .query(&[("q", "needle-42")])
         .send()
         .await

@@ -23,6 +23,35 @@ pub struct Server {
     pub otlp_http: String,
     /// Where the server's log goes.
     pub log: PathBuf,
+    /// An access token of the first admin (`admin`, [`ADMIN_PASSWORD`]).
+    pub token: String,
+}
+
+/// The first admin's password in every test server.
+pub const ADMIN_PASSWORD: &str = "test-admin-password";
+
+/// Signs in over a plain HTTP/1.1 connection (no runtime needed) and
+/// returns the access token.
+pub fn login_blocking(api: &str, username: &str, password: &str) -> String {
+    use std::io::{Read as _, Write as _};
+    let addr = api.trim_start_matches("http://");
+    let body = serde_json::json!({"username": username, "password": password}).to_string();
+    let mut conn = std::net::TcpStream::connect(addr).expect("connect to the API");
+    write!(
+        conn,
+        "POST /api/v1/auth/login HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("send login");
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).expect("read login answer");
+    let json = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let v: Value = serde_json::from_str(json)
+        .unwrap_or_else(|_| panic!("login answered {answer}"));
+    v["token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("login answered {answer}"))
+        .to_owned()
 }
 
 impl Server {
@@ -46,6 +75,7 @@ impl Server {
             .env("OPHION__STORE__RETENTION__LOGS_DAYS", "0")
             .env("OPHION__STORE__RETENTION__METRICS_DAYS", "0")
             .env("RUST_LOG", "info")
+            .env("OPHION_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .stdout(Stdio::piped())
             .stderr(log_file);
         for (k, v) in env {
@@ -65,12 +95,19 @@ impl Server {
         let v: Value = serde_json::from_str(&line)
             .unwrap_or_else(|_| panic!("bad first line {line:?}; log: {}", read(&log)));
         let addr = |k: &str| -> SocketAddr { v[k].as_str().expect("addr").parse().expect("addr") };
+        let api = format!("http://{}", addr("api"));
+        let password = env
+            .iter()
+            .find(|(k, _)| *k == "OPHION_ADMIN_PASSWORD")
+            .map_or(ADMIN_PASSWORD, |(_, v)| *v);
+        let token = login_blocking(&api, "admin", password);
         Self {
             child: Some(child),
-            api: format!("http://{}", addr("api")),
+            api,
             grpc: addr("grpc"),
             otlp_http: format!("http://{}", addr("otlp_http")),
             log,
+            token,
         }
     }
 
@@ -166,6 +203,7 @@ pub async fn get(
 ) -> (u16, Value) {
     let r = http
         .get(format!("{}{path}", server.api))
+        .bearer_auth(&server.token)
         .query(query)
         .send()
         .await
@@ -190,6 +228,7 @@ pub async fn get_ok(
 pub async fn query(http: &reqwest::Client, server: &Server, sql: &str) -> (u16, Value) {
     let r = http
         .post(format!("{}/api/v1/query", server.api))
+        .bearer_auth(&server.token)
         .json(&serde_json::json!({ "sql": sql }))
         .send()
         .await
