@@ -1,0 +1,388 @@
+//! Sign-in, roles, tenants and the audit log, against the real server
+//! binary: the RBAC matrix from the one permission table, attacks on
+//! access tokens, tenant isolation of users and the audit chain.
+
+mod common;
+
+use std::{collections::HashMap, process::Command};
+
+use base64::Engine as _;
+use common::{ADMIN_PASSWORD, Server, client};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use ophion_bin::auth::{Permission, rbac::ROUTES};
+use serde_json::{Value, json};
+
+const PASSWORD: &str = "a-long-enough-password";
+
+async fn login(http: &reqwest::Client, s: &Server, user: &str, pw: &str) -> (u16, Value) {
+    let r = http
+        .post(format!("{}/api/v1/auth/login", s.api))
+        .json(&json!({"username": user, "password": pw}))
+        .send()
+        .await
+        .expect("login");
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+async fn token(http: &reqwest::Client, s: &Server, user: &str, pw: &str) -> String {
+    let (status, v) = login(http, s, user, pw).await;
+    assert_eq!(status, 200, "login {user}: {v}");
+    v["token"].as_str().expect("token").to_owned()
+}
+
+async fn call(
+    http: &reqwest::Client,
+    s: &Server,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let url = format!("{}{path}", s.api);
+    let mut req = http.request(method.parse().expect("method"), url);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send().await.expect("request");
+    let status = r.status().as_u16();
+    if path.ends_with("/tail") {
+        return (status, Value::Null); // a stream that does not end
+    }
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn create_user(http: &reqwest::Client, s: &Server, admin: &str, name: &str, role: &str) -> i64 {
+    let (status, v) = call(
+        http,
+        s,
+        "POST",
+        "/api/v1/users",
+        Some(admin),
+        Some(json!({"username": name, "password": PASSWORD, "role": role})),
+    )
+    .await;
+    assert_eq!(status, 201, "{v}");
+    v["id"].as_i64().expect("id")
+}
+
+/// The five signed-in callers of the matrix, plus anonymous.
+struct Callers {
+    viewer: String,
+    editor: String,
+    admin: String,
+    other_admin: String,
+    viewer_id: i64,
+}
+
+async fn callers(http: &reqwest::Client, s: &Server) -> Callers {
+    let admin = s.token.clone();
+    let viewer_id = create_user(http, s, &admin, "vera", "viewer").await;
+    create_user(http, s, &admin, "eddie", "editor").await;
+    let (status, v) = call(
+        http,
+        s,
+        "POST",
+        "/api/v1/tenants",
+        Some(&admin),
+        Some(json!({"id": "acme", "name": "Acme", "admin_username": "acme-admin", "admin_password": PASSWORD})),
+    )
+    .await;
+    assert_eq!(status, 201, "{v}");
+    Callers {
+        viewer: token(http, s, "vera", PASSWORD).await,
+        editor: token(http, s, "eddie", PASSWORD).await,
+        admin,
+        other_admin: token(http, s, "acme-admin", PASSWORD).await,
+        viewer_id,
+    }
+}
+
+/// A concrete request for a route of the table: path with its parameters
+/// filled in, and a body. Bodies of routes whose success would change the
+/// caller's session (logout, password) are left out of the matrix' run and
+/// checked on their own below.
+fn request(method: &str, path: &str, c: &Callers, n: usize) -> (String, Option<Value>) {
+    let url = path
+        .replace("{trace_id}", "0123456789abcdef0123456789abcdef")
+        .replace("{name}", "checkout")
+        .replace("{id}", &c.viewer_id.to_string());
+    let body = match (method, path) {
+        ("POST", "/api/v1/query") => Some(json!({"sql": "SELECT count(*) FROM spans"})),
+        ("POST", "/api/v1/auth/login") => Some(json!({"username": "nobody", "password": "x"})),
+        ("POST", "/api/v1/auth/refresh") => Some(json!({"refresh_token": "not-a-token"})),
+        ("POST", "/api/v1/users") => Some(json!({"username": format!("new{n}"), "password": PASSWORD, "role": "viewer"})),
+        ("PATCH", "/api/v1/users/{id}") => Some(json!({"role": "viewer"})),
+        ("POST", "/api/v1/tenants") => Some(json!({"id": format!("t{n}"), "name": "T", "admin_username": format!("t{n}-admin"), "admin_password": PASSWORD})),
+        ("POST", "/api/v1/auth/password") => Some(json!({"not": "a password change"})),
+        _ => None,
+    };
+    (url, body)
+}
+
+/// The roles as documented (docs/security.md), written out here rather
+/// than taken from the server's code: viewers read, editors also edit,
+/// admins also administer their tenant, and only the default tenant's
+/// admins manage tenants.
+fn may(perm: Permission, role: &str, default_tenant: bool) -> bool {
+    match perm {
+        Permission::Public | Permission::SignedIn => true,
+        Permission::Read => ["viewer", "editor", "admin"].contains(&role),
+        Permission::Edit => ["editor", "admin"].contains(&role),
+        Permission::Admin => role == "admin",
+        Permission::Operator => role == "admin" && default_tenant,
+    }
+}
+
+/// What an allowed caller gets from each route with the request above.
+fn allowed_status(method: &str, path: &str, other_tenant: bool) -> u16 {
+    match (method, path) {
+        ("POST", "/api/v1/auth/login") | ("POST", "/api/v1/auth/refresh") => 401,
+        ("POST", "/api/v1/auth/password") => 400,
+        ("GET", "/api/v1/traces/{trace_id}") => 404,
+        ("GET", "/api/v1/metrics/query") => 400,
+        ("POST", "/api/v1/users") | ("POST", "/api/v1/tenants") => 201,
+        // Another tenant's user id does not exist for this caller.
+        ("PATCH", "/api/v1/users/{id}") if other_tenant => 404,
+        _ => 200,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_answers_each_role_as_the_permission_table_says() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let s = Server::start(&dir.path().join("data"), &[]);
+    let http = client();
+    let c = callers(&http, &s).await;
+    let who: [(&str, Option<&str>, Option<(&str, bool)>); 5] = [
+        ("anonymous", None, None),
+        ("viewer", Some(&c.viewer), Some(("viewer", true))),
+        ("editor", Some(&c.editor), Some(("editor", true))),
+        ("admin", Some(&c.admin), Some(("admin", true))),
+        ("other tenant's admin", Some(&c.other_admin), Some(("admin", false))),
+    ];
+    let mut n = 0;
+    let mut checked = 0;
+    for (method, path, perm) in ROUTES {
+        if matches!(*path, "/api/v1/auth/logout") {
+            continue; // ends the caller's session; checked below
+        }
+        for (name, tok, role) in &who {
+            n += 1;
+            let (url, body) = request(method, path, &c, n);
+            let expected = match role {
+                _ if *perm == Permission::Public => allowed_status(method, path, false),
+                None => 401,
+                Some((role, default_tenant)) => {
+                    if may(*perm, role, *default_tenant) {
+                        allowed_status(method, path, !default_tenant)
+                    } else {
+                        403
+                    }
+                }
+            };
+            let (status, v) = call(&http, &s, method, &url, *tok, body).await;
+            assert_eq!(status, expected, "{name}: {method} {url}: {v}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 5 * (ROUTES.len() - 1));
+
+    // Logout: anonymous 401; any signed-in user 204, after which the same
+    // token is refused.
+    let (status, _) = call(&http, &s, "POST", "/api/v1/auth/logout", None, None).await;
+    assert_eq!(status, 401);
+    for t in [&c.viewer, &c.editor, &c.other_admin] {
+        let (status, _) = call(&http, &s, "POST", "/api/v1/auth/logout", Some(t), None).await;
+        assert_eq!(status, 204);
+        let (status, v) = call(&http, &s, "GET", "/api/v1/auth/me", Some(t), None).await;
+        assert_eq!(status, 401, "a signed-out token is refused: {v}");
+    }
+}
+
+fn b64(v: &Value) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+}
+
+fn now() -> u64 {
+    ophion_bin::auth::token::now_secs()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_expired_and_revoked_tokens_are_refused() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = dir.path().join("data");
+    let s = Server::start(&data, &[]);
+    let http = client();
+    let me = |t: String| {
+        let (http, s) = (&http, &s);
+        async move { call(http, s, "GET", "/api/v1/auth/me", Some(&t), None).await }
+    };
+    // A good token works; its claims are the template for the forgeries.
+    let (status, v) = me(s.token.clone()).await;
+    assert_eq!(status, 200, "{v}");
+    let parts: Vec<&str> = s.token.split('.').collect();
+    let claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(parts[1])
+            .expect("payload"),
+    )
+    .expect("claims");
+    // The server's own secret, read from its database as an attacker with
+    // the file would; used to show each claim check on its own.
+    let secret: String = rusqlite::Connection::open(data.join("metadata.db"))
+        .expect("db")
+        .query_row("SELECT value FROM settings WHERE key = 'jwt_secret'", [], |r| r.get(0))
+        .expect("secret");
+    let secret = hex::decode(secret).expect("hex");
+    let sign = |c: &Value, key: &[u8]| {
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), c, &EncodingKey::from_secret(key))
+            .expect("sign")
+    };
+    let with = |k: &str, v: Value| {
+        let mut c = claims.clone();
+        c[k] = v;
+        c
+    };
+    assert_eq!(me(sign(&claims, &secret)).await.0, 200, "the template is valid");
+
+    let public_key = "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEqdPWm1KcYJ0r0bQvjZzEM4Ul8qG3\n-----END PUBLIC KEY-----\n";
+    let attacks: Vec<(&str, String)> = vec![
+        ("alg none", format!("{}.{}.", b64(&json!({"alg": "none", "typ": "JWT"})), b64(&claims))),
+        ("alg none, upper case", format!("{}.{}.", b64(&json!({"alg": "NONE"})), b64(&claims))),
+        ("HS256 signed with a public key", sign(&claims, public_key.as_bytes())),
+        ("RS256 header on an HMAC signature", {
+            let t = sign(&claims, &secret);
+            let rest = t.split_once('.').expect("dot").1.to_owned();
+            format!("{}.{rest}", b64(&json!({"alg": "RS256", "typ": "JWT"})))
+        }),
+        ("wrong secret", sign(&claims, b"not-the-server-secret-not-the-server")),
+        ("expired", sign(&with("exp", json!(now() - 5)), &secret)),
+        ("not yet valid", sign(&with("nbf", json!(now() + 600)), &secret)),
+        ("wrong audience", sign(&with("aud", json!("someone-else")), &secret)),
+        ("wrong issuer", sign(&with("iss", json!("evil")), &secret)),
+        ("another tenant in the claims", sign(&with("ten", json!("acme")), &secret)),
+        ("tampered payload", {
+            let forged = with("sub", json!("2"));
+            format!("{}.{}.{}", parts[0], b64(&forged), parts[2])
+        }),
+        ("no exp", {
+            let mut c = claims.clone();
+            c.as_object_mut().expect("object").remove("exp");
+            sign(&c, &secret)
+        }),
+        ("garbage", "not.a.token".to_owned()),
+    ];
+    for (what, t) in attacks {
+        let (status, v) = me(t).await;
+        assert_eq!(status, 401, "{what}: {v}");
+    }
+
+    // Revoked by logout.
+    let t = token(&http, &s, "admin", ADMIN_PASSWORD).await;
+    assert_eq!(me(t.clone()).await.0, 200);
+    assert_eq!(call(&http, &s, "POST", "/api/v1/auth/logout", Some(&t), None).await.0, 204);
+    assert_eq!(me(t).await.0, 401, "revoked after logout");
+
+    // A disabled user's token, and their sign-in, are refused; so is a
+    // token issued before a password change.
+    let id = create_user(&http, &s, &s.token, "dana", "viewer").await;
+    let dana = token(&http, &s, "dana", PASSWORD).await;
+    assert_eq!(me(dana.clone()).await.0, 200);
+    let (status, _) = call(&http, &s, "PATCH", &format!("/api/v1/users/{id}"), Some(&s.token), Some(json!({"disabled": true}))).await;
+    assert_eq!(status, 200);
+    assert_eq!(me(dana).await.0, 401, "disabled user's token");
+    assert_eq!(login(&http, &s, "dana", PASSWORD).await.0, 401, "disabled user's sign-in");
+    let id = create_user(&http, &s, &s.token, "paul", "viewer").await;
+    let paul = token(&http, &s, "paul", PASSWORD).await;
+    let (status, _) = call(&http, &s, "PATCH", &format!("/api/v1/users/{id}"), Some(&s.token), Some(json!({"password": "another-long-password"}))).await;
+    assert_eq!(status, 200);
+    assert_eq!(me(paul).await.0, 401, "token from before a password change");
+
+    // Refresh tokens work once; reuse revokes the user's tokens.
+    let (_, v) = login(&http, &s, "admin", ADMIN_PASSWORD).await;
+    let refresh = v["refresh_token"].as_str().expect("refresh").to_owned();
+    let (status, fresh) = call(&http, &s, "POST", "/api/v1/auth/refresh", None, Some(json!({"refresh_token": refresh}))).await;
+    assert_eq!(status, 200, "{fresh}");
+    let fresh_token = fresh["token"].as_str().expect("token").to_owned();
+    assert_eq!(me(fresh_token.clone()).await.0, 200);
+    let (status, _) = call(&http, &s, "POST", "/api/v1/auth/refresh", None, Some(json!({"refresh_token": refresh}))).await;
+    assert_eq!(status, 401, "a refresh token works once");
+    assert_eq!(me(fresh_token).await.0, 401, "reuse revokes the user's tokens");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_log_records_events_and_verify_finds_the_edited_record() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = dir.path().join("data");
+    let s = Server::start(&data, &[]);
+    let http = client();
+    // Events: a failed and a good login (with a control character in the
+    // user name), a user created and changed, a permission denial, a logout.
+    assert_eq!(login(&http, &s, "admin\n\u{1b}[31mfake", "wrong").await.0, 401);
+    let id = create_user(&http, &s, &s.token, "vic", "viewer").await;
+    let (status, _) = call(&http, &s, "PATCH", &format!("/api/v1/users/{id}"), Some(&s.token), Some(json!({"role": "editor"}))).await;
+    assert_eq!(status, 200);
+    let (status, _) = call(&http, &s, "PATCH", &format!("/api/v1/users/{id}"), Some(&s.token), Some(json!({"role": "viewer"}))).await;
+    assert_eq!(status, 200);
+    let vic = token(&http, &s, "vic", PASSWORD).await;
+    assert_eq!(call(&http, &s, "GET", "/api/v1/users", Some(&vic), None).await.0, 403);
+    assert_eq!(call(&http, &s, "POST", "/api/v1/auth/logout", Some(&vic), None).await.0, 204);
+
+    let (status, v) = call(&http, &s, "GET", "/api/v1/audit?limit=100", Some(&s.token), None).await;
+    assert_eq!(status, 200, "{v}");
+    let records = v["records"].as_array().expect("records").clone();
+    let mut by_action: HashMap<String, Vec<Value>> = HashMap::new();
+    for r in &records {
+        by_action.entry(r["action"].as_str().unwrap_or("").to_owned()).or_default().push(r.clone());
+    }
+    let has = |action: &str, outcome: &str, target: &str| {
+        by_action.get(action).is_some_and(|rs| {
+            rs.iter().any(|r| r["outcome"] == outcome && r["target"].as_str().is_some_and(|t| t.contains(target)))
+        })
+    };
+    assert!(has("login", "failed", "admin\\n\\u{1b}[31mfake"), "control characters escaped: {records:?}");
+    assert!(has("login", "ok", "admin"));
+    assert!(has("login", "ok", "vic"));
+    assert!(has("user_create", "ok", "vic"));
+    assert!(has("user_update", "ok", "vic"));
+    assert!(has("permission_denied", "denied", "GET /api/v1/users"));
+    assert!(has("logout", "ok", "vic"));
+    for r in &records {
+        assert!(r["at_ms"].as_i64().is_some_and(|t| t > 1_700_000_000_000), "UTC time: {r}");
+        assert!(r["source"].as_str().is_some_and(|s| s == "127.0.0.1"), "from where: {r}");
+    }
+
+    // Intact: the CLI says so.
+    let ophion = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_ophion"))
+            .args(args)
+            .env("OPHION_SERVER", &s.api)
+            .env("OPHION_TOKEN", &s.token)
+            .output()
+            .expect("ophion")
+    };
+    let out = ophion(&["audit", "verify"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("audit log intact"));
+
+    // Someone edits a stored record in SQLite (dropping the guard trigger
+    // first): verify names exactly that record and fails.
+    let victim = records
+        .iter()
+        .find(|r| r["action"] == "user_update")
+        .expect("a record")["id"]
+        .as_i64()
+        .expect("id");
+    let db = rusqlite::Connection::open(data.join("metadata.db")).expect("db");
+    db.execute_batch("DROP TRIGGER audit_log_no_update").expect("drop trigger");
+    db.execute("UPDATE audit_log SET detail = 'role admin' WHERE id = ?1", [victim])
+        .expect("edit");
+    drop(db);
+    let out = ophion(&["audit", "verify"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("broken at record {victim}")), "{err}");
+}
