@@ -252,8 +252,10 @@ fn saved_token() -> Option<String> {
 fn save_token(token: &str) -> Result<std::path::PathBuf, CliError> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
-    let path = token_path().ok_or_else(|| CliError::Refused("no HOME to save the token in".into()))?;
-    let fail = |e: std::io::Error| CliError::Refused(format!("cannot save {}: {e}", path.display()));
+    let path =
+        token_path().ok_or_else(|| CliError::Refused("no HOME to save the token in".into()))?;
+    let fail =
+        |e: std::io::Error| CliError::Refused(format!("cannot save {}: {e}", path.display()));
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(fail)?;
     }
@@ -277,7 +279,9 @@ fn read_secret(from_stdin: bool, env: &str, what: &str) -> Result<String, CliErr
         return Ok(line.trim_end_matches(['\r', '\n']).to_owned());
     }
     std::env::var(env).map_err(|_| {
-        CliError::Refused(format!("give the {what} on standard input (--password-stdin) or in {env}"))
+        CliError::Refused(format!(
+            "give the {what} on standard input (--password-stdin) or in {env}"
+        ))
     })
 }
 
@@ -350,9 +354,11 @@ pub async fn run(cli: Cli, out: &mut String) -> Result<(), CliError> {
         } => {
             let password = read_secret(password_stdin, "OPHION_PASSWORD", "password")?;
             let v: Value = c
-                .send(c.http.post(format!("{}/api/v1/auth/login", c.base)).json(
-                    &serde_json::json!({"username": username, "password": password}),
-                ))
+                .send(
+                    c.http
+                        .post(format!("{}/api/v1/auth/login", c.base))
+                        .json(&serde_json::json!({"username": username, "password": password})),
+                )
                 .await?
                 .json()
                 .await
@@ -361,7 +367,11 @@ pub async fn run(cli: Cli, out: &mut String) -> Result<(), CliError> {
                 .as_str()
                 .ok_or_else(|| CliError::Unreachable("no token in the answer".into()))?;
             let path = save_token(token)?;
-            let _ = writeln!(out, "signed in as {username}; token saved in {}", path.display());
+            let _ = writeln!(
+                out,
+                "signed in as {username}; token saved in {}",
+                path.display()
+            );
         }
         Command::Logout => {
             c.send(c.http.post(format!("{}/api/v1/auth/logout", c.base)))
@@ -382,11 +392,20 @@ pub async fn run(cli: Cli, out: &mut String) -> Result<(), CliError> {
                         cell(&u["id"]),
                         cell(&u["username"]),
                         cell(&u["role"]),
-                        if u["disabled"].as_bool() == Some(true) { "disabled" } else { "" }.to_owned(),
+                        if u["disabled"].as_bool() == Some(true) {
+                            "disabled"
+                        } else {
+                            ""
+                        }
+                        .to_owned(),
                     ]
                 })
                 .collect();
-            table(out, &["id", "username", "role", "state"].map(String::from), &rows);
+            table(
+                out,
+                &["id", "username", "role", "state"].map(String::from),
+                &rows,
+            );
         }
         Command::Users(UsersCommand::Add { username, role }) => {
             let password = read_secret(true, "OPHION_PASSWORD", "new user's password")?;
@@ -433,16 +452,20 @@ pub async fn run(cli: Cli, out: &mut String) -> Result<(), CliError> {
                 .into_iter()
                 .flatten()
                 .map(|r| {
-                    ["id", "at_ms", "actor", "action", "target", "source", "outcome", "detail"]
-                        .iter()
-                        .map(|k| cell(&r[*k]))
-                        .collect()
+                    [
+                        "id", "at_ms", "actor", "action", "target", "source", "outcome", "detail",
+                    ]
+                    .iter()
+                    .map(|k| cell(&r[*k]))
+                    .collect()
                 })
                 .collect();
             table(
                 out,
-                &["id", "at_ms", "actor", "action", "target", "source", "outcome", "detail"]
-                    .map(String::from),
+                &[
+                    "id", "at_ms", "actor", "action", "target", "source", "outcome", "detail",
+                ]
+                .map(String::from),
                 &rows,
             );
         }

@@ -54,7 +54,13 @@ async fn call(
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
-async fn create_user(http: &reqwest::Client, s: &Server, admin: &str, name: &str, role: &str) -> i64 {
+async fn create_user(
+    http: &reqwest::Client,
+    s: &Server,
+    admin: &str,
+    name: &str,
+    role: &str,
+) -> i64 {
     let (status, v) = call(
         http,
         s,
@@ -67,6 +73,10 @@ async fn create_user(http: &reqwest::Client, s: &Server, admin: &str, name: &str
     assert_eq!(status, 201, "{v}");
     v["id"].as_i64().expect("id")
 }
+
+/// A caller of the matrix: name, token, and role with whether it is in the
+/// default tenant (`None` for anonymous).
+type Caller<'a> = (&'a str, Option<&'a str>, Option<(&'a str, bool)>);
 
 /// The five signed-in callers of the matrix, plus anonymous.
 struct Callers {
@@ -113,9 +123,13 @@ fn request(method: &str, path: &str, c: &Callers, n: usize) -> (String, Option<V
         ("POST", "/api/v1/query") => Some(json!({"sql": "SELECT count(*) FROM spans"})),
         ("POST", "/api/v1/auth/login") => Some(json!({"username": "nobody", "password": "x"})),
         ("POST", "/api/v1/auth/refresh") => Some(json!({"refresh_token": "not-a-token"})),
-        ("POST", "/api/v1/users") => Some(json!({"username": format!("new{n}"), "password": PASSWORD, "role": "viewer"})),
+        ("POST", "/api/v1/users") => {
+            Some(json!({"username": format!("new{n}"), "password": PASSWORD, "role": "viewer"}))
+        }
         ("PATCH", "/api/v1/users/{id}") => Some(json!({"role": "viewer"})),
-        ("POST", "/api/v1/tenants") => Some(json!({"id": format!("t{n}"), "name": "T", "admin_username": format!("t{n}-admin"), "admin_password": PASSWORD})),
+        ("POST", "/api/v1/tenants") => Some(
+            json!({"id": format!("t{n}"), "name": "T", "admin_username": format!("t{n}-admin"), "admin_password": PASSWORD}),
+        ),
         ("POST", "/api/v1/auth/password") => Some(json!({"not": "a password change"})),
         _ => None,
     };
@@ -156,12 +170,16 @@ async fn every_route_answers_each_role_as_the_permission_table_says() {
     let s = Server::start(&dir.path().join("data"), &[]);
     let http = client();
     let c = callers(&http, &s).await;
-    let who: [(&str, Option<&str>, Option<(&str, bool)>); 5] = [
+    let who: [Caller<'_>; 5] = [
         ("anonymous", None, None),
         ("viewer", Some(&c.viewer), Some(("viewer", true))),
         ("editor", Some(&c.editor), Some(("editor", true))),
         ("admin", Some(&c.admin), Some(("admin", true))),
-        ("other tenant's admin", Some(&c.other_admin), Some(("admin", false))),
+        (
+            "other tenant's admin",
+            Some(&c.other_admin),
+            Some(("admin", false)),
+        ),
     ];
     let mut n = 0;
     let mut checked = 0;
@@ -234,36 +252,73 @@ async fn forged_expired_and_revoked_tokens_are_refused() {
     // the file would; used to show each claim check on its own.
     let secret: String = rusqlite::Connection::open(data.join("metadata.db"))
         .expect("db")
-        .query_row("SELECT value FROM settings WHERE key = 'jwt_secret'", [], |r| r.get(0))
+        .query_row(
+            "SELECT value FROM settings WHERE key = 'jwt_secret'",
+            [],
+            |r| r.get(0),
+        )
         .expect("secret");
     let secret = hex::decode(secret).expect("hex");
     let sign = |c: &Value, key: &[u8]| {
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), c, &EncodingKey::from_secret(key))
-            .expect("sign")
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            c,
+            &EncodingKey::from_secret(key),
+        )
+        .expect("sign")
     };
     let with = |k: &str, v: Value| {
         let mut c = claims.clone();
         c[k] = v;
         c
     };
-    assert_eq!(me(sign(&claims, &secret)).await.0, 200, "the template is valid");
+    assert_eq!(
+        me(sign(&claims, &secret)).await.0,
+        200,
+        "the template is valid"
+    );
 
     let public_key = "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEqdPWm1KcYJ0r0bQvjZzEM4Ul8qG3\n-----END PUBLIC KEY-----\n";
     let attacks: Vec<(&str, String)> = vec![
-        ("alg none", format!("{}.{}.", b64(&json!({"alg": "none", "typ": "JWT"})), b64(&claims))),
-        ("alg none, upper case", format!("{}.{}.", b64(&json!({"alg": "NONE"})), b64(&claims))),
-        ("HS256 signed with a public key", sign(&claims, public_key.as_bytes())),
+        (
+            "alg none",
+            format!(
+                "{}.{}.",
+                b64(&json!({"alg": "none", "typ": "JWT"})),
+                b64(&claims)
+            ),
+        ),
+        (
+            "alg none, upper case",
+            format!("{}.{}.", b64(&json!({"alg": "NONE"})), b64(&claims)),
+        ),
+        (
+            "HS256 signed with a public key",
+            sign(&claims, public_key.as_bytes()),
+        ),
         ("RS256 header on an HMAC signature", {
             let t = sign(&claims, &secret);
             let rest = t.split_once('.').expect("dot").1.to_owned();
             format!("{}.{rest}", b64(&json!({"alg": "RS256", "typ": "JWT"})))
         }),
-        ("wrong secret", sign(&claims, b"not-the-server-secret-not-the-server")),
+        (
+            "wrong secret",
+            sign(&claims, b"not-the-server-secret-not-the-server"),
+        ),
         ("expired", sign(&with("exp", json!(now() - 5)), &secret)),
-        ("not yet valid", sign(&with("nbf", json!(now() + 600)), &secret)),
-        ("wrong audience", sign(&with("aud", json!("someone-else")), &secret)),
+        (
+            "not yet valid",
+            sign(&with("nbf", json!(now() + 600)), &secret),
+        ),
+        (
+            "wrong audience",
+            sign(&with("aud", json!("someone-else")), &secret),
+        ),
         ("wrong issuer", sign(&with("iss", json!("evil")), &secret)),
-        ("another tenant in the claims", sign(&with("ten", json!("acme")), &secret)),
+        (
+            "another tenant in the claims",
+            sign(&with("ten", json!("acme")), &secret),
+        ),
         ("tampered payload", {
             let forged = with("sub", json!("2"));
             format!("{}.{}.{}", parts[0], b64(&forged), parts[2])
@@ -283,7 +338,12 @@ async fn forged_expired_and_revoked_tokens_are_refused() {
     // Revoked by logout.
     let t = token(&http, &s, "admin", ADMIN_PASSWORD).await;
     assert_eq!(me(t.clone()).await.0, 200);
-    assert_eq!(call(&http, &s, "POST", "/api/v1/auth/logout", Some(&t), None).await.0, 204);
+    assert_eq!(
+        call(&http, &s, "POST", "/api/v1/auth/logout", Some(&t), None)
+            .await
+            .0,
+        204
+    );
     assert_eq!(me(t).await.0, 401, "revoked after logout");
 
     // A disabled user's token, and their sign-in, are refused; so is a
@@ -291,26 +351,66 @@ async fn forged_expired_and_revoked_tokens_are_refused() {
     let id = create_user(&http, &s, &s.token, "dana", "viewer").await;
     let dana = token(&http, &s, "dana", PASSWORD).await;
     assert_eq!(me(dana.clone()).await.0, 200);
-    let (status, _) = call(&http, &s, "PATCH", &format!("/api/v1/users/{id}"), Some(&s.token), Some(json!({"disabled": true}))).await;
+    let (status, _) = call(
+        &http,
+        &s,
+        "PATCH",
+        &format!("/api/v1/users/{id}"),
+        Some(&s.token),
+        Some(json!({"disabled": true})),
+    )
+    .await;
     assert_eq!(status, 200);
     assert_eq!(me(dana).await.0, 401, "disabled user's token");
-    assert_eq!(login(&http, &s, "dana", PASSWORD).await.0, 401, "disabled user's sign-in");
+    assert_eq!(
+        login(&http, &s, "dana", PASSWORD).await.0,
+        401,
+        "disabled user's sign-in"
+    );
     let id = create_user(&http, &s, &s.token, "paul", "viewer").await;
     let paul = token(&http, &s, "paul", PASSWORD).await;
-    let (status, _) = call(&http, &s, "PATCH", &format!("/api/v1/users/{id}"), Some(&s.token), Some(json!({"password": "another-long-password"}))).await;
+    let (status, _) = call(
+        &http,
+        &s,
+        "PATCH",
+        &format!("/api/v1/users/{id}"),
+        Some(&s.token),
+        Some(json!({"password": "another-long-password"})),
+    )
+    .await;
     assert_eq!(status, 200);
     assert_eq!(me(paul).await.0, 401, "token from before a password change");
 
     // Refresh tokens work once; reuse revokes the user's tokens.
     let (_, v) = login(&http, &s, "admin", ADMIN_PASSWORD).await;
     let refresh = v["refresh_token"].as_str().expect("refresh").to_owned();
-    let (status, fresh) = call(&http, &s, "POST", "/api/v1/auth/refresh", None, Some(json!({"refresh_token": refresh}))).await;
+    let (status, fresh) = call(
+        &http,
+        &s,
+        "POST",
+        "/api/v1/auth/refresh",
+        None,
+        Some(json!({"refresh_token": refresh})),
+    )
+    .await;
     assert_eq!(status, 200, "{fresh}");
     let fresh_token = fresh["token"].as_str().expect("token").to_owned();
     assert_eq!(me(fresh_token.clone()).await.0, 200);
-    let (status, _) = call(&http, &s, "POST", "/api/v1/auth/refresh", None, Some(json!({"refresh_token": refresh}))).await;
+    let (status, _) = call(
+        &http,
+        &s,
+        "POST",
+        "/api/v1/auth/refresh",
+        None,
+        Some(json!({"refresh_token": refresh})),
+    )
+    .await;
     assert_eq!(status, 401, "a refresh token works once");
-    assert_eq!(me(fresh_token).await.0, 401, "reuse revokes the user's tokens");
+    assert_eq!(
+        me(fresh_token).await.0,
+        401,
+        "reuse revokes the user's tokens"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -321,29 +421,74 @@ async fn the_audit_log_records_events_and_verify_finds_the_edited_record() {
     let http = client();
     // Events: a failed and a good login (with a control character in the
     // user name), a user created and changed, a permission denial, a logout.
-    assert_eq!(login(&http, &s, "admin\n\u{1b}[31mfake", "wrong").await.0, 401);
+    assert_eq!(
+        login(&http, &s, "admin\n\u{1b}[31mfake", "wrong").await.0,
+        401
+    );
     let id = create_user(&http, &s, &s.token, "vic", "viewer").await;
-    let (status, _) = call(&http, &s, "PATCH", &format!("/api/v1/users/{id}"), Some(&s.token), Some(json!({"role": "editor"}))).await;
+    let (status, _) = call(
+        &http,
+        &s,
+        "PATCH",
+        &format!("/api/v1/users/{id}"),
+        Some(&s.token),
+        Some(json!({"role": "editor"})),
+    )
+    .await;
     assert_eq!(status, 200);
-    let (status, _) = call(&http, &s, "PATCH", &format!("/api/v1/users/{id}"), Some(&s.token), Some(json!({"role": "viewer"}))).await;
+    let (status, _) = call(
+        &http,
+        &s,
+        "PATCH",
+        &format!("/api/v1/users/{id}"),
+        Some(&s.token),
+        Some(json!({"role": "viewer"})),
+    )
+    .await;
     assert_eq!(status, 200);
     let vic = token(&http, &s, "vic", PASSWORD).await;
-    assert_eq!(call(&http, &s, "GET", "/api/v1/users", Some(&vic), None).await.0, 403);
-    assert_eq!(call(&http, &s, "POST", "/api/v1/auth/logout", Some(&vic), None).await.0, 204);
+    assert_eq!(
+        call(&http, &s, "GET", "/api/v1/users", Some(&vic), None)
+            .await
+            .0,
+        403
+    );
+    assert_eq!(
+        call(&http, &s, "POST", "/api/v1/auth/logout", Some(&vic), None)
+            .await
+            .0,
+        204
+    );
 
-    let (status, v) = call(&http, &s, "GET", "/api/v1/audit?limit=100", Some(&s.token), None).await;
+    let (status, v) = call(
+        &http,
+        &s,
+        "GET",
+        "/api/v1/audit?limit=100",
+        Some(&s.token),
+        None,
+    )
+    .await;
     assert_eq!(status, 200, "{v}");
     let records = v["records"].as_array().expect("records").clone();
     let mut by_action: HashMap<String, Vec<Value>> = HashMap::new();
     for r in &records {
-        by_action.entry(r["action"].as_str().unwrap_or("").to_owned()).or_default().push(r.clone());
+        by_action
+            .entry(r["action"].as_str().unwrap_or("").to_owned())
+            .or_default()
+            .push(r.clone());
     }
     let has = |action: &str, outcome: &str, target: &str| {
         by_action.get(action).is_some_and(|rs| {
-            rs.iter().any(|r| r["outcome"] == outcome && r["target"].as_str().is_some_and(|t| t.contains(target)))
+            rs.iter().any(|r| {
+                r["outcome"] == outcome && r["target"].as_str().is_some_and(|t| t.contains(target))
+            })
         })
     };
-    assert!(has("login", "failed", "admin\\n\\u{1b}[31mfake"), "control characters escaped: {records:?}");
+    assert!(
+        has("login", "failed", "admin\\n\\u{1b}[31mfake"),
+        "control characters escaped: {records:?}"
+    );
     assert!(has("login", "ok", "admin"));
     assert!(has("login", "ok", "vic"));
     assert!(has("user_create", "ok", "vic"));
@@ -351,8 +496,14 @@ async fn the_audit_log_records_events_and_verify_finds_the_edited_record() {
     assert!(has("permission_denied", "denied", "GET /api/v1/users"));
     assert!(has("logout", "ok", "vic"));
     for r in &records {
-        assert!(r["at_ms"].as_i64().is_some_and(|t| t > 1_700_000_000_000), "UTC time: {r}");
-        assert!(r["source"].as_str().is_some_and(|s| s == "127.0.0.1"), "from where: {r}");
+        assert!(
+            r["at_ms"].as_i64().is_some_and(|t| t > 1_700_000_000_000),
+            "UTC time: {r}"
+        );
+        assert!(
+            r["source"].as_str().is_some_and(|s| s == "127.0.0.1"),
+            "from where: {r}"
+        );
     }
 
     // Intact: the CLI says so.
@@ -365,7 +516,11 @@ async fn the_audit_log_records_events_and_verify_finds_the_edited_record() {
             .expect("ophion")
     };
     let out = ophion(&["audit", "verify"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("audit log intact"));
 
     // Someone edits a stored record in SQLite (dropping the guard trigger
@@ -377,9 +532,13 @@ async fn the_audit_log_records_events_and_verify_finds_the_edited_record() {
         .as_i64()
         .expect("id");
     let db = rusqlite::Connection::open(data.join("metadata.db")).expect("db");
-    db.execute_batch("DROP TRIGGER audit_log_no_update").expect("drop trigger");
-    db.execute("UPDATE audit_log SET detail = 'role admin' WHERE id = ?1", [victim])
-        .expect("edit");
+    db.execute_batch("DROP TRIGGER audit_log_no_update")
+        .expect("drop trigger");
+    db.execute(
+        "UPDATE audit_log SET detail = 'role admin' WHERE id = ?1",
+        [victim],
+    )
+    .expect("edit");
     drop(db);
     let out = ophion(&["audit", "verify"]);
     assert_eq!(out.status.code(), Some(1));

@@ -68,7 +68,13 @@ pub(super) async fn logout(
     Ok(StatusCode::NO_CONTENT)
 }
 
-fn event(p: &Principal, action: &'static str, target: &str, from: &str, detail: &str) -> audit::Event {
+fn event(
+    p: &Principal,
+    action: &'static str,
+    target: &str,
+    from: &str,
+    detail: &str,
+) -> audit::Event {
     audit::Event {
         tenant: p.tenant.as_str().to_owned(),
         actor: p.username.clone(),
@@ -175,7 +181,13 @@ pub(super) async fn update_user(
     }
     let user = s.auth.update_user(&p.tenant, id, patch).await?;
     s.auth
-        .audit(event(&p, "user_update", &user.username, &from, &what.join(", ")))
+        .audit(event(
+            &p,
+            "user_update",
+            &user.username,
+            &from,
+            &what.join(", "),
+        ))
         .await;
     Ok(Json(json!(user)))
 }

@@ -233,11 +233,7 @@ impl Auth {
     /// Records an audit event; a failure to record is logged, never hidden.
     pub async fn audit(&self, e: audit::Event) {
         let at = now_ms();
-        if let Err(err) = self
-            .meta
-            .call(move |c| audit::append(c, &e, at))
-            .await
-        {
+        if let Err(err) = self.meta.call(move |c| audit::append(c, &e, at)).await {
             tracing::error!(error = %err, "could not write the audit log");
         }
     }
@@ -386,7 +382,9 @@ impl Auth {
                 target: username,
                 source: source.to_owned(),
                 outcome: "denied",
-                detail: "a used refresh token was presented again; all of the user's tokens are revoked".into(),
+                detail:
+                    "a used refresh token was presented again; all of the user's tokens are revoked"
+                        .into(),
             })
             .await;
             return Err(refused());
@@ -401,10 +399,7 @@ impl Auth {
     /// not revoked, its user enabled and its token version current.
     pub async fn authenticate(&self, bearer: &str) -> Result<Principal, AuthError> {
         let refused = |why: &str| AuthError::Unauthenticated(format!("access token {why}"));
-        let claims = self
-            .keys
-            .verify(bearer)
-            .map_err(|_| refused("not valid"))?;
+        let claims = self.keys.verify(bearer).map_err(|_| refused("not valid"))?;
         let id: i64 = claims.sub.parse().map_err(|_| refused("not valid"))?;
         let jti = claims.jti.clone();
         let row: Option<(String, String, String, bool, i64, bool)> = self
@@ -415,7 +410,16 @@ impl Auth {
                             EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = ?2)
                      FROM users WHERE id = ?1",
                     params![id, jti],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+                    |r| {
+                        Ok((
+                            r.get(0)?,
+                            r.get(1)?,
+                            r.get(2)?,
+                            r.get(3)?,
+                            r.get(4)?,
+                            r.get(5)?,
+                        ))
+                    },
                 )
                 .optional()
             })
@@ -440,7 +444,11 @@ impl Auth {
     }
 
     /// Revokes the principal's access token and, if given, a refresh token.
-    pub async fn logout(&self, p: &Principal, refresh_token: Option<&str>) -> Result<(), AuthError> {
+    pub async fn logout(
+        &self,
+        p: &Principal,
+        refresh_token: Option<&str>,
+    ) -> Result<(), AuthError> {
         let (jti, exp) = (p.jti.clone(), p.exp as i64);
         let hash = refresh_token.map(sha256_hex);
         let now = token::now_secs() as i64;
@@ -452,7 +460,10 @@ impl Auth {
                     params![jti, exp],
                 )?;
                 if let Some(h) = hash {
-                    c.execute("UPDATE refresh_tokens SET used = 1 WHERE token_hash = ?1", [h])?;
+                    c.execute(
+                        "UPDATE refresh_tokens SET used = 1 WHERE token_hash = ?1",
+                        [h],
+                    )?;
                 }
                 Ok(())
             })
@@ -607,6 +618,22 @@ impl Auth {
         let tenant = TenantId::new(id).map_err(|e| AuthError::Invalid(e.to_string()))?;
         valid_username(admin)?;
         valid_password(password)?;
+        let taken_name = admin.to_owned();
+        let taken: bool = self
+            .meta
+            .call(move |c| {
+                c.query_row(
+                    "SELECT EXISTS (SELECT 1 FROM users WHERE username = ?1)",
+                    [taken_name],
+                    |r| r.get(0),
+                )
+            })
+            .await?;
+        if taken {
+            return Err(AuthError::Conflict(format!(
+                "user `{admin}` already exists"
+            )));
+        }
         let (t, n) = (id.to_owned(), name.to_owned());
         let created = self
             .meta
@@ -631,10 +658,7 @@ impl Auth {
         filter: audit::Filter,
     ) -> Result<Vec<audit::Record>, AuthError> {
         let t = tenant.as_str().to_owned();
-        Ok(self
-            .meta
-            .call(move |c| audit::list(c, &t, &filter))
-            .await?)
+        Ok(self.meta.call(move |c| audit::list(c, &t, &filter)).await?)
     }
 
     /// Checks a tenant's audit chain.

@@ -84,7 +84,11 @@ pub const ROUTES: &[(&str, &str, Permission)] = &[
     ("GET", "/api/v1/traces", Permission::Read),
     ("GET", "/api/v1/traces/{trace_id}", Permission::Read),
     ("GET", "/api/v1/services", Permission::Read),
-    ("GET", "/api/v1/services/{name}/operations", Permission::Read),
+    (
+        "GET",
+        "/api/v1/services/{name}/operations",
+        Permission::Read,
+    ),
     ("GET", "/api/v1/service-graph", Permission::Read),
     ("GET", "/api/v1/logs", Permission::Read),
     ("GET", "/api/v1/logs/tail", Permission::Read),

@@ -46,8 +46,7 @@ pub fn login_blocking(api: &str, username: &str, password: &str) -> String {
     let mut answer = String::new();
     conn.read_to_string(&mut answer).expect("read login answer");
     let json = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
-    let v: Value = serde_json::from_str(json)
-        .unwrap_or_else(|_| panic!("login answered {answer}"));
+    let v: Value = serde_json::from_str(json).unwrap_or_else(|_| panic!("login answered {answer}"));
     v["token"]
         .as_str()
         .unwrap_or_else(|| panic!("login answered {answer}"))

@@ -469,7 +469,10 @@ pub async fn compaction_keeps_large_snapshot_files(config: &Config) {
         .filter(|f| !small.iter().any(|s| s.path == f.path))
         .collect();
     let threshold = large.iter().map(|f| f.bytes).min().expect("a large file");
-    assert!(small.iter().all(|f| f.bytes < threshold), "the test's premise");
+    assert!(
+        small.iter().all(|f| f.bytes < threshold),
+        "the test's premise"
+    );
     drop(store);
 
     let mut cfg = config(dir.path());
@@ -486,7 +489,11 @@ pub async fn compaction_keeps_large_snapshot_files(config: &Config) {
             f.path
         );
     }
-    assert!(after.iter().all(|f| !small.iter().any(|s| s.path == f.path)));
+    assert!(
+        after
+            .iter()
+            .all(|f| !small.iter().any(|s| s.path == f.path))
+    );
     assert_eq!(count(&store, &t, "SELECT count(*) FROM spans").await, total);
 }
 
