@@ -99,7 +99,8 @@ pub const PATHS: [&str; 23] = [
 ];
 
 /// The API and operations routes. Every request passes the permission
-/// check ([`access`]) after routing.
+/// check (the permission table, [`crate::auth::rbac::ROUTES`]) after
+/// routing.
 pub fn router(state: Arc<ApiState>) -> Router {
     Router::new()
         .route("/healthz", get(ops::healthz))
