@@ -85,9 +85,6 @@ impl Server {
         let guard = MemoryGuard::new(Arc::new(store.clone()), config.memory.soft_limit_bytes());
         let tail = tail::LogTail::default();
         let sink = Arc::new(tail::TailSink::new(guard.clone(), tail.clone()));
-        let receiver = OtlpReceiver::builder(sink)
-            .config(config.receiver.clone())
-            .build()?;
         let auth = Auth::open(
             store.metadata().clone(),
             config.auth.clone(),
@@ -102,6 +99,10 @@ impl Server {
                 "first start: created user admin with this generated password; it is shown once, change it with `ophion passwd`"
             );
         }
+        let receiver = OtlpReceiver::builder(sink)
+            .config(config.receiver.clone())
+            .authenticator(auth.ingest_keys())
+            .build()?;
         let state = Arc::new(ApiState {
             store,
             auth: Arc::new(auth),

@@ -80,6 +80,8 @@ type Caller<'a> = (&'a str, Option<&'a str>, Option<(&'a str, bool)>);
 
 /// The five signed-in callers of the matrix, plus anonymous.
 struct Callers {
+    ingest_key: String,
+    key_id: i64,
     viewer: String,
     editor: String,
     admin: String,
@@ -101,7 +103,19 @@ async fn callers(http: &reqwest::Client, s: &Server) -> Callers {
     )
     .await;
     assert_eq!(status, 201, "{v}");
+    let (status, key) = call(
+        http,
+        s,
+        "POST",
+        "/api/v1/keys",
+        Some(&admin),
+        Some(json!({"name": "matrix"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{key}");
     Callers {
+        ingest_key: key["key"].as_str().expect("key").to_owned(),
+        key_id: key["id"].as_i64().expect("id"),
         viewer: token(http, s, "vera", PASSWORD).await,
         editor: token(http, s, "eddie", PASSWORD).await,
         admin,
@@ -115,10 +129,15 @@ async fn callers(http: &reqwest::Client, s: &Server) -> Callers {
 /// caller's session (logout, password) are left out of the matrix' run and
 /// checked on their own below.
 fn request(method: &str, path: &str, c: &Callers, n: usize) -> (String, Option<Value>) {
+    let id = if path.starts_with("/api/v1/keys") {
+        c.key_id
+    } else {
+        c.viewer_id
+    };
     let url = path
         .replace("{trace_id}", "0123456789abcdef0123456789abcdef")
         .replace("{name}", "checkout")
-        .replace("{id}", &c.viewer_id.to_string());
+        .replace("{id}", &id.to_string());
     let body = match (method, path) {
         ("POST", "/api/v1/query") => Some(json!({"sql": "SELECT count(*) FROM spans"})),
         ("POST", "/api/v1/auth/login") => Some(json!({"username": "nobody", "password": "x"})),
@@ -131,6 +150,7 @@ fn request(method: &str, path: &str, c: &Callers, n: usize) -> (String, Option<V
             json!({"id": format!("t{n}"), "name": "T", "admin_username": format!("t{n}-admin"), "admin_password": PASSWORD}),
         ),
         ("POST", "/api/v1/auth/password") => Some(json!({"not": "a password change"})),
+        ("POST", "/api/v1/keys") => Some(json!({"name": format!("key{n}")})),
         _ => None,
     };
     (url, body)
@@ -157,9 +177,10 @@ fn allowed_status(method: &str, path: &str, other_tenant: bool) -> u16 {
         ("POST", "/api/v1/auth/password") => 400,
         ("GET", "/api/v1/traces/{trace_id}") => 404,
         ("GET", "/api/v1/metrics/query") => 400,
-        ("POST", "/api/v1/users") | ("POST", "/api/v1/tenants") => 201,
-        // Another tenant's user id does not exist for this caller.
-        ("PATCH", "/api/v1/users/{id}") if other_tenant => 404,
+        ("POST", "/api/v1/users") | ("POST", "/api/v1/tenants") | ("POST", "/api/v1/keys") => 201,
+        // Another tenant's user and key ids do not exist for this caller.
+        ("PATCH", "/api/v1/users/{id}") | ("DELETE", "/api/v1/keys/{id}") if other_tenant => 404,
+        ("DELETE", "/api/v1/keys/{id}") => 204,
         _ => 200,
     }
 }
@@ -170,8 +191,10 @@ async fn every_route_answers_each_role_as_the_permission_table_says() {
     let s = Server::start(&dir.path().join("data"), &[]);
     let http = client();
     let c = callers(&http, &s).await;
-    let who: [Caller<'_>; 5] = [
+    let who: [Caller<'_>; 6] = [
         ("anonymous", None, None),
+        // Ingest keys are write-only: the API treats them as no credentials.
+        ("ingest key", Some(&c.ingest_key), None),
         ("viewer", Some(&c.viewer), Some(("viewer", true))),
         ("editor", Some(&c.editor), Some(("editor", true))),
         ("admin", Some(&c.admin), Some(("admin", true))),
@@ -206,7 +229,7 @@ async fn every_route_answers_each_role_as_the_permission_table_says() {
             checked += 1;
         }
     }
-    assert!(checked >= 5 * (ROUTES.len() - 1));
+    assert!(checked >= 6 * (ROUTES.len() - 1));
 
     // Logout: anonymous 401; any signed-in user 204, after which the same
     // token is refused.

@@ -112,6 +112,9 @@ pub(super) async fn authorize(
     let Some(token) = bearer(req.headers()) else {
         return unauthenticated("sign in first: Authorization: Bearer <token>".into());
     };
+    if token.starts_with(crate::auth::keys::KEY_PREFIX) {
+        return unauthenticated("ingest keys are write-only: they cannot use the API".into());
+    }
     let principal = match s.auth.authenticate(token).await {
         Ok(p) => p,
         Err(AuthError::Unauthenticated(m)) => return unauthenticated(m),

@@ -30,7 +30,7 @@ use axum::{
     Json, Router,
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
-    routing::{get, patch, post},
+    routing::{delete, get, patch, post},
 };
 use datafusion::common::ScalarValue;
 use ophion_core::TenantId;
@@ -72,7 +72,7 @@ const OPENAPI: &str = include_str!("openapi.json");
 /// The paths the router serves under `/api/v1` (a test checks the OpenAPI
 /// document describes each one, and that each route has an entry in the
 /// permission table, [`crate::auth::rbac::ROUTES`]).
-pub const PATHS: [&str; 23] = [
+pub const PATHS: [&str; 25] = [
     "/api/v1/openapi.json",
     "/api/v1/query",
     "/api/v1/traces",
@@ -96,6 +96,8 @@ pub const PATHS: [&str; 23] = [
     "/api/v1/audit",
     "/api/v1/audit/verify",
     "/api/v1/tenants",
+    "/api/v1/keys",
+    "/api/v1/keys/{id}",
 ];
 
 /// The API and operations routes. Every request passes the permission
@@ -129,6 +131,8 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route(PATHS[20], get(users::audit_log))
         .route(PATHS[21], get(users::audit_verify))
         .route(PATHS[22], post(users::create_tenant))
+        .route(PATHS[23], get(users::list_keys).post(users::create_key))
+        .route(PATHS[24], delete(users::revoke_key))
         .route_layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state),
             access::authorize,

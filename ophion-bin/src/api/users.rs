@@ -274,3 +274,57 @@ pub(super) async fn audit_verify(
         "reason": v.reason,
     })))
 }
+
+pub(super) async fn list_keys(
+    State(s): State<Arc<ApiState>>,
+    p: Principal,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!({ "keys": s.auth.list_keys(&p.tenant).await? })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NewKey {
+    name: String,
+}
+
+pub(super) async fn create_key(
+    State(s): State<Arc<ApiState>>,
+    p: Principal,
+    Client(from): Client,
+    b: Result<Json<NewKey>, JsonRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let k = body(b, r#"{"name": "..."}"#)?;
+    let (info, secret) = s.auth.create_key(&p.tenant, &k.name).await?;
+    s.auth
+        .audit(event(
+            &p,
+            "key_create",
+            &format!("{} ({})", info.name, info.prefix),
+            &from,
+            "",
+        ))
+        .await;
+    let mut v = json!(info);
+    v["key"] = Value::String(secret);
+    Ok((StatusCode::CREATED, Json(v)))
+}
+
+pub(super) async fn revoke_key(
+    State(s): State<Arc<ApiState>>,
+    p: Principal,
+    Client(from): Client,
+    Path(id): Path<i64>,
+) -> Result<StatusCode, ApiError> {
+    let info = s.auth.revoke_key(&p.tenant, id).await?;
+    s.auth
+        .audit(event(
+            &p,
+            "key_revoke",
+            &format!("{} ({})", info.name, info.prefix),
+            &from,
+            "",
+        ))
+        .await;
+    Ok(StatusCode::NO_CONTENT)
+}

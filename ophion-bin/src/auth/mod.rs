@@ -4,6 +4,7 @@
 //! - [`token`]: short-lived HS256 access tokens with an algorithm allowlist.
 //! - [`rbac`]: roles, permissions and the route table.
 //! - [`audit`]: the hash-chained audit log.
+//! - [`keys`]: ingest API keys, checked by the receivers in memory.
 //!
 //! [`Auth`] ties them to the metadata database: login, refresh (rotating
 //! one-time refresh tokens), logout (revokes the access token's `jti`),
@@ -11,9 +12,12 @@
 //! tenant comes from the database, never from a request header.
 
 pub mod audit;
+pub mod keys;
 pub mod password;
 pub mod rbac;
 pub mod token;
+
+use std::sync::Arc;
 
 use ophion_core::TenantId;
 use ophion_store::metadata::Metadata;
@@ -32,6 +36,10 @@ pub struct AuthConfig {
     /// Lifetime of a refresh token, in seconds (default 7 days). Each is
     /// good for one refresh, which hands out a new one.
     pub refresh_token_ttl_secs: u64,
+    /// Refuse OTLP requests without a valid ingest key (default false:
+    /// requests without a key go to the default tenant; a wrong or revoked
+    /// key is refused either way).
+    pub require_ingest_key: bool,
 }
 
 impl Default for AuthConfig {
@@ -39,6 +47,7 @@ impl Default for AuthConfig {
         Self {
             access_token_ttl_secs: 900,
             refresh_token_ttl_secs: 7 * 24 * 3600,
+            require_ingest_key: false,
         }
     }
 }
@@ -130,6 +139,7 @@ pub struct Auth {
     keys: token::Keys,
     hasher: password::Hasher,
     config: AuthConfig,
+    ingest: Arc<keys::IngestKeys>,
 }
 
 fn sha256_hex(text: &str) -> String {
@@ -203,11 +213,25 @@ impl Auth {
             .await?;
         let secret = hex::decode(secret)
             .map_err(|e| AuthError::Internal(format!("stored token secret: {e}")))?;
+        let ingest = keys::IngestKeys::new(config.require_ingest_key);
+        let live: Vec<(String, String)> = meta
+            .call(|c| {
+                let mut st = c.prepare(
+                    "SELECT key_hash, tenant_id FROM api_keys WHERE revoked_at IS NULL AND scope = 'ingest'",
+                )?;
+                st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect()
+            })
+            .await?;
+        for (hash, tenant) in live {
+            let tenant = TenantId::new(&tenant).map_err(|e| AuthError::Internal(e.to_string()))?;
+            ingest.insert(hash, tenant);
+        }
         Ok(Self {
             meta,
             keys: token::Keys::new(&secret),
             hasher: password::Hasher::new(hash_permits),
             config,
+            ingest,
         })
     }
 
@@ -241,6 +265,117 @@ impl Auth {
     /// The metadata database.
     pub fn metadata(&self) -> &Metadata {
         &self.meta
+    }
+
+    /// The receivers' authenticator: live ingest keys.
+    pub fn ingest_keys(&self) -> Arc<keys::IngestKeys> {
+        Arc::clone(&self.ingest)
+    }
+
+    /// Creates an ingest key for `tenant`; the key itself is in the answer
+    /// and nowhere else.
+    pub async fn create_key(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+    ) -> Result<(keys::KeyInfo, String), AuthError> {
+        if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
+            return Err(AuthError::Invalid(
+                "key names are 1-128 characters, no control characters".into(),
+            ));
+        }
+        let secret = format!("{}{}", keys::KEY_PREFIX, password::random_hex(32));
+        let hash = keys::key_hash(&secret);
+        let prefix = secret[..keys::KEY_PREFIX.len() + 8].to_owned();
+        let (t, n, h, p) = (
+            tenant.as_str().to_owned(),
+            name.to_owned(),
+            hash.clone(),
+            prefix.clone(),
+        );
+        let at = now_ms();
+        let id = self
+            .meta
+            .call(move |c| {
+                c.execute(
+                    "INSERT INTO api_keys (tenant_id, name, prefix, key_hash, scope, created_at) VALUES (?1, ?2, ?3, ?4, 'ingest', ?5)",
+                    params![t, n, p, h, at],
+                )?;
+                Ok(c.last_insert_rowid())
+            })
+            .await?;
+        self.ingest.insert(hash, tenant.clone());
+        Ok((
+            keys::KeyInfo {
+                id,
+                tenant: tenant.as_str().to_owned(),
+                name: name.to_owned(),
+                prefix,
+                created_at_ms: at,
+                revoked_at_ms: None,
+            },
+            secret,
+        ))
+    }
+
+    /// The ingest keys of `tenant`, newest first.
+    pub async fn list_keys(&self, tenant: &TenantId) -> Result<Vec<keys::KeyInfo>, AuthError> {
+        let t = tenant.as_str().to_owned();
+        Ok(self
+            .meta
+            .call(move |c| {
+                let mut st = c.prepare(
+                    "SELECT id, tenant_id, name, prefix, created_at, revoked_at FROM api_keys WHERE tenant_id = ?1 ORDER BY id DESC",
+                )?;
+                st.query_map([t], |r| {
+                    Ok(keys::KeyInfo {
+                        id: r.get(0)?,
+                        tenant: r.get(1)?,
+                        name: r.get(2)?,
+                        prefix: r.get(3)?,
+                        created_at_ms: r.get(4)?,
+                        revoked_at_ms: r.get(5)?,
+                    })
+                })?
+                .collect()
+            })
+            .await?)
+    }
+
+    /// Revokes key `id` of `tenant`: the receivers refuse it from now on.
+    pub async fn revoke_key(&self, tenant: &TenantId, id: i64) -> Result<keys::KeyInfo, AuthError> {
+        let t = tenant.as_str().to_owned();
+        let at = now_ms();
+        let found: Option<(String, keys::KeyInfo)> = self
+            .meta
+            .call(move |c| {
+                c.execute(
+                    "UPDATE api_keys SET revoked_at = ?3 WHERE id = ?1 AND tenant_id = ?2 AND revoked_at IS NULL",
+                    params![id, t, at],
+                )?;
+                c.query_row(
+                    "SELECT key_hash, id, tenant_id, name, prefix, created_at, revoked_at FROM api_keys WHERE id = ?1 AND tenant_id = ?2",
+                    params![id, t],
+                    |r| {
+                        Ok((
+                            r.get(0)?,
+                            keys::KeyInfo {
+                                id: r.get(1)?,
+                                tenant: r.get(2)?,
+                                name: r.get(3)?,
+                                prefix: r.get(4)?,
+                                created_at_ms: r.get(5)?,
+                                revoked_at_ms: r.get(6)?,
+                            },
+                        ))
+                    },
+                )
+                .optional()
+            })
+            .await?;
+        let (hash, info) = found.ok_or_else(|| AuthError::NotFound(format!("no key {id}")))?;
+        self.ingest.remove(&hash);
+        Ok(info)
     }
 
     async fn issue(&self, user_id: i64, tenant: String, ver: i64) -> Result<Tokens, AuthError> {

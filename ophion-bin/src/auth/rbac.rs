@@ -101,6 +101,9 @@ pub const ROUTES: &[(&str, &str, Permission)] = &[
     ("GET", "/api/v1/audit", Permission::Admin),
     ("GET", "/api/v1/audit/verify", Permission::Admin),
     ("POST", "/api/v1/tenants", Permission::Operator),
+    ("GET", "/api/v1/keys", Permission::Admin),
+    ("POST", "/api/v1/keys", Permission::Admin),
+    ("DELETE", "/api/v1/keys/{id}", Permission::Admin),
 ];
 
 /// The permission `method` on route `path` needs; `None` for a route
