@@ -35,16 +35,13 @@ struct Args {
 
 fn args() -> Args {
     let exe = std::env::current_exe().expect("exe");
-    // target/<profile>/deps/server_load-* -> target/<profile>/ophion-server,
-    // preferring the release build.
+    // target/<profile>/deps/server_load-* -> target/<profile>/ophion-server:
+    // the server built with this program's profile (release under
+    // `cargo bench`, debug in the smoke pass of `cargo test`), never a stale
+    // build of the other one.
     let profile_dir = exe.parent().and_then(|p| p.parent()).expect("target dir");
-    let release = profile_dir
-        .parent()
-        .map(|t| t.join("release/ophion-server"));
     let mut a = Args {
-        server: release
-            .filter(|p| p.exists())
-            .unwrap_or_else(|| profile_dir.join("ophion-server")),
+        server: profile_dir.join("ophion-server"),
         spans: 20_000,
         concurrency: 8,
     };
