@@ -20,8 +20,10 @@ use serde::{Deserialize, Serialize};
 pub struct ServerConfig {
     /// The query API, health and metrics endpoints (default `127.0.0.1:8080`).
     pub api_addr: SocketAddr,
-    /// Sign-in sessions.
+    /// Sign-in sessions and ingest keys.
     pub auth: crate::auth::AuthConfig,
+    /// Rate limits.
+    pub limits: crate::auth::limits::LimitsConfig,
     /// Process memory budget.
     pub memory: MemoryConfig,
     /// Log output.
@@ -39,6 +41,7 @@ impl Default for ServerConfig {
         Self {
             api_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             auth: Default::default(),
+            limits: Default::default(),
             memory: MemoryConfig::default(),
             log: LogConfig::default(),
             receiver: ReceiverConfig::default(),
@@ -241,6 +244,13 @@ impl ServerConfig {
 /// A variable's text as a TOML value: numbers and booleans as such, other
 /// text as a string.
 fn env_value(text: &str) -> toml::Value {
+    // Arrays in TOML syntax: OPHION__LIMITS__TRUSTED_PROXIES='["10.0.0.2"]'.
+    if text.trim_start().starts_with('[')
+        && let Ok(mut t) = format!("v = {text}").parse::<toml::Table>()
+        && let Some(v) = t.remove("v")
+    {
+        return v;
+    }
     if let Ok(i) = text.parse::<i64>() {
         toml::Value::Integer(i)
     } else if let Ok(b) = text.parse::<bool>() {
@@ -313,6 +323,7 @@ mod tests {
             env(&[
                 ("OPHION_DATA_DIR", "/from/env"),
                 ("OPHION__STORE__RETENTION__LOGS_DAYS", "9"),
+                ("OPHION__LIMITS__TRUSTED_PROXIES", "[\"10.0.0.2\", \"::1\"]"),
                 ("OPHION_SERVER", "http://elsewhere"),
                 ("HOME", "/root"),
             ]),
@@ -335,6 +346,14 @@ mod tests {
             ServerConfig::default().store.retention.metrics_days
         );
         assert_eq!(c.receiver.grpc_addr.port(), 4317);
+        assert_eq!(
+            c.limits.trusted_proxies,
+            vec![
+                "10.0.0.2".parse::<std::net::IpAddr>().expect("ip"),
+                "::1".parse().expect("ip")
+            ],
+            "arrays in the environment"
+        );
     }
 
     #[test]

@@ -88,6 +88,7 @@ impl Server {
         let auth = Auth::open(
             store.metadata().clone(),
             config.auth.clone(),
+            config.limits.clone(),
             std::thread::available_parallelism().map_or(1, |n| n.get()),
         )
         .await?;

@@ -16,6 +16,15 @@ pub enum AuthError {
     /// `PERMISSION_DENIED`.
     #[error("permission denied: {0}")]
     Forbidden(String),
+    /// Over a rate limit: HTTP 429 + `Retry-After` / gRPC
+    /// `RESOURCE_EXHAUSTED` + `RetryInfo`.
+    #[error("rate limited: {message}")]
+    RateLimited {
+        /// When to try again.
+        retry_after: std::time::Duration,
+        /// Which limit.
+        message: String,
+    },
 }
 
 /// Decides, from the request headers alone, whether a request may export
@@ -29,4 +38,15 @@ pub enum AuthError {
 pub trait Authenticator: Debug + Send + Sync {
     /// The tenant the request's data belongs to, or why it is refused.
     fn authenticate(&self, headers: &http::HeaderMap) -> Result<TenantId, AuthError>;
+
+    /// The same, knowing the connection's peer address when the transport
+    /// has it (for limits per client). Defaults to [`Self::authenticate`].
+    fn authenticate_from(
+        &self,
+        headers: &http::HeaderMap,
+        peer: Option<std::net::IpAddr>,
+    ) -> Result<TenantId, AuthError> {
+        let _ = peer;
+        self.authenticate(headers)
+    }
 }

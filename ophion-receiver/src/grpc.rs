@@ -53,6 +53,11 @@ pub(crate) fn status(f: &Failure) -> Status {
                 ErrorDetails::with_retry_info(Some(*retry_after)),
             )
         }
+        Failure::RateLimited { retry_after, .. } => Status::with_error_details(
+            Code::ResourceExhausted,
+            msg,
+            ErrorDetails::with_retry_info(Some(*retry_after)),
+        ),
         Failure::Unauthenticated(_) => Status::new(Code::Unauthenticated, msg),
         Failure::Forbidden(_) => Status::new(Code::PermissionDenied, msg),
         Failure::Internal(_) => Status::new(Code::Internal, msg),
@@ -216,8 +221,13 @@ async fn front_door(
     mut req: axum::extract::Request,
     next: Next,
 ) -> axum::response::Response {
+    let peer = req
+        .extensions()
+        .get::<tonic::transport::server::TcpConnectInfo>()
+        .and_then(|i| i.remote_addr())
+        .map(|a| a.ip());
     let admitted = shared
-        .authenticate(req.headers())
+        .authenticate(req.headers(), peer)
         .and_then(|tenant| Ok((tenant, shared.try_permit()?)));
     let (tenant, permit) = match admitted {
         Ok(a) => a,

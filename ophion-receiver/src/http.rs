@@ -33,16 +33,36 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
-async fn traces(s: State<Arc<Shared>>, h: HeaderMap, b: Body) -> Response {
-    export(s, h, b, Signal::Traces).await
+/// The connection's peer address, when the server was started with
+/// connect info (the receiver's own `serve` is; an embedder's may not be).
+struct Peer(Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Peer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Peer(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip()),
+        ))
+    }
 }
 
-async fn metrics(s: State<Arc<Shared>>, h: HeaderMap, b: Body) -> Response {
-    export(s, h, b, Signal::Metrics).await
+async fn traces(s: State<Arc<Shared>>, p: Peer, h: HeaderMap, b: Body) -> Response {
+    export(s, p, h, b, Signal::Traces).await
 }
 
-async fn logs(s: State<Arc<Shared>>, h: HeaderMap, b: Body) -> Response {
-    export(s, h, b, Signal::Logs).await
+async fn metrics(s: State<Arc<Shared>>, p: Peer, h: HeaderMap, b: Body) -> Response {
+    export(s, p, h, b, Signal::Metrics).await
+}
+
+async fn logs(s: State<Arc<Shared>>, p: Peer, h: HeaderMap, b: Body) -> Response {
+    export(s, p, h, b, Signal::Logs).await
 }
 
 /// The body encoding named by `Content-Type`, ignoring parameters and case.
@@ -83,6 +103,7 @@ fn gzip(headers: &HeaderMap) -> Result<bool, Failure> {
 
 async fn export(
     State(shared): State<Arc<Shared>>,
+    Peer(peer): Peer,
     headers: HeaderMap,
     body: Body,
     signal: Signal,
@@ -92,7 +113,7 @@ async fn export(
         Ok(e) => e,
         Err(f) => return failure(Encoding::Json, shared.fail(f)),
     };
-    match export_inner(&shared, &headers, body, signal, enc).await {
+    match export_inner(&shared, &headers, peer, body, signal, enc).await {
         Ok(accepted) => success(enc, signal, &accepted),
         Err(f) => failure(enc, f),
     }
@@ -101,11 +122,12 @@ async fn export(
 async fn export_inner(
     shared: &Arc<Shared>,
     headers: &HeaderMap,
+    peer: Option<std::net::IpAddr>,
     body: Body,
     signal: Signal,
     enc: Encoding,
 ) -> Result<Accepted, Failure> {
-    let tenant = shared.authenticate(headers)?;
+    let tenant = shared.authenticate(headers, peer)?;
     let gzip = gzip(headers).map_err(|f| shared.fail(f))?;
     let limit = shared.config.max_body_bytes;
     if let Some(len) = headers
@@ -241,6 +263,11 @@ fn failure(enc: Encoding, f: Failure) -> Response {
         Failure::Unauthenticated(_) => {
             (StatusCode::UNAUTHORIZED, tonic::Code::Unauthenticated, None)
         }
+        Failure::RateLimited { retry_after, .. } => (
+            StatusCode::TOO_MANY_REQUESTS,
+            tonic::Code::ResourceExhausted,
+            Some(*retry_after),
+        ),
         Failure::Forbidden(_) => (StatusCode::FORBIDDEN, tonic::Code::PermissionDenied, None),
         Failure::Internal(_) => (
             StatusCode::INTERNAL_SERVER_ERROR,

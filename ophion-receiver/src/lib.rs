@@ -216,8 +216,13 @@ impl BoundReceiver {
                 tonic::transport::server::TcpIncoming::from(self.grpc).with_nodelay(Some(true)),
                 wait(rx.clone()),
             );
-        let http =
-            axum::serve(self.http, self.receiver.http_router()).with_graceful_shutdown(wait(rx));
+        let http = axum::serve(
+            self.http,
+            self.receiver
+                .http_router()
+                .into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(wait(rx));
         let (g, h) = tokio::join!(grpc, async move { http.await });
         g.map_err(|e| Error::Serve {
             transport: "grpc",

@@ -47,6 +47,10 @@ pub(crate) enum Failure {
     },
     Unauthenticated(String),
     Forbidden(String),
+    RateLimited {
+        retry_after: Duration,
+        message: String,
+    },
     Internal(String),
 }
 
@@ -59,6 +63,7 @@ impl Failure {
             Failure::Overloaded { .. } => FailureKind::Overloaded,
             Failure::Unavailable { .. } => FailureKind::Unavailable,
             Failure::Unauthenticated(_) | Failure::Forbidden(_) => FailureKind::Unauthenticated,
+            Failure::RateLimited { .. } => FailureKind::RateLimited,
             Failure::Internal(_) => FailureKind::Internal,
         }
     }
@@ -71,7 +76,9 @@ impl Failure {
             | Failure::Unauthenticated(m)
             | Failure::Forbidden(m)
             | Failure::Internal(m) => m,
-            Failure::Overloaded { message, .. } | Failure::Unavailable { message, .. } => message,
+            Failure::Overloaded { message, .. }
+            | Failure::Unavailable { message, .. }
+            | Failure::RateLimited { message, .. } => message,
         }
     }
 }
@@ -81,6 +88,13 @@ impl From<AuthError> for Failure {
         match e {
             AuthError::Unauthenticated(m) => Failure::Unauthenticated(m),
             AuthError::Forbidden(m) => Failure::Forbidden(m),
+            AuthError::RateLimited {
+                retry_after,
+                message,
+            } => Failure::RateLimited {
+                retry_after,
+                message,
+            },
         }
     }
 }
@@ -243,10 +257,16 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn authenticate(&self, headers: &http::HeaderMap) -> Result<TenantId, Failure> {
+    pub(crate) fn authenticate(
+        &self,
+        headers: &http::HeaderMap,
+        peer: Option<std::net::IpAddr>,
+    ) -> Result<TenantId, Failure> {
         match &self.auth {
             None => Ok(TenantId::default_tenant()),
-            Some(a) => a.authenticate(headers).map_err(|e| self.fail(e.into())),
+            Some(a) => a
+                .authenticate_from(headers, peer)
+                .map_err(|e| self.fail(e.into())),
         }
     }
 

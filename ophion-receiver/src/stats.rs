@@ -25,13 +25,14 @@ pub(crate) enum FailureKind {
     Unavailable,
     Unauthenticated,
     Internal,
+    RateLimited,
 }
 
 /// Live counters, updated with relaxed atomics on the request path.
 #[derive(Debug, Default)]
 pub(crate) struct ReceiverStats {
     signals: [SignalCounters; 3],
-    failures: [AtomicU64; 7],
+    failures: [AtomicU64; 8],
     dropped_attributes: AtomicU64,
     truncated_values: AtomicU64,
     dropped_events_and_links: AtomicU64,
@@ -91,6 +92,7 @@ impl ReceiverStats {
             failed_unavailable: f(FailureKind::Unavailable),
             failed_unauthenticated: f(FailureKind::Unauthenticated),
             failed_internal: f(FailureKind::Internal),
+            failed_rate_limited: f(FailureKind::RateLimited),
             dropped_attributes: self.dropped_attributes.load(Relaxed),
             truncated_values: self.truncated_values.load(Relaxed),
             dropped_events_and_links: self.dropped_events_and_links.load(Relaxed),
@@ -129,6 +131,8 @@ pub struct StatsSnapshot {
     pub failed_unsupported_media: u64,
     /// Requests refused because the receiver or the sink was overloaded.
     pub failed_overloaded: u64,
+    /// Requests refused by a rate limit of the authenticator.
+    pub failed_rate_limited: u64,
     /// Requests refused because storage was unavailable.
     pub failed_unavailable: u64,
     /// Requests refused by the authenticator.

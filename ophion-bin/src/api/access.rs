@@ -25,6 +25,7 @@ impl From<AuthError> for ApiError {
             AuthError::Invalid(m) => ApiError::bad_request(m),
             AuthError::NotFound(m) => ApiError::new(StatusCode::NOT_FOUND, "not_found", m),
             AuthError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
+            AuthError::RateLimited(wait) => ApiError::too_many(wait),
             e => {
                 tracing::error!(error = %e, "auth failed");
                 ApiError::new(
@@ -47,14 +48,15 @@ pub(super) fn bearer(parts: &axum::http::HeaderMap) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-/// The client's address, as the connection shows it.
-pub(super) fn source(req: &Request) -> String {
-    address(req.extensions())
-}
-
-fn address(ext: &axum::http::Extensions) -> String {
-    ext.get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string())
+/// The client's address: the peer, or for a trusted proxy the address it
+/// forwarded (see [`crate::auth::limits`]); empty when unknown.
+fn address(s: &ApiState, ext: &axum::http::Extensions, headers: &axum::http::HeaderMap) -> String {
+    let peer = ext.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    s.auth
+        .limits
+        .config
+        .client(peer, headers)
+        .map(|ip| ip.to_string())
         .unwrap_or_default()
 }
 
@@ -62,13 +64,20 @@ fn address(ext: &axum::http::Extensions) -> String {
 #[derive(Debug, Clone)]
 pub(super) struct Client(pub String);
 
-impl<S: Send + Sync> FromRequestParts<S> for Client {
+impl FromRequestParts<Arc<ApiState>> for Client {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(Client(address(&parts.extensions)))
+    async fn from_request_parts(
+        parts: &mut Parts,
+        s: &Arc<ApiState>,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Client(address(s, &parts.extensions, &parts.headers)))
     }
 }
+
+/// Operations endpoints that load balancers and scrapers poll: never
+/// rate-limited.
+const UNLIMITED: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
 
 fn unauthenticated(message: String) -> Response {
     let mut r = ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", message).into_response();
@@ -95,6 +104,12 @@ pub(super) async fn authorize(
         return next.run(req).await; // no route: the fallback answers 404
     };
     let method = req.method().as_str().to_owned();
+    let from = address(&s, req.extensions(), req.headers());
+    if !UNLIMITED.contains(&path.as_str())
+        && let Err(wait) = s.auth.limits.api_ip.take(&from)
+    {
+        return ApiError::too_many(wait).into_response();
+    }
     let Some(perm) = rbac::permission(&method, &path) else {
         if rbac::ROUTES.iter().any(|(_, p, _)| *p == path.as_str()) {
             return next.run(req).await; // the router answers 405
@@ -127,7 +142,7 @@ pub(super) async fn authorize(
                 actor: principal.username.clone(),
                 action: "permission_denied",
                 target: format!("{method} {path}"),
-                source: source(&req),
+                source: from.clone(),
                 outcome: "denied",
                 detail: format!("role {} lacks {perm:?}", principal.role.as_str()),
             })
@@ -138,6 +153,9 @@ pub(super) async fn authorize(
             format!("your role ({}) may not do this", principal.role.as_str()),
         )
         .into_response();
+    }
+    if let Err(wait) = s.auth.limits.api_user.take(&principal.user_id.to_string()) {
+        return ApiError::too_many(wait).into_response();
     }
     req.extensions_mut().insert(principal);
     next.run(req).await

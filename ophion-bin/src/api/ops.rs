@@ -196,6 +196,7 @@ pub(super) async fn prometheus(State(s): State<Arc<ApiState>>) -> Response {
         ("too_large", r.failed_too_large),
         ("unsupported_media", r.failed_unsupported_media),
         ("overloaded", r.failed_overloaded),
+        ("rate_limited", r.failed_rate_limited),
         ("unavailable", r.failed_unavailable),
         ("unauthenticated", r.failed_unauthenticated),
         ("internal", r.failed_internal),

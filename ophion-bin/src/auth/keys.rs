@@ -15,6 +15,8 @@ use std::{
 use ophion_core::TenantId;
 use ophion_receiver::{AuthError, Authenticator};
 use serde::Serialize;
+
+use super::limits::Limiters;
 use sha2::{Digest as _, Sha256};
 
 /// The prefix of every ingest key.
@@ -50,14 +52,17 @@ pub fn key_hash(key: &str) -> String {
 pub struct IngestKeys {
     live: RwLock<HashMap<String, TenantId>>,
     required: bool,
+    limits: Arc<Limiters>,
 }
 
 impl IngestKeys {
     /// A key table; with `required`, requests without a key are refused.
-    pub fn new(required: bool) -> Arc<Self> {
+    /// Requests are limited per key and per client address.
+    pub fn new(required: bool, limits: Arc<Limiters>) -> Arc<Self> {
         Arc::new(Self {
             live: RwLock::new(HashMap::new()),
             required,
+            limits,
         })
     }
 
@@ -86,8 +91,29 @@ impl IngestKeys {
     }
 }
 
+fn limited(which: &str, retry_after: std::time::Duration) -> AuthError {
+    AuthError::RateLimited {
+        retry_after,
+        message: format!("too many requests {which}; retry after {retry_after:?}"),
+    }
+}
+
 impl Authenticator for IngestKeys {
     fn authenticate(&self, headers: &http::HeaderMap) -> Result<TenantId, AuthError> {
+        self.authenticate_from(headers, None)
+    }
+
+    fn authenticate_from(
+        &self,
+        headers: &http::HeaderMap,
+        peer: Option<std::net::IpAddr>,
+    ) -> Result<TenantId, AuthError> {
+        if let Some(ip) = self.limits.config.client(peer, headers) {
+            self.limits
+                .ingest_ip
+                .take(&ip.to_string())
+                .map_err(|d| limited("from this address", d))?;
+        }
         let Some(key) = Self::presented(headers) else {
             return if self.required {
                 Err(AuthError::Unauthenticated(format!(
@@ -97,11 +123,14 @@ impl Authenticator for IngestKeys {
                 Ok(TenantId::default())
             };
         };
-        let tenant = self
-            .live
-            .read()
-            .ok()
-            .and_then(|m| m.get(&key_hash(key)).cloned());
-        tenant.ok_or_else(|| AuthError::Unauthenticated("ingest key not valid".into()))
+        let hash = key_hash(key);
+        let tenant = self.live.read().ok().and_then(|m| m.get(&hash).cloned());
+        let tenant =
+            tenant.ok_or_else(|| AuthError::Unauthenticated("ingest key not valid".into()))?;
+        self.limits
+            .ingest_key
+            .take(&hash)
+            .map_err(|d| limited("for this key", d))?;
+        Ok(tenant)
     }
 }

@@ -5,6 +5,7 @@
 //! - [`rbac`]: roles, permissions and the route table.
 //! - [`audit`]: the hash-chained audit log.
 //! - [`keys`]: ingest API keys, checked by the receivers in memory.
+//! - [`limits`]: token buckets and sign-in windows.
 //!
 //! [`Auth`] ties them to the metadata database: login, refresh (rotating
 //! one-time refresh tokens), logout (revokes the access token's `jti`),
@@ -13,6 +14,7 @@
 
 pub mod audit;
 pub mod keys;
+pub mod limits;
 pub mod password;
 pub mod rbac;
 pub mod token;
@@ -84,6 +86,9 @@ pub enum AuthError {
     /// Already exists: 409.
     #[error("{0}")]
     Conflict(String),
+    /// Over a limit: 429 with `Retry-After`.
+    #[error("too many requests; retry after {0:?}")]
+    RateLimited(std::time::Duration),
     /// The metadata database failed: 500 (logged).
     #[error("metadata database: {0}")]
     Store(#[from] ophion_store::Error),
@@ -140,6 +145,8 @@ pub struct Auth {
     hasher: password::Hasher,
     config: AuthConfig,
     ingest: Arc<keys::IngestKeys>,
+    /// Rate limits of the API, the receivers and sign-in.
+    pub limits: Arc<limits::Limiters>,
 }
 
 fn sha256_hex(text: &str) -> String {
@@ -195,8 +202,10 @@ impl Auth {
     pub async fn open(
         meta: Metadata,
         config: AuthConfig,
+        limits: limits::LimitsConfig,
         hash_permits: usize,
     ) -> Result<Self, AuthError> {
+        let limits = Arc::new(limits::Limiters::new(limits));
         let fresh = password::random_hex(32);
         let secret: String = meta
             .call(move |c| {
@@ -213,7 +222,7 @@ impl Auth {
             .await?;
         let secret = hex::decode(secret)
             .map_err(|e| AuthError::Internal(format!("stored token secret: {e}")))?;
-        let ingest = keys::IngestKeys::new(config.require_ingest_key);
+        let ingest = keys::IngestKeys::new(config.require_ingest_key, Arc::clone(&limits));
         let live: Vec<(String, String)> = meta
             .call(|c| {
                 let mut st = c.prepare(
@@ -232,6 +241,7 @@ impl Auth {
             hasher: password::Hasher::new(hash_permits),
             config,
             ingest,
+            limits,
         })
     }
 
@@ -416,12 +426,43 @@ impl Auth {
     }
 
     /// Checks a password and hands out tokens. Every attempt is audited.
+    /// Attempts count against a window per user name and per client
+    /// address (`source`) before any hashing; successes are taken back.
     pub async fn login(
         &self,
         username: &str,
         password: &str,
         source: &str,
     ) -> Result<Tokens, AuthError> {
+        let by_user = self.limits.login_user.hit(username);
+        let by_ip = self.limits.login_ip.hit(source);
+        let (at_user, at_ip) = match (by_user, by_ip) {
+            (Ok(u), Ok(i)) => (u, i),
+            (u, i) => {
+                if let Ok(at) = u {
+                    self.limits.login_user.forget(username, at);
+                }
+                if let Ok(at) = i {
+                    self.limits.login_ip.forget(source, at);
+                }
+                let wait = [u.err(), i.err()]
+                    .into_iter()
+                    .flatten()
+                    .max()
+                    .unwrap_or_default();
+                self.audit(audit::Event {
+                    tenant: TenantId::default().as_str().to_owned(),
+                    actor: username.to_owned(),
+                    action: "login",
+                    target: username.to_owned(),
+                    source: source.to_owned(),
+                    outcome: "denied",
+                    detail: "too many sign-in attempts".into(),
+                })
+                .await;
+                return Err(AuthError::RateLimited(wait));
+            }
+        };
         let name = username.to_owned();
         let row: Option<(i64, String, String, bool, i64)> = self
             .meta
@@ -451,6 +492,8 @@ impl Auth {
         };
         match row {
             Some((id, tenant, _, false, ver)) if ok => {
+                self.limits.login_user.forget(username, at_user);
+                self.limits.login_ip.forget(source, at_ip);
                 let tokens = self.issue(id, tenant, ver).await?;
                 self.audit(event).await;
                 Ok(tokens)

@@ -75,6 +75,12 @@ impl Server {
             .env("OPHION__STORE__RETENTION__METRICS_DAYS", "0")
             .env("RUST_LOG", "info")
             .env("OPHION_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            // Tests call the API far faster than people; the rate-limit
+            // tests set their own limits.
+            .env("OPHION__LIMITS__API_PER_IP", "0")
+            .env("OPHION__LIMITS__API_PER_USER", "0")
+            .env("OPHION__LIMITS__INGEST_PER_IP", "0")
+            .env("OPHION__LIMITS__INGEST_PER_KEY", "0")
             .stdout(Stdio::piped())
             .stderr(log_file);
         for (k, v) in env {
