@@ -66,6 +66,9 @@ pub enum Command {
     },
     /// Sign out: revoke the saved token and forget it.
     Logout,
+    /// Change your password: the current one, then the new one, each on a
+    /// line of standard input. Signs you out everywhere.
+    Passwd,
     /// Users of your tenant (admins).
     #[command(subcommand)]
     Users(UsersCommand),
@@ -372,6 +375,20 @@ pub async fn run(cli: Cli, out: &mut String) -> Result<(), CliError> {
                 "signed in as {username}; token saved in {}",
                 path.display()
             );
+        }
+        Command::Passwd => {
+            let current = read_secret(true, "OPHION_PASSWORD", "current password")?;
+            let new = read_secret(true, "OPHION_NEW_PASSWORD", "new password")?;
+            c.send(
+                c.http
+                    .post(format!("{}/api/v1/auth/password", c.base))
+                    .json(&serde_json::json!({"current_password": current, "new_password": new})),
+            )
+            .await?;
+            if let Some(p) = token_path() {
+                let _ = std::fs::remove_file(p);
+            }
+            let _ = writeln!(out, "password changed; sign in again with `ophion login`");
         }
         Command::Logout => {
             c.send(c.http.post(format!("{}/api/v1/auth/logout", c.base)))

@@ -469,6 +469,43 @@ async fn the_audit_log_records_events_and_verify_finds_the_edited_record() {
     )
     .await;
     assert_eq!(status, 200);
+    let (status, key) = call(
+        &http,
+        &s,
+        "POST",
+        "/api/v1/keys",
+        Some(&s.token),
+        Some(json!({"name": "collector\u{7}"})),
+    )
+    .await;
+    assert_eq!(
+        status, 400,
+        "control characters in a key name are refused: {key}"
+    );
+    let (status, key) = call(
+        &http,
+        &s,
+        "POST",
+        "/api/v1/keys",
+        Some(&s.token),
+        Some(json!({"name": "collector"})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let key_id = key["id"].as_i64().expect("id");
+    assert_eq!(
+        call(
+            &http,
+            &s,
+            "DELETE",
+            &format!("/api/v1/keys/{key_id}"),
+            Some(&s.token),
+            None
+        )
+        .await
+        .0,
+        204
+    );
     let vic = token(&http, &s, "vic", PASSWORD).await;
     assert_eq!(
         call(&http, &s, "GET", "/api/v1/users", Some(&vic), None)
@@ -518,6 +555,8 @@ async fn the_audit_log_records_events_and_verify_finds_the_edited_record() {
     assert!(has("user_update", "ok", "vic"));
     assert!(has("permission_denied", "denied", "GET /api/v1/users"));
     assert!(has("logout", "ok", "vic"));
+    assert!(has("key_create", "ok", "collector"));
+    assert!(has("key_revoke", "ok", "collector"));
     for r in &records {
         assert!(
             r["at_ms"].as_i64().is_some_and(|t| t > 1_700_000_000_000),
@@ -567,4 +606,171 @@ async fn the_audit_log_records_events_and_verify_finds_the_edited_record() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&format!("broken at record {victim}")), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_carry_security_headers_no_cors_and_no_internals() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let s = Server::start(&dir.path().join("data"), &[]);
+    let http = client();
+    for (method, path) in [
+        ("GET", "/api/v1/version"),
+        ("GET", "/api/v1/status"),
+        ("OPTIONS", "/api/v1/query"),
+    ] {
+        let r = http
+            .request(method.parse().expect("method"), format!("{}{path}", s.api))
+            .bearer_auth(&s.token)
+            .header("origin", "https://evil.example")
+            .header("access-control-request-method", "POST")
+            .send()
+            .await
+            .expect("request");
+        let h = r.headers();
+        assert!(
+            h.get("access-control-allow-origin").is_none(),
+            "{path}: CORS stays closed"
+        );
+        assert!(h.get("access-control-allow-credentials").is_none());
+        assert_eq!(
+            h.get("x-content-type-options").map(|v| v.as_bytes()),
+            Some(&b"nosniff"[..])
+        );
+        assert_eq!(
+            h.get("x-frame-options").map(|v| v.as_bytes()),
+            Some(&b"DENY"[..])
+        );
+        assert_eq!(
+            h.get("cache-control").map(|v| v.as_bytes()),
+            Some(&b"no-store"[..])
+        );
+        assert!(h.get("content-security-policy").is_some());
+        assert!(h.get("set-cookie").is_none(), "no cookies");
+    }
+    // Errors say what is wrong in the caller's terms: no backtraces, no
+    // Rust types, no SQL the server wrote.
+    let bad = [
+        (
+            "POST",
+            "/api/v1/query",
+            Some(json!({"sql": "SELEC nonsense FROM"})),
+        ),
+        ("GET", "/api/v1/traces?min_duration=soon", None),
+        ("GET", "/api/v1/traces?attribute=x'%20OR%201=1", None),
+        ("GET", "/api/v1/logs?from=yesterday-ish", None),
+        ("GET", "/api/v1/traces/not-hex", None),
+    ];
+    for (method, path, body) in bad {
+        let (status, v) = call(&http, &s, method, path, Some(&s.token), body).await;
+        assert_eq!(status, 400, "{path}: {v}");
+        let text = v.to_string();
+        assert!(v["error"]["message"].is_string(), "{text}");
+        for leak in ["backtrace", "panicked", "src/", "::", "SELECT ", "WHERE "] {
+            assert!(!text.contains(leak), "{path} leaks {leak:?}: {text}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_signs_in_changes_the_password_and_signs_out() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().expect("tmp");
+    let s = Server::start(&dir.path().join("data"), &[]);
+    let config = dir.path().join("config");
+    let ophion = |args: &[&str], stdin: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ophion"))
+            .args(args)
+            .env("OPHION_SERVER", &s.api)
+            .env("XDG_CONFIG_HOME", &config)
+            .env_remove("OPHION_TOKEN")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("ophion");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(stdin.as_bytes())
+            .expect("write");
+        child.wait_with_output().expect("output")
+    };
+    let out = ophion(&["status"], "");
+    assert_eq!(out.status.code(), Some(1), "not signed in yet");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ophion login"));
+    let out = ophion(
+        &["login", "--password-stdin"],
+        &format!("{ADMIN_PASSWORD}\n"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let saved = config.join("ophion").join("token");
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(
+        std::fs::metadata(&saved)
+            .expect("token file")
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600,
+        "only the user can read the token"
+    );
+    assert!(
+        ophion(&["status"], "").status.success(),
+        "the saved token works"
+    );
+    let out = ophion(
+        &["users", "add", "olga", "--role", "editor"],
+        &format!("{PASSWORD}\n"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = ophion(&["users", "list"], "");
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        listed.contains("olga") && listed.contains("editor"),
+        "{listed}"
+    );
+    let out = ophion(
+        &["passwd"],
+        &format!("{ADMIN_PASSWORD}\nthe-new-admin-password\n"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        login(&client(), &s, "admin", ADMIN_PASSWORD).await.0,
+        401,
+        "old password"
+    );
+    assert_eq!(
+        login(&client(), &s, "admin", "the-new-admin-password")
+            .await
+            .0,
+        200
+    );
+    let (status, _) = call(
+        &client(),
+        &s,
+        "GET",
+        "/api/v1/auth/me",
+        Some(&s.token),
+        None,
+    )
+    .await;
+    assert_eq!(status, 401, "a password change signs out every session");
+    let out = ophion(&["login", "--password-stdin"], "the-new-admin-password\n");
+    assert!(out.status.success());
+    let out = ophion(&["logout"], "");
+    assert!(out.status.success());
+    assert!(!saved.exists(), "logout forgets the token");
 }

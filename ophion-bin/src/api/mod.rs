@@ -138,6 +138,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
             access::authorize,
         ))
         .fallback(not_found)
+        // Outermost: counts every answer and adds the security headers.
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state),
             ops::count_errors,

@@ -81,13 +81,34 @@ pub(super) async fn count_errors(
     req: Request,
     next: Next,
 ) -> Response {
-    let r = next.run(req).await;
+    let mut r = next.run(req).await;
+    secure(r.headers_mut());
     if r.status().is_server_error() {
         s.server_errors.fetch_add(1, Relaxed);
     } else if r.status().is_client_error() {
         s.client_errors.fetch_add(1, Relaxed);
     }
     r
+}
+
+/// Headers on every answer: no MIME sniffing, no framing, no referrer, no
+/// caching of answers that hold telemetry, and a content policy that lets
+/// an API answer load nothing. No CORS headers: browsers keep other
+/// origins out (the dashboard is served from this origin).
+fn secure(h: &mut axum::http::HeaderMap) {
+    use axum::http::{HeaderValue, header};
+    let set = |h: &mut axum::http::HeaderMap, k: header::HeaderName, v: &'static str| {
+        h.entry(k).or_insert(HeaderValue::from_static(v));
+    };
+    set(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    set(h, header::X_FRAME_OPTIONS, "DENY");
+    set(h, header::REFERRER_POLICY, "no-referrer");
+    set(h, header::CACHE_CONTROL, "no-store");
+    set(
+        h,
+        header::CONTENT_SECURITY_POLICY,
+        "default-src 'none'; frame-ancestors 'none'",
+    );
 }
 
 /// Prometheus text exposition.
