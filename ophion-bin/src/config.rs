@@ -24,6 +24,9 @@ pub struct ServerConfig {
     pub auth: crate::auth::AuthConfig,
     /// Rate limits.
     pub limits: crate::auth::limits::LimitsConfig,
+    /// TLS on every port (API, OTLP/gRPC, OTLP/HTTP) when a certificate and
+    /// key are given.
+    pub tls: ophion_receiver::tls::TlsConfig,
     /// Process memory budget.
     pub memory: MemoryConfig,
     /// Log output.
@@ -42,6 +45,7 @@ impl Default for ServerConfig {
             api_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             auth: Default::default(),
             limits: Default::default(),
+            tls: Default::default(),
             memory: MemoryConfig::default(),
             log: LogConfig::default(),
             receiver: ReceiverConfig::default(),
@@ -166,6 +170,7 @@ impl ServerConfig {
         };
         let mut tree =
             toml::Table::try_from(Self::default()).map_err(|e| invalid("defaults", &e))?;
+        let shape = shape().map_err(|e| invalid("defaults", &e))?;
         if let Some(path) = file {
             let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
                 path: path.to_owned(),
@@ -192,11 +197,11 @@ impl ServerConfig {
             } else {
                 continue; // OPHION_SERVER and friends belong to the CLI
             };
-            set(&mut tree, &path, env_value(&value)).map_err(|m| invalid(&key, &m))?;
+            set(&mut tree, &shape, &path, env_value(&value)).map_err(|m| invalid(&key, &m))?;
         }
         let mut flag = |path: &[&str], v: toml::Value| {
             let path: Vec<String> = path.iter().map(|s| (*s).to_owned()).collect();
-            set(&mut tree, &path, v)
+            set(&mut tree, &shape, &path, v)
         };
         let text = |s: String| toml::Value::String(s);
         if let Some(d) = &flags.data_dir {
@@ -265,19 +270,38 @@ fn env_value(text: &str) -> toml::Value {
     }
 }
 
-/// Sets `path` in `tree`; the option must exist (typos are errors, not
-/// silently ignored).
-fn set(tree: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), String> {
+/// Every option, optional ones included (defaults leave those out of
+/// the tree), to check names against.
+fn shape() -> Result<toml::Table, toml::ser::Error> {
+    let mut c = ServerConfig::default();
+    c.tls.cert_path = Some(PathBuf::new());
+    c.tls.key_path = Some(PathBuf::new());
+    toml::Table::try_from(c)
+}
+
+/// Sets `path` in `tree`; the option must exist in `shape` (typos are
+/// errors, not silently ignored).
+fn set(
+    tree: &mut toml::Table,
+    shape: &toml::Table,
+    path: &[String],
+    value: toml::Value,
+) -> Result<(), String> {
     let (last, parents) = path.split_last().ok_or("empty option name")?;
     let mut table = tree;
+    let mut known = shape;
     for p in parents {
         table = match table.get_mut(p) {
             Some(toml::Value::Table(t)) => t,
             _ => return Err(format!("no option section `{p}`")),
         };
+        known = match known.get(p) {
+            Some(toml::Value::Table(t)) => t,
+            _ => return Err(format!("no option section `{p}`")),
+        };
     }
     // Tagged sections (`kind = ...`) take the keys of their kind.
-    if !table.contains_key(last) && !table.contains_key("kind") {
+    if !known.contains_key(last) && !table.contains_key("kind") {
         return Err(format!("no option `{}`", path.join(".")));
     }
     // A string where the default is a number stays a string: the final

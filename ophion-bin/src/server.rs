@@ -76,6 +76,7 @@ pub struct Server {
     receiver: ophion_receiver::BoundReceiver,
     api: TcpListener,
     state: Arc<ApiState>,
+    tls: Option<ophion_receiver::tls::Tls>,
 }
 
 impl Server {
@@ -116,7 +117,8 @@ impl Server {
             server_errors: Default::default(),
             started: Instant::now(),
         });
-        let receiver = receiver.bind().await?;
+        let tls = ophion_receiver::tls::Tls::load(&config.tls)?;
+        let receiver = receiver.bind().await?.with_tls(tls.clone());
         let api = TcpListener::bind(config.api_addr)
             .await
             .map_err(|source| ServerError::Bind {
@@ -139,6 +141,7 @@ impl Server {
             receiver,
             api,
             state,
+            tls,
         })
     }
 
@@ -164,14 +167,33 @@ impl Server {
             let _ = rx.wait_for(|stop| *stop).await;
         };
         let app = api::router(Arc::clone(&self.state));
-        let api = axum::serve(
-            self.api,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(wait(stop_rx.clone()));
+        let api_listener = self.api;
+        let tls = self.tls.clone();
+        let api_stop = stop_rx.clone();
+        let api = async move {
+            match tls {
+                Some(t) => {
+                    ophion_receiver::tls::serve_https(
+                        api_listener,
+                        app,
+                        t.acceptor(),
+                        wait(api_stop),
+                    )
+                    .await
+                }
+                None => {
+                    axum::serve(
+                        api_listener,
+                        app.into_make_service_with_connect_info::<SocketAddr>(),
+                    )
+                    .with_graceful_shutdown(wait(api_stop))
+                    .await
+                }
+            }
+        };
         let receiver = self.receiver.serve(wait(stop_rx.clone()));
         let serving = async move {
-            let (a, r) = tokio::join!(async move { api.await }, receiver);
+            let (a, r) = tokio::join!(api, receiver);
             a.map_err(ServerError::Serve)?;
             r?;
             Ok::<_, ServerError>(())

@@ -52,6 +52,7 @@ mod http;
 pub mod json;
 mod service;
 pub mod stats;
+pub mod tls;
 
 use std::{future::Future, net::SocketAddr, sync::Arc};
 
@@ -167,6 +168,7 @@ impl OtlpReceiver {
             receiver: self,
             grpc,
             http,
+            tls: None,
         })
     }
 }
@@ -177,6 +179,7 @@ pub struct BoundReceiver {
     receiver: OtlpReceiver,
     grpc: TcpListener,
     http: TcpListener,
+    tls: Option<tls::Tls>,
 }
 
 impl BoundReceiver {
@@ -199,6 +202,12 @@ impl BoundReceiver {
         &self.receiver
     }
 
+    /// Serves both ports over TLS with `tls` (plain when `None`).
+    pub fn with_tls(mut self, tls: Option<tls::Tls>) -> Self {
+        self.tls = tls;
+        self
+    }
+
     /// Serves both transports until `shutdown` completes, then stops
     /// accepting connections and lets in-flight requests finish.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
@@ -210,20 +219,34 @@ impl BoundReceiver {
         let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|stop| *stop).await;
         };
-        let grpc = tonic::transport::Server::builder()
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(t) = &self.tls {
+            builder = builder.tls_config(t.grpc()).map_err(|e| Error::Serve {
+                transport: "grpc",
+                message: e.to_string(),
+            })?;
+        }
+        let grpc = builder
             .add_routes(self.receiver.grpc_routes())
             .serve_with_incoming_shutdown(
                 tonic::transport::server::TcpIncoming::from(self.grpc).with_nodelay(Some(true)),
                 wait(rx.clone()),
             );
-        let http = axum::serve(
-            self.http,
-            self.receiver
-                .http_router()
-                .into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(wait(rx));
-        let (g, h) = tokio::join!(grpc, async move { http.await });
+        let router = self.receiver.http_router();
+        let http = async move {
+            match self.tls {
+                Some(t) => tls::serve_https(self.http, router, t.acceptor(), wait(rx)).await,
+                None => {
+                    axum::serve(
+                        self.http,
+                        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+                    )
+                    .with_graceful_shutdown(wait(rx))
+                    .await
+                }
+            }
+        };
+        let (g, h) = tokio::join!(grpc, http);
         g.map_err(|e| Error::Serve {
             transport: "grpc",
             message: e.to_string(),
