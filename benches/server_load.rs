@@ -24,7 +24,7 @@ use std::{
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, trace_service_client::TraceServiceClient,
 };
-use ophion_core::testing::{Generator, span_count};
+use ophion_core::testing::{Generator, process, span_count};
 use prost::Message as _;
 
 struct Args {
@@ -62,27 +62,12 @@ fn args() -> Args {
     a
 }
 
-/// CPU seconds (user + system) of a process.
 fn cpu_secs(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name, which is in parentheses.
-    let rest = stat.rsplit(')').next().unwrap_or("");
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    // utime and stime are fields 14 and 15 of stat, 12 and 13 after ")".
-    (ticks(11) + ticks(12)) / 100.0
+    process::cpu_secs(Some(pid))
 }
 
 fn rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .unwrap_or(0.0)
-        / 1024.0
+    process::rss_bytes(Some(pid)) as f64 / (1024.0 * 1024.0)
 }
 
 fn now_ns() -> u64 {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::{ADMIN_PASSWORD, Server, client, login_blocking, now_ns};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
-use ophion_core::testing::Generator;
+use ophion_core::testing::{Generator, process};
 use prost::Message as _;
 use serde_json::json;
 
@@ -20,19 +20,6 @@ async fn status_of(r: reqwest::RequestBuilder) -> (u16, Option<u64>) {
         .get("retry-after")
         .and_then(|v| v.to_str().ok()?.parse().ok());
     (r.status().as_u16(), retry)
-}
-
-/// CPU seconds (user + system) of a process.
-fn cpu_secs(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let f: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    let t = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (t(11) + t(12)) / 100.0
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -169,7 +156,7 @@ async fn a_flood_of_wrong_sign_ins_costs_little_and_locks_only_for_the_window() 
         &[("OPHION__LIMITS__LOGIN_WINDOW_SECS", "4")],
     );
     let http = client();
-    let cpu0 = cpu_secs(s.pid());
+    let cpu0 = process::cpu_secs(Some(s.pid()));
     let started = Instant::now();
     let attempts = (0..100).map(|i| {
         let http = http.clone();
@@ -186,7 +173,7 @@ async fn a_flood_of_wrong_sign_ins_costs_little_and_locks_only_for_the_window() 
     });
     let statuses = futures::future::join_all(attempts).await;
     let took = started.elapsed();
-    let cpu = cpu_secs(s.pid()) - cpu0;
+    let cpu = process::cpu_secs(Some(s.pid())) - cpu0;
     let wrong = statuses.iter().filter(|s| **s == 401).count();
     let limited = statuses.iter().filter(|s| **s == 429).count();
     assert_eq!(wrong + limited, 100, "{statuses:?}");

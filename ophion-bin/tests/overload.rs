@@ -25,15 +25,7 @@ use prost::Message as _;
 const LIMIT_BYTES: u64 = 768 << 20;
 
 fn rss_bytes(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .unwrap_or(0)
-        * 1024
+    ophion_core::testing::process::rss_bytes(Some(pid))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

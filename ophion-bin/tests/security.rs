@@ -449,26 +449,18 @@ async fn the_audit_log_records_events_and_verify_finds_the_edited_record() {
         401
     );
     let id = create_user(&http, &s, &s.token, "vic", "viewer").await;
-    let (status, _) = call(
-        &http,
-        &s,
-        "PATCH",
-        &format!("/api/v1/users/{id}"),
-        Some(&s.token),
-        Some(json!({"role": "editor"})),
-    )
-    .await;
-    assert_eq!(status, 200);
-    let (status, _) = call(
-        &http,
-        &s,
-        "PATCH",
-        &format!("/api/v1/users/{id}"),
-        Some(&s.token),
-        Some(json!({"role": "viewer"})),
-    )
-    .await;
-    assert_eq!(status, 200);
+    for role in ["editor", "viewer"] {
+        let (status, _) = call(
+            &http,
+            &s,
+            "PATCH",
+            &format!("/api/v1/users/{id}"),
+            Some(&s.token),
+            Some(json!({ "role": role })),
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
     let (status, key) = call(
         &http,
         &s,

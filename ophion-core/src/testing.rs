@@ -667,9 +667,54 @@ pub fn span_count(req: &ExportTraceServiceRequest) -> usize {
         .sum()
 }
 
+/// Readings of a process from Linux's `/proc`, for tests and benchmarks
+/// that check memory and CPU (`None`: this process).
+pub mod process {
+    fn read(pid: Option<u32>, file: &str) -> String {
+        let who = pid.map_or_else(|| "self".to_owned(), |p| p.to_string());
+        std::fs::read_to_string(format!("/proc/{who}/{file}")).unwrap_or_default()
+    }
+
+    /// A `/proc/PID/status` field in KiB (`VmRSS:`, `VmHWM:`, `RssAnon:`),
+    /// 0 when absent.
+    pub fn status_kib(pid: Option<u32>, field: &str) -> u64 {
+        read(pid, "status")
+            .lines()
+            .find(|l| l.starts_with(field))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Resident memory in bytes.
+    pub fn rss_bytes(pid: Option<u32>) -> u64 {
+        status_kib(pid, "VmRSS:") * 1024
+    }
+
+    /// CPU seconds used, user plus system (from `/proc/PID/stat`, in the
+    /// kernel's 100 Hz ticks).
+    pub fn cpu_secs(pid: Option<u32>) -> f64 {
+        let stat = read(pid, "stat");
+        // Fields after the command name, which is in parentheses; utime and
+        // stime are fields 14 and 15, 12 and 13 after ")".
+        let f: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, r)| r.split_whitespace().collect())
+            .unwrap_or_default();
+        let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        (ticks(11) + ticks(12)) / 100.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn process_readings_are_plausible() {
+        assert!(process::rss_bytes(None) > 1 << 20);
+        assert!(process::cpu_secs(None) >= 0.0);
+        assert_eq!(process::status_kib(None, "NoSuchField:"), 0);
+    }
 
     #[test]
     fn same_seed_same_data() {

@@ -15,12 +15,9 @@ use prost::Message as _;
 const LIMIT: usize = 4 * 1024 * 1024;
 
 fn status_kib(field: &str) -> u64 {
-    let s = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    s.lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .expect("field")
+    let kib = ophion_core::testing::process::status_kib(None, field);
+    assert!(kib > 0, "{field} in /proc/self/status (needs Linux)");
+    kib
 }
 
 /// Resets the peak and returns the current RSS in bytes.
