@@ -1,6 +1,13 @@
 //! # ophion-ai
 //!
-//! Ophion's AI engine (not implemented yet; see the AI issues): anomaly
-//! detection, log patterns, forecasting and root cause over the data model
-//! of [`ophion_core`], smart alerts, auto-healing, and a copilot with any LLM
-//! behind a trait, everything working without one.
+//! Ophion's AI engine, algorithmic and deterministic, working without any
+//! LLM. So far:
+//!
+//! - [`patterns`]: log template mining (masking of variables, stable
+//!   template ids).
+//!
+//! Planned (issue 6): anomaly detection, forecasting, root cause and tips
+//! over the data model of [`ophion_core`]; smart alerts, auto-healing and a
+//! copilot with any LLM behind a trait.
+
+pub mod patterns;

@@ -1,0 +1,126 @@
+//! Log template mining on loghub-2k: feeds each dataset's `Content` column
+//! to `ophion_ai::patterns::TemplateMiner` (default configuration), writes
+//! one `template_id` per line for `../shared/tools/log_ga.py`, and reports
+//! throughput.
+//!
+//! Run: `cargo bench -p ophion-benches --bench log_patterns -- --loghub ../shared/data/loghub-2k --out /tmp/ga`
+//! then `python3 ../shared/tools/log_ga.py --loghub ../shared/data/loghub-2k --results /tmp/ga`.
+//! Without `--loghub` (as in `cargo test --all-targets`) it mines a small
+//! built-in sample and checks the grouping.
+
+use std::{io::Write as _, path::PathBuf, time::Instant};
+
+use ophion_ai::patterns::{MinerConfig, TemplateMiner};
+
+/// The `Content` column of a loghub structured CSV (RFC 4180 quoting).
+fn contents(path: &std::path::Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).expect("read csv");
+    let mut rows = Vec::new();
+    let (mut field, mut record, mut quoted) = (String::new(), Vec::new(), false);
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                field.push('"');
+                chars.next();
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => record.push(std::mem::take(&mut field)),
+            ('\n', false) => {
+                record.push(std::mem::take(&mut field));
+                rows.push(std::mem::take(&mut record));
+            }
+            ('\r', false) => {}
+            (c, _) => field.push(c),
+        }
+    }
+    if !field.is_empty() || !record.is_empty() {
+        record.push(field);
+        rows.push(record);
+    }
+    let header = rows.first().cloned().unwrap_or_default();
+    let col = header
+        .iter()
+        .position(|h| h == "Content")
+        .expect("Content column");
+    rows.into_iter()
+        .skip(1)
+        .map(|r| r.get(col).cloned().unwrap_or_default())
+        .collect()
+}
+
+fn main() {
+    let mut loghub: Option<PathBuf> = None;
+    let mut out = std::env::temp_dir().join("ophion-log-ga");
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--loghub" => loghub = it.next().map(PathBuf::from),
+            "--out" => out = it.next().map(PathBuf::from).unwrap_or(out),
+            _ => {}
+        }
+    }
+    let Some(loghub) = loghub else {
+        smoke();
+        return;
+    };
+    std::fs::create_dir_all(&out).expect("out dir");
+    let mut names: Vec<String> = std::fs::read_dir(&loghub)
+        .expect("loghub dir")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .collect();
+    names.sort();
+    let (mut lines, mut secs) = (0usize, 0f64);
+    for name in names {
+        let csv = loghub
+            .join(&name)
+            .join(format!("{name}_2k.log_structured.csv"));
+        if !csv.exists() {
+            continue;
+        }
+        let messages = contents(&csv);
+        let started = Instant::now();
+        let mut miner = TemplateMiner::new(MinerConfig::default());
+        let ids: Vec<u32> = messages.iter().map(|m| miner.add(m)).collect();
+        secs += started.elapsed().as_secs_f64();
+        lines += messages.len();
+        let mut f = std::fs::File::create(out.join(format!("{name}.csv"))).expect("out file");
+        writeln!(f, "template_id").expect("write");
+        for id in ids {
+            writeln!(f, "{id}").expect("write");
+        }
+        println!(
+            "{name}: {} lines, {} templates",
+            messages.len(),
+            miner.len()
+        );
+    }
+    println!(
+        "{lines} lines in {:.3} s of mining = {:.0} lines/s (one core)",
+        secs,
+        lines as f64 / secs.max(1e-9)
+    );
+}
+
+/// A built-in sample: three templates with variables in several forms.
+fn smoke() {
+    let mut miner = TemplateMiner::default();
+    let lines = [
+        "Accepted password for root from 10.1.2.3 port 22 ssh2",
+        "Failed password for invalid user admin from 10.9.8.7 port 4242 ssh2",
+        "Accepted password for alice from 192.168.0.1 port 51234 ssh2",
+        "Failed password for invalid user oracle from 10.0.0.9 port 1 ssh2",
+        "session opened for user root by (uid=0)",
+        "session opened for user bob by (uid=1000)",
+    ];
+    let ids: Vec<u32> = lines.iter().map(|l| miner.add(l)).collect();
+    assert_eq!(ids[0], ids[2]);
+    assert_eq!(ids[1], ids[3]);
+    assert_eq!(ids[4], ids[5]);
+    assert_ne!(ids[0], ids[1]);
+    println!(
+        "log pattern smoke: {} templates from {} lines",
+        miner.len(),
+        lines.len()
+    );
+}

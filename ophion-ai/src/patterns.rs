@@ -1,0 +1,289 @@
+//! Log pattern mining: an online template miner in the family of Drain
+//! (He et al., ICWS 2017), with one default configuration for all logs.
+//!
+//! Each message is split into tokens; tokens that carry data (anything
+//! with a digit, hex strings, paths of ids) are masked to `<*>` first, which
+//! is what lets one configuration serve many log formats. Messages are then
+//! grouped by token count and first constant token, and within a group
+//! joined to the most similar template above a similarity threshold, or
+//! start a new one. When a message joins a template, the positions where
+//! they differ become `<*>`.
+//!
+//! Template ids are given at creation and never change, even as the
+//! template text generalises, so counts over time stay attached to one id.
+
+use std::collections::HashMap;
+
+/// A stable template id.
+pub type TemplateId = u32;
+
+/// The wildcard that stands for a variable token.
+pub const WILDCARD: &str = "<*>";
+
+/// Settings of the miner.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MinerConfig {
+    /// Share of positions (0-1) that must hold the same constant token for
+    /// a message to join a template.
+    pub similarity: f64,
+    /// At most this many templates per group are compared; more are
+    /// merged into the best match (bounded work per message).
+    pub max_templates_per_group: usize,
+}
+
+impl Default for MinerConfig {
+    fn default() -> Self {
+        Self {
+            similarity: 0.5,
+            max_templates_per_group: 256,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Template {
+    tokens: Vec<Box<str>>,
+    count: u64,
+}
+
+/// The miner: feed it messages one at a time.
+#[derive(Debug, Default)]
+pub struct TemplateMiner {
+    config: MinerConfig,
+    templates: Vec<Template>,
+    groups: HashMap<(usize, Box<str>), Vec<TemplateId>>,
+    skeletons: HashMap<Box<str>, TemplateId>,
+}
+
+/// Whether `token` carries data rather than wording.
+fn is_variable(token: &str) -> bool {
+    let core = token.trim_matches(|c: char| !c.is_alphanumeric());
+    if core.is_empty() {
+        return false;
+    }
+    if core.bytes().any(|b| b.is_ascii_digit()) {
+        return true;
+    }
+    // Long hex strings without digits are rare but exist (ids, hashes).
+    core.len() >= 8 && core.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Splits a message into tokens, masking variables. A parenthesised group
+/// of up to four words holding a number (`(1.16 KB)`) is one variable.
+pub fn tokens(message: &str) -> Vec<&str> {
+    let words: Vec<&str> = message.split_whitespace().collect();
+    let mut out = Vec::with_capacity(words.len());
+    let mut i = 0;
+    while i < words.len() {
+        let w = words[i];
+        if w.starts_with('(') && !w.ends_with(')') {
+            let close = (i + 1..words.len().min(i + 4)).find(|&j| words[j].ends_with(')'));
+            if let Some(j) = close
+                && words[i..=j]
+                    .iter()
+                    .any(|t| t.bytes().any(|b| b.is_ascii_digit()))
+            {
+                out.push(WILDCARD);
+                i = j + 1;
+                continue;
+            }
+        }
+        // `key=value` keeps the key as wording when it is a plain name.
+        let split = w.find('=').filter(|&k| {
+            k > 0
+                && k + 1 < w.len()
+                && w[..k]
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+        });
+        let parts = match split {
+            Some(k) => [Some(&w[..=k]), Some(&w[k + 1..])],
+            None => [Some(w), None],
+        };
+        for t in parts.into_iter().flatten() {
+            out.push(if is_variable(t) { WILDCARD } else { t });
+        }
+        i += 1;
+    }
+    out
+}
+
+/// The constant tokens of a message, in order: messages of one event that
+/// differ only in how many variables they hold share it.
+fn skeleton(toks: &[&str]) -> Box<str> {
+    let mut s = String::new();
+    for t in toks.iter().filter(|t| **t != WILDCARD) {
+        s.push_str(t);
+        s.push(' ');
+    }
+    s.into()
+}
+
+impl TemplateMiner {
+    /// A miner with `config`.
+    pub fn new(config: MinerConfig) -> Self {
+        Self {
+            config,
+            templates: Vec::new(),
+            groups: HashMap::new(),
+            skeletons: HashMap::new(),
+        }
+    }
+
+    /// Adds a message; returns its template's id.
+    pub fn add(&mut self, message: &str) -> TemplateId {
+        let toks = tokens(message);
+        // The same constants in the same order, with more or fewer
+        // variables: the same event.
+        let skel = skeleton(&toks);
+        if !skel.is_empty()
+            && let Some(&id) = self.skeletons.get(&skel)
+            && self.templates[id as usize].tokens.len() != toks.len()
+        {
+            self.templates[id as usize].count += 1;
+            return id;
+        }
+        let first = toks
+            .iter()
+            .find(|t| **t != WILDCARD)
+            .copied()
+            .unwrap_or(WILDCARD);
+        let key = (toks.len(), Box::<str>::from(first));
+        let candidates = self.groups.entry(key).or_default();
+        let mut best: Option<(f64, TemplateId)> = None;
+        for &id in candidates.iter() {
+            let t = &self.templates[id as usize];
+            let same = t
+                .tokens
+                .iter()
+                .zip(&toks)
+                .filter(|(a, b)| &***a == **b)
+                .count();
+            let sim = if toks.is_empty() {
+                1.0
+            } else {
+                same as f64 / toks.len() as f64
+            };
+            if best.is_none_or(|(s, _)| sim > s) {
+                best = Some((sim, id));
+            }
+        }
+        let joined = match best {
+            Some((sim, id))
+                if sim >= self.config.similarity
+                    || candidates.len() >= self.config.max_templates_per_group =>
+            {
+                Some(id)
+            }
+            _ => None,
+        };
+        let id = match joined {
+            Some(id) => {
+                let t = &mut self.templates[id as usize];
+                for (a, b) in t.tokens.iter_mut().zip(&toks) {
+                    if &**a != *b && &**a != WILDCARD {
+                        *a = WILDCARD.into();
+                    }
+                }
+                id
+            }
+            None => {
+                let id = self.templates.len() as TemplateId;
+                self.templates.push(Template {
+                    tokens: toks.iter().map(|t| Box::from(*t)).collect(),
+                    count: 0,
+                });
+                candidates.push(id);
+                id
+            }
+        };
+        self.templates[id as usize].count += 1;
+        self.skeletons.entry(skel).or_insert(id);
+        id
+    }
+
+    /// The current text of template `id`.
+    pub fn template(&self, id: TemplateId) -> String {
+        self.templates
+            .get(id as usize)
+            .map(|t| t.tokens.join(" "))
+            .unwrap_or_default()
+    }
+
+    /// Messages seen per template.
+    pub fn count(&self, id: TemplateId) -> u64 {
+        self.templates.get(id as usize).map_or(0, |t| t.count)
+    }
+
+    /// How many templates there are.
+    pub fn len(&self) -> usize {
+        self.templates.len()
+    }
+
+    /// Whether no message was added yet.
+    pub fn is_empty(&self) -> bool {
+        self.templates.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn variables_are_masked_and_wording_kept() {
+        assert_eq!(
+            tokens("Received block blk_-160899 of size 67108864 from /10.250.10.6"),
+            vec![
+                "Received", "block", "<*>", "of", "size", "<*>", "from", "<*>"
+            ]
+        );
+        assert_eq!(
+            tokens("user=root uid=0"),
+            vec!["user=", "root", "uid=", "<*>"]
+        );
+        assert_eq!(tokens("host.example:8080 up"), vec!["<*>", "up"]);
+        assert_eq!(tokens("/a?b=c"), vec!["/a?b=c"]);
+        assert_eq!(
+            tokens("1190 bytes (1.16 KB) sent"),
+            vec!["<*>", "bytes", "<*>", "sent"]
+        );
+        assert_eq!(tokens("(see below) ok"), vec!["(see", "below)", "ok"]);
+        assert_eq!(
+            tokens("session deadbeefcafe opened"),
+            vec!["session", "<*>", "opened"]
+        );
+        assert!(tokens("").is_empty());
+    }
+
+    #[test]
+    fn messages_of_one_template_share_an_id_that_stays() {
+        let mut m = TemplateMiner::default();
+        let a = m.add("Connection from 10.0.0.1 closed");
+        let b = m.add("Connection from 10.0.0.2 closed");
+        let c = m.add("Disk full on /dev/sda1");
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert_eq!(m.template(a), "Connection from <*> closed");
+        // Generalising a template keeps its id.
+        let d = m.add("Connection from gateway closed");
+        assert_eq!(d, a);
+        assert_eq!(m.template(a), "Connection from <*> closed");
+        assert_eq!(m.count(a), 3);
+        assert_eq!(m.len(), 2);
+        // An optional variable part: same constants, same event.
+        let e = m.add("sent 1190 bytes (1.16 KB) to peer");
+        let f = m.add("sent 0 bytes to peer");
+        assert_eq!(e, f);
+    }
+
+    #[test]
+    fn odd_input_does_not_panic() {
+        let mut m = TemplateMiner::default();
+        for line in ["", " ", "=", "a=", "=b", "::::", "é ü 😀", "\t\t", "x y z"] {
+            let id = m.add(line);
+            let _ = m.template(id);
+        }
+        assert!(!m.is_empty());
+    }
+}
