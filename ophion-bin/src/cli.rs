@@ -75,6 +75,60 @@ pub enum Command {
     /// The audit log (admins).
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// AI tools that work offline, on files (no server needed).
+    #[command(subcommand)]
+    Ai(AiCommand),
+}
+
+/// Offline AI commands.
+#[derive(Debug, Subcommand)]
+pub enum AiCommand {
+    /// Log templates: one message per input line; one `template_id,template`
+    /// row per line out, in the same order.
+    Patterns {
+        /// Messages, one per line.
+        #[arg(long)]
+        input: std::path::PathBuf,
+        /// CSV to write (header `template_id,template`).
+        #[arg(long)]
+        output: std::path::PathBuf,
+    },
+}
+
+/// `text` as one CSV field (RFC 4180).
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_owned()
+    }
+}
+
+fn ai(cmd: AiCommand, out: &mut String) -> Result<(), CliError> {
+    match cmd {
+        AiCommand::Patterns { input, output } => {
+            let fail = |p: &std::path::Path, e: std::io::Error| {
+                CliError::Refused(format!("{}: {e}", p.display()))
+            };
+            let text = std::fs::read_to_string(&input).map_err(|e| fail(&input, e))?;
+            let mut miner = ophion_ai::patterns::TemplateMiner::default();
+            let ids: Vec<_> = text.lines().map(|l| miner.add(l)).collect();
+            // Templates as they stand after every line was seen.
+            let mut csv = String::from("template_id,template\n");
+            for id in &ids {
+                let _ = writeln!(csv, "{id},{}", csv_field(&miner.template(*id)));
+            }
+            std::fs::write(&output, csv).map_err(|e| fail(&output, e))?;
+            let _ = writeln!(
+                out,
+                "{} lines, {} templates -> {}",
+                ids.len(),
+                miner.len(),
+                output.display()
+            );
+            Ok(())
+        }
+    }
 }
 
 /// User commands.
@@ -351,6 +405,7 @@ pub async fn run(cli: Cli, out: &mut String) -> Result<(), CliError> {
     let token = cli.token.clone().or_else(saved_token);
     let c = Client::new(&cli.server, token.as_deref())?;
     match cli.command {
+        Command::Ai(cmd) => ai(cmd, out)?,
         Command::Login {
             username,
             password_stdin,
