@@ -25,6 +25,10 @@ pub struct Cli {
     /// Access token; default: the one `ophion login` saved.
     #[arg(long, env = "OPHION_TOKEN", global = true, hide_env_values = true)]
     pub token: Option<String>,
+    /// A PEM certificate to trust besides the system's roots (a server
+    /// with a private CA or a self-signed certificate).
+    #[arg(long, env = "OPHION_CA_CERT", global = true)]
+    pub ca_cert: Option<std::path::PathBuf>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -343,16 +347,28 @@ fn read_secret(from_stdin: bool, env: &str, what: &str) -> Result<String, CliErr
 }
 
 impl Client {
-    fn new(server: &str, token: Option<&str>) -> Result<Self, CliError> {
+    fn new(
+        server: &str,
+        token: Option<&str>,
+        ca_cert: Option<&std::path::Path>,
+    ) -> Result<Self, CliError> {
         let mut headers = reqwest::header::HeaderMap::new();
         if let Some(t) = token
             && let Ok(v) = reqwest::header::HeaderValue::from_str(&format!("Bearer {t}"))
         {
             headers.insert(reqwest::header::AUTHORIZATION, v);
         }
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
-            .default_headers(headers)
+            .default_headers(headers);
+        if let Some(path) = ca_cert {
+            let pem = std::fs::read(path)
+                .map_err(|e| CliError::Refused(format!("{}: {e}", path.display())))?;
+            let cert = reqwest::Certificate::from_pem(&pem)
+                .map_err(|e| CliError::Refused(format!("{}: {e}", path.display())))?;
+            builder = builder.add_root_certificate(cert);
+        }
+        let http = builder
             .build()
             .map_err(|e| CliError::Unreachable(e.to_string()))?;
         Ok(Self {
@@ -403,7 +419,7 @@ impl Client {
 /// Runs a command, writing its output to `out`.
 pub async fn run(cli: Cli, out: &mut String) -> Result<(), CliError> {
     let token = cli.token.clone().or_else(saved_token);
-    let c = Client::new(&cli.server, token.as_deref())?;
+    let c = Client::new(&cli.server, token.as_deref(), cli.ca_cert.as_deref())?;
     match cli.command {
         Command::Ai(cmd) => ai(cmd, out)?,
         Command::Login {

@@ -130,6 +130,39 @@ async fn every_port_speaks_tls_when_configured() {
         Some((span_count(&a) + span_count(&b)) as u64)
     );
 
+    // The CLI over TLS, trusting the certificate it is given.
+    let cli = |ca: Option<&std::path::Path>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ophion"));
+        cmd.args([
+            "query",
+            "--format",
+            "csv",
+            "SELECT count(*) AS n FROM spans",
+        ])
+        .env("OPHION_SERVER", &api)
+        .env("OPHION_TOKEN", &token);
+        if let Some(ca) = ca {
+            cmd.env("OPHION_CA_CERT", ca);
+        }
+        cmd.output().expect("ophion")
+    };
+    let out = cli(Some(&cert_path));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains(&(span_count(&a) + span_count(&b)).to_string())
+    );
+    let out = cli(None);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "an untrusted certificate is refused"
+    );
+
     // Plain HTTP to a TLS port gets no answer.
     let plain = reqwest::Client::new();
     for url in [
