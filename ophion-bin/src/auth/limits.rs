@@ -121,6 +121,11 @@ impl Buckets {
         if map.len() >= MAX_KEYS {
             let (rate, burst) = (self.rate, self.burst);
             map.retain(|_, (t, last)| *t + now.duration_since(*last).as_secs_f64() * rate < burst);
+            if map.len() >= MAX_KEYS {
+                // Memory stays bounded under a flood of distinct keys; the
+                // buckets start full again.
+                map.clear();
+            }
         }
         let (tokens, last) = map.entry(key.to_owned()).or_insert((self.burst, now));
         *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * self.rate).min(self.burst);
@@ -166,6 +171,11 @@ impl Window {
         if map.len() >= MAX_KEYS {
             let window = self.window;
             map.retain(|_, q| q.back().is_some_and(|t| now.duration_since(*t) < window));
+            if map.len() >= MAX_KEYS {
+                // Bounded memory under a flood of distinct keys (many
+                // addresses guessing many names): start counting afresh.
+                map.clear();
+            }
         }
         let q = map.entry(key.to_owned()).or_default();
         while q
@@ -257,6 +267,20 @@ mod tests {
         assert!(w.hit("u").is_ok(), "a forgotten event frees a place");
         std::thread::sleep(Duration::from_millis(210));
         assert!(w.hit("u").is_ok(), "the window slid");
+    }
+
+    #[test]
+    fn a_flood_of_distinct_keys_stays_bounded() {
+        let b = Buckets::new(1.0);
+        let w = Window::new(1, Duration::from_secs(60));
+        for i in 0..(MAX_KEYS + 10) {
+            let k = i.to_string();
+            let _ = b.take(&k);
+            let _ = b.take(&k); // empties the bucket: not idle
+            let _ = w.hit(&k);
+        }
+        assert!(b.map.lock().expect("lock").len() <= MAX_KEYS);
+        assert!(w.map.lock().expect("lock").len() <= MAX_KEYS);
     }
 
     #[test]
