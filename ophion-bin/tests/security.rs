@@ -498,6 +498,28 @@ async fn the_audit_log_records_events_and_verify_finds_the_edited_record() {
         .0,
         204
     );
+    // The last enabled admin cannot demote or disable themselves.
+    let (_, me) = call(&http, &s, "GET", "/api/v1/auth/me", Some(&s.token), None).await;
+    let me_id = me["id"].as_i64().expect("id");
+    for change in [json!({"role": "viewer"}), json!({"disabled": true})] {
+        let (status, v) = call(
+            &http,
+            &s,
+            "PATCH",
+            &format!("/api/v1/users/{me_id}"),
+            Some(&s.token),
+            Some(change),
+        )
+        .await;
+        assert_eq!(status, 409, "{v}");
+    }
+    assert_eq!(
+        call(&http, &s, "GET", "/api/v1/users", Some(&s.token), None)
+            .await
+            .0,
+        200,
+        "still admin"
+    );
     let vic = token(&http, &s, "vic", PASSWORD).await;
     assert_eq!(
         call(&http, &s, "GET", "/api/v1/users", Some(&vic), None)

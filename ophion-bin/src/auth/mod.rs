@@ -735,20 +735,31 @@ impl Auth {
                         i64::from(revoke)
                     ],
                 )?;
-                let user = if n == 1 {
-                    Some(tx.query_row(
-                        "SELECT id, tenant_id, username, role, disabled FROM users WHERE id = ?1",
-                        [id],
-                        user_row,
-                    )?)
-                } else {
-                    None
-                };
+                if n == 0 {
+                    return Ok(Err(AuthError::NotFound(format!("no user {id}"))));
+                }
+                // A tenant keeps at least one enabled admin; otherwise the
+                // change is undone (the transaction is dropped).
+                let admins: i64 = tx.query_row(
+                    "SELECT count(*) FROM users WHERE tenant_id = ?1 AND role = 'admin' AND disabled = 0",
+                    [&t],
+                    |r| r.get(0),
+                )?;
+                if admins == 0 {
+                    return Ok(Err(AuthError::Conflict(
+                        "this would leave the tenant without an enabled admin".into(),
+                    )));
+                }
+                let user = tx.query_row(
+                    "SELECT id, tenant_id, username, role, disabled FROM users WHERE id = ?1",
+                    [id],
+                    user_row,
+                )?;
                 tx.commit()?;
-                Ok(user)
+                Ok(Ok(user))
             })
             .await?;
-        user.ok_or_else(|| AuthError::NotFound(format!("no user {id}")))
+        user
     }
 
     /// Changes the principal's own password after checking the current one.
