@@ -717,8 +717,7 @@ impl Auth {
         };
         let t = tenant.as_str().to_owned();
         let revoke = patch.disabled == Some(true) || phc.is_some();
-        let user = self
-            .meta
+        self.meta
             .call(move |c| {
                 let tx = c.transaction()?;
                 let n = tx.execute(
@@ -758,8 +757,7 @@ impl Auth {
                 tx.commit()?;
                 Ok(Ok(user))
             })
-            .await?;
-        user
+            .await?
     }
 
     /// Changes the principal's own password after checking the current one.
