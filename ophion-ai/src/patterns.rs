@@ -17,6 +17,8 @@
 
 use std::collections::HashMap;
 
+use serde::{Deserialize, Serialize};
+
 /// A stable template id.
 pub type TemplateId = u32;
 
@@ -24,7 +26,8 @@ pub type TemplateId = u32;
 pub const WILDCARD: &str = "<*>";
 
 /// Settings of the miner.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct MinerConfig {
     /// Share of positions (0-1) that must hold the same constant token for
     /// a message to join a template.
@@ -51,10 +54,23 @@ impl Default for MinerConfig {
     }
 }
 
-#[derive(Debug, Clone)]
-struct Template {
-    tokens: Vec<Box<str>>,
-    count: u64,
+/// A template as saved: its id is its position in [`MinerState::templates`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Template {
+    /// Tokens, `<*>` for variables.
+    pub tokens: Vec<Box<str>>,
+    /// Messages seen.
+    pub count: u64,
+}
+
+/// What a miner knows, to save and restore so template ids survive a
+/// restart.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MinerState {
+    /// The settings.
+    pub config: MinerConfig,
+    /// Every template, by id.
+    pub templates: Vec<Template>,
 }
 
 /// The miner: feed it messages one at a time.
@@ -152,6 +168,37 @@ impl TemplateMiner {
             groups: HashMap::new(),
             skeletons: HashMap::new(),
         }
+    }
+
+    /// What the miner knows, for [`TemplateMiner::restore`].
+    pub fn state(&self) -> MinerState {
+        MinerState {
+            config: self.config.clone(),
+            templates: self.templates.clone(),
+        }
+    }
+
+    /// A miner that goes on from a saved state: the same templates under
+    /// the same ids.
+    pub fn restore(state: MinerState) -> Self {
+        let mut m = Self::new(state.config);
+        for (id, t) in state.templates.into_iter().enumerate() {
+            let toks: Vec<&str> = t.tokens.iter().map(|t| &**t).collect();
+            let first = toks
+                .iter()
+                .find(|t| **t != WILDCARD)
+                .copied()
+                .unwrap_or(WILDCARD);
+            m.groups
+                .entry((toks.len(), Box::from(first)))
+                .or_default()
+                .push(id as TemplateId);
+            m.skeletons
+                .entry(skeleton(&toks))
+                .or_insert(id as TemplateId);
+            m.templates.push(t);
+        }
+        m
     }
 
     /// Adds a message; returns its template's id.
@@ -325,6 +372,27 @@ mod tests {
             m.template(ids[0]),
             "Session <*> initialized by client Agent"
         );
+    }
+
+    #[test]
+    fn template_ids_survive_a_save_and_restore() {
+        let mut m = TemplateMiner::default();
+        let lines = [
+            "Accepted password for root from 10.0.0.1 port 22 ssh2",
+            "Disk /dev/sda1 is 91% full",
+            "Accepted password for root from 10.0.0.2 port 2222 ssh2",
+            "worker 3 finished job 17 in 12 ms",
+        ];
+        let before: Vec<_> = lines.iter().map(|l| m.add(l)).collect();
+        let saved = serde_json::to_string(&m.state()).expect("save");
+        let mut again = TemplateMiner::restore(serde_json::from_str(&saved).expect("load"));
+        assert_eq!(again.len(), m.len());
+        for (l, id) in lines.iter().zip(&before) {
+            assert_eq!(again.add(l), *id, "{l}");
+            assert_eq!(again.template(*id), m.template(*id));
+        }
+        let new = again.add("Cache warmed in 3 s");
+        assert_eq!(new as usize, m.len(), "new templates get new ids");
     }
 
     #[test]
