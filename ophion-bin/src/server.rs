@@ -93,7 +93,9 @@ impl Server {
             std::thread::available_parallelism().map_or(1, |n| n.get()),
         )
         .await?;
-        let admin_password = std::env::var("OPHION_ADMIN_PASSWORD").ok();
+        let admin_password = std::env::var("OPHION_ADMIN_PASSWORD")
+            .ok()
+            .filter(|p| !p.is_empty());
         if let Some(generated) = auth.bootstrap(admin_password).await? {
             tracing::warn!(
                 username = "admin",

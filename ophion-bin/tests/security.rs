@@ -788,3 +788,34 @@ async fn the_cli_signs_in_changes_the_password_and_signs_out() {
     assert!(out.status.success());
     assert!(!saved.exists(), "logout forgets the token");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_an_admin_password_one_is_generated_and_logged_once() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = dir.path().join("data");
+    let s = Server::start(&data, &[("OPHION_ADMIN_PASSWORD", "")]);
+    let log = s.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("generated password"))
+        .unwrap_or_else(|| panic!("no generated password in the log: {log}"));
+    let password = line
+        .split("password=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("password field")
+        .to_owned();
+    assert!(password.len() >= 12, "{password}");
+    let (status, _) = login(&client(), &s, "admin", &password).await;
+    assert_eq!(status, 200, "the logged password works");
+    drop(s);
+    // The next start has users: no new password, the old one still works.
+    let s = Server::start(&data, &[("OPHION_ADMIN_PASSWORD", "")]);
+    let log = s.log();
+    assert_eq!(
+        log.matches("generated password").count(),
+        1,
+        "shown once: {log}"
+    );
+    assert_eq!(login(&client(), &s, "admin", &password).await.0, 200);
+}
