@@ -204,16 +204,19 @@ async fn drive(
     }
 }
 
-/// A counter from the server's Prometheus `/metrics`.
-async fn prometheus(web: &reqwest::Client, api: &str, name: &str) -> f64 {
-    let text = web
-        .get(format!("{api}/metrics"))
+/// The server's Prometheus `/metrics` text.
+async fn prometheus(web: &reqwest::Client, api: &str) -> String {
+    web.get(format!("{api}/metrics"))
         .send()
         .await
         .expect("metrics")
         .text()
         .await
-        .expect("text");
+        .expect("text")
+}
+
+/// A sample's value in Prometheus text (0 when absent).
+fn sample(text: &str, name: &str) -> f64 {
     text.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or(0.0)
@@ -318,7 +321,7 @@ async fn run(a: Args) {
             pid,
         )
         .await;
-        let web = reqwest::Client::new();
+        let metrics = prometheus(&reqwest::Client::new(), &api).await;
         println!(
             "{:?}: {} spans in {:.2} s = {:.0} spans/s; server CPU {:.2} s while sending, {:.2} s until idle = {:.2} µs/span ({:.0} spans per server CPU-second); Parquet files so far: {} written, {} compacted",
             r.transport,
@@ -329,8 +332,8 @@ async fn run(a: Args) {
             r.server_cpu,
             r.server_cpu * 1e6 / r.spans as f64,
             r.spans as f64 / r.server_cpu.max(1e-9),
-            prometheus(&web, &api, "ophion_parquet_files_written_total").await,
-            prometheus(&web, &api, "ophion_parquet_files_compacted_total").await,
+            sample(&metrics, "ophion_parquet_files_written_total"),
+            sample(&metrics, "ophion_parquet_files_compacted_total"),
         );
         results.push(r);
     }

@@ -74,6 +74,25 @@ async fn create_user(
     v["id"].as_i64().expect("id")
 }
 
+/// An admin's `PATCH /api/v1/users/{id}`: status and answer.
+async fn patch_user(
+    http: &reqwest::Client,
+    s: &Server,
+    admin: &str,
+    id: i64,
+    change: Value,
+) -> (u16, Value) {
+    call(
+        http,
+        s,
+        "PATCH",
+        &format!("/api/v1/users/{id}"),
+        Some(admin),
+        Some(change),
+    )
+    .await
+}
+
 /// A caller of the matrix: name, token, and role with whether it is in the
 /// default tenant (`None` for anonymous).
 type Caller<'a> = (&'a str, Option<&'a str>, Option<(&'a str, bool)>);
@@ -374,15 +393,7 @@ async fn forged_expired_and_revoked_tokens_are_refused() {
     let id = create_user(&http, &s, &s.token, "dana", "viewer").await;
     let dana = token(&http, &s, "dana", PASSWORD).await;
     assert_eq!(me(dana.clone()).await.0, 200);
-    let (status, _) = call(
-        &http,
-        &s,
-        "PATCH",
-        &format!("/api/v1/users/{id}"),
-        Some(&s.token),
-        Some(json!({"disabled": true})),
-    )
-    .await;
+    let (status, _) = patch_user(&http, &s, &s.token, id, json!({"disabled": true})).await;
     assert_eq!(status, 200);
     assert_eq!(me(dana).await.0, 401, "disabled user's token");
     assert_eq!(
@@ -392,13 +403,12 @@ async fn forged_expired_and_revoked_tokens_are_refused() {
     );
     let id = create_user(&http, &s, &s.token, "paul", "viewer").await;
     let paul = token(&http, &s, "paul", PASSWORD).await;
-    let (status, _) = call(
+    let (status, _) = patch_user(
         &http,
         &s,
-        "PATCH",
-        &format!("/api/v1/users/{id}"),
-        Some(&s.token),
-        Some(json!({"password": "another-long-password"})),
+        &s.token,
+        id,
+        json!({"password": "another-long-password"}),
     )
     .await;
     assert_eq!(status, 200);
@@ -450,15 +460,7 @@ async fn the_audit_log_records_events_and_verify_finds_the_edited_record() {
     );
     let id = create_user(&http, &s, &s.token, "vic", "viewer").await;
     for role in ["editor", "viewer"] {
-        let (status, _) = call(
-            &http,
-            &s,
-            "PATCH",
-            &format!("/api/v1/users/{id}"),
-            Some(&s.token),
-            Some(json!({ "role": role })),
-        )
-        .await;
+        let (status, _) = patch_user(&http, &s, &s.token, id, json!({ "role": role })).await;
         assert_eq!(status, 200);
     }
     let (status, key) = call(
@@ -502,15 +504,7 @@ async fn the_audit_log_records_events_and_verify_finds_the_edited_record() {
     let (_, me) = call(&http, &s, "GET", "/api/v1/auth/me", Some(&s.token), None).await;
     let me_id = me["id"].as_i64().expect("id");
     for change in [json!({"role": "viewer"}), json!({"disabled": true})] {
-        let (status, v) = call(
-            &http,
-            &s,
-            "PATCH",
-            &format!("/api/v1/users/{me_id}"),
-            Some(&s.token),
-            Some(change),
-        )
-        .await;
+        let (status, v) = patch_user(&http, &s, &s.token, me_id, change).await;
         assert_eq!(status, 409, "{v}");
     }
     assert_eq!(

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Server, client, now_ns, post_otlp};
+use common::{Server, client, now_ns};
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, trace_service_client::TraceServiceClient,
 };
@@ -230,7 +230,6 @@ async fn ingest_keys_route_data_to_their_tenant_and_tenants_see_only_their_own()
         .await,
         Ok(())
     );
-    let _ = post_otlp; // the plain helper sends no key
 
     // Revoked: refused at once on both transports.
     let (status, _) = api(

@@ -6,7 +6,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{ADMIN_PASSWORD, Server, now_ns};
+use common::{ADMIN_PASSWORD, Server, now_ns, post_otlp};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use ophion_core::testing::{Generator, span_count};
 use prost::Message as _;
@@ -87,13 +87,7 @@ async fn every_port_speaks_tls_when_configured() {
     // OTLP/HTTP over TLS.
     let t0 = now_ns() - 60_000_000_000;
     let a = Generator::new(31, t0).traces(40);
-    let r = http
-        .post(format!("{otlp}/v1/traces"))
-        .header("content-type", "application/x-protobuf")
-        .body(a.encode_to_vec())
-        .send()
-        .await
-        .expect("otlp over https");
+    let r = post_otlp(&http, &otlp, "/v1/traces", a.encode_to_vec()).await;
     assert_eq!(r.status(), 200);
 
     // OTLP/gRPC over TLS.

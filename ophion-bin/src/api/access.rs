@@ -38,16 +38,6 @@ impl From<AuthError> for ApiError {
     }
 }
 
-/// The bearer token of `Authorization: Bearer <token>`.
-pub(super) fn bearer(parts: &axum::http::HeaderMap) -> Option<&str> {
-    let v = parts.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = v.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim())
-        .filter(|t| !t.is_empty())
-}
-
 /// The client's address: the peer, or for a trusted proxy the address it
 /// forwarded (see [`crate::auth::limits`]); empty when unknown.
 fn address(s: &ApiState, ext: &axum::http::Extensions, headers: &axum::http::HeaderMap) -> String {
@@ -124,7 +114,7 @@ pub(super) async fn authorize(
     if perm == Permission::Public {
         return next.run(req).await;
     }
-    let Some(token) = bearer(req.headers()) else {
+    let Some(token) = crate::auth::bearer(req.headers()).filter(|t| !t.is_empty()) else {
         return unauthenticated("sign in first: Authorization: Bearer <token>".into());
     };
     if token.starts_with(crate::auth::keys::KEY_PREFIX) {

@@ -17,7 +17,6 @@ use ophion_receiver::{AuthError, Authenticator};
 use serde::Serialize;
 
 use super::limits::Limiters;
-use sha2::{Digest as _, Sha256};
 
 /// The prefix of every ingest key.
 pub const KEY_PREFIX: &str = "oph_";
@@ -40,11 +39,6 @@ pub struct KeyInfo {
     pub created_at_ms: i64,
     /// Revocation time, if revoked.
     pub revoked_at_ms: Option<i64>,
-}
-
-/// SHA-256 of a key, as stored.
-pub fn key_hash(key: &str) -> String {
-    hex::encode(Sha256::digest(key.as_bytes()))
 }
 
 /// The live keys, by hash, and whether ingestion requires one.
@@ -85,9 +79,7 @@ impl IngestKeys {
         if let Some(k) = headers.get(KEY_HEADER).and_then(|v| v.to_str().ok()) {
             return Some(k.trim());
         }
-        let auth = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
-        let (scheme, token) = auth.split_once(' ')?;
-        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        super::bearer(headers)
     }
 }
 
@@ -123,7 +115,7 @@ impl Authenticator for IngestKeys {
                 Ok(TenantId::default())
             };
         };
-        let hash = key_hash(key);
+        let hash = super::sha256_hex(key);
         let tenant = self.live.read().ok().and_then(|m| m.get(&hash).cloned());
         let tenant =
             tenant.ok_or_else(|| AuthError::Unauthenticated("ingest key not valid".into()))?;

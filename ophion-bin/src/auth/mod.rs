@@ -149,8 +149,17 @@ pub struct Auth {
     pub limits: Arc<limits::Limiters>,
 }
 
-fn sha256_hex(text: &str) -> String {
+/// SHA-256 of `text` as lowercase hex: how refresh tokens and ingest keys
+/// are stored.
+pub fn sha256_hex(text: &str) -> String {
     hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+/// The token of `Authorization: Bearer <token>`, trimmed (possibly empty).
+pub fn bearer(headers: &http::HeaderMap) -> Option<&str> {
+    let v = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 fn now_ms() -> i64 {
@@ -295,7 +304,7 @@ impl Auth {
             ));
         }
         let secret = format!("{}{}", keys::KEY_PREFIX, password::random_hex(32));
-        let hash = keys::key_hash(&secret);
+        let hash = sha256_hex(&secret);
         let prefix = secret[..keys::KEY_PREFIX.len() + 8].to_owned();
         let (t, n, h, p) = (
             tenant.as_str().to_owned(),
