@@ -41,6 +41,11 @@
 //! [`OtlpReceiver::http_router`] gives an `axum::Router` with the three
 //! `/v1/*` routes and [`OtlpReceiver::grpc_routes`] gives `tonic` routes.
 //!
+//! An [`Authenticator`] decides, from the headers and the peer address and
+//! before any body is read, which tenant a request writes to (or refuses it,
+//! rate limits included). [`tls`] serves both ports over rustls when a
+//! certificate is configured ([`BoundReceiver::with_tls`]).
+//!
 //! This crate has no cargo features.
 
 pub mod auth;
