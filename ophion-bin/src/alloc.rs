@@ -57,6 +57,19 @@ pub fn in_use() -> Option<u64> {
     (n > 0).then_some(n as u64)
 }
 
+/// Hands memory freed on the calling thread back to the OS now rather than
+/// whenever the allocator next purges. For rare, large, short-lived
+/// allocations: a password hash takes 19 MiB, which otherwise stayed
+/// resident and doubled the idle server's RSS.
+pub fn release_freed() {
+    // SAFETY: `mi_collect` takes no pointers and may run on any thread at
+    // any time; it only returns unused pages of mimalloc's own heaps.
+    #[cfg(not(feature = "system-alloc"))]
+    unsafe {
+        libmimalloc_sys::mi_collect(true)
+    }
+}
+
 // SAFETY: every method forwards to the inner allocator with the caller's
 // arguments unchanged, so the inner allocator's guarantees hold; the only
 // addition is a relaxed atomic counter update, which cannot allocate.

@@ -218,6 +218,11 @@ pub struct CompactionConfig {
     /// rewriting it would cost about as much CPU as ingesting its rows again
     /// for almost no gain in size or query speed.
     pub keep_file_bytes: u64,
+    /// Snapshot files of at least this many rows (default 8192) are merged
+    /// by copying their row groups as they are, which costs almost no CPU;
+    /// files with fewer rows are decoded, merged in sort order and encoded
+    /// again, because many tiny row groups would slow queries down.
+    pub copy_min_rows: u64,
 }
 
 impl Default for CompactionConfig {
@@ -227,6 +232,7 @@ impl Default for CompactionConfig {
             min_files: 4,
             small_file_bytes: 64 << 20,
             keep_file_bytes: 4 << 20,
+            copy_min_rows: 8192,
         }
     }
 }

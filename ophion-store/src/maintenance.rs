@@ -34,6 +34,40 @@ const NANOS_PER_DAY: i64 = 86_400_000_000_000;
 const HOUR_NS: i64 = 3_600_000_000_000;
 /// Files merged at once: each open input holds a few decoded batches.
 const MAX_MERGE_FILES: usize = 4;
+/// Files stitched into one: bounds the row groups per file.
+const MAX_STITCH_FILES: usize = 32;
+
+/// Splits a partition's files (oldest first) into runs of about one small
+/// file's worth of output and at most `max_files` each, so the work per
+/// merge stays bounded. A run shorter than `min_files` waits for more
+/// snapshots, unless the hour is over (`closed`) and no more are coming.
+fn runs(
+    files: Vec<Arc<FileMeta>>,
+    small_file_bytes: u64,
+    max_files: usize,
+    min_files: usize,
+    closed: bool,
+) -> Vec<Vec<Arc<FileMeta>>> {
+    let min_files = min_files.max(2);
+    let mut out = Vec::new();
+    let mut run: Vec<Arc<FileMeta>> = Vec::new();
+    let mut run_bytes = 0;
+    for f in files {
+        run_bytes += f.bytes;
+        run.push(f);
+        if run_bytes >= small_file_bytes || run.len() >= max_files {
+            let full = std::mem::take(&mut run);
+            if full.len() >= min_files {
+                out.push(full);
+            }
+            run_bytes = 0;
+        }
+    }
+    if closed && run.len() >= min_files {
+        out.push(run);
+    }
+    out
+}
 
 impl Store {
     /// Merges the small files of each hour partition into one sorted file,
@@ -77,26 +111,27 @@ impl Store {
                 * HOUR_NS;
             let closed = hour_start < closed_before;
             files.sort_by_key(|f| f.min_time);
-            // Merge runs of small files up to about one small file's worth of
-            // output each, so compaction's work per merge stays bounded.
-            let mut run: Vec<Arc<FileMeta>> = Vec::new();
-            let mut run_bytes = 0;
-            for f in files {
-                run_bytes += f.bytes;
-                run.push(f);
-                if run_bytes >= cfg.small_file_bytes || run.len() >= MAX_MERGE_FILES {
-                    if run.len() >= cfg.min_files.max(2) {
-                        merged +=
-                            compact_group(inner, tenant.clone(), signal, std::mem::take(&mut run))
-                                .await?;
-                    }
-                    run.clear();
-                    run_bytes = 0;
-                }
+            // Files with row groups large enough to keep are stitched
+            // together byte for byte; the others are merged and re-encoded.
+            let (copy, merge): (Vec<_>, Vec<_>) =
+                files.into_iter().partition(|f| f.rows >= cfg.copy_min_rows);
+            for run in runs(
+                copy,
+                cfg.small_file_bytes,
+                MAX_STITCH_FILES,
+                cfg.min_files,
+                closed,
+            ) {
+                merged += stitch_group(inner, tenant.clone(), signal, run).await?;
             }
-            // The remainder waits for more snapshots unless the hour is over.
-            if closed && run.len() >= cfg.min_files.max(2) {
-                merged += compact_group(inner, tenant, signal, run).await?;
+            for run in runs(
+                merge,
+                cfg.small_file_bytes,
+                MAX_MERGE_FILES,
+                cfg.min_files,
+                closed,
+            ) {
+                merged += compact_group(inner, tenant.clone(), signal, run).await?;
             }
         }
         inner
@@ -166,6 +201,49 @@ impl Store {
             .fetch_add(expired.len() as u64, Relaxed);
         Ok(expired.len())
     }
+}
+
+/// Stitches files whose row groups are worth keeping into one file, copying
+/// the encoded row groups (see [`persist::stitch`]). Files of different
+/// schemas fall back to a real merge.
+async fn stitch_group(
+    inner: &Arc<Inner>,
+    tenant: TenantId,
+    signal: Signal,
+    files: Vec<Arc<FileMeta>>,
+) -> Result<usize> {
+    let mut inputs = Vec::with_capacity(files.len());
+    for f in &files {
+        let get = inner
+            .objects
+            .get(&ObjectPath::from(f.path.as_str()))
+            .await?;
+        inputs.push(get.bytes().await?);
+    }
+    let stitched = tokio::task::spawn_blocking(move || persist::stitch(&inputs))
+        .await
+        .map_err(|e| Error::Wal(format!("compaction task failed: {e}")))??;
+    let Some((bytes, rows)) = stitched else {
+        return compact_group(inner, tenant, signal, files).await;
+    };
+    let rows_total: u64 = files.iter().map(|f| f.rows).sum();
+    if rows != rows_total {
+        return Err(Error::Corrupt(format!(
+            "compaction read {rows} rows from files holding {rows_total}"
+        )));
+    }
+    let min_time = files.iter().map(|f| f.min_time).min().unwrap_or(0);
+    let max_time = files.iter().map(|f| f.max_time).max().unwrap_or(0);
+    publish_merged(
+        inner,
+        tenant,
+        signal,
+        &files,
+        bytes,
+        rows,
+        (min_time, max_time),
+    )
+    .await
 }
 
 /// Merges sorted files with a streaming k-way merge: memory stays at a few
@@ -254,7 +332,30 @@ async fn compact_group(
             "compaction read {rows} rows from files holding {rows_total}"
         )));
     }
-    let hour = min_time.div_euclid(3_600_000_000_000) * 3_600_000_000_000;
+    publish_merged(
+        inner,
+        tenant,
+        signal,
+        &files,
+        bytes,
+        rows as u64,
+        (min_time, max_time),
+    )
+    .await
+}
+
+/// Uploads a merged file and swaps it for its inputs in one catalog commit;
+/// returns how many files it replaced.
+async fn publish_merged(
+    inner: &Arc<Inner>,
+    tenant: TenantId,
+    signal: Signal,
+    files: &[Arc<FileMeta>],
+    bytes: bytes::Bytes,
+    rows: u64,
+    (min_time, max_time): (i64, i64),
+) -> Result<usize> {
+    let hour = min_time.div_euclid(HOUR_NS) * HOUR_NS;
     let path = persist::file_path(&tenant, signal, hour);
     let size = bytes.len() as u64;
     inner
@@ -267,7 +368,7 @@ async fn compact_group(
         path,
         min_time,
         max_time,
-        rows: rows as u64,
+        rows,
         bytes: size,
         level: 1,
     };
@@ -283,7 +384,7 @@ async fn compact_group(
             || {},
         )
         .await?;
-    retire(inner, &files);
+    retire(inner, files);
     Ok(files.len())
 }
 

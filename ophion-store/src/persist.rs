@@ -10,9 +10,12 @@ use ophion_core::{Signal, TenantId, schema::col};
 use parquet::{
     arrow::ArrowWriter,
     basic::{Compression, Encoding, ZstdLevel},
+    bloom_filter::Sbbf,
+    column::writer::ColumnCloseResult,
     file::{
-        metadata::SortingColumn,
+        metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader, SortingColumn},
         properties::{EnabledStatistics, WriterProperties},
+        writer::SerializedFileWriter,
     },
     schema::types::ColumnPath,
 };
@@ -70,6 +73,61 @@ pub fn sort(batch: &RecordBatch, signal: Signal) -> Result<RecordBatch> {
         .collect::<Result<Vec<_>>>()?;
     let indices = arrow_ord::sort::lexsort_to_indices(&columns, None)?;
     Ok(arrow_select::take::take_record_batch(batch, &indices)?)
+}
+
+/// Buffered batches of one table -> one batch per hour of the time column,
+/// each in the signal's sort order, ascending by hour. Each row is copied
+/// once: only the sort and time columns are concatenated to find the
+/// order, and the rows are then gathered straight from the inputs.
+pub fn sorted_by_hour(batches: &[RecordBatch], signal: Signal) -> Result<Vec<(i64, RecordBatch)>> {
+    if batches.iter().all(|b| b.num_rows() == 0) {
+        return Ok(Vec::new());
+    }
+    let joined = |name: &str| -> Result<ArrayRef> {
+        let parts = batches
+            .iter()
+            .map(|b| column(b, name).map(|c| c.as_ref()))
+            .collect::<Result<Vec<&dyn arrow_array::Array>>>()?;
+        Ok(arrow_select::concat::concat(&parts)?)
+    };
+    let keys = sort_columns(signal)
+        .iter()
+        .map(|name| {
+            Ok(arrow_ord::sort::SortColumn {
+                values: joined(name)?,
+                options: Some(SortOptions {
+                    descending: false,
+                    nulls_first: true,
+                }),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let order = arrow_ord::sort::lexsort_to_indices(&keys, None)?;
+    let times = joined(time_column(signal))?;
+    let times = times.as_primitive::<TimestampNanosecondType>().values();
+    let origin: Vec<(usize, usize)> = batches
+        .iter()
+        .enumerate()
+        .flat_map(|(b, batch)| (0..batch.num_rows()).map(move |r| (b, r)))
+        .collect();
+    let mut hours: std::collections::BTreeMap<i64, Vec<(usize, usize)>> = Default::default();
+    for &i in order.values() {
+        let i = i as usize;
+        hours
+            .entry(times[i].div_euclid(NANOS_PER_HOUR))
+            .or_default()
+            .push(origin[i]);
+    }
+    let refs: Vec<&RecordBatch> = batches.iter().collect();
+    hours
+        .into_iter()
+        .map(|(h, rows)| {
+            Ok((
+                h * NANOS_PER_HOUR,
+                arrow_select::interleave::interleave_record_batch(&refs, &rows)?,
+            ))
+        })
+        .collect()
 }
 
 /// Splits sorted-or-not rows by the hour of their time column. Returns
@@ -216,6 +274,76 @@ pub fn encode(batch: &RecordBatch, signal: Signal, effort: Effort) -> Result<Byt
     Ok(Bytes::from(out))
 }
 
+/// Concatenates Parquet files of one schema by copying their row groups
+/// byte for byte: column chunks, bloom filters, statistics and page indexes
+/// move over without being decoded or compressed again, so this costs a
+/// memory copy instead of a decode, merge and encode. Each row group keeps
+/// its own sort order (the file as a whole is not sorted). Returns the file
+/// and its row count, or `None` when the inputs' schemas differ (files
+/// written by different versions), which need a real merge.
+pub fn stitch(inputs: &[Bytes]) -> Result<Option<(Bytes, u64)>> {
+    let metas = inputs
+        .iter()
+        .map(|b| {
+            ParquetMetaDataReader::new()
+                .with_page_index_policy(PageIndexPolicy::Optional)
+                .parse_and_finish(b)
+        })
+        .collect::<std::result::Result<Vec<ParquetMetaData>, _>>()?;
+    let Some(first) = metas.first() else {
+        return Ok(None);
+    };
+    let same = |m: &ParquetMetaData| {
+        m.file_metadata().schema() == first.file_metadata().schema()
+            && m.file_metadata().key_value_metadata() == first.file_metadata().key_value_metadata()
+    };
+    if !metas.iter().all(same) {
+        return Ok(None);
+    }
+    let sorting = first
+        .row_groups()
+        .first()
+        .and_then(|rg| rg.sorting_columns().cloned());
+    let props = WriterProperties::builder()
+        // The Arrow schema travels in the key-value metadata.
+        .set_key_value_metadata(first.file_metadata().key_value_metadata().cloned())
+        .set_sorting_columns(sorting)
+        .build();
+    let total: usize = inputs.iter().map(Bytes::len).sum();
+    let mut out = Vec::with_capacity(total + 4096);
+    let mut w = SerializedFileWriter::new(
+        &mut out,
+        first.file_metadata().schema_descr().root_schema_ptr(),
+        Arc::new(props),
+    )?;
+    let mut rows = 0u64;
+    for (input, meta) in inputs.iter().zip(&metas) {
+        for (i, rg) in meta.row_groups().iter().enumerate() {
+            let column_index = meta.column_index().and_then(|c| c.get(i));
+            let offset_index = meta.offset_index().and_then(|o| o.get(i));
+            let mut g = w.next_row_group()?;
+            for (c, chunk) in rg.columns().iter().enumerate() {
+                let bloom_filter = Sbbf::read_from_column_chunk(chunk, input)?;
+                g.append_column(
+                    input,
+                    ColumnCloseResult {
+                        bytes_written: chunk.compressed_size() as u64,
+                        rows_written: rg.num_rows() as u64,
+                        metadata: chunk.clone(),
+                        bloom_filter,
+                        column_index: column_index.and_then(|x| x.get(c)).cloned(),
+                        offset_index: offset_index.and_then(|x| x.get(c)).cloned(),
+                    },
+                )?;
+            }
+            g.close()?;
+            rows += rg.num_rows() as u64;
+        }
+    }
+    w.close()?;
+    Ok(Some((Bytes::from(out), rows)))
+}
+
 /// Days since 1970-01-01 -> (year, month, day) in the proleptic Gregorian
 /// calendar (Howard Hinnant's `civil_from_days`).
 fn civil(days: i64) -> (i64, u32, u32) {
@@ -261,6 +389,101 @@ pub fn rows(batches: &[RecordBatch]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn encoded(signal: Signal, seed: u64) -> Bytes {
+        use ophion_receiver::{Limits, convert};
+        let g = &mut ophion_core::testing::Generator::new(seed, 1_700_000_000_000_000_000);
+        let w = convert::TimeWindow::ALL;
+        let c = match signal {
+            Signal::Traces => convert::traces(&g.traces(50), &Limits::default(), w),
+            Signal::Logs => convert::logs(&g.logs(50), &Limits::default(), w, 0),
+            Signal::Metrics => convert::metrics(&g.metrics(50), &Limits::default(), w),
+        };
+        let batch = sort(&c.batch.expect("rows"), signal).expect("sort");
+        encode(&batch, signal, Effort::Snapshot).expect("encode")
+    }
+
+    #[test]
+    fn sorting_by_hour_in_one_copy_matches_concat_split_and_sort() {
+        use ophion_receiver::{Limits, convert};
+        let mut batches = Vec::new();
+        // Two hours apart, so the rows fall into several hours.
+        for (seed, start) in [(1u64, 0u64), (2, 3_600), (3, 1_800)] {
+            let g = &mut ophion_core::testing::Generator::new(
+                seed,
+                1_700_000_000_000_000_000 + start * 1_000_000_000,
+            );
+            let c = convert::traces(&g.traces(300), &Limits::default(), convert::TimeWindow::ALL);
+            batches.push(c.batch.expect("rows"));
+        }
+        let all = concat(&batches).expect("concat").expect("rows");
+        let expected: Vec<(i64, RecordBatch)> = split_by_hour(&all, Signal::Traces)
+            .expect("split")
+            .into_iter()
+            .map(|(h, b)| (h, sort(&b, Signal::Traces).expect("sort")))
+            .collect();
+        assert!(expected.len() >= 2, "the test's premise");
+        let got = sorted_by_hour(&batches, Signal::Traces).expect("sorted");
+        assert_eq!(got.len(), expected.len());
+        for ((h1, b1), (h2, b2)) in got.iter().zip(&expected) {
+            assert_eq!(h1, h2);
+            // Ties in (trace id, start time) may come out in either order;
+            // the sort keys and the multiset of rows must agree.
+            assert_eq!(b1.num_rows(), b2.num_rows());
+            for name in sort_columns(Signal::Traces) {
+                assert_eq!(
+                    column(b1, name).expect("col").as_ref(),
+                    column(b2, name).expect("col").as_ref()
+                );
+            }
+            let ids = |b: &RecordBatch| {
+                let mut v: Vec<Vec<u8>> = column(b, col::SPAN_ID)
+                    .expect("span ids")
+                    .as_fixed_size_binary()
+                    .iter()
+                    .map(|x| x.expect("id").to_vec())
+                    .collect();
+                v.sort();
+                v
+            };
+            assert_eq!(ids(b1), ids(b2));
+        }
+        assert!(
+            sorted_by_hour(&[], Signal::Traces)
+                .expect("empty")
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn stitching_copies_row_groups_of_one_schema_only() {
+        let (a, b) = (encoded(Signal::Traces, 1), encoded(Signal::Traces, 2));
+        let rows = |f: &Bytes| {
+            ParquetMetaDataReader::new()
+                .parse_and_finish(f)
+                .expect("footer")
+                .file_metadata()
+                .num_rows() as u64
+        };
+        let (out, n) = stitch(&[a.clone(), b.clone()])
+            .expect("stitch")
+            .expect("same schema");
+        assert_eq!(n, rows(&a) + rows(&b));
+        assert_eq!(rows(&out), n);
+        let read: usize =
+            parquet::arrow::arrow_reader::ParquetRecordBatchReader::try_new(out, 1024)
+                .expect("reader")
+                .map(|b| b.expect("batch").num_rows())
+                .sum();
+        assert_eq!(read as u64, n, "readable back through Arrow");
+        assert!(
+            stitch(&[a, encoded(Signal::Logs, 3)])
+                .expect("stitch")
+                .is_none(),
+            "different schemas need a real merge"
+        );
+        assert!(stitch(&[]).expect("stitch").is_none());
+    }
 
     #[test]
     fn calendar() {

@@ -483,12 +483,8 @@ async fn persist_all(
     });
     for ((tenant, signal), batches) in chunks {
         let encoded = tokio::task::spawn_blocking(move || -> Result<Vec<Encoded>> {
-            let Some(all) = persist::concat(&batches)? else {
-                return Ok(Vec::new());
-            };
             let mut out = Vec::new();
-            for (hour, rows) in persist::split_by_hour(&all, signal)? {
-                let sorted = persist::sort(&rows, signal)?;
+            for (hour, sorted) in persist::sorted_by_hour(&batches, signal)? {
                 let range = persist::time_range(&sorted, signal)?;
                 out.push((
                     hour,

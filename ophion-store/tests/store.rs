@@ -35,6 +35,7 @@ scenario!(
     damaged_log_tails_are_skipped_and_counted,
     compaction_merges_small_files_without_changing_results,
     compaction_keeps_large_snapshot_files,
+    compaction_copies_row_groups_of_large_snapshots,
     retention_drops_old_files_by_age_and_size,
     derived_end_time_reads_back,
     promoted_keys_are_reachable_through_the_map,

@@ -43,10 +43,12 @@ impl Hasher {
             let mut salt = [0u8; 16];
             getrandom::fill(&mut salt).map_err(|e| e.to_string())?;
             let salt = SaltString::encode_b64(&salt).map_err(|e| e.to_string())?;
-            argon2()
+            let phc = argon2()
                 .hash_password(password.as_bytes(), &salt)
                 .map(|h| h.to_string())
-                .map_err(|e| e.to_string())
+                .map_err(|e| e.to_string());
+            crate::alloc::release_freed();
+            phc
         })
         .await
         .map_err(|e| e.to_string())?
@@ -62,11 +64,13 @@ impl Hasher {
         let password = password.to_owned();
         tokio::task::spawn_blocking(move || {
             let phc = phc.unwrap_or_else(|| DUMMY.clone());
-            PasswordHash::new(&phc).is_ok_and(|parsed| {
+            let ok = PasswordHash::new(&phc).is_ok_and(|parsed| {
                 argon2()
                     .verify_password(password.as_bytes(), &parsed)
                     .is_ok()
-            }) && phc != *DUMMY
+            }) && phc != *DUMMY;
+            crate::alloc::release_freed();
+            ok
         })
         .await
         .unwrap_or(false)

@@ -65,6 +65,7 @@ pub async fn all(config: &Config) {
     damaged_log_tails_are_skipped_and_counted(config).await;
     compaction_merges_small_files_without_changing_results(config).await;
     compaction_keeps_large_snapshot_files(config).await;
+    compaction_copies_row_groups_of_large_snapshots(config).await;
     retention_drops_old_files_by_age_and_size(config).await;
     derived_end_time_reads_back(config).await;
     promoted_keys_are_reachable_through_the_map(config).await;
@@ -494,6 +495,111 @@ pub async fn compaction_keeps_large_snapshot_files(config: &Config) {
             .iter()
             .all(|f| !small.iter().any(|s| s.path == f.path))
     );
+    assert_eq!(count(&store, &t, "SELECT count(*) FROM spans").await, total);
+}
+
+/// Snapshots with enough rows are stitched: their row groups are copied
+/// into the merged file as they are (one per input), with bloom filters and
+/// page indexes, and every query answers as before.
+pub async fn compaction_copies_row_groups_of_large_snapshots(config: &Config) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let t = TenantId::default();
+    let mut cfg = config(dir.path());
+    cfg.compaction.copy_min_rows = 50;
+    let store = Store::open(cfg.clone()).await.expect("open");
+    let mut total = 0;
+    let mut traces = Vec::new();
+    for seed in 0..6 {
+        let (b, req) = spans(500 + seed, 100);
+        total += b.num_rows() as i64;
+        let trace = &req.resource_spans[0].scope_spans[0].spans[0].trace_id;
+        let in_trace = req
+            .resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .flat_map(|s| &s.spans)
+            .filter(|s| &s.trace_id == trace)
+            .count() as i64;
+        traces.push((hex::encode(trace), in_trace));
+        store.write(&t, b).await.expect("write");
+        store.flush().await.expect("flush");
+    }
+    let inputs = store.files();
+    assert_eq!(inputs.len(), 6, "one file per snapshot");
+    assert!(inputs.iter().all(|f| f.rows >= 50), "the test's premise");
+    let by_service = "SELECT service_name, count(*), sum(duration_ns), min(start_time), max(end_time) FROM spans GROUP BY service_name ORDER BY service_name";
+    let expected = store.sql(&t, by_service).await.expect("query").batches;
+
+    // Encoded column bytes of the inputs (local backend: files on disk).
+    let parquet_dir = cfg.data_dir.join("parquet");
+    let chunk_bytes = |bytes: bytes::Bytes| -> i64 {
+        let meta = parquet::file::metadata::ParquetMetaDataReader::new()
+            .parse_and_finish(&bytes)
+            .expect("footer");
+        meta.row_groups()
+            .iter()
+            .map(|rg| rg.compressed_size())
+            .sum()
+    };
+    let input_chunks: Option<i64> = inputs
+        .iter()
+        .map(|f| std::fs::read(parquet_dir.join(&f.path)).ok())
+        .map(|b| b.map(|b| chunk_bytes(b.into())))
+        .sum();
+
+    let merged = store.compact().await.expect("compact");
+    assert_eq!(merged, 6);
+    let after = store.files();
+    assert_eq!(after.len(), 1);
+    let f = &after[0];
+    assert_eq!(f.level, 1);
+    assert_eq!(f.rows as i64, total);
+    assert_eq!(f.min_time, inputs.iter().map(|f| f.min_time).min().unwrap());
+    assert_eq!(f.max_time, inputs.iter().map(|f| f.max_time).max().unwrap());
+    // One footer instead of six; nothing was compressed again.
+    let input_bytes: u64 = inputs.iter().map(|f| f.bytes).sum();
+    assert!(
+        f.bytes < input_bytes,
+        "{} bytes from {input_bytes}",
+        f.bytes
+    );
+    assert_eq!(
+        store.sql(&t, by_service).await.expect("query").batches,
+        expected
+    );
+    for (id, n) in &traces {
+        let sql = format!("SELECT count(*) FROM spans WHERE trace_id = '{id}'");
+        assert_eq!(count(&store, &t, &sql).await, *n, "{sql}");
+    }
+    // With the local backend the file is on disk: one row group per input,
+    // each with its bloom filter, statistics and page index.
+    if let Ok(bytes) = std::fs::read(parquet_dir.join(&f.path)) {
+        use parquet::{
+            bloom_filter::Sbbf,
+            file::metadata::{PageIndexPolicy, ParquetMetaDataReader},
+        };
+        let bytes = bytes::Bytes::from(bytes);
+        assert_eq!(
+            Some(chunk_bytes(bytes.clone())),
+            input_chunks,
+            "column chunks are copied byte for byte"
+        );
+        let meta = ParquetMetaDataReader::new()
+            .with_page_index_policy(PageIndexPolicy::Required)
+            .parse_and_finish(&bytes)
+            .expect("page index");
+        assert_eq!(meta.num_row_groups(), 6);
+        assert!(meta.offset_index().is_some() && meta.column_index().is_some());
+        for rg in meta.row_groups() {
+            let trace_id = rg.column(0);
+            assert_eq!(trace_id.column_descr().name(), "trace_id");
+            let bloom = Sbbf::read_from_column_chunk(trace_id, &bytes).expect("read");
+            assert!(bloom.is_some(), "every row group keeps its bloom filter");
+            assert!(rg.sorting_columns().is_some_and(|c| !c.is_empty()));
+        }
+    }
+    drop(store);
+    let store = Store::open(cfg).await.expect("reopen");
     assert_eq!(count(&store, &t, "SELECT count(*) FROM spans").await, total);
 }
 
