@@ -3,11 +3,16 @@
 //! Ophion's AI engine, algorithmic and deterministic, working without any
 //! LLM. So far:
 //!
+//! - [`anomaly`]: streaming anomaly detection on time series (bounded state
+//!   per series, scores in `[0, 1]` with an expected range).
 //! - [`patterns`]: log template mining (masking of variables, stable
 //!   template ids).
+//! - [`series`]: reading time series from text.
 //!
-//! Planned (issue 6): anomaly detection, forecasting, root cause and tips
+//! Planned (issue 6): forecasting, root cause and tips
 //! over the data model of [`ophion_core`]; smart alerts, auto-healing and a
 //! copilot with any LLM behind a trait.
 
+pub mod anomaly;
 pub mod patterns;
+pub mod series;
