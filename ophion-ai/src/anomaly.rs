@@ -253,7 +253,11 @@ impl Detector {
         }
         let slot = self.slot(timestamp);
         let cfg = &self.cfg;
-        let range = if self.seen > 0 { self.max - self.min } else { 0.0 };
+        let range = if self.seen > 0 {
+            self.max - self.min
+        } else {
+            0.0
+        };
         // A floor for the scales: a flat series has zero deviation, and any
         // change on it would otherwise score infinitely.
         let floor = 1e-3 * (range + self.level.mean.abs()).max(1e-9);
@@ -410,7 +414,11 @@ mod tests {
         let mut s = daily(4000);
         s[3000].1 += 8.0;
         let scores = detect(&s, &DetectorConfig::default());
-        assert!((3000..3004).contains(&top(&scores)), "top at {}", top(&scores));
+        assert!(
+            (3000..3004).contains(&top(&scores)),
+            "top at {}",
+            top(&scores)
+        );
         let reports: Vec<usize> = (2900..3200).filter(|&i| scores[i].anomalous).collect();
         assert_eq!(reports.len(), 1, "{reports:?}");
         let p = scores[3000];
@@ -425,7 +433,10 @@ mod tests {
         }
         let scores = detect(&s, &DetectorConfig::default());
         let first = (2000..4000).find(|&i| scores[i].anomalous);
-        assert!(first.is_some_and(|i| (3000..3010).contains(&i)), "{first:?}");
+        assert!(
+            first.is_some_and(|i| (3000..3010).contains(&i)),
+            "{first:?}"
+        );
     }
 
     #[test]
@@ -444,7 +455,12 @@ mod tests {
         assert!(detect(&flat, &cfg).iter().all(|p| p.score == 0.0));
         // Gaps of hours and a repeated timestamp.
         let gapped: Vec<_> = (0..3000)
-            .map(|i| (i * 300 + if i > 1500 { 86_400 } else { 0 } + i64::from(i == 7), 1.0))
+            .map(|i| {
+                (
+                    i * 300 + if i > 1500 { 86_400 } else { 0 } + i64::from(i == 7),
+                    1.0,
+                )
+            })
             .collect();
         assert!(detect(&gapped, &cfg).iter().all(|p| p.score.is_finite()));
     }

@@ -97,6 +97,18 @@ pub enum AiCommand {
         #[arg(long)]
         output: std::path::PathBuf,
     },
+    /// Anomaly scores: a CSV with `timestamp` and `value` columns in; the
+    /// same rows out, in order, with an `anomaly_score` column (0 to 1)
+    /// added.
+    Detect {
+        /// CSV with a header row naming `timestamp` and `value`. Timestamps
+        /// are Unix seconds (or milliseconds) or ISO 8601 dates in UTC.
+        #[arg(long)]
+        input: std::path::PathBuf,
+        /// CSV to write.
+        #[arg(long)]
+        output: std::path::PathBuf,
+    },
 }
 
 /// `text` as one CSV field (RFC 4180).
@@ -108,13 +120,79 @@ fn csv_field(text: &str) -> String {
     }
 }
 
-fn ai(cmd: AiCommand, out: &mut String) -> Result<(), CliError> {
-    match cmd {
-        AiCommand::Patterns { input, output } => {
-            let fail = |p: &std::path::Path, e: std::io::Error| {
-                CliError::Refused(format!("{}: {e}", p.display()))
+/// The rows of a `timestamp,value` CSV (columns found by name in the
+/// header), as (line, seconds, value); an unreadable row is an error naming
+/// its line.
+fn read_series(text: &str) -> Result<Vec<(&str, i64, f64)>, String> {
+    let mut lines = text.lines();
+    let header: Vec<String> = lines
+        .next()
+        .ok_or("the input is empty")?
+        .split(',')
+        .map(|h| h.trim().trim_matches('"').to_ascii_lowercase())
+        .collect();
+    let col = |name: &str| {
+        header
+            .iter()
+            .position(|h| h == name)
+            .ok_or(format!("the header has no `{name}` column"))
+    };
+    let (t, v) = (col("timestamp")?, col("value")?);
+    lines
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, line)| {
+            let fields: Vec<&str> = line
+                .split(',')
+                .map(|f| f.trim().trim_matches('"'))
+                .collect();
+            let at = |c: usize| fields.get(c).copied().unwrap_or("");
+            let ts = ophion_ai::series::parse_timestamp(at(t)).ok_or(format!(
+                "line {}: bad timestamp {:?}",
+                i + 2,
+                at(t)
+            ))?;
+            // An empty value is a gap; it scores 0.
+            let value = match at(v) {
+                "" => f64::NAN,
+                x => x
+                    .parse()
+                    .map_err(|_| format!("line {}: bad value {x:?}", i + 2))?,
             };
-            let text = std::fs::read_to_string(&input).map_err(|e| fail(&input, e))?;
+            Ok((line, ts, value))
+        })
+        .collect()
+}
+
+fn ai(cmd: AiCommand, out: &mut String) -> Result<(), CliError> {
+    let fail = |p: &std::path::Path, e: &dyn std::fmt::Display| {
+        CliError::Refused(format!("{}: {e}", p.display()))
+    };
+    match cmd {
+        AiCommand::Detect { input, output } => {
+            let text = std::fs::read_to_string(&input).map_err(|e| fail(&input, &e))?;
+            let rows = read_series(&text).map_err(|e| fail(&input, &e))?;
+            let mut detector =
+                ophion_ai::anomaly::Detector::new(ophion_ai::anomaly::DetectorConfig::default());
+            let header = text.lines().next().unwrap_or_default();
+            let mut csv = format!("{header},anomaly_score\n");
+            let mut flagged = 0;
+            for (line, ts, value) in &rows {
+                let p = detector.update(*ts, *value);
+                flagged += usize::from(p.anomalous);
+                let _ = writeln!(csv, "{line},{:.6}", p.score);
+            }
+            std::fs::write(&output, csv).map_err(|e| fail(&output, &e))?;
+            let _ = writeln!(
+                out,
+                "{} points, {flagged} anomalies -> {}",
+                rows.len(),
+                output.display()
+            );
+            Ok(())
+        }
+        AiCommand::Patterns { input, output } => {
+            let text = std::fs::read_to_string(&input).map_err(|e| fail(&input, &e))?;
             let mut miner = ophion_ai::patterns::TemplateMiner::default();
             let ids: Vec<_> = text.lines().map(|l| miner.add(l)).collect();
             // Templates as they stand after every line was seen.
@@ -122,7 +200,7 @@ fn ai(cmd: AiCommand, out: &mut String) -> Result<(), CliError> {
             for id in &ids {
                 let _ = writeln!(csv, "{id},{}", csv_field(&miner.template(*id)));
             }
-            std::fs::write(&output, csv).map_err(|e| fail(&output, e))?;
+            std::fs::write(&output, csv).map_err(|e| fail(&output, &e))?;
             let _ = writeln!(
                 out,
                 "{} lines, {} templates -> {}",

@@ -106,3 +106,84 @@ fn patterns_writes_one_row_per_line_grouped_by_template() {
         rows[1]
     );
 }
+
+/// `ophion ai detect`: every input row comes back, in order, with a score
+/// in [0, 1]; the injected spike scores highest; bad input is refused with
+/// the line that is wrong.
+#[test]
+fn detect_scores_every_row_in_order_and_finds_the_spike() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut csv = String::from("timestamp,value\n");
+    let mut state = 99u64;
+    for i in 0..3000u64 {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        let noise = ((state >> 33) as f64 / (1u64 << 31) as f64 - 0.5) * 0.3;
+        let day = (i as f64 / 288.0 * std::f64::consts::TAU).sin() * 2.0;
+        let spike = if i == 2500 { 9.0 } else { 0.0 };
+        let t = 1_700_000_000 + i * 300;
+        // Unix seconds and ISO 8601 mixed, as files from different tools are.
+        let ts = if i % 2 == 0 {
+            t.to_string()
+        } else {
+            let s = t % 86_400;
+            let days = t / 86_400;
+            // 1_700_000_000 is 2023-11-14 22:13:20 UTC; days after it stay in November.
+            format!(
+                "2023-11-{:02}T{:02}:{:02}:{:02}Z",
+                days - 19_675 + 14,
+                s / 3600,
+                s % 3600 / 60,
+                s % 60
+            )
+        };
+        csv.push_str(&format!("{ts},{:.4}\n", 50.0 + day + noise + spike));
+    }
+    let input = dir.path().join("series.csv");
+    let output = dir.path().join("scores.csv");
+    std::fs::write(&input, &csv).expect("input");
+    let run = |input: &std::path::Path| {
+        Command::new(env!("CARGO_BIN_EXE_ophion"))
+            .args(["ai", "detect", "--input"])
+            .arg(input)
+            .arg("--output")
+            .arg(&output)
+            .env("OPHION_SERVER", "http://127.0.0.1:9") // never contacted
+            .output()
+            .expect("ophion")
+    };
+    let out = run(&input);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let written = std::fs::read_to_string(&output).expect("output");
+    let rows: Vec<&str> = written.lines().collect();
+    let inputs: Vec<&str> = csv.lines().collect();
+    assert_eq!(rows[0], "timestamp,value,anomaly_score");
+    assert_eq!(rows.len(), inputs.len(), "one row per input row");
+    let mut best = (0usize, -1.0f64);
+    for (i, (row, line)) in rows.iter().zip(&inputs).enumerate().skip(1) {
+        let (kept, score) = row.rsplit_once(',').expect("score column");
+        assert_eq!(kept, *line, "row {i} keeps the input and its order");
+        let score: f64 = score.parse().expect("number");
+        assert!((0.0..=1.0).contains(&score), "row {i}: {score}");
+        if score > best.1 {
+            best = (i - 1, score);
+        }
+    }
+    assert!((2500..2504).contains(&best.0), "top score at {best:?}");
+
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(&bad, "timestamp,value\n1700000000,1\nlater,2\n").expect("bad");
+    let out = run(&bad);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("line 3") && err.contains("later"), "{err}");
+    std::fs::write(&bad, "time,value\n1700000000,1\n").expect("bad");
+    let out = run(&bad);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`timestamp`"));
+}
