@@ -5,14 +5,17 @@
 //!
 //! - [`anomaly`]: streaming anomaly detection on time series (bounded state
 //!   per series, scores in `[0, 1]` with an expected range).
+//! - [`forecast`]: seasonal forecasts with prediction intervals, and time
+//!   until a threshold.
 //! - [`patterns`]: log template mining (masking of variables, stable
 //!   template ids).
 //! - [`series`]: reading time series from text.
 //!
-//! Planned (issue 6): forecasting, root cause and tips
+//! Planned (issue 6): root cause and tips
 //! over the data model of [`ophion_core`]; smart alerts, auto-healing and a
 //! copilot with any LLM behind a trait.
 
 pub mod anomaly;
+pub mod forecast;
 pub mod patterns;
 pub mod series;
