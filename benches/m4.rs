@@ -37,15 +37,19 @@ fn read(path: &std::path::Path) -> Vec<(String, Vec<f64>)> {
 fn main() {
     let mut m4: Option<PathBuf> = None;
     let mut out = std::env::temp_dir().join("ophion-m4.csv");
+    let mut cfg = ForecastConfig::default();
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
             "--m4" => m4 = it.next().map(PathBuf::from),
             "--out" => out = it.next().map(PathBuf::from).unwrap_or(out),
+            // Settings other than the defaults, as JSON (for exploring).
+            "--config" => {
+                cfg = serde_json::from_str(&it.next().unwrap_or_default()).expect("--config JSON")
+            }
             _ => {}
         }
     }
-    let cfg = ForecastConfig::default();
     let Some(m4) = m4 else {
         smoke(&cfg);
         return;

@@ -1,11 +1,13 @@
 //! Forecasting with prediction intervals, and time until a threshold.
 //!
 //! [`forecast`] finds the series' period by autocorrelation (a daily cycle
-//! of hourly data is 24), then predicts each future step as the mean of two
-//! seasonal forecasts: the value one period earlier (seasonal naive), and
-//! the median shape of the last few periods scaled to the level of the
-//! last one, which is robust to one odd day. Without a period it falls
-//! back to exponential smoothing of the level. Intervals come from the
+//! of hourly data is 24), then predicts each future step from three
+//! seasonal forecasts: the value one period earlier (seasonal naive); the
+//! median shape of the last few periods scaled to the level of the last
+//! one, which is robust to one odd day; and, with three weeks of history,
+//! the same step one week (seven periods) earlier scaled by how this week
+//! compares with the last, which carries weekday/weekend differences.
+//! Without a period it falls back to exponential smoothing of the level. Intervals come from the
 //! method's own errors when replayed on the end of the series (empirical
 //! quantiles per horizon step), so they widen with the horizon as the
 //! method's real errors do.
@@ -24,6 +26,10 @@ pub struct ForecastConfig {
     pub min_autocorrelation: f64,
     /// Periods whose shapes are combined (median) in the profile forecast.
     pub profile_periods: usize,
+    /// Weight of the seasonal naive forecast against the profile forecast.
+    pub naive_weight: f64,
+    /// Weight of the same step one week (seven periods) earlier.
+    pub week_weight: f64,
     /// Smoothing of the level when there is no period.
     pub level_alpha: f64,
     /// Coverage of the prediction interval (0.95: 2.5% to 97.5%).
@@ -38,9 +44,11 @@ impl Default for ForecastConfig {
             max_period: 400,
             min_autocorrelation: 0.3,
             profile_periods: 7,
+            naive_weight: 0.5,
+            week_weight: 0.35,
             level_alpha: 0.3,
             coverage: 0.95,
-            backtests: 12,
+            backtests: 24,
         }
     }
 }
@@ -137,7 +145,23 @@ fn point(y: &[f64], horizon: usize, period: Option<usize>, cfg: &ForecastConfig)
             } else {
                 s + last_level
             };
-            0.5 * (naive + profile)
+            let blend = cfg.naive_weight * naive + (1.0 - cfg.naive_weight) * profile;
+            // A weekly echo for daily cycles with weeks of history: the
+            // same hour on the same weekday, scaled to this week's level.
+            let week = 7 * m;
+            if cfg.week_weight > 0.0 && n >= 3 * week {
+                let this_week = y[n - week..].iter().sum::<f64>() / week as f64;
+                let last_week = y[n - 2 * week..n - week].iter().sum::<f64>() / week as f64;
+                let echo = y[n - week + h % week]
+                    * if last_week.abs() > 1e-9 {
+                        this_week / last_week
+                    } else {
+                        1.0
+                    };
+                (1.0 - cfg.week_weight) * blend + cfg.week_weight * echo
+            } else {
+                blend
+            }
         })
         .collect()
 }

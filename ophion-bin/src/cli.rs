@@ -97,6 +97,20 @@ pub enum AiCommand {
         #[arg(long)]
         output: std::path::PathBuf,
     },
+    /// Forecast: a CSV with a `value` column (and optionally `timestamp`)
+    /// in, oldest first; `step,forecast,lower,upper` rows out (95%
+    /// prediction interval).
+    Forecast {
+        /// CSV with a header row naming `value`.
+        #[arg(long)]
+        input: std::path::PathBuf,
+        /// Steps to forecast.
+        #[arg(long)]
+        horizon: usize,
+        /// CSV to write.
+        #[arg(long)]
+        output: std::path::PathBuf,
+    },
     /// Anomaly scores: a CSV with `timestamp` and `value` columns in; the
     /// same rows out, in order, with an `anomaly_score` column (0 to 1)
     /// added.
@@ -120,10 +134,10 @@ fn csv_field(text: &str) -> String {
     }
 }
 
-/// The rows of a `timestamp,value` CSV (columns found by name in the
-/// header), as (line, seconds, value); an unreadable row is an error naming
-/// its line.
-fn read_series(text: &str) -> Result<Vec<(&str, i64, f64)>, String> {
+/// The rows of a CSV with a `value` column and, when `need_time`, a
+/// `timestamp` column (found by name in the header), as (line, seconds or
+/// 0, value); an unreadable row is an error naming its line.
+fn read_series(text: &str, need_time: bool) -> Result<Vec<(&str, i64, f64)>, String> {
     let mut lines = text.lines();
     let header: Vec<String> = lines
         .next()
@@ -137,7 +151,12 @@ fn read_series(text: &str) -> Result<Vec<(&str, i64, f64)>, String> {
             .position(|h| h == name)
             .ok_or(format!("the header has no `{name}` column"))
     };
-    let (t, v) = (col("timestamp")?, col("value")?);
+    let t = if need_time {
+        Some(col("timestamp")?)
+    } else {
+        None
+    };
+    let v = col("value")?;
     lines
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
@@ -147,12 +166,15 @@ fn read_series(text: &str) -> Result<Vec<(&str, i64, f64)>, String> {
                 .map(|f| f.trim().trim_matches('"'))
                 .collect();
             let at = |c: usize| fields.get(c).copied().unwrap_or("");
-            let ts = ophion_ai::series::parse_timestamp(at(t)).ok_or(format!(
-                "line {}: bad timestamp {:?}",
-                i + 2,
-                at(t)
-            ))?;
-            // An empty value is a gap; it scores 0.
+            let ts = match t {
+                Some(t) => ophion_ai::series::parse_timestamp(at(t)).ok_or(format!(
+                    "line {}: bad timestamp {:?}",
+                    i + 2,
+                    at(t)
+                ))?,
+                None => 0,
+            };
+            // An empty value is a gap: it scores 0 and forecasts skip it.
             let value = match at(v) {
                 "" => f64::NAN,
                 x => x
@@ -169,9 +191,43 @@ fn ai(cmd: AiCommand, out: &mut String) -> Result<(), CliError> {
         CliError::Refused(format!("{}: {e}", p.display()))
     };
     match cmd {
+        AiCommand::Forecast {
+            input,
+            horizon,
+            output,
+        } => {
+            let text = std::fs::read_to_string(&input).map_err(|e| fail(&input, &e))?;
+            let rows = read_series(&text, false).map_err(|e| fail(&input, &e))?;
+            let values: Vec<f64> = rows.iter().map(|r| r.2).collect();
+            let f = ophion_ai::forecast::forecast(
+                &values,
+                horizon,
+                &ophion_ai::forecast::ForecastConfig::default(),
+            );
+            let mut csv = String::from("step,forecast,lower,upper\n");
+            for h in 0..horizon {
+                let _ = writeln!(
+                    csv,
+                    "{},{:.6},{:.6},{:.6}",
+                    h + 1,
+                    f.point[h],
+                    f.lower[h],
+                    f.upper[h]
+                );
+            }
+            std::fs::write(&output, csv).map_err(|e| fail(&output, &e))?;
+            let period = f.period.map_or("none".to_owned(), |p| p.to_string());
+            let _ = writeln!(
+                out,
+                "{} points, period {period}, {horizon} steps -> {}",
+                values.len(),
+                output.display()
+            );
+            Ok(())
+        }
         AiCommand::Detect { input, output } => {
             let text = std::fs::read_to_string(&input).map_err(|e| fail(&input, &e))?;
-            let rows = read_series(&text).map_err(|e| fail(&input, &e))?;
+            let rows = read_series(&text, true).map_err(|e| fail(&input, &e))?;
             let mut detector =
                 ophion_ai::anomaly::Detector::new(ophion_ai::anomaly::DetectorConfig::default());
             let header = text.lines().next().unwrap_or_default();

@@ -187,3 +187,65 @@ fn detect_scores_every_row_in_order_and_finds_the_spike() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("`timestamp`"));
 }
+
+/// `ophion ai forecast`: `step,forecast,lower,upper` for each step, the
+/// daily cycle continued, intervals around the points; bad input refused.
+#[test]
+fn forecast_continues_the_cycle_with_intervals() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let truth = |i: usize| 200.0 + 50.0 * ((i % 24) as f64 / 24.0 * std::f64::consts::TAU).cos();
+    let mut csv = String::from("timestamp,value\n");
+    for i in 0..24 * 21 {
+        // A little deterministic noise so the intervals have width.
+        let noise = ((i * 7919) % 11) as f64 - 5.0;
+        csv.push_str(&format!(
+            "{},{:.3}\n",
+            1_700_000_000 + i * 3600,
+            truth(i) + noise
+        ));
+    }
+    let input = dir.path().join("series.csv");
+    let output = dir.path().join("forecast.csv");
+    std::fs::write(&input, &csv).expect("input");
+    let run = |input: &std::path::Path, horizon: &str| {
+        Command::new(env!("CARGO_BIN_EXE_ophion"))
+            .args(["ai", "forecast", "--horizon", horizon, "--input"])
+            .arg(input)
+            .arg("--output")
+            .arg(&output)
+            .env("OPHION_SERVER", "http://127.0.0.1:9") // never contacted
+            .output()
+            .expect("ophion")
+    };
+    let out = run(&input, "36");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("period 24"));
+    let written = std::fs::read_to_string(&output).expect("output");
+    let rows: Vec<&str> = written.lines().collect();
+    assert_eq!(rows[0], "step,forecast,lower,upper");
+    assert_eq!(rows.len(), 37);
+    for (h, row) in rows[1..].iter().enumerate() {
+        let v: Vec<f64> = row.split(',').map(|x| x.parse().expect("number")).collect();
+        assert_eq!(v[0] as usize, h + 1);
+        let expected = truth(24 * 21 + h);
+        assert!(
+            (v[1] - expected).abs() < 12.0,
+            "step {}: {} against {expected}",
+            h + 1,
+            v[1]
+        );
+        assert!(v[2] <= v[1] && v[1] <= v[3] && v[3] - v[2] > 0.0, "{row}");
+    }
+
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(&bad, "value\n1\nlots\n").expect("bad");
+    let out = run(&bad, "5");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("line 3"));
+    let out = run(&input, "soon");
+    assert_eq!(out.status.code(), Some(2), "usage error");
+}
