@@ -10,8 +10,11 @@
 //! - [`patterns`]: log template mining (masking of variables, stable
 //!   template ids).
 //! - [`series`]: reading time series from text.
+//! - [`tips`]: optimisation tips with evidence (N+1 queries, slow
+//!   endpoints, error hot spots, chatty services, oversized payloads, noisy
+//!   log patterns).
 //!
-//! Planned (issue 6): root cause and tips
+//! Planned (issue 6): root cause
 //! over the data model of [`ophion_core`]; smart alerts, auto-healing and a
 //! copilot with any LLM behind a trait.
 
@@ -19,3 +22,4 @@ pub mod anomaly;
 pub mod forecast;
 pub mod patterns;
 pub mod series;
+pub mod tips;
