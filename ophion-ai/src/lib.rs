@@ -9,6 +9,8 @@
 //!   until a threshold.
 //! - [`patterns`]: log template mining (masking of variables, stable
 //!   template ids).
+//! - [`pattern_watch`]: log templates over time (counts per bucket, new
+//!   patterns, rate anomalies).
 //! - [`series`]: reading time series from text.
 //! - [`tips`]: optimisation tips with evidence (N+1 queries, slow
 //!   endpoints, error hot spots, chatty services, oversized payloads, noisy
@@ -20,6 +22,7 @@
 
 pub mod anomaly;
 pub mod forecast;
+pub mod pattern_watch;
 pub mod patterns;
 pub mod series;
 pub mod tips;
