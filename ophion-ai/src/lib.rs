@@ -11,6 +11,9 @@
 //!   template ids).
 //! - [`pattern_watch`]: log templates over time (counts per bucket, new
 //!   patterns, rate anomalies).
+//! - [`rca`]: root-cause ranking for an incident window (own time, own
+//!   errors, new versions), with [`rca_sim`], a seeded fault-injection
+//!   generator to judge it.
 //! - [`series`]: reading time series from text.
 //! - [`tips`]: optimisation tips with evidence (N+1 queries, slow
 //!   endpoints, error hot spots, chatty services, oversized payloads, noisy
@@ -24,5 +27,7 @@ pub mod anomaly;
 pub mod forecast;
 pub mod pattern_watch;
 pub mod patterns;
+pub mod rca;
+pub mod rca_sim;
 pub mod series;
 pub mod tips;

@@ -37,8 +37,12 @@ pub struct SpanInfo {
     pub name: String,
     /// `server`, `client`, `internal`, `producer` or `consumer`.
     pub kind: String,
+    /// Start, Unix nanoseconds.
+    pub start_ns: i64,
     /// Duration in nanoseconds.
     pub duration_ns: i64,
+    /// `service.version` of the emitting service, when set.
+    pub version: Option<String>,
     /// Status is error.
     pub error: bool,
     /// `db.system` (or `db.system.name`) for database calls.
