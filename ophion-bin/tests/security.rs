@@ -170,6 +170,7 @@ fn request(method: &str, path: &str, c: &Callers, n: usize) -> (String, Option<V
         ),
         ("POST", "/api/v1/auth/password") => Some(json!({"not": "a password change"})),
         ("POST", "/api/v1/keys") => Some(json!({"name": format!("key{n}")})),
+        ("POST", "/api/v1/ai/analyze") => Some(json!({"start": "now-15m", "end": "now"})),
         _ => None,
     };
     (url, body)

@@ -7,6 +7,7 @@
 //! terms, never a stack trace or SQL internals.
 
 mod access;
+mod ai;
 pub mod json;
 mod logs;
 mod metrics;
@@ -72,7 +73,7 @@ const OPENAPI: &str = include_str!("openapi.json");
 /// The paths the router serves under `/api/v1` (a test checks the OpenAPI
 /// document describes each one, and that each route has an entry in the
 /// permission table, [`crate::auth::rbac::ROUTES`]).
-pub const PATHS: [&str; 25] = [
+pub const PATHS: [&str; 27] = [
     "/api/v1/openapi.json",
     "/api/v1/query",
     "/api/v1/traces",
@@ -98,6 +99,8 @@ pub const PATHS: [&str; 25] = [
     "/api/v1/tenants",
     "/api/v1/keys",
     "/api/v1/keys/{id}",
+    "/api/v1/ai/analyze",
+    "/api/v1/ai/insights",
 ];
 
 /// The API and operations routes. Every request passes the permission
@@ -133,6 +136,8 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route(PATHS[22], post(users::create_tenant))
         .route(PATHS[23], get(users::list_keys).post(users::create_key))
         .route(PATHS[24], delete(users::revoke_key))
+        .route(PATHS[25], post(ai::analyze))
+        .route(PATHS[26], get(ai::insights))
         .route_layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state),
             access::authorize,

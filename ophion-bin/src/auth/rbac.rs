@@ -74,6 +74,8 @@ pub const ROUTES: &[(&str, &str, Permission)] = &[
     ("GET", "/readyz", Permission::Public),
     ("GET", "/metrics", Permission::Public),
     ("GET", "/api/v1/openapi.json", Permission::Public),
+    ("POST", "/api/v1/ai/analyze", Permission::Read),
+    ("GET", "/api/v1/ai/insights", Permission::Read),
     ("GET", "/api/v1/version", Permission::Public),
     ("POST", "/api/v1/auth/login", Permission::Public),
     ("POST", "/api/v1/auth/refresh", Permission::Public),
