@@ -118,6 +118,7 @@ impl Server {
             client_errors: Default::default(),
             server_errors: Default::default(),
             started: Instant::now(),
+            miners: Default::default(),
         });
         let tls = ophion_receiver::tls::Tls::load(&config.tls)?;
         let receiver = receiver.bind().await?.with_tls(tls.clone());

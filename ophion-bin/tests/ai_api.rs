@@ -163,3 +163,100 @@ async fn analyze_ranks_injected_root_causes_first() {
     let insights = v["insights"].as_array().expect("insights");
     assert!(insights.iter().all(|i| i["kind"] != "root_cause"), "{v}");
 }
+
+/// Log templates keep their ids across analyses and restarts: after a
+/// restart, a window holding only the second template still gets that
+/// template's first id (a fresh miner would number it 0).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_template_ids_survive_a_restart() {
+    use opentelemetry_proto::tonic::{
+        collector::logs::v1::ExportLogsServiceRequest,
+        logs::v1::{LogRecord, ResourceLogs, ScopeLogs},
+    };
+    let dir = tempfile::tempdir().expect("tmp");
+    let http = client();
+    let now = now_ns();
+    let minute = 60_000_000_000u64;
+    let logs = |lines: Vec<(u64, String)>| ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: Some(Resource {
+                attributes: vec![kv("service.name", "shop")],
+                ..Default::default()
+            }),
+            scope_logs: vec![ScopeLogs {
+                log_records: lines
+                    .into_iter()
+                    .map(|(t, body)| LogRecord {
+                        time_unix_nano: t,
+                        body: Some(AnyValue {
+                            value: Some(Value::StringValue(body)),
+                        }),
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let a: Vec<(u64, String)> = (0..40)
+        .map(|i| {
+            (
+                now - 20 * minute + i * 1_000_000_000,
+                format!("user {i} signed in from 10.0.0.{i}"),
+            )
+        })
+        .collect();
+    let b: Vec<(u64, String)> = (0..40)
+        .map(|i| {
+            (
+                now - 10 * minute + i * 1_000_000_000,
+                format!("order {} shipped in {} ms", 1000 + i, 20 + i),
+            )
+        })
+        .collect();
+    let analyze = |start: u64| {
+        let http = http.clone();
+        move |server: &Server| {
+            http.post(format!("{}/api/v1/ai/analyze", server.api))
+                .bearer_auth(&server.token)
+                .json(&serde_json::json!({"start": start.to_string(), "end": "now"}))
+                .send()
+        }
+    };
+    let id_of = |v: &serde_json::Value, word: &str| -> Option<u64> {
+        v["patterns"]
+            .as_array()?
+            .iter()
+            .find(|p| p["template"].as_str().is_some_and(|t| t.contains(word)))?["template_id"]
+            .as_u64()
+    };
+
+    let server = Server::start(dir.path(), &[]);
+    export(&http, &server, "/v1/logs", &logs(a)).await;
+    export(&http, &server, "/v1/logs", &logs(b)).await;
+    let v: serde_json::Value = analyze(now - 25 * minute)(&server)
+        .await
+        .expect("analyze")
+        .json()
+        .await
+        .expect("json");
+    let (id_a, id_b) = (id_of(&v, "signed in"), id_of(&v, "shipped"));
+    assert!(id_a.is_some() && id_b.is_some() && id_a != id_b, "{v}");
+    server.stop(std::time::Duration::from_secs(30));
+
+    let server = Server::start(dir.path(), &[]);
+    let v: serde_json::Value = analyze(now - 12 * minute)(&server)
+        .await
+        .expect("analyze")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        id_of(&v, "signed in"),
+        None,
+        "only the second template is in the window: {v}"
+    );
+    assert_eq!(id_of(&v, "shipped"), id_b, "{v}");
+    assert_ne!(id_b, Some(0), "a fresh miner would have said 0");
+}

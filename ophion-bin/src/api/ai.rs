@@ -14,7 +14,10 @@
 //! Insights are the analysis of the last 15 minutes, flattened into one
 //! list.
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+};
 
 use axum::{
     Json,
@@ -22,7 +25,7 @@ use axum::{
 };
 use ophion_ai::{
     anomaly::{Detector, DetectorConfig},
-    patterns::TemplateMiner,
+    patterns::{MinerState, TemplateMiner},
     rca::{self, RcaConfig},
     tips::{self, SpanInfo, TipConfig},
 };
@@ -35,6 +38,62 @@ use super::{
     traces::ts_text,
 };
 use crate::auth::Principal;
+use ophion_core::TenantId;
+
+/// Each tenant's log-template miner. It is loaded from the metadata
+/// database on first use and saved after each analysis, so a template keeps
+/// its id across requests and restarts.
+#[derive(Debug, Default)]
+pub struct Miners(tokio::sync::Mutex<HashMap<TenantId, TemplateMiner>>);
+
+fn miner_key(tenant: &TenantId) -> String {
+    format!("ai.log_templates.{tenant}")
+}
+
+/// The saved miner of `tenant`, or a new one.
+async fn load_miner(s: &ApiState, tenant: &TenantId) -> Result<TemplateMiner, ApiError> {
+    use rusqlite::OptionalExtension as _;
+    let key = miner_key(tenant);
+    let saved: Option<String> = s
+        .store
+        .metadata()
+        .call(move |c| {
+            c.query_row("SELECT value FROM settings WHERE key = ?1", [&key], |r| {
+                r.get(0)
+            })
+            .optional()
+        })
+        .await?;
+    Ok(saved
+        .and_then(|json: String| serde_json::from_str::<MinerState>(&json).ok())
+        .map_or_else(TemplateMiner::default, TemplateMiner::restore))
+}
+
+async fn save_miner(
+    s: &ApiState,
+    tenant: &TenantId,
+    miner: &TemplateMiner,
+) -> Result<(), ApiError> {
+    let key = miner_key(tenant);
+    let json = serde_json::to_string(&miner.state()).map_err(|e| {
+        ApiError::new(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("saving log templates: {e}"),
+        )
+    })?;
+    s.store
+        .metadata()
+        .call(move |c| {
+            c.execute(
+                "INSERT INTO settings (key, value) VALUES (?1, ?2) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                [&key, &json],
+            )
+        })
+        .await?;
+    Ok(())
+}
 
 /// Spans read per analysis; more are left out and the answer says so.
 const MAX_SPANS: usize = 100_000;
@@ -226,7 +285,12 @@ async fn analyze_range(
             &lp,
         )
         .await?;
-    let mut miner = TemplateMiner::default();
+    let mut miners = s.miners.0.lock().await;
+    let miner = match miners.entry(who.tenant.clone()) {
+        std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+        std::collections::hash_map::Entry::Vacant(e) => e.insert(load_miner(s, &who.tenant).await?),
+    };
+    let known = miner.len();
     let mut counts: BTreeMap<u32, u64> = BTreeMap::new();
     for row in to_json::objects(&logs.batches) {
         if let Some(body) = row.get("body").and_then(Value::as_str) {
@@ -239,6 +303,10 @@ async fn analyze_range(
         .iter()
         .map(|(id, n)| (u64::from(*id), miner.template(*id), *n))
         .collect();
+    if !top.is_empty() || miner.len() != known {
+        save_miner(s, &who.tenant, miner).await?;
+    }
+    drop(miners);
     tips.extend(tips::log_tips(&templates, &tip_cfg));
     let patterns = templates
         .iter()

@@ -65,6 +65,8 @@ pub struct ApiState {
     pub server_errors: AtomicU64,
     /// Process start.
     pub started: Instant,
+    /// Log-template miners of the AI endpoints, per tenant.
+    pub miners: ai::Miners,
 }
 
 /// The OpenAPI document, kept next to the handlers it describes.
