@@ -327,8 +327,12 @@ impl Detector {
         self.short_at = (self.short_at + 1) % (k * 1024);
         let filled = (self.seen as usize).min(k);
         let short_mean = self.short[..filled].iter().sum::<f64>() / filled as f64;
+        // A series whose error has always been zero (perfectly flat or
+        // perfectly periodic) finds any error infinitely surprising.
         let ratio = if self.high > 0.0 {
             short_mean / self.high
+        } else if short_mean > 1e-9 {
+            f64::MAX
         } else {
             0.0
         };
@@ -445,6 +449,15 @@ mod tests {
         let scores = detect(&s, &DetectorConfig::default());
         let reports = scores[600..].iter().filter(|p| p.anomalous).count();
         assert!(reports <= 2, "{reports} reports on a clean daily cycle");
+    }
+
+    #[test]
+    fn a_change_on_a_flat_series_is_reported_at_once() {
+        let mut s: Vec<(i64, f64)> = (0..300).map(|i| (i * 60, 14.0)).collect();
+        s[200].1 = 400.0;
+        let scores = detect(&s, &DetectorConfig::default());
+        let first = scores.iter().position(|p| p.anomalous);
+        assert_eq!(first, Some(200));
     }
 
     #[test]

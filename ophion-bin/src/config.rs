@@ -20,6 +20,8 @@ use serde::{Deserialize, Serialize};
 pub struct ServerConfig {
     /// The query API, health and metrics endpoints (default `127.0.0.1:8080`).
     pub api_addr: SocketAddr,
+    /// Continuous anomaly detection on the RED series.
+    pub ai: AiConfig,
     /// Sign-in sessions and ingest keys.
     pub auth: crate::auth::AuthConfig,
     /// Rate limits.
@@ -43,6 +45,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             api_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            ai: AiConfig::default(),
             auth: Default::default(),
             limits: Default::default(),
             tls: Default::default(),
@@ -50,6 +53,35 @@ impl Default for ServerConfig {
             log: LogConfig::default(),
             receiver: ReceiverConfig::default(),
             store: StoreConfig::default(),
+        }
+    }
+}
+
+/// Continuous anomaly detection (`crate::ai_watch`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AiConfig {
+    /// Whether the server watches every operation's RED series (default
+    /// true).
+    pub watch: bool,
+    /// Seconds between passes (default 60); each pass scores the minutes
+    /// that closed since the last.
+    pub interval_secs: u64,
+    /// Minutes of history the first pass reads to warm the detectors up
+    /// (default 180).
+    pub lookback_minutes: u64,
+    /// Most series watched per tenant (default 5000); new ones beyond it are
+    /// not watched.
+    pub max_series: usize,
+}
+
+impl Default for AiConfig {
+    fn default() -> Self {
+        Self {
+            watch: true,
+            interval_secs: 60,
+            lookback_minutes: 180,
+            max_series: 5000,
         }
     }
 }

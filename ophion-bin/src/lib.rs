@@ -17,6 +17,7 @@
 //! Dependencies point one way: this crate uses `ophion-core`,
 //! `ophion-receiver` and `ophion-store`; nothing uses it.
 
+pub mod ai_watch;
 pub mod alloc;
 pub mod api;
 pub mod auth;

@@ -77,6 +77,7 @@ pub struct Server {
     api: TcpListener,
     state: Arc<ApiState>,
     tls: Option<ophion_receiver::tls::Tls>,
+    ai: crate::config::AiConfig,
 }
 
 impl Server {
@@ -119,6 +120,7 @@ impl Server {
             server_errors: Default::default(),
             started: Instant::now(),
             miners: Default::default(),
+            ai_watch: Default::default(),
         });
         let tls = ophion_receiver::tls::Tls::load(&config.tls)?;
         let receiver = receiver.bind().await?.with_tls(tls.clone());
@@ -145,6 +147,7 @@ impl Server {
             api,
             state,
             tls,
+            ai: config.ai.clone(),
         })
     }
 
@@ -169,6 +172,13 @@ impl Server {
         let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|stop| *stop).await;
         };
+        if self.ai.watch {
+            tokio::spawn(crate::ai_watch::run(
+                Arc::clone(&self.state),
+                self.ai.clone(),
+                stop_rx.clone(),
+            ));
+        }
         let app = api::router(Arc::clone(&self.state));
         let api_listener = self.api;
         let tls = self.tls.clone();

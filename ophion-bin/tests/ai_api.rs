@@ -260,3 +260,63 @@ async fn log_template_ids_survive_a_restart() {
     assert_eq!(id_of(&v, "shipped"), id_b, "{v}");
     assert_ne!(id_b, Some(0), "a fresh miner would have said 0");
 }
+
+/// The continuous watch scores every operation's minutes and reports a
+/// latency spike among the insights.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watch_reports_a_latency_spike_as_an_insight() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let server = Server::start(dir.path(), &[("OPHION__AI__INTERVAL_SECS", "1")]);
+    let http = client();
+    let minute = 60_000_000_000u64;
+    let now_min = now_ns() / minute;
+    let spike = now_min - 8;
+    let mut spans = Vec::new();
+    for m in now_min - 100..now_min - 2 {
+        for i in 0..20u64 {
+            let ms = if m == spike {
+                400 + i
+            } else {
+                10 + (i * 7 + m) % 5
+            };
+            let start = m * minute + i * 2_000_000_000;
+            spans.push(SpanInfo {
+                trace_id: format!("{:016x}{:016x}", m, i + 1),
+                span_id: format!("{:016x}", m * 100 + i + 1),
+                service: "shop".into(),
+                name: "GET /api/items".into(),
+                kind: "server".into(),
+                start_ns: start as i64,
+                duration_ns: (ms * 1_000_000) as i64,
+                version: Some("1.0.0".into()),
+                ..Default::default()
+            });
+        }
+    }
+    for req in to_otlp(&spans, 0) {
+        export(&http, &server, "/v1/traces", &req).await;
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let found = loop {
+        let v = get_ok(&http, &server, "/api/v1/ai/insights", &[]).await;
+        let hit = v["insights"].as_array().into_iter().flatten().find(|i| {
+            i["kind"] == "anomaly"
+                && i["operation"] == "GET /api/items"
+                && i["title"].as_str().is_some_and(|t| t.contains("p95_ms"))
+        });
+        if let Some(hit) = hit {
+            break hit.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no spike reported: {v}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    };
+    let from = found["from"].as_str().expect("from");
+    assert_eq!(
+        from.get(..19).and_then(ophion_ai::series::parse_timestamp),
+        Some((spike * 60) as i64),
+        "reported at the spike's minute: {found}"
+    );
+}

@@ -383,6 +383,11 @@ pub(super) async fn insights(
             "from": from, "to": to,
         }));
     }
+    // What the continuous watch found in the window, per operation.
+    out.extend(s.ai_watch.insights(&who.tenant).into_iter().filter(|i| {
+        q.service.as_deref().is_none_or(|want| i["service"] == want)
+            && i["from"].as_str() >= from.as_str()
+    }));
     for an in &a.anomalies {
         out.push(json!({
             "kind": "anomaly",

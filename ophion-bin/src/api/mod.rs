@@ -8,6 +8,8 @@
 
 mod access;
 mod ai;
+pub(crate) use time::now_ns;
+pub(crate) use traces::ts_text;
 pub mod json;
 mod logs;
 mod metrics;
@@ -67,6 +69,8 @@ pub struct ApiState {
     pub started: Instant,
     /// Log-template miners of the AI endpoints, per tenant.
     pub miners: ai::Miners,
+    /// Continuous anomaly detection's state and findings.
+    pub ai_watch: crate::ai_watch::AiWatch,
 }
 
 /// The OpenAPI document, kept next to the handlers it describes.

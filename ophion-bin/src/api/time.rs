@@ -23,7 +23,7 @@ pub(super) struct Range {
 
 const HOUR_NS: i64 = 3_600_000_000_000;
 
-pub(super) fn now_ns() -> i64 {
+pub(crate) fn now_ns() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))

@@ -225,7 +225,7 @@ pub(super) async fn search(
 }
 
 /// A nanosecond time as RFC 3339 text.
-pub(super) fn ts_text(ns: i64) -> Value {
+pub(crate) fn ts_text(ns: i64) -> Value {
     let a = arrow_array::TimestampNanosecondArray::from(vec![ns]).with_timezone("UTC");
     to_json::value(&a, 0)
 }

@@ -1,0 +1,255 @@
+//! Continuous anomaly detection: every `[ai] interval_secs`, each tenant's
+//! minutes closed since the last pass are read from the spans table as RED
+//! series per operation (requests, error ratio, p95 latency per minute) and
+//! fed to one streaming [`Detector`] per series. Flagged minutes become
+//! insights, kept in a bounded list that `GET /api/v1/ai/insights` serves.
+//!
+//! The first pass reads `lookback_minutes` of history, so detectors are
+//! warm from the start. State is in memory: after a restart the first pass
+//! warms the detectors up again from the stored spans.
+
+use std::{
+    collections::{BTreeMap, HashMap, VecDeque},
+    sync::{Arc, Mutex},
+};
+
+use ophion_ai::anomaly::{Detector, DetectorConfig};
+use ophion_core::TenantId;
+use serde_json::{Value, json};
+
+use crate::{api::ApiState, config::AiConfig};
+
+const MINUTE_NS: i64 = 60_000_000_000;
+/// Insights kept.
+const MAX_INSIGHTS: usize = 500;
+const METRICS: [&str; 3] = ["requests", "error_ratio", "p95_ms"];
+
+type SeriesKey = (String, String, &'static str);
+/// One operation's minutes: minute -> (requests, errors, p95 in ns).
+type Minutes = BTreeMap<i64, (f64, f64, f64)>;
+
+/// Detector state and the insights found so far.
+#[derive(Debug, Default)]
+pub struct AiWatch {
+    tenants: Mutex<HashMap<TenantId, TenantWatch>>,
+    insights: Mutex<VecDeque<(TenantId, Value)>>,
+}
+
+#[derive(Debug, Default)]
+struct TenantWatch {
+    /// First minute (in minutes since the epoch) not yet scored.
+    next: Option<i64>,
+    detectors: HashMap<SeriesKey, Detector>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl AiWatch {
+    /// The tenant's insights, newest first.
+    pub fn insights(&self, tenant: &TenantId) -> Vec<Value> {
+        lock(&self.insights)
+            .iter()
+            .rev()
+            .filter(|(t, _)| t == tenant)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    fn push(&self, tenant: &TenantId, insight: Value) {
+        let mut q = lock(&self.insights);
+        q.push_back((tenant.clone(), insight));
+        while q.len() > MAX_INSIGHTS {
+            q.pop_front();
+        }
+    }
+}
+
+fn detector_config() -> DetectorConfig {
+    DetectorConfig {
+        // Minute series: settle within half an hour, report an anomaly once
+        // per quarter hour at most.
+        warmup: 30,
+        hold: 15,
+        hold_fraction: 0.0,
+        ..DetectorConfig::default()
+    }
+}
+
+/// One pass for one tenant: scores the closed minutes since the last pass.
+pub async fn pass(state: &ApiState, cfg: &AiConfig, tenant: &TenantId, now_ns: i64) {
+    // Closed minutes only, with one more of grace for late spans.
+    let now_min = now_ns.div_euclid(MINUTE_NS) - 1;
+    let from = {
+        let tenants = lock(&state.ai_watch.tenants);
+        tenants
+            .get(tenant)
+            .and_then(|t| t.next)
+            .unwrap_or(now_min - cfg.lookback_minutes as i64)
+    };
+    if from >= now_min {
+        return;
+    }
+    let mut p = crate::api::Params::default();
+    p.filter(
+        "start_time >= $from",
+        "from",
+        datafusion::common::ScalarValue::TimestampNanosecond(
+            Some(from * MINUTE_NS),
+            Some("UTC".into()),
+        ),
+    )
+    .filter(
+        "start_time < $to",
+        "to",
+        datafusion::common::ScalarValue::TimestampNanosecond(
+            Some(now_min * MINUTE_NS),
+            Some("UTC".into()),
+        ),
+    )
+    .when("(kind IN ('server', 'consumer') OR parent_span_id IS NULL)");
+    let sql = format!(
+        "SELECT service_name, name, CAST(start_time AS BIGINT) / {MINUTE_NS} AS minute, \
+         count(*) AS n, sum(CASE WHEN status_code = 'error' THEN 1 ELSE 0 END) AS errors, \
+         approx_percentile_cont(duration_ns, 0.95) AS p95 \
+         FROM spans WHERE {} GROUP BY service_name, name, minute",
+        p.conditions()
+    );
+    let rows = match state.sql(tenant, &sql, &p).await {
+        Ok(out) => crate::api::json::objects(&out.batches),
+        Err(e) => {
+            tracing::warn!(tenant = %tenant, error = ?e, "anomaly watch: query failed; will retry");
+            return;
+        }
+    };
+    let mut series: BTreeMap<(String, String), Minutes> = BTreeMap::new();
+    for r in rows {
+        let text = |k: &str| {
+            r.get(k)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let num = |k: &str| r.get(k).and_then(Value::as_f64).unwrap_or(f64::NAN);
+        series
+            .entry((text("service_name"), text("name")))
+            .or_default()
+            .insert(num("minute") as i64, (num("n"), num("errors"), num("p95")));
+    }
+    let mut found = Vec::new();
+    {
+        let mut tenants = lock(&state.ai_watch.tenants);
+        let watch = tenants.entry(tenant.clone()).or_default();
+        for ((service, op), minutes) in &series {
+            for metric in METRICS {
+                let key = (service.clone(), op.clone(), metric);
+                if !watch.detectors.contains_key(&key) && watch.detectors.len() >= cfg.max_series {
+                    continue;
+                }
+                let det = watch
+                    .detectors
+                    .entry(key)
+                    .or_insert_with(|| Detector::new(detector_config()));
+                for m in from..now_min {
+                    let (n, errors, p95) = minutes.get(&m).copied().unwrap_or((0.0, 0.0, f64::NAN));
+                    let v = match metric {
+                        "requests" => n,
+                        "error_ratio" if n > 0.0 => errors / n,
+                        "p95_ms" => p95 / 1e6,
+                        _ => f64::NAN,
+                    };
+                    let point = det.update(m * 60, v);
+                    if point.anomalous {
+                        found.push((service.clone(), op.clone(), metric, m, v, point));
+                    }
+                }
+            }
+        }
+        // A tenant with no spans yet keeps its lookback, so history that
+        // arrives after the first pass is still scored.
+        if watch.next.is_some() || !series.is_empty() {
+            watch.next = Some(now_min);
+        }
+    }
+    for (service, op, metric, m, v, point) in found {
+        let at = crate::api::ts_text(m * MINUTE_NS);
+        state.ai_watch.push(
+            tenant,
+            json!({
+                "kind": "anomaly",
+                "severity": if point.score >= 0.5 { "critical" } else { "warning" },
+                "service": service,
+                "operation": op,
+                "title": format!("{service} {op}: {metric} anomalous"),
+                "detail": format!(
+                    "{metric} {v:.3} at {}, expected {:.3} to {:.3}",
+                    at.as_str().unwrap_or_default(),
+                    point.expected_low,
+                    point.expected_high
+                ),
+                "evidence": [format!(
+                    "SELECT * FROM spans WHERE service_name = '{}' AND name = '{}'",
+                    service.replace('\'', "''"),
+                    op.replace('\'', "''")
+                )],
+                "from": at,
+                "to": crate::api::ts_text((m + 1) * MINUTE_NS),
+                "score": point.score,
+            }),
+        );
+    }
+}
+
+/// Runs passes over every tenant until `stop` turns true.
+pub async fn run(
+    state: Arc<ApiState>,
+    cfg: AiConfig,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    // The first pass comes one interval after start, not at once.
+    let period = std::time::Duration::from_secs(cfg.interval_secs.max(1));
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        // Nothing stored yet: no query (each one leaves the process larger).
+        if state.store.files().is_empty()
+            && state
+                .store
+                .stats()
+                .rows_written
+                .load(std::sync::atomic::Ordering::Relaxed)
+                == 0
+        {
+            continue;
+        }
+        let tenants: Vec<String> = match state
+            .store
+            .metadata()
+            .call(|c| {
+                let mut q = c.prepare("SELECT id FROM tenants ORDER BY id")?;
+                q.query_map([], |r| r.get(0))?
+                    .collect::<rusqlite::Result<Vec<String>>>()
+            })
+            .await
+        {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(error = %e, "anomaly watch: cannot list tenants");
+                continue;
+            }
+        };
+        let now = crate::api::now_ns();
+        for t in tenants {
+            if let Ok(tenant) = TenantId::new(&t) {
+                pass(&state, &cfg, &tenant, now).await;
+            }
+        }
+        // A pass's query frees what it allocated; hand it back to the OS
+        // rather than keep it resident until the next one.
+        crate::alloc::release_freed();
+    }
+}
