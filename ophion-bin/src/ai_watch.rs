@@ -4,6 +4,10 @@
 //! fed to one streaming [`Detector`] per series. Flagged minutes become
 //! insights, kept in a bounded list that `GET /api/v1/ai/insights` serves.
 //!
+//! The same minutes' log lines go through the tenant's template miner and
+//! a [`PatternWatch`]: new templates and template rate changes become
+//! insights too.
+//!
 //! The first pass reads `lookback_minutes` of history, so detectors are
 //! warm from the start. State is in memory: after a restart the first pass
 //! warms the detectors up again from the stored spans.
@@ -13,7 +17,10 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use ophion_ai::anomaly::{Detector, DetectorConfig};
+use ophion_ai::{
+    anomaly::{Detector, DetectorConfig},
+    pattern_watch::{PatternEvent, PatternWatch, WatchConfig},
+};
 use ophion_core::TenantId;
 use serde_json::{Value, json};
 
@@ -40,7 +47,12 @@ struct TenantWatch {
     /// First minute (in minutes since the epoch) not yet scored.
     next: Option<i64>,
     detectors: HashMap<SeriesKey, Detector>,
+    /// Log templates over time: new ones and rate changes.
+    patterns: Option<PatternWatch>,
 }
+
+/// Log lines read per pass.
+const MAX_LOG_LINES: usize = 100_000;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -137,6 +149,7 @@ pub async fn pass(state: &ApiState, cfg: &AiConfig, tenant: &TenantId, now_ns: i
             .or_default()
             .insert(num("minute") as i64, (num("n"), num("errors"), num("p95")));
     }
+    let had_logs = log_patterns(state, tenant, from, now_min).await;
     let mut found = Vec::new();
     {
         let mut tenants = lock(&state.ai_watch.tenants);
@@ -168,7 +181,7 @@ pub async fn pass(state: &ApiState, cfg: &AiConfig, tenant: &TenantId, now_ns: i
         }
         // A tenant with no spans yet keeps its lookback, so history that
         // arrives after the first pass is still scored.
-        if watch.next.is_some() || !series.is_empty() {
+        if watch.next.is_some() || !series.is_empty() || had_logs {
             watch.next = Some(now_min);
         }
     }
@@ -199,6 +212,111 @@ pub async fn pass(state: &ApiState, cfg: &AiConfig, tenant: &TenantId, now_ns: i
             }),
         );
     }
+}
+
+/// Mines the log lines of the minutes `[from, to)` with the tenant's
+/// template miner and reports new templates and rate changes. Returns
+/// whether there were any lines.
+async fn log_patterns(state: &ApiState, tenant: &TenantId, from: i64, to: i64) -> bool {
+    let mut p = crate::api::Params::default();
+    p.filter(
+        "timestamp >= $from",
+        "from",
+        datafusion::common::ScalarValue::TimestampNanosecond(
+            Some(from * MINUTE_NS),
+            Some("UTC".into()),
+        ),
+    )
+    .filter(
+        "timestamp < $to",
+        "to",
+        datafusion::common::ScalarValue::TimestampNanosecond(
+            Some(to * MINUTE_NS),
+            Some("UTC".into()),
+        ),
+    );
+    let sql = format!(
+        "SELECT CAST(timestamp AS BIGINT) AS ts, body FROM logs WHERE {} \
+         ORDER BY timestamp LIMIT {MAX_LOG_LINES}",
+        p.conditions()
+    );
+    let lines: Vec<(i64, String)> = match state.sql(tenant, &sql, &p).await {
+        Ok(out) => crate::api::json::objects(&out.batches)
+            .into_iter()
+            .filter_map(|r| Some((r.get("ts")?.as_i64()?, r.get("body")?.as_str()?.to_owned())))
+            .collect(),
+        Err(e) => {
+            tracing::warn!(tenant = %tenant, error = ?e, "pattern watch: query failed");
+            return false;
+        }
+    };
+    if lines.is_empty() {
+        return false;
+    }
+    let mined = crate::api::ai::with_miner(state, tenant, |miner| {
+        let ids: Vec<(i64, u32)> = lines
+            .iter()
+            .map(|(ts, body)| (ts.div_euclid(1_000_000_000), miner.add(body)))
+            .collect();
+        let names: HashMap<u32, String> = ids
+            .iter()
+            .map(|(_, id)| (*id, miner.template(*id)))
+            .collect();
+        (ids, names)
+    })
+    .await;
+    let Ok((ids, names)) = mined else {
+        tracing::warn!(tenant = %tenant, "pattern watch: cannot load or save the templates");
+        return true;
+    };
+    let events = {
+        let mut tenants = lock(&state.ai_watch.tenants);
+        let watch = tenants
+            .entry(tenant.clone())
+            .or_default()
+            .patterns
+            .get_or_insert_with(|| PatternWatch::new(WatchConfig::default()));
+        for (ts, id) in &ids {
+            watch.observe(*ts, *id);
+        }
+        watch.drain_events()
+    };
+    for e in events {
+        let insight = match e {
+            PatternEvent::New { id, at } => json!({
+                "kind": "log_pattern",
+                "severity": "info",
+                "service": "",
+                "title": format!("New log pattern: {}", names.get(&id).map_or("", String::as_str)),
+                "detail": format!("template {id}, first seen then"),
+                "evidence": [id.to_string()],
+                "from": crate::api::ts_text(at * 1_000_000_000),
+                "to": crate::api::ts_text(at * 1_000_000_000),
+            }),
+            PatternEvent::Rate {
+                id,
+                bucket,
+                count,
+                expected,
+                score,
+            } => json!({
+                "kind": "log_pattern",
+                "severity": "warning",
+                "service": "",
+                "title": format!("Log pattern rate changed: {}", names.get(&id).map_or("", String::as_str)),
+                "detail": format!(
+                    "{count} lines in the minute, expected {:.0} to {:.0}",
+                    expected.0, expected.1
+                ),
+                "evidence": [id.to_string()],
+                "from": crate::api::ts_text(bucket * 1_000_000_000),
+                "to": crate::api::ts_text((bucket + 60) * 1_000_000_000),
+                "score": score,
+            }),
+        };
+        state.ai_watch.push(tenant, insight);
+    }
+    true
 }
 
 /// Runs passes over every tenant until `stop` turns true.

@@ -320,3 +320,92 @@ async fn the_watch_reports_a_latency_spike_as_an_insight() {
         "reported at the spike's minute: {found}"
     );
 }
+
+/// The watch mines the log stream: a template that appears after an hour
+/// of other lines is reported as a new pattern, at its first line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watch_reports_a_new_log_pattern() {
+    use opentelemetry_proto::tonic::{
+        collector::logs::v1::ExportLogsServiceRequest,
+        logs::v1::{LogRecord, ResourceLogs, ScopeLogs},
+    };
+    let dir = tempfile::tempdir().expect("tmp");
+    let server = Server::start(dir.path(), &[("OPHION__AI__INTERVAL_SECS", "1")]);
+    let http = client();
+    let minute = 60_000_000_000u64;
+    let now_min = now_ns() / minute;
+    let mut lines: Vec<(u64, String)> = Vec::new();
+    for m in now_min - 60..now_min - 2 {
+        for i in 0..5 {
+            lines.push((
+                m * minute + i * 1_000_000_000,
+                format!("cache refreshed for region eu-{i} in {} ms", m % 90),
+            ));
+        }
+    }
+    let first_new = (now_min - 6) * minute + 30_000_000_000;
+    for k in 0..3 {
+        lines.push((
+            first_new + k * 1_000_000_000,
+            format!("disk /dev/sd{k} is {}% full", 91 + k),
+        ));
+    }
+    lines.sort();
+    let req = ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: Some(Resource {
+                attributes: vec![kv("service.name", "shop")],
+                ..Default::default()
+            }),
+            scope_logs: vec![ScopeLogs {
+                log_records: lines
+                    .into_iter()
+                    .map(|(t, body)| LogRecord {
+                        time_unix_nano: t,
+                        body: Some(AnyValue {
+                            value: Some(Value::StringValue(body)),
+                        }),
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    export(&http, &server, "/v1/logs", &req).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let found = loop {
+        let v = get_ok(&http, &server, "/api/v1/ai/insights", &[]).await;
+        let all = v["insights"].as_array().cloned().unwrap_or_default();
+        let news: Vec<_> = all
+            .iter()
+            .filter(|i| {
+                i["kind"] == "log_pattern"
+                    && i["title"].as_str().is_some_and(|t| t.starts_with("New"))
+            })
+            .cloned()
+            .collect();
+        if !news.is_empty() {
+            assert_eq!(news.len(), 1, "only the disk template is new: {news:?}");
+            break news[0].clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no new pattern reported: {v}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    };
+    assert!(
+        found["title"].as_str().is_some_and(|t| t.contains("disk")),
+        "{found}"
+    );
+    assert_eq!(
+        found["from"]
+            .as_str()
+            .and_then(|t| t.get(..19))
+            .and_then(ophion_ai::series::parse_timestamp),
+        Some((first_new / 1_000_000_000) as i64),
+        "{found}"
+    );
+}

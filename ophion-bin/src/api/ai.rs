@@ -95,6 +95,26 @@ async fn save_miner(
     Ok(())
 }
 
+/// Runs `f` on the tenant's miner (loading it on first use) and saves the
+/// miner when `f` taught it anything.
+pub(crate) async fn with_miner<R>(
+    s: &ApiState,
+    tenant: &TenantId,
+    f: impl FnOnce(&mut TemplateMiner) -> R,
+) -> Result<R, ApiError> {
+    let mut miners = s.miners.0.lock().await;
+    let miner = match miners.entry(tenant.clone()) {
+        std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+        std::collections::hash_map::Entry::Vacant(e) => e.insert(load_miner(s, tenant).await?),
+    };
+    let before = miner.state();
+    let out = f(miner);
+    if miner.state() != before {
+        save_miner(s, tenant, miner).await?;
+    }
+    Ok(out)
+}
+
 /// Spans read per analysis; more are left out and the answer says so.
 const MAX_SPANS: usize = 100_000;
 /// Log lines mined per analysis.
@@ -285,28 +305,22 @@ async fn analyze_range(
             &lp,
         )
         .await?;
-    let mut miners = s.miners.0.lock().await;
-    let miner = match miners.entry(who.tenant.clone()) {
-        std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-        std::collections::hash_map::Entry::Vacant(e) => e.insert(load_miner(s, &who.tenant).await?),
-    };
-    let known = miner.len();
-    let mut counts: BTreeMap<u32, u64> = BTreeMap::new();
-    for row in to_json::objects(&logs.batches) {
-        if let Some(body) = row.get("body").and_then(Value::as_str) {
+    let bodies: Vec<String> = to_json::objects(&logs.batches)
+        .into_iter()
+        .filter_map(|row| row.get("body").and_then(Value::as_str).map(str::to_owned))
+        .collect();
+    let templates = with_miner(s, &who.tenant, |miner| {
+        let mut counts: BTreeMap<u32, u64> = BTreeMap::new();
+        for body in &bodies {
             *counts.entry(miner.add(body)).or_default() += 1;
         }
-    }
-    let mut top: Vec<(u32, u64)> = counts.into_iter().collect();
-    top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-    let templates: Vec<(u64, String, u64)> = top
-        .iter()
-        .map(|(id, n)| (u64::from(*id), miner.template(*id), *n))
-        .collect();
-    if !top.is_empty() || miner.len() != known {
-        save_miner(s, &who.tenant, miner).await?;
-    }
-    drop(miners);
+        let mut top: Vec<(u32, u64)> = counts.into_iter().collect();
+        top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        top.iter()
+            .map(|(id, n)| (u64::from(*id), miner.template(*id), *n))
+            .collect::<Vec<(u64, String, u64)>>()
+    })
+    .await?;
     tips.extend(tips::log_tips(&templates, &tip_cfg));
     let patterns = templates
         .iter()

@@ -7,7 +7,7 @@
 //! terms, never a stack trace or SQL internals.
 
 mod access;
-mod ai;
+pub(crate) mod ai;
 pub(crate) use time::now_ns;
 pub(crate) use traces::ts_text;
 pub mod json;
