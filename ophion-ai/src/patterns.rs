@@ -292,6 +292,12 @@ impl TemplateMiner {
         self.templates.get(id as usize).map_or(0, |t| t.count)
     }
 
+    /// Messages seen in all: grows with every [`Self::add`], the only way a
+    /// miner learns, so a change in it says the state needs saving.
+    pub fn messages(&self) -> u64 {
+        self.templates.iter().map(|t| t.count).sum()
+    }
+
     /// How many templates there are.
     pub fn len(&self) -> usize {
         self.templates.len()
@@ -403,6 +409,7 @@ mod tests {
             let _ = m.template(id);
         }
         assert!(!m.is_empty());
+        assert_eq!(m.messages(), 9, "every message counts, odd ones too");
     }
 }
 

@@ -29,7 +29,19 @@ use crate::{api::ApiState, config::AiConfig};
 const MINUTE_NS: i64 = 60_000_000_000;
 /// Insights kept.
 const MAX_INSIGHTS: usize = 500;
-const METRICS: [&str; 3] = ["requests", "error_ratio", "p95_ms"];
+/// The RED metrics of a series, in the order of [`red_values`].
+pub(crate) const METRICS: [&str; 3] = ["requests", "error_ratio", "p95_ms"];
+
+/// One minute's RED values: requests, error ratio (NaN without requests)
+/// and p95 latency in milliseconds (NaN when unknown).
+pub(crate) fn red_values(requests: f64, errors: f64, p95_ns: f64) -> [f64; 3] {
+    let ratio = if requests > 0.0 {
+        errors / requests
+    } else {
+        f64::NAN
+    };
+    [requests, ratio, p95_ns / 1e6]
+}
 
 type SeriesKey = (String, String, &'static str);
 /// One operation's minutes: minute -> (requests, errors, p95 in ns).
@@ -103,24 +115,8 @@ pub async fn pass(state: &ApiState, cfg: &AiConfig, tenant: &TenantId, now_ns: i
     if from >= now_min {
         return;
     }
-    let mut p = crate::api::Params::default();
-    p.filter(
-        "start_time >= $from",
-        "from",
-        datafusion::common::ScalarValue::TimestampNanosecond(
-            Some(from * MINUTE_NS),
-            Some("UTC".into()),
-        ),
-    )
-    .filter(
-        "start_time < $to",
-        "to",
-        datafusion::common::ScalarValue::TimestampNanosecond(
-            Some(now_min * MINUTE_NS),
-            Some("UTC".into()),
-        ),
-    )
-    .when("(kind IN ('server', 'consumer') OR parent_span_id IS NULL)");
+    let mut p = crate::api::time_filter("start_time", from * MINUTE_NS, now_min * MINUTE_NS);
+    p.when("(kind IN ('server', 'consumer') OR parent_span_id IS NULL)");
     let sql = format!(
         "SELECT service_name, name, CAST(start_time AS BIGINT) / {MINUTE_NS} AS minute, \
          count(*) AS n, sum(CASE WHEN status_code = 'error' THEN 1 ELSE 0 END) AS errors, \
@@ -155,7 +151,7 @@ pub async fn pass(state: &ApiState, cfg: &AiConfig, tenant: &TenantId, now_ns: i
         let mut tenants = lock(&state.ai_watch.tenants);
         let watch = tenants.entry(tenant.clone()).or_default();
         for ((service, op), minutes) in &series {
-            for metric in METRICS {
+            for (i, metric) in METRICS.into_iter().enumerate() {
                 let key = (service.clone(), op.clone(), metric);
                 if !watch.detectors.contains_key(&key) && watch.detectors.len() >= cfg.max_series {
                     continue;
@@ -166,12 +162,7 @@ pub async fn pass(state: &ApiState, cfg: &AiConfig, tenant: &TenantId, now_ns: i
                     .or_insert_with(|| Detector::new(detector_config()));
                 for m in from..now_min {
                     let (n, errors, p95) = minutes.get(&m).copied().unwrap_or((0.0, 0.0, f64::NAN));
-                    let v = match metric {
-                        "requests" => n,
-                        "error_ratio" if n > 0.0 => errors / n,
-                        "p95_ms" => p95 / 1e6,
-                        _ => f64::NAN,
-                    };
+                    let v = red_values(n, errors, p95)[i];
                     let point = det.update(m * 60, v);
                     if point.anomalous {
                         found.push((service.clone(), op.clone(), metric, m, v, point));
@@ -218,23 +209,7 @@ pub async fn pass(state: &ApiState, cfg: &AiConfig, tenant: &TenantId, now_ns: i
 /// template miner and reports new templates and rate changes. Returns
 /// whether there were any lines.
 async fn log_patterns(state: &ApiState, tenant: &TenantId, from: i64, to: i64) -> bool {
-    let mut p = crate::api::Params::default();
-    p.filter(
-        "timestamp >= $from",
-        "from",
-        datafusion::common::ScalarValue::TimestampNanosecond(
-            Some(from * MINUTE_NS),
-            Some("UTC".into()),
-        ),
-    )
-    .filter(
-        "timestamp < $to",
-        "to",
-        datafusion::common::ScalarValue::TimestampNanosecond(
-            Some(to * MINUTE_NS),
-            Some("UTC".into()),
-        ),
-    );
+    let p = crate::api::time_filter("timestamp", from * MINUTE_NS, to * MINUTE_NS);
     let sql = format!(
         "SELECT CAST(timestamp AS BIGINT) AS ts, body FROM logs WHERE {} \
          ORDER BY timestamp LIMIT {MAX_LOG_LINES}",

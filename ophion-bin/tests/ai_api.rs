@@ -7,8 +7,9 @@ mod common;
 
 use common::{Server, client, export, get_ok, now_ns};
 use opentelemetry_proto::tonic::{
-    collector::trace::v1::ExportTraceServiceRequest,
+    collector::{logs::v1::ExportLogsServiceRequest, trace::v1::ExportTraceServiceRequest},
     common::v1::{AnyValue, KeyValue, any_value::Value},
+    logs::v1::{LogRecord, ResourceLogs, ScopeLogs},
     resource::v1::Resource,
     trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span::SpanKind, status::StatusCode},
 };
@@ -21,6 +22,32 @@ fn kv(key: &str, v: &str) -> KeyValue {
             value: Some(Value::StringValue(v.into())),
         }),
         ..Default::default()
+    }
+}
+
+/// `(time, body)` lines as one OTLP logs request from the service `shop`.
+fn shop_logs(lines: Vec<(u64, String)>) -> ExportLogsServiceRequest {
+    ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: Some(Resource {
+                attributes: vec![kv("service.name", "shop")],
+                ..Default::default()
+            }),
+            scope_logs: vec![ScopeLogs {
+                log_records: lines
+                    .into_iter()
+                    .map(|(t, body)| LogRecord {
+                        time_unix_nano: t,
+                        body: Some(AnyValue {
+                            value: Some(Value::StringValue(body)),
+                        }),
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
     }
 }
 
@@ -169,36 +196,10 @@ async fn analyze_ranks_injected_root_causes_first() {
 /// template's first id (a fresh miner would number it 0).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_template_ids_survive_a_restart() {
-    use opentelemetry_proto::tonic::{
-        collector::logs::v1::ExportLogsServiceRequest,
-        logs::v1::{LogRecord, ResourceLogs, ScopeLogs},
-    };
     let dir = tempfile::tempdir().expect("tmp");
     let http = client();
     let now = now_ns();
     let minute = 60_000_000_000u64;
-    let logs = |lines: Vec<(u64, String)>| ExportLogsServiceRequest {
-        resource_logs: vec![ResourceLogs {
-            resource: Some(Resource {
-                attributes: vec![kv("service.name", "shop")],
-                ..Default::default()
-            }),
-            scope_logs: vec![ScopeLogs {
-                log_records: lines
-                    .into_iter()
-                    .map(|(t, body)| LogRecord {
-                        time_unix_nano: t,
-                        body: Some(AnyValue {
-                            value: Some(Value::StringValue(body)),
-                        }),
-                        ..Default::default()
-                    })
-                    .collect(),
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    };
     let a: Vec<(u64, String)> = (0..40)
         .map(|i| {
             (
@@ -233,8 +234,8 @@ async fn log_template_ids_survive_a_restart() {
     };
 
     let server = Server::start(dir.path(), &[]);
-    export(&http, &server, "/v1/logs", &logs(a)).await;
-    export(&http, &server, "/v1/logs", &logs(b)).await;
+    export(&http, &server, "/v1/logs", &shop_logs(a)).await;
+    export(&http, &server, "/v1/logs", &shop_logs(b)).await;
     let v: serde_json::Value = analyze(now - 25 * minute)(&server)
         .await
         .expect("analyze")
@@ -325,10 +326,6 @@ async fn the_watch_reports_a_latency_spike_as_an_insight() {
 /// of other lines is reported as a new pattern, at its first line.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_watch_reports_a_new_log_pattern() {
-    use opentelemetry_proto::tonic::{
-        collector::logs::v1::ExportLogsServiceRequest,
-        logs::v1::{LogRecord, ResourceLogs, ScopeLogs},
-    };
     let dir = tempfile::tempdir().expect("tmp");
     let server = Server::start(dir.path(), &[("OPHION__AI__INTERVAL_SECS", "1")]);
     let http = client();
@@ -351,28 +348,7 @@ async fn the_watch_reports_a_new_log_pattern() {
         ));
     }
     lines.sort();
-    let req = ExportLogsServiceRequest {
-        resource_logs: vec![ResourceLogs {
-            resource: Some(Resource {
-                attributes: vec![kv("service.name", "shop")],
-                ..Default::default()
-            }),
-            scope_logs: vec![ScopeLogs {
-                log_records: lines
-                    .into_iter()
-                    .map(|(t, body)| LogRecord {
-                        time_unix_nano: t,
-                        body: Some(AnyValue {
-                            value: Some(Value::StringValue(body)),
-                        }),
-                        ..Default::default()
-                    })
-                    .collect(),
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    };
+    let req = shop_logs(lines);
     export(&http, &server, "/v1/logs", &req).await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let found = loop {

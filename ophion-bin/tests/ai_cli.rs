@@ -1,7 +1,25 @@
 //! `ophion ai patterns`, offline on files: one row per input line, in
 //! order, with the ids grouping the lines as their (known) templates do.
 
-use std::process::Command;
+use std::{
+    path::Path,
+    process::{Command, Output},
+};
+
+/// Runs `ophion ai COMMAND [EXTRA...] --input INPUT --output OUTPUT`,
+/// offline: the server address points nowhere and is never contacted.
+fn ophion_ai(command: &str, extra: &[&str], input: &Path, output: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ophion"))
+        .args(["ai", command])
+        .args(extra)
+        .arg("--input")
+        .arg(input)
+        .arg("--output")
+        .arg(output)
+        .env("OPHION_SERVER", "http://127.0.0.1:9")
+        .output()
+        .expect("ophion")
+}
 
 #[test]
 fn patterns_writes_one_row_per_line_grouped_by_template() {
@@ -60,14 +78,7 @@ fn patterns_writes_one_row_per_line_grouped_by_template() {
     let input = dir.path().join("messages.txt");
     let output = dir.path().join("templates.csv");
     std::fs::write(&input, lines.join("\n")).expect("input");
-    let out = Command::new(env!("CARGO_BIN_EXE_ophion"))
-        .args(["ai", "patterns", "--input"])
-        .arg(&input)
-        .arg("--output")
-        .arg(&output)
-        .env("OPHION_SERVER", "http://127.0.0.1:9") // never contacted
-        .output()
-        .expect("ophion");
+    let out = ophion_ai("patterns", &[], &input, &output);
     assert!(
         out.status.success(),
         "{}",
@@ -143,16 +154,7 @@ fn detect_scores_every_row_in_order_and_finds_the_spike() {
     let input = dir.path().join("series.csv");
     let output = dir.path().join("scores.csv");
     std::fs::write(&input, &csv).expect("input");
-    let run = |input: &std::path::Path| {
-        Command::new(env!("CARGO_BIN_EXE_ophion"))
-            .args(["ai", "detect", "--input"])
-            .arg(input)
-            .arg("--output")
-            .arg(&output)
-            .env("OPHION_SERVER", "http://127.0.0.1:9") // never contacted
-            .output()
-            .expect("ophion")
-    };
+    let run = |input: &Path| ophion_ai("detect", &[], input, &output);
     let out = run(&input);
     assert!(
         out.status.success(),
@@ -207,15 +209,8 @@ fn forecast_continues_the_cycle_with_intervals() {
     let input = dir.path().join("series.csv");
     let output = dir.path().join("forecast.csv");
     std::fs::write(&input, &csv).expect("input");
-    let run = |input: &std::path::Path, horizon: &str| {
-        Command::new(env!("CARGO_BIN_EXE_ophion"))
-            .args(["ai", "forecast", "--horizon", horizon, "--input"])
-            .arg(input)
-            .arg("--output")
-            .arg(&output)
-            .env("OPHION_SERVER", "http://127.0.0.1:9") // never contacted
-            .output()
-            .expect("ophion")
+    let run = |input: &Path, horizon: &str| {
+        ophion_ai("forecast", &["--horizon", horizon], input, &output)
     };
     let out = run(&input, "36");
     assert!(

@@ -107,9 +107,9 @@ pub(crate) async fn with_miner<R>(
         std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
         std::collections::hash_map::Entry::Vacant(e) => e.insert(load_miner(s, tenant).await?),
     };
-    let before = miner.state();
+    let before = miner.messages();
     let out = f(miner);
-    if miner.state() != before {
+    if miner.messages() != before {
         save_miner(s, tenant, miner).await?;
     }
     Ok(out)
@@ -205,23 +205,14 @@ fn red_anomalies(spans: &[SpanInfo], range: &Range, service: Option<&str>) -> Ve
             hold_fraction: 0.0,
             ..DetectorConfig::default()
         };
-        let mut detectors = [
-            ("requests", Detector::new(cfg.clone())),
-            ("error_ratio", Detector::new(cfg.clone())),
-            ("p95_ms", Detector::new(cfg)),
-        ];
+        let mut detectors = crate::ai_watch::METRICS.map(|m| (m, Detector::new(cfg.clone())));
         for m in first..=last {
             let (n, errors, mut d) = minutes.get(&m).cloned().unwrap_or_default();
             d.sort_unstable();
-            let p95 = d
+            let p95_ns = d
                 .get(((d.len() as f64 - 1.0) * 0.95).round().max(0.0) as usize)
-                .map_or(f64::NAN, |v| *v as f64 / 1e6);
-            let ratio = if n > 0 {
-                errors as f64 / n as f64
-            } else {
-                f64::NAN
-            };
-            let values = [n as f64, ratio, p95];
+                .map_or(f64::NAN, |v| *v as f64);
+            let values = crate::ai_watch::red_values(n as f64, errors as f64, p95_ns);
             for ((metric, det), v) in detectors.iter_mut().zip(values) {
                 let p = det.update(m * 60, v);
                 let at = m * MINUTE_NS;

@@ -176,6 +176,16 @@ async fn not_found() -> ApiError {
     )
 }
 
+/// Parameters and conditions for `column` in `[from_ns, to_ns)`, for code
+/// outside the API that queries the store the same way.
+pub(crate) fn time_filter(column: &str, from_ns: i64, to_ns: i64) -> Params {
+    time::Range {
+        from: from_ns,
+        to: to_ns,
+    }
+    .filter(column)
+}
+
 /// Named SQL parameters, and the `WHERE` conditions that use them.
 #[derive(Debug, Default, Clone)]
 pub struct Params(Vec<(String, ScalarValue)>, Vec<String>);
