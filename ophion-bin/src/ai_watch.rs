@@ -6,7 +6,11 @@
 //!
 //! The same minutes' log lines go through the tenant's template miner and
 //! a [`PatternWatch`]: new templates and template rate changes become
-//! insights too.
+//! insights too. And each metric named in `[ai] watch_metrics` is read per
+//! service and minute, aggregated the way its type calls for (the average
+//! of a gauge, the rate of a counter, the p95 of a histogram; see
+//! [`crate::api::metrics::series`]), and scored the same way as the RED
+//! series.
 //!
 //! The first pass reads `lookback_minutes` of history, so detectors are
 //! warm from the start. State is in memory: after a restart the first pass
@@ -43,7 +47,10 @@ pub(crate) fn red_values(requests: f64, errors: f64, p95_ns: f64) -> [f64; 3] {
     [requests, ratio, p95_ns / 1e6]
 }
 
+/// (service, operation or metric name, what is measured).
 type SeriesKey = (String, String, &'static str);
+/// The third part of a watched metric's [`SeriesKey`].
+const METRIC: &str = "metric";
 /// One operation's minutes: minute -> (requests, errors, p95 in ns).
 type Minutes = BTreeMap<i64, (f64, f64, f64)>;
 
@@ -146,63 +153,145 @@ pub async fn pass(state: &ApiState, cfg: &AiConfig, tenant: &TenantId, now_ns: i
             .insert(num("minute") as i64, (num("n"), num("errors"), num("p95")));
     }
     let had_logs = log_patterns(state, tenant, from, now_min).await;
+    let metrics = watched_metrics(state, cfg, tenant, from, now_min).await;
     let mut found = Vec::new();
     {
         let mut tenants = lock(&state.ai_watch.tenants);
         let watch = tenants.entry(tenant.clone()).or_default();
+        let mut score = |key: SeriesKey, values: &mut dyn Iterator<Item = (i64, f64)>| {
+            if !watch.detectors.contains_key(&key) && watch.detectors.len() >= cfg.max_series {
+                return;
+            }
+            let det = watch
+                .detectors
+                .entry(key.clone())
+                .or_insert_with(|| Detector::new(detector_config()));
+            for (m, v) in values {
+                let point = det.update(m * 60, v);
+                if point.anomalous {
+                    found.push((key.clone(), m, v, point));
+                }
+            }
+        };
         for ((service, op), minutes) in &series {
             for (i, metric) in METRICS.into_iter().enumerate() {
                 let key = (service.clone(), op.clone(), metric);
-                if !watch.detectors.contains_key(&key) && watch.detectors.len() >= cfg.max_series {
-                    continue;
-                }
-                let det = watch
-                    .detectors
-                    .entry(key)
-                    .or_insert_with(|| Detector::new(detector_config()));
-                for m in from..now_min {
-                    let (n, errors, p95) = minutes.get(&m).copied().unwrap_or((0.0, 0.0, f64::NAN));
-                    let v = red_values(n, errors, p95)[i];
-                    let point = det.update(m * 60, v);
-                    if point.anomalous {
-                        found.push((service.clone(), op.clone(), metric, m, v, point));
-                    }
-                }
+                score(
+                    key,
+                    &mut (from..now_min).map(|m| {
+                        let (n, errors, p95) =
+                            minutes.get(&m).copied().unwrap_or((0.0, 0.0, f64::NAN));
+                        (m, red_values(n, errors, p95)[i])
+                    }),
+                );
             }
         }
-        // A tenant with no spans yet keeps its lookback, so history that
+        for (service, name, points) in &metrics {
+            // A minute without points is a gap, not a zero.
+            score(
+                (service.clone(), name.clone(), METRIC),
+                &mut points.iter().copied(),
+            );
+        }
+        // A tenant with no data yet keeps its lookback, so history that
         // arrives after the first pass is still scored.
-        if watch.next.is_some() || !series.is_empty() || had_logs {
+        if watch.next.is_some() || !series.is_empty() || had_logs || !metrics.is_empty() {
             watch.next = Some(now_min);
         }
     }
-    for (service, op, metric, m, v, point) in found {
+    for ((service, name, measure), m, v, point) in found {
         let at = crate::api::ts_text(m * MINUTE_NS);
+        let quoted = |t: &str| t.replace('\'', "''");
+        let (title, operation, evidence) = if measure == METRIC {
+            (
+                format!("{service}: metric {name} anomalous"),
+                Value::Null,
+                format!(
+                    "SELECT * FROM metrics WHERE service_name = '{}' AND metric_name = '{}'",
+                    quoted(&service),
+                    quoted(&name)
+                ),
+            )
+        } else {
+            (
+                format!("{service} {name}: {measure} anomalous"),
+                Value::from(name.clone()),
+                format!(
+                    "SELECT * FROM spans WHERE service_name = '{}' AND name = '{}'",
+                    quoted(&service),
+                    quoted(&name)
+                ),
+            )
+        };
+        let what = if measure == METRIC { &name } else { measure };
         state.ai_watch.push(
             tenant,
             json!({
                 "kind": "anomaly",
                 "severity": if point.score >= 0.5 { "critical" } else { "warning" },
                 "service": service,
-                "operation": op,
-                "title": format!("{service} {op}: {metric} anomalous"),
+                "operation": operation,
+                "metric": what,
+                "title": title,
                 "detail": format!(
-                    "{metric} {v:.3} at {}, expected {:.3} to {:.3}",
+                    "{what} {v:.3} at {}, expected {:.3} to {:.3}",
                     at.as_str().unwrap_or_default(),
                     point.expected_low,
                     point.expected_high
                 ),
-                "evidence": [format!(
-                    "SELECT * FROM spans WHERE service_name = '{}' AND name = '{}'",
-                    service.replace('\'', "''"),
-                    op.replace('\'', "''")
-                )],
+                "evidence": [evidence],
                 "from": at,
                 "to": crate::api::ts_text((m + 1) * MINUTE_NS),
                 "score": point.score,
             }),
         );
     }
+}
+
+/// The minutes `[from, to)` of each metric in `[ai] watch_metrics`, per
+/// service: `(service, metric, [(minute, value)])`.
+async fn watched_metrics(
+    state: &ApiState,
+    cfg: &AiConfig,
+    tenant: &TenantId,
+    from: i64,
+    to: i64,
+) -> Vec<(String, String, Vec<(i64, f64)>)> {
+    let mut out = Vec::new();
+    for name in &cfg.watch_metrics {
+        let req = crate::api::metrics::SeriesRequest {
+            name,
+            agg: None,
+            step: MINUTE_NS,
+            // One minute early: a counter's rate in the first minute needs
+            // the point before it.
+            range: crate::api::Range {
+                from: (from - 1) * MINUTE_NS,
+                to: to * MINUTE_NS,
+            },
+            group_by: &["service.name"],
+            service: None,
+        };
+        match crate::api::metrics::series(state, tenant, &req).await {
+            Ok(found) => out.extend(found.series.into_iter().map(|(group, points)| {
+                let service = group
+                    .first()
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned();
+                let minutes = points
+                    .into_iter()
+                    .map(|(t, v)| (t.div_euclid(MINUTE_NS), v))
+                    .filter(|(m, _)| *m >= from)
+                    .collect();
+                (service, name.clone(), minutes)
+            })),
+            Err(e) => {
+                tracing::warn!(tenant = %tenant, metric = %name, error = ?e, "metric watch: query failed");
+            }
+        }
+    }
+    out
 }
 
 /// Mines the log lines of the minutes `[from, to)` with the tenant's

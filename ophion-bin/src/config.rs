@@ -73,6 +73,12 @@ pub struct AiConfig {
     /// Most series watched per tenant (default 5000); new ones beyond it are
     /// not watched.
     pub max_series: usize,
+    /// Metrics the watch scores per service and minute, besides the RED
+    /// series: gauges by their average, counters by their rate, histograms
+    /// by their p95. The default is the OpenTelemetry semantic-convention
+    /// names for CPU, memory and disk use of hosts, containers and
+    /// processes.
+    pub watch_metrics: Vec<String>,
 }
 
 impl Default for AiConfig {
@@ -82,6 +88,17 @@ impl Default for AiConfig {
             interval_secs: 60,
             lookback_minutes: 180,
             max_series: 5000,
+            watch_metrics: [
+                "system.cpu.utilization",
+                "system.memory.utilization",
+                "system.filesystem.utilization",
+                "container.cpu.utilization",
+                "container.memory.usage",
+                "process.cpu.utilization",
+                "process.memory.usage",
+            ]
+            .map(String::from)
+            .to_vec(),
         }
     }
 }

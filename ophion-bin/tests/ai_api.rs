@@ -7,9 +7,16 @@ mod common;
 
 use common::{Server, client, export, get_ok, now_ns};
 use opentelemetry_proto::tonic::{
-    collector::{logs::v1::ExportLogsServiceRequest, trace::v1::ExportTraceServiceRequest},
+    collector::{
+        logs::v1::ExportLogsServiceRequest, metrics::v1::ExportMetricsServiceRequest,
+        trace::v1::ExportTraceServiceRequest,
+    },
     common::v1::{AnyValue, KeyValue, any_value::Value},
     logs::v1::{LogRecord, ResourceLogs, ScopeLogs},
+    metrics::v1::{
+        AggregationTemporality, Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
+        metric::Data, number_data_point,
+    },
     resource::v1::Resource,
     trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span::SpanKind, status::StatusCode},
 };
@@ -383,5 +390,143 @@ async fn the_watch_reports_a_new_log_pattern() {
             .and_then(ophion_ai::series::parse_timestamp),
         Some((first_new / 1_000_000_000) as i64),
         "{found}"
+    );
+}
+
+/// The watch scores the metrics named in `[ai] watch_metrics`, each by what
+/// its type calls for: a jump of a gauge and a burst in a counter's rate
+/// are reported at their minute, with the metric named; a metric not in the
+/// list is not watched, however it jumps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watch_reports_anomalies_of_selected_metrics() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let server = Server::start(
+        dir.path(),
+        &[
+            ("OPHION__AI__INTERVAL_SECS", "1"),
+            (
+                "OPHION__AI__WATCH_METRICS",
+                r#"["queue.depth", "jobs.processed"]"#,
+            ),
+        ],
+    );
+    let http = client();
+    let minute = 60_000_000_000u64;
+    let now_min = now_ns() / minute;
+    let (first, jump, burst) = (now_min - 100, now_min - 12, now_min - 6);
+    let point = |m: u64, v: f64| NumberDataPoint {
+        time_unix_nano: m * minute + 30_000_000_000,
+        start_time_unix_nano: first * minute,
+        value: Some(number_data_point::Value::AsDouble(v)),
+        ..Default::default()
+    };
+    let minutes = first..now_min - 2;
+    // A queue that holds 50 +- 2 jobs, then 400 for one minute.
+    let depth = |m: u64| {
+        if m == jump {
+            400.0
+        } else {
+            50.0 + (m * 7 % 5) as f64
+        }
+    };
+    // Jobs done: about 100 a minute, 3000 in the burst minute.
+    let mut done = 0.0;
+    let processed: Vec<NumberDataPoint> = minutes
+        .clone()
+        .map(|m| {
+            done += if m == burst {
+                3000.0
+            } else {
+                100.0 + (m % 3) as f64
+            };
+            point(m, done)
+        })
+        .collect();
+    let metric = |name: &str, data: Data| Metric {
+        name: name.into(),
+        data: Some(data),
+        ..Default::default()
+    };
+    let req = ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            resource: Some(Resource {
+                attributes: vec![kv("service.name", "worker")],
+                ..Default::default()
+            }),
+            scope_metrics: vec![ScopeMetrics {
+                metrics: vec![
+                    metric(
+                        "queue.depth",
+                        Data::Gauge(Gauge {
+                            data_points: minutes.clone().map(|m| point(m, depth(m))).collect(),
+                        }),
+                    ),
+                    metric(
+                        "jobs.processed",
+                        Data::Sum(Sum {
+                            data_points: processed,
+                            aggregation_temporality: AggregationTemporality::Cumulative as i32,
+                            is_monotonic: true,
+                        }),
+                    ),
+                    metric(
+                        "unwatched.depth",
+                        Data::Gauge(Gauge {
+                            data_points: minutes.clone().map(|m| point(m, depth(m))).collect(),
+                        }),
+                    ),
+                ],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    export(&http, &server, "/v1/metrics", &req).await;
+    let minute_of = |i: &serde_json::Value| {
+        i["from"]
+            .as_str()
+            .and_then(|t| t.get(..19))
+            .and_then(ophion_ai::series::parse_timestamp)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let found = loop {
+        let v = get_ok(&http, &server, "/api/v1/ai/insights", &[]).await;
+        let all = v["insights"].as_array().cloned().unwrap_or_default();
+        let of = |name: &str| -> Vec<serde_json::Value> {
+            all.iter()
+                .filter(|i| i["kind"] == "anomaly" && i["metric"] == name)
+                .cloned()
+                .collect()
+        };
+        let (depth, jobs) = (of("queue.depth"), of("jobs.processed"));
+        if !depth.is_empty() && !jobs.is_empty() {
+            assert!(of("unwatched.depth").is_empty(), "{v}");
+            break (depth, jobs);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "metric anomalies not reported: {v}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    };
+    let (depth, jobs) = found;
+    assert_eq!(depth.len(), 1, "{depth:?}");
+    assert_eq!(minute_of(&depth[0]), Some((jump * 60) as i64), "{depth:?}");
+    assert_eq!(depth[0]["service"], "worker");
+    assert!(depth[0]["operation"].is_null(), "{depth:?}");
+    assert!(
+        depth[0]["detail"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("queue.depth 400.000")),
+        "{depth:?}"
+    );
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert_eq!(minute_of(&jobs[0]), Some((burst * 60) as i64), "{jobs:?}");
+    // The rate is per second: 3000 jobs in the minute.
+    assert!(
+        jobs[0]["detail"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("jobs.processed 50.000")),
+        "{jobs:?}"
     );
 }

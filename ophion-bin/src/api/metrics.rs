@@ -14,6 +14,7 @@
 //!   `histogram_quantile` does.
 
 use crate::auth::Principal;
+use ophion_core::TenantId;
 use std::{collections::BTreeMap, sync::Arc};
 
 use axum::{
@@ -25,7 +26,7 @@ use serde_json::{Value, json};
 
 use super::{
     ApiError, ApiState, attribute_key, json as to_json, text,
-    time::{RangeParams, duration_ns, resolve},
+    time::{Range, RangeParams, duration_ns, resolve},
     traces::ts_text,
 };
 
@@ -68,7 +69,7 @@ pub(super) struct SeriesParams {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Agg {
+pub(crate) enum Agg {
     Avg,
     Sum,
     Min,
@@ -188,12 +189,6 @@ pub(super) async fn query(
             .ok_or_else(|| ApiError::bad_request(format!("step `{v}`: use e.g. 30s, 5m")))?,
         None => ((range.to - range.from) / 60).max(1_000_000_000),
     };
-    let steps = (range.to - range.from + step - 1) / step;
-    if steps > 10_000 {
-        return Err(ApiError::bad_request(
-            "more than 10000 steps: use a larger step or a shorter range",
-        ));
-    }
     let keys: Vec<&str> = q
         .group_by
         .as_deref()
@@ -201,11 +196,88 @@ pub(super) async fn query(
         .split(',')
         .map(str::trim)
         .filter(|k| !k.is_empty())
-        .map(attribute_key)
+        .collect();
+    let req = SeriesRequest {
+        name: &q.name,
+        agg: Some(agg),
+        step,
+        range,
+        group_by: &keys,
+        service: q.service.as_deref(),
+    };
+    let found = series(&s, &who.tenant, &req).await?;
+    let series: Vec<Value> = found
+        .series
+        .into_iter()
+        .map(|(group, points)| {
+            let points: Vec<Value> = points
+                .into_iter()
+                .map(|(t, v)| json!([ts_text(t), v]))
+                .collect();
+            let group: serde_json::Map<String, Value> = keys
+                .iter()
+                .zip(group)
+                .map(|(k, v)| ((*k).to_owned(), v))
+                .collect();
+            json!({"group": group, "points": points})
+        })
+        .collect();
+    Ok(Json(json!({
+        "metric": q.name,
+        "type": found.kind,
+        "aggregation": q.aggregation.as_deref().unwrap_or("avg"),
+        "step_ns": step,
+        "series": series,
+        "from": ts_text(range.from),
+        "to": ts_text(range.to),
+    })))
+}
+
+/// What [`series`] reads.
+pub(crate) struct SeriesRequest<'a> {
+    pub name: &'a str,
+    /// The aggregation; `None` picks the metric type's natural one: the
+    /// average of a gauge or of a non-monotonic sum, the rate of a
+    /// monotonic sum (a counter) and the p95 of a histogram.
+    pub agg: Option<Agg>,
+    /// Step in nanoseconds.
+    pub step: i64,
+    pub range: Range,
+    /// Attribute keys (point or resource attributes) to group by.
+    pub group_by: &'a [&'a str],
+    pub service: Option<&'a str>,
+}
+
+/// One metric as series: its type (`None` when it has no points in the
+/// range) and, per group (the values of the group-by keys, in order), the
+/// points `(step start in ns, value)` of the steps that have one.
+pub(crate) struct Series {
+    pub kind: Option<String>,
+    pub series: Vec<(Vec<Value>, Vec<(i64, f64)>)>,
+}
+
+/// Reads one metric in a range and aggregates it per step and group (see
+/// the module documentation for what each aggregation means).
+pub(crate) async fn series(
+    s: &ApiState,
+    tenant: &TenantId,
+    req: &SeriesRequest<'_>,
+) -> Result<Series, ApiError> {
+    let (range, step) = (req.range, req.step);
+    let steps = (range.to - range.from + step - 1) / step;
+    if steps > 10_000 {
+        return Err(ApiError::bad_request(
+            "more than 10000 steps: use a larger step or a shorter range",
+        ));
+    }
+    let keys: Vec<&str> = req
+        .group_by
+        .iter()
+        .map(|k| attribute_key(k))
         .collect::<Result<_, _>>()?;
     let mut p = range.filter("timestamp");
-    p.filter("metric_name = $name", "name", text(&q.name));
-    if let Some(v) = &q.service {
+    p.filter("metric_name = $name", "name", text(req.name));
+    if let Some(v) = req.service {
         p.filter("service_name = $service", "service", text(v));
     }
     let groups: String = keys
@@ -214,44 +286,51 @@ pub(super) async fn query(
         .map(|(i, k)| format!(", coalesce(attributes['{k}'], resource_attributes['{k}']) AS g{i}"))
         .collect();
     let sql = format!(
-        "SELECT CAST(timestamp AS BIGINT) AS t, CAST(start_timestamp AS BIGINT) AS st, metric_type, aggregation_temporality, value, \
+        "SELECT CAST(timestamp AS BIGINT) AS t, CAST(start_timestamp AS BIGINT) AS st, metric_type, aggregation_temporality, is_monotonic, value, \
          bucket_counts, explicit_bounds, attributes, resource_attributes{groups} \
          FROM metrics WHERE {} ORDER BY timestamp",
         p.conditions()
     );
-    let out = s.sql(&who.tenant, &sql, &p).await?;
+    let out = s.sql(tenant, &sql, &p).await?;
     let rows = to_json::objects(&out.batches);
-    let Some(kind) = rows
-        .first()
-        .and_then(|r| r.get("metric_type"))
+    let Some(first) = rows.first() else {
+        return Ok(Series {
+            kind: None,
+            series: Vec::new(),
+        });
+    };
+    let kind = first
+        .get("metric_type")
         .and_then(Value::as_str)
-        .map(str::to_owned)
-    else {
-        return Ok(Json(json!({
-            "metric": q.name, "type": null, "step_ns": step, "series": [],
-            "from": ts_text(range.from), "to": ts_text(range.to),
-        })));
+        .unwrap_or_default()
+        .to_owned();
+    let monotonic = first.get("is_monotonic").and_then(Value::as_bool) == Some(true);
+    let agg = match (req.agg, kind.as_str()) {
+        (Some(a), _) => a,
+        (None, "histogram") => Agg::Quantile(0.95),
+        (None, "sum") if monotonic => Agg::Rate,
+        (None, _) => Agg::Avg,
     };
     match (agg, kind.as_str()) {
         (Agg::Quantile(_), "histogram") => {}
         (Agg::Quantile(_), _) => {
             return Err(ApiError::bad_request(format!(
                 "p50/p95/p99 need a histogram; {} is a {kind}",
-                q.name
+                req.name
             )));
         }
         (Agg::Rate, "sum") => {}
         (Agg::Rate, _) => {
             return Err(ApiError::bad_request(format!(
                 "rate needs a sum (counter); {} is a {kind}",
-                q.name
+                req.name
             )));
         }
         (_, "gauge" | "sum") => {}
         (_, _) => {
             return Err(ApiError::bad_request(format!(
                 "{} is a {kind}: use p50, p95 or p99",
-                q.name
+                req.name
             )));
         }
     }
@@ -340,10 +419,10 @@ pub(super) async fn query(
         }
     }
     let step_secs = step as f64 / 1e9;
-    let series: Vec<Value> = cells
+    let series = cells
         .into_values()
         .map(|(group, steps)| {
-            let points: Vec<Value> = steps
+            let points = steps
                 .into_iter()
                 .filter(|(_, c)| c.n > 0)
                 .filter_map(|(b, c)| {
@@ -355,26 +434,16 @@ pub(super) async fn query(
                         Agg::Rate => Some(c.sum / step_secs),
                         Agg::Quantile(q) => histogram_quantile(q, &c.bounds, &c.counts),
                     }?;
-                    Some(json!([ts_text(range.from + b * step), v]))
+                    Some((range.from + b * step, v))
                 })
                 .collect();
-            let group: serde_json::Map<String, Value> = keys
-                .iter()
-                .zip(group)
-                .map(|(k, v)| ((*k).to_owned(), v))
-                .collect();
-            json!({"group": group, "points": points})
+            (group, points)
         })
         .collect();
-    Ok(Json(json!({
-        "metric": q.name,
-        "type": kind,
-        "aggregation": q.aggregation.as_deref().unwrap_or("avg"),
-        "step_ns": step,
-        "series": series,
-        "from": ts_text(range.from),
-        "to": ts_text(range.to),
-    })))
+    Ok(Series {
+        kind: Some(kind),
+        series,
+    })
 }
 
 #[cfg(test)]

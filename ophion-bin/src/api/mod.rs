@@ -8,11 +8,11 @@
 
 mod access;
 pub(crate) mod ai;
-pub(crate) use time::now_ns;
+pub(crate) use time::{Range, now_ns};
 pub(crate) use traces::ts_text;
 pub mod json;
 mod logs;
-mod metrics;
+pub(crate) mod metrics;
 mod ops;
 mod query;
 mod services;

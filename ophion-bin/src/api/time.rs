@@ -16,7 +16,7 @@ pub(super) struct RangeParams {
 
 /// A resolved time range, `[from, to)` in unix nanoseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Range {
+pub(crate) struct Range {
     pub from: i64,
     pub to: i64,
 }
