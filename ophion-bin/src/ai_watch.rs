@@ -256,7 +256,7 @@ async fn watched_metrics(
     tenant: &TenantId,
     from: i64,
     to: i64,
-) -> Vec<(String, String, Vec<(i64, f64)>)> {
+) -> Vec<(String, String, crate::api::metrics::Points)> {
     let mut out = Vec::new();
     for name in &cfg.watch_metrics {
         let req = crate::api::metrics::SeriesRequest {

@@ -248,12 +248,15 @@ pub(crate) struct SeriesRequest<'a> {
     pub service: Option<&'a str>,
 }
 
+/// Points `(step start in ns, value)`.
+pub(crate) type Points = Vec<(i64, f64)>;
+
 /// One metric as series: its type (`None` when it has no points in the
 /// range) and, per group (the values of the group-by keys, in order), the
 /// points `(step start in ns, value)` of the steps that have one.
 pub(crate) struct Series {
     pub kind: Option<String>,
-    pub series: Vec<(Vec<Value>, Vec<(i64, f64)>)>,
+    pub series: Vec<(Vec<Value>, Points)>,
 }
 
 /// Reads one metric in a range and aggregates it per step and group (see
