@@ -9,7 +9,9 @@
 //!
 //! Run (full): `cargo build --release -p ophion-bin && cargo bench -p ophion-benches --bench server_load -- --spans 2000000`
 //! Options: `--server PATH` (default: `ophion-server` next to this
-//! binary's directory), `--spans N` per transport, `--concurrency C`.
+//! binary's directory), `--spans N` per transport, `--concurrency C`,
+//! `--transports grpc,http-proto,http-json` (which ones, in that order;
+//! default all three).
 //! CI runs a smoke pass with the debug server (`cargo test --all-targets`).
 //! Results: docs/benchmarks.md.
 
@@ -31,6 +33,7 @@ struct Args {
     server: PathBuf,
     spans: usize,
     concurrency: usize,
+    transports: Vec<Transport>,
 }
 
 fn args() -> Args {
@@ -44,6 +47,7 @@ fn args() -> Args {
         server: profile_dir.join("ophion-server"),
         spans: 20_000,
         concurrency: 8,
+        transports: vec![Transport::Grpc, Transport::HttpProto, Transport::HttpJson],
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -55,6 +59,20 @@ fn args() -> Args {
                     .next()
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(a.concurrency)
+            }
+            "--transports" => {
+                let list = it.next().unwrap_or_default();
+                a.transports = list
+                    .split(',')
+                    .map(|t| match t.trim() {
+                        "grpc" => Transport::Grpc,
+                        "http-proto" => Transport::HttpProto,
+                        "http-json" => Transport::HttpJson,
+                        other => panic!(
+                            "--transports: unknown {other:?}; use grpc, http-proto, http-json"
+                        ),
+                    })
+                    .collect();
             }
             _ => {} // cargo passes --bench
         }
@@ -313,7 +331,7 @@ async fn run(a: Args) {
     );
     let batches = Arc::new(batches);
     let mut results = Vec::new();
-    for t in [Transport::Grpc, Transport::HttpProto, Transport::HttpJson] {
+    for &t in &a.transports {
         let r = drive(
             t,
             Arc::clone(&batches),

@@ -20,9 +20,17 @@ use crate::{
     stats::{FailureKind, ReceiverStats},
 };
 
-/// Requests larger than this are decoded on the blocking pool so a big
-/// request does not stall other requests on the same worker.
-const BLOCKING_THRESHOLD: usize = 256 * 1024;
+/// Requests up to this size are decoded and converted right on the async
+/// worker that read them; larger ones go to the blocking pool, so a big
+/// request does not stall the worker's other tasks for long.
+///
+/// Inline is much cheaper: on the blocking pool, a request's allocations
+/// land on whichever pool thread runs it, with cold caches and heap pages,
+/// and the same work costs 2 to 3 µs more per span, a quarter of the
+/// receiver's whole CPU budget (docs/benchmarks.md). 1 MiB is about 2,000
+/// spans, or 15 ms of one core at most (OTLP/JSON); SDKs send 512 spans a
+/// batch by default. tonic decodes gRPC messages inline at any size.
+const BLOCKING_THRESHOLD: usize = 1024 * 1024;
 
 /// How a request body is encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
