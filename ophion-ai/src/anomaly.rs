@@ -19,7 +19,11 @@
 //!    with a running high quantile of its own history, which calibrates
 //!    scores across series of any noise level: a series that spikes every
 //!    day is not anomalous at its next spike;
-//! 4. after a detection, holds the score down for a while (longer for
+//! 4. checks whether the value landed where no value has landed before:
+//!    the range seen so far is cut into equal regions, and a value in a
+//!    region never visited (a switch stuck half way, a level between the
+//!    usual ones) scores high even when no model's error is large;
+//! 5. after a detection, holds the score down for a while (longer for
 //!    series watched longer): one anomaly is reported once, not at every
 //!    point it lasts.
 //!
@@ -71,6 +75,14 @@ pub struct DetectorConfig {
     /// Most seasonal slots kept per series (one day at the series' sampling
     /// step); series with more steps per day get no seasonal model.
     pub max_season: usize,
+    /// Equal regions the range seen so far is cut into (at most 62; 0 turns
+    /// the region check off). A value landing in a region no earlier value
+    /// landed in scores at least `region_score`.
+    pub regions: usize,
+    /// Points seen before the region check speaks.
+    pub region_warmup: usize,
+    /// Score of a value in a region never visited.
+    pub region_score: f64,
 }
 
 impl Default for DetectorConfig {
@@ -91,6 +103,9 @@ impl Default for DetectorConfig {
             hold_fraction: 0.03,
             threshold: 0.25,
             max_season: 2016,
+            regions: 24,
+            region_warmup: 300,
+            region_score: 0.5,
         }
     }
 }
@@ -159,6 +174,9 @@ pub struct Detector {
     slow_dev: Ewm,
     min: f64,
     max: f64,
+    /// Regions of the range visited: bit `i + 1` for region `i`, bit 0 for
+    /// below the range and bit `regions + 1` for above it.
+    visited: u64,
     short: Vec<f64>,
     short_at: usize,
     err_mean: Ewm,
@@ -192,6 +210,7 @@ impl Detector {
             slow_dev: Ewm::default(),
             min: f64::INFINITY,
             max: f64::NEG_INFINITY,
+            visited: 0,
             short,
             short_at: 0,
             err_mean: Ewm::default(),
@@ -245,6 +264,31 @@ impl Detector {
         Some(timestamp.div_euclid(step).rem_euclid(n as i64) as usize)
     }
 
+    /// Marks the region of the range `value` falls in as visited (before
+    /// the range takes the value in); whether it was new. Regions are cut
+    /// from the range as it is at each point, so a region is "visited" in
+    /// the coordinates of its time: coarse, and cheap (one word of state).
+    fn visit(&mut self, value: f64) -> bool {
+        let n = self.cfg.regions.min(62);
+        if n == 0 {
+            return false;
+        }
+        let range = self.max - self.min;
+        let bit = if self.seen == 0 || range <= 0.0 || !range.is_finite() {
+            1
+        } else if value > self.max {
+            n + 1
+        } else if value < self.min {
+            0
+        } else {
+            (((value - self.min) / range * n as f64) as usize).min(n - 1) + 1
+        };
+        let mask = 1u64 << bit;
+        let new = self.visited & mask == 0;
+        self.visited |= mask;
+        new
+    }
+
     /// Scores one point. Timestamps should increase; gaps are fine (slots
     /// are found from the timestamp, not the point count).
     pub fn update(&mut self, timestamp: i64, value: f64) -> PointScore {
@@ -252,6 +296,7 @@ impl Detector {
             return PointScore::quiet();
         }
         let slot = self.slot(timestamp);
+        let new_region = self.visit(value);
         let cfg = &self.cfg;
         let range = if self.seen > 0 {
             self.max - self.min
@@ -342,6 +387,9 @@ impl Detector {
         } else {
             0.0
         };
+        if new_region && self.seen as usize > cfg.region_warmup {
+            score = score.max(cfg.region_score);
+        }
         // The step of the quantile estimate scales with the raw error's
         // long-run mean and deviation.
         let sd = self.err_var.mean.max(0.0).sqrt();
@@ -458,6 +506,35 @@ mod tests {
         let scores = detect(&s, &DetectorConfig::default());
         let first = scores.iter().position(|p| p.anomalous);
         assert_eq!(first, Some(200));
+    }
+
+    #[test]
+    fn a_value_in_a_region_never_visited_is_reported() {
+        // A switch that flips between about 0 and about 10 (so every step
+        // is a big jump, and the level model learns that) until it stops
+        // half way once: inside the range, but where no value ever was.
+        let mut state = 3u64;
+        let mut s: Vec<(i64, f64)> = (0..1000)
+            .map(|i| {
+                state = state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                let noise = ((state >> 33) as f64 / (1u64 << 31) as f64 - 0.5) * 0.4;
+                (i * 60, if (i / 3) % 2 == 0 { 0.0 } else { 10.0 } + noise)
+            })
+            .collect();
+        s[800].1 = 5.0;
+        let cfg = DetectorConfig::default();
+        let scores = detect(&s, &cfg);
+        assert!(scores[800].anomalous, "{:?}", scores[800]);
+        assert!(scores[800].score >= cfg.region_score);
+        let others = (400..1000)
+            .filter(|&i| i != 800 && scores[i].anomalous)
+            .count();
+        assert_eq!(others, 0, "only the half-way value is new");
+        // Without the region check, nothing stands out.
+        let off = DetectorConfig { regions: 0, ..cfg };
+        assert!(!detect(&s, &off)[800].anomalous);
     }
 
     #[test]
