@@ -244,25 +244,41 @@ pub fn forecast(values: &[f64], horizon: usize, cfg: &ForecastConfig) -> Forecas
 /// trend is flat or falling. For a floor (free space running out), pass
 /// negated values and limit.
 pub fn steps_until(values: &[f64], limit: f64, window: usize) -> Option<f64> {
-    let y: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
-    let last = *y.last()?;
-    let y = &y[y.len().saturating_sub(window.max(2))..];
-    let n = y.len() as f64;
-    let mx = (n - 1.0) / 2.0;
-    let my = y.iter().sum::<f64>() / n;
-    let (mut sxy, mut sxx) = (0.0, 0.0);
-    for (i, v) in y.iter().enumerate() {
-        let dx = i as f64 - mx;
-        sxy += dx * (v - my);
-        sxx += dx * dx;
-    }
-    let slope = if sxx > 0.0 { sxy / sxx } else { 0.0 };
+    let y: Vec<(f64, f64)> = values
+        .iter()
+        .copied()
+        .filter(|v| v.is_finite())
+        .enumerate()
+        .map(|(i, v)| (i as f64, v))
+        .collect();
+    time_until(&y[y.len().saturating_sub(window.max(2))..], limit)
+}
+
+/// [`steps_until`] for points `(time, value)` at any times (in increasing
+/// order, gaps allowed): the time from the last point until the
+/// least-squares trend reaches `limit`, in the points' time unit.
+pub fn time_until(points: &[(f64, f64)], limit: f64) -> Option<f64> {
+    let y: Vec<(f64, f64)> = points
+        .iter()
+        .copied()
+        .filter(|(t, v)| t.is_finite() && v.is_finite())
+        .collect();
+    let &(t_last, last) = y.last()?;
     if last >= limit {
         return Some(0.0);
     }
+    let n = y.len() as f64;
+    let mt = y.iter().map(|p| p.0).sum::<f64>() / n;
+    let my = y.iter().map(|p| p.1).sum::<f64>() / n;
+    let (mut sxy, mut sxx) = (0.0, 0.0);
+    for (t, v) in &y {
+        sxy += (t - mt) * (v - my);
+        sxx += (t - mt) * (t - mt);
+    }
+    let slope = if sxx > 0.0 { sxy / sxx } else { 0.0 };
     // From the fitted value at the last point.
-    let steps = (limit - (my + slope * mx)) / slope;
-    (slope > 0.0 && steps.is_finite()).then_some(steps.max(0.0))
+    let time = (limit - (my + slope * (t_last - mt))) / slope;
+    (slope > 0.0 && time.is_finite()).then_some(time.max(0.0))
 }
 
 #[cfg(test)]
@@ -358,5 +374,10 @@ mod tests {
         let s = steps_until(&negated, -10.0, 10);
         assert!(s.is_some_and(|s| (s - 31.0).abs() < 1e-6), "a floor: {s:?}");
         assert_eq!(steps_until(&[], 1.0, 10), None);
+        // At uneven times: 0.1 a minute with a gap, from 0.5 at minute 40.
+        let gapped = [(0.0, 0.1), (10.0, 0.2), (35.0, 0.45), (40.0, 0.5)];
+        let t = time_until(&gapped, 0.9).expect("rising");
+        assert!((t - 40.0).abs() < 1e-9, "{t}");
+        assert_eq!(time_until(&[(0.0, 0.5)], 0.9), None, "one point: no trend");
     }
 }

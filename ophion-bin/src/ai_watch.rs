@@ -9,8 +9,11 @@
 //! insights too. And each metric named in `[ai] watch_metrics` is read per
 //! service and minute, aggregated the way its type calls for (the average
 //! of a gauge, the rate of a counter, the p95 of a histogram; see
-//! [`crate::api::metrics::series`]), and scored the same way as the RED
-//! series.
+//! `api::metrics::series`), and scored the same way as the RED
+//! series. For those named `*.utilization` (a fraction of a capacity), the
+//! trend of the last six hours is extrapolated too: reaching `[ai]
+//! capacity_limit` within `capacity_horizon_hours` is a `capacity` insight
+//! ("disk full in 5 h"), at most once an hour per series.
 //!
 //! The first pass reads `lookback_minutes` of history, so detectors are
 //! warm from the start. State is in memory: after a restart the first pass
@@ -23,6 +26,7 @@ use std::{
 
 use ophion_ai::{
     anomaly::{Detector, DetectorConfig},
+    forecast::time_until,
     pattern_watch::{PatternEvent, PatternWatch, WatchConfig},
 };
 use ophion_core::TenantId;
@@ -68,6 +72,63 @@ struct TenantWatch {
     detectors: HashMap<SeriesKey, Detector>,
     /// Log templates over time: new ones and rate changes.
     patterns: Option<PatternWatch>,
+    /// The recent minutes of each watched `*.utilization` metric, per
+    /// (service, metric), for its trend.
+    usage: HashMap<(String, String), Usage>,
+}
+
+/// Minutes of a utilization metric its trend is fitted to.
+const CAPACITY_WINDOW: i64 = 360;
+/// Fewest minutes a trend is fitted to.
+const CAPACITY_MIN_POINTS: usize = 30;
+
+#[derive(Debug, Default)]
+struct Usage {
+    minutes: VecDeque<(i64, f64)>,
+    /// The minute of the last capacity report (one an hour at most).
+    reported: Option<i64>,
+}
+
+impl Usage {
+    /// Takes in new minutes; the minutes until the trend reaches `limit`
+    /// when that is within `horizon` minutes and due to be reported.
+    fn observe(
+        &mut self,
+        points: &[(i64, f64)],
+        now_min: i64,
+        limit: f64,
+        horizon: f64,
+    ) -> Option<f64> {
+        self.minutes
+            .extend(points.iter().copied().filter(|p| p.1.is_finite()));
+        while self
+            .minutes
+            .front()
+            .is_some_and(|(m, _)| *m < now_min - CAPACITY_WINDOW)
+        {
+            self.minutes.pop_front();
+        }
+        if self.minutes.len() < CAPACITY_MIN_POINTS
+            || self.reported.is_some_and(|r| now_min - r < 60)
+        {
+            return None;
+        }
+        let trend: Vec<(f64, f64)> = self.minutes.iter().map(|&(m, v)| (m as f64, v)).collect();
+        let minutes = time_until(&trend, limit).filter(|m| *m <= horizon)?;
+        self.reported = Some(now_min);
+        Some(minutes)
+    }
+}
+
+/// "25 min", "5 h", "3 days".
+fn about(minutes: f64) -> String {
+    if minutes < 120.0 {
+        format!("{minutes:.0} min")
+    } else if minutes < 48.0 * 60.0 {
+        format!("{:.0} h", minutes / 60.0)
+    } else {
+        format!("{:.0} days", minutes / 1440.0)
+    }
 }
 
 /// Log lines read per pass.
@@ -155,6 +216,7 @@ pub async fn pass(state: &ApiState, cfg: &AiConfig, tenant: &TenantId, now_ns: i
     let had_logs = log_patterns(state, tenant, from, now_min).await;
     let metrics = watched_metrics(state, cfg, tenant, from, now_min).await;
     let mut found = Vec::new();
+    let mut capacity = Vec::new();
     {
         let mut tenants = lock(&state.ai_watch.tenants);
         let watch = tenants.entry(tenant.clone()).or_default();
@@ -193,11 +255,29 @@ pub async fn pass(state: &ApiState, cfg: &AiConfig, tenant: &TenantId, now_ns: i
                 &mut points.iter().copied(),
             );
         }
+        for (service, name, points) in &metrics {
+            let key = (service.clone(), name.clone());
+            if !name.ends_with(".utilization")
+                || (!watch.usage.contains_key(&key) && watch.usage.len() >= cfg.max_series)
+            {
+                continue;
+            }
+            let usage = watch.usage.entry(key).or_default();
+            let horizon = cfg.capacity_horizon_hours * 60.0;
+            if let Some(minutes) = usage.observe(points, now_min, cfg.capacity_limit, horizon) {
+                let last = usage.minutes.back().map_or(f64::NAN, |p| p.1);
+                let at = usage.minutes.back().map_or(now_min, |p| p.0);
+                capacity.push((service.clone(), name.clone(), at, minutes, last));
+            }
+        }
         // A tenant with no data yet keeps its lookback, so history that
         // arrives after the first pass is still scored.
         if watch.next.is_some() || !series.is_empty() || had_logs || !metrics.is_empty() {
             watch.next = Some(now_min);
         }
+    }
+    for c in capacity {
+        report_capacity(state, cfg, tenant, c);
     }
     for ((service, name, measure), m, v, point) in found {
         let at = crate::api::ts_text(m * MINUTE_NS);
@@ -246,6 +326,54 @@ pub async fn pass(state: &ApiState, cfg: &AiConfig, tenant: &TenantId, now_ns: i
             }),
         );
     }
+}
+
+/// Reports a utilization whose trend reaches the configured limit soon.
+fn report_capacity(
+    state: &ApiState,
+    cfg: &AiConfig,
+    tenant: &TenantId,
+    (service, name, at, minutes, last): (String, String, i64, f64, f64),
+) {
+    let limit = cfg.capacity_limit * 100.0;
+    let title = if minutes <= 0.0 {
+        format!(
+            "{service}: {name} is at {:.1}%, over {limit:.0}%",
+            last * 100.0
+        )
+    } else {
+        format!(
+            "{service}: {name} reaches {limit:.0}% in about {}",
+            about(minutes)
+        )
+    };
+    let when = (at as f64 + minutes) * MINUTE_NS as f64;
+    state.ai_watch.push(
+        tenant,
+        json!({
+            "kind": "capacity",
+            "severity": if minutes < 60.0 { "critical" } else { "warning" },
+            "service": service,
+            "operation": Value::Null,
+            "metric": name,
+            "title": title,
+            "detail": format!(
+                "{name} was {:.1}% at {}; the trend of the last {} hours reaches {limit:.0}% at {}",
+                last * 100.0,
+                crate::api::ts_text(at * MINUTE_NS).as_str().unwrap_or_default(),
+                CAPACITY_WINDOW / 60,
+                crate::api::ts_text(when as i64).as_str().unwrap_or_default(),
+            ),
+            "evidence": [format!(
+                "SELECT timestamp, value FROM metrics WHERE service_name = '{}' AND metric_name = '{}' ORDER BY timestamp",
+                service.replace('\'', "''"),
+                name.replace('\'', "''")
+            )],
+            "from": crate::api::ts_text(at * MINUTE_NS),
+            "to": crate::api::ts_text(when as i64),
+            "minutes_left": minutes,
+        }),
+    );
 }
 
 /// The minutes `[from, to)` of each metric in `[ai] watch_metrics`, per

@@ -79,6 +79,13 @@ pub struct AiConfig {
     /// names for CPU, memory and disk use of hosts, containers and
     /// processes.
     pub watch_metrics: Vec<String>,
+    /// For the watched metrics named `*.utilization` (a fraction of a
+    /// capacity, as the OpenTelemetry conventions define them): the level
+    /// whose approach is reported (default 0.9).
+    pub capacity_limit: f64,
+    /// Hours ahead within which reaching `capacity_limit` is reported,
+    /// judged from the trend of the last six hours (default 24).
+    pub capacity_horizon_hours: f64,
 }
 
 impl Default for AiConfig {
@@ -99,6 +106,8 @@ impl Default for AiConfig {
             ]
             .map(String::from)
             .to_vec(),
+            capacity_limit: 0.9,
+            capacity_horizon_hours: 24.0,
         }
     }
 }

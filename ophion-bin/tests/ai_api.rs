@@ -530,3 +530,88 @@ async fn the_watch_reports_anomalies_of_selected_metrics() {
         "{jobs:?}"
     );
 }
+
+/// A watched utilization whose trend of the last hours reaches the
+/// capacity limit within the horizon is reported with the time left; a
+/// flat one is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watch_reports_a_disk_filling_up() {
+    let dir = tempfile::tempdir().expect("tmp");
+    // The default watch_metrics include system.filesystem.utilization.
+    let server = Server::start(dir.path(), &[("OPHION__AI__INTERVAL_SECS", "1")]);
+    let http = client();
+    let minute = 60_000_000_000u64;
+    let now_min = now_ns() / minute;
+    let (first, last) = (now_min - 121, now_min - 3);
+    // db's disk fills by 0.3 points a minute: 0.854 at `last`, 0.9 about
+    // 15 minutes later. web's stays at 40%.
+    let used = |m: u64| 0.5 + 0.003 * (m - first) as f64;
+    let series = |service: &str, value: &dyn Fn(u64) -> f64| ResourceMetrics {
+        resource: Some(Resource {
+            attributes: vec![kv("service.name", service)],
+            ..Default::default()
+        }),
+        scope_metrics: vec![ScopeMetrics {
+            metrics: vec![Metric {
+                name: "system.filesystem.utilization".into(),
+                data: Some(Data::Gauge(Gauge {
+                    data_points: (first..=last)
+                        .map(|m| NumberDataPoint {
+                            time_unix_nano: m * minute + 30_000_000_000,
+                            value: Some(number_data_point::Value::AsDouble(value(m))),
+                            ..Default::default()
+                        })
+                        .collect(),
+                })),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let req = ExportMetricsServiceRequest {
+        resource_metrics: vec![
+            series("db", &used),
+            series("web", &|m| 0.4 + 0.002 * (m % 3) as f64),
+        ],
+    };
+    export(&http, &server, "/v1/metrics", &req).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let found = loop {
+        let v = get_ok(&http, &server, "/api/v1/ai/insights", &[]).await;
+        let all = v["insights"].as_array().cloned().unwrap_or_default();
+        let capacity: Vec<_> = all
+            .iter()
+            .filter(|i| i["kind"] == "capacity")
+            .cloned()
+            .collect();
+        if !capacity.is_empty() {
+            break capacity;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no capacity insight: {v}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    };
+    assert_eq!(found.len(), 1, "only db's disk is filling: {found:?}");
+    let c = &found[0];
+    assert_eq!(c["service"], "db");
+    assert_eq!(c["metric"], "system.filesystem.utilization");
+    let left = c["minutes_left"].as_f64().expect("minutes_left");
+    let expected = (0.9 - used(last)) / 0.003;
+    assert!((left - expected).abs() < 1.0, "{left} vs {expected}: {c}");
+    assert!(
+        c["title"]
+            .as_str()
+            .is_some_and(|t| t.contains("reaches 90% in about 15 min")),
+        "{c}"
+    );
+    let to = c["to"]
+        .as_str()
+        .and_then(|t| t.get(..19))
+        .and_then(ophion_ai::series::parse_timestamp)
+        .expect("to");
+    let when = (last * 60) as f64 + expected * 60.0;
+    assert!((to as f64 - when).abs() <= 61.0, "{to} vs {when}: {c}");
+}
