@@ -1,7 +1,7 @@
 //! Continuous anomaly detection: every `[ai] interval_secs`, each tenant's
 //! minutes closed since the last pass are read from the spans table as RED
-//! series per operation (requests, error ratio, p95 latency per minute) and
-//! fed to one streaming [`Detector`] per series. Flagged minutes become
+//! series per operation and per service (requests, error ratio, p95
+//! latency per minute) and fed to one streaming [`Detector`] per series. Flagged minutes become
 //! insights, kept in a bounded list that `GET /api/v1/ai/insights` serves.
 //!
 //! The same minutes' log lines go through the tenant's template miner and
@@ -185,34 +185,53 @@ pub async fn pass(state: &ApiState, cfg: &AiConfig, tenant: &TenantId, now_ns: i
     }
     let mut p = crate::api::time_filter("start_time", from * MINUTE_NS, now_min * MINUTE_NS);
     p.when("(kind IN ('server', 'consumer') OR parent_span_id IS NULL)");
-    let sql = format!(
-        "SELECT service_name, name, CAST(start_time AS BIGINT) / {MINUTE_NS} AS minute, \
-         count(*) AS n, sum(CASE WHEN status_code = 'error' THEN 1 ELSE 0 END) AS errors, \
-         approx_percentile_cont(duration_ns, 0.95) AS p95 \
-         FROM spans WHERE {} GROUP BY service_name, name, minute",
-        p.conditions()
-    );
-    let rows = match state.sql(tenant, &sql, &p).await {
-        Ok(out) => crate::api::json::objects(&out.batches),
-        Err(e) => {
-            tracing::warn!(tenant = %tenant, error = ?e, "anomaly watch: query failed; will retry");
-            return;
-        }
-    };
+    // Per operation, then per service (all its operations together, under
+    // the operation name "").
     let mut series: BTreeMap<(String, String), Minutes> = BTreeMap::new();
-    for r in rows {
-        let text = |k: &str| {
-            r.get(k)
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned()
+    for (name, group) in [
+        ("name", "service_name, name, minute"),
+        ("'' AS name", "service_name, minute"),
+    ] {
+        let sql = format!(
+            "SELECT service_name, {name}, CAST(start_time AS BIGINT) / {MINUTE_NS} AS minute, \
+             count(*) AS n, sum(CASE WHEN status_code = 'error' THEN 1 ELSE 0 END) AS errors, \
+             approx_percentile_cont(duration_ns, 0.95) AS p95 \
+             FROM spans WHERE {} GROUP BY {group}",
+            p.conditions()
+        );
+        let rows = match state.sql(tenant, &sql, &p).await {
+            Ok(out) => crate::api::json::objects(&out.batches),
+            Err(e) => {
+                tracing::warn!(tenant = %tenant, error = ?e, "anomaly watch: query failed; will retry");
+                return;
+            }
         };
-        let num = |k: &str| r.get(k).and_then(Value::as_f64).unwrap_or(f64::NAN);
-        series
-            .entry((text("service_name"), text("name")))
-            .or_default()
-            .insert(num("minute") as i64, (num("n"), num("errors"), num("p95")));
+        for r in rows {
+            let text = |k: &str| {
+                r.get(k)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            let num = |k: &str| r.get(k).and_then(Value::as_f64).unwrap_or(f64::NAN);
+            series
+                .entry((text("service_name"), text("name")))
+                .or_default()
+                .insert(num("minute") as i64, (num("n"), num("errors"), num("p95")));
+        }
     }
+    // A service with one operation is reported through that operation only.
+    let mut operations: HashMap<&str, usize> = HashMap::new();
+    for (service, op) in series.keys() {
+        if !op.is_empty() {
+            *operations.entry(service.as_str()).or_default() += 1;
+        }
+    }
+    let single: std::collections::HashSet<String> = operations
+        .iter()
+        .filter(|(_, n)| **n < 2)
+        .map(|(s, _)| (*s).to_owned())
+        .collect();
     let had_logs = log_patterns(state, tenant, from, now_min).await;
     let metrics = watched_metrics(state, cfg, tenant, from, now_min).await;
     let mut found = Vec::new();
@@ -280,6 +299,10 @@ pub async fn pass(state: &ApiState, cfg: &AiConfig, tenant: &TenantId, now_ns: i
         report_capacity(state, cfg, tenant, c);
     }
     for ((service, name, measure), m, v, point) in found {
+        let whole_service = measure != METRIC && name.is_empty();
+        if whole_service && single.contains(&service) {
+            continue;
+        }
         let at = crate::api::ts_text(m * MINUTE_NS);
         let quoted = |t: &str| t.replace('\'', "''");
         let (title, operation, evidence) = if measure == METRIC {
@@ -290,6 +313,15 @@ pub async fn pass(state: &ApiState, cfg: &AiConfig, tenant: &TenantId, now_ns: i
                     "SELECT * FROM metrics WHERE service_name = '{}' AND metric_name = '{}'",
                     quoted(&service),
                     quoted(&name)
+                ),
+            )
+        } else if whole_service {
+            (
+                format!("{service} (all operations): {measure} anomalous"),
+                Value::Null,
+                format!(
+                    "SELECT * FROM spans WHERE service_name = '{}'",
+                    quoted(&service)
                 ),
             )
         } else {

@@ -269,8 +269,8 @@ async fn log_template_ids_survive_a_restart() {
     assert_ne!(id_b, Some(0), "a fresh miner would have said 0");
 }
 
-/// The continuous watch scores every operation's minutes and reports a
-/// latency spike among the insights.
+/// The continuous watch scores every operation's minutes, and each
+/// service's, and reports a latency spike among the insights for both.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_watch_reports_a_latency_spike_as_an_insight() {
     let dir = tempfile::tempdir().expect("tmp");
@@ -288,17 +288,20 @@ async fn the_watch_reports_a_latency_spike_as_an_insight() {
                 10 + (i * 7 + m) % 5
             };
             let start = m * minute + i * 2_000_000_000;
-            spans.push(SpanInfo {
-                trace_id: format!("{:016x}{:016x}", m, i + 1),
-                span_id: format!("{:016x}", m * 100 + i + 1),
-                service: "shop".into(),
-                name: "GET /api/items".into(),
-                kind: "server".into(),
-                start_ns: start as i64,
-                duration_ns: (ms * 1_000_000) as i64,
-                version: Some("1.0.0".into()),
-                ..Default::default()
-            });
+            for (k, name) in ["GET /api/items", "GET /api/cart"].into_iter().enumerate() {
+                let k = k as u64;
+                spans.push(SpanInfo {
+                    trace_id: format!("{:016x}{:016x}", m, (i + 1) * 2 + k),
+                    span_id: format!("{:016x}", (m * 100 + i + 1) * 2 + k),
+                    service: "shop".into(),
+                    name: name.into(),
+                    kind: "server".into(),
+                    start_ns: start as i64,
+                    duration_ns: (ms * 1_000_000) as i64,
+                    version: Some("1.0.0".into()),
+                    ..Default::default()
+                });
+            }
         }
     }
     for req in to_otlp(&spans, 0) {
@@ -307,13 +310,32 @@ async fn the_watch_reports_a_latency_spike_as_an_insight() {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let found = loop {
         let v = get_ok(&http, &server, "/api/v1/ai/insights", &[]).await;
-        let hit = v["insights"].as_array().into_iter().flatten().find(|i| {
-            i["kind"] == "anomaly"
-                && i["operation"] == "GET /api/items"
-                && i["title"].as_str().is_some_and(|t| t.contains("p95_ms"))
-        });
-        if let Some(hit) = hit {
-            break hit.clone();
+        let p95 = |operation: serde_json::Value| {
+            v["insights"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|i| {
+                    i["kind"] == "anomaly"
+                        && i["operation"] == operation
+                        && i["title"].as_str().is_some_and(|t| t.contains("p95_ms"))
+                })
+                .cloned()
+        };
+        // The operation's series and the whole service's.
+        if let (Some(hit), Some(service)) = (
+            p95(serde_json::json!("GET /api/items")),
+            p95(serde_json::Value::Null),
+        ) {
+            assert_eq!(service["service"], "shop");
+            assert!(
+                service["title"]
+                    .as_str()
+                    .is_some_and(|t| t.contains("(all operations)")),
+                "{service}"
+            );
+            assert_eq!(service["from"], hit["from"], "{service}");
+            break hit;
         }
         assert!(
             std::time::Instant::now() < deadline,
