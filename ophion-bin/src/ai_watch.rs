@@ -1,8 +1,9 @@
 //! Continuous anomaly detection: every `[ai] interval_secs`, each tenant's
 //! minutes closed since the last pass are read from the spans table as RED
 //! series per operation and per service (requests, error ratio, p95
-//! latency per minute) and fed to one streaming [`Detector`] per series. Flagged minutes become
-//! insights, kept in a bounded list that `GET /api/v1/ai/insights` serves.
+//! latency per minute) and fed to one streaming [`Detector`] per series.
+//! Flagged minutes become insights, kept in a bounded list that
+//! `GET /api/v1/ai/insights` serves.
 //!
 //! The same minutes' log lines go through the tenant's template miner and
 //! a [`PatternWatch`]: new templates and template rate changes become
@@ -120,6 +121,11 @@ impl Usage {
     }
 }
 
+/// `text` as an SQL string literal, for the evidence queries insights show.
+fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
 /// "25 min", "5 h", "3 days".
 fn about(minutes: f64) -> String {
     if minutes < 120.0 {
@@ -227,11 +233,6 @@ pub async fn pass(state: &ApiState, cfg: &AiConfig, tenant: &TenantId, now_ns: i
             *operations.entry(service.as_str()).or_default() += 1;
         }
     }
-    let single: std::collections::HashSet<String> = operations
-        .iter()
-        .filter(|(_, n)| **n < 2)
-        .map(|(s, _)| (*s).to_owned())
-        .collect();
     let had_logs = log_patterns(state, tenant, from, now_min).await;
     let metrics = watched_metrics(state, cfg, tenant, from, now_min).await;
     let mut found = Vec::new();
@@ -273,8 +274,6 @@ pub async fn pass(state: &ApiState, cfg: &AiConfig, tenant: &TenantId, now_ns: i
                 (service.clone(), name.clone(), METRIC),
                 &mut points.iter().copied(),
             );
-        }
-        for (service, name, points) in &metrics {
             let key = (service.clone(), name.clone());
             if !name.ends_with(".utilization")
                 || (!watch.usage.contains_key(&key) && watch.usage.len() >= cfg.max_series)
@@ -300,19 +299,18 @@ pub async fn pass(state: &ApiState, cfg: &AiConfig, tenant: &TenantId, now_ns: i
     }
     for ((service, name, measure), m, v, point) in found {
         let whole_service = measure != METRIC && name.is_empty();
-        if whole_service && single.contains(&service) {
+        if whole_service && operations.get(service.as_str()).is_none_or(|n| *n < 2) {
             continue;
         }
         let at = crate::api::ts_text(m * MINUTE_NS);
-        let quoted = |t: &str| t.replace('\'', "''");
         let (title, operation, evidence) = if measure == METRIC {
             (
                 format!("{service}: metric {name} anomalous"),
                 Value::Null,
                 format!(
-                    "SELECT * FROM metrics WHERE service_name = '{}' AND metric_name = '{}'",
-                    quoted(&service),
-                    quoted(&name)
+                    "SELECT * FROM metrics WHERE service_name = {} AND metric_name = {}",
+                    literal(&service),
+                    literal(&name)
                 ),
             )
         } else if whole_service {
@@ -320,8 +318,8 @@ pub async fn pass(state: &ApiState, cfg: &AiConfig, tenant: &TenantId, now_ns: i
                 format!("{service} (all operations): {measure} anomalous"),
                 Value::Null,
                 format!(
-                    "SELECT * FROM spans WHERE service_name = '{}'",
-                    quoted(&service)
+                    "SELECT * FROM spans WHERE service_name = {}",
+                    literal(&service)
                 ),
             )
         } else {
@@ -329,9 +327,9 @@ pub async fn pass(state: &ApiState, cfg: &AiConfig, tenant: &TenantId, now_ns: i
                 format!("{service} {name}: {measure} anomalous"),
                 Value::from(name.clone()),
                 format!(
-                    "SELECT * FROM spans WHERE service_name = '{}' AND name = '{}'",
-                    quoted(&service),
-                    quoted(&name)
+                    "SELECT * FROM spans WHERE service_name = {} AND name = {}",
+                    literal(&service),
+                    literal(&name)
                 ),
             )
         };
@@ -397,9 +395,9 @@ fn report_capacity(
                 crate::api::ts_text(when as i64).as_str().unwrap_or_default(),
             ),
             "evidence": [format!(
-                "SELECT timestamp, value FROM metrics WHERE service_name = '{}' AND metric_name = '{}' ORDER BY timestamp",
-                service.replace('\'', "''"),
-                name.replace('\'', "''")
+                "SELECT timestamp, value FROM metrics WHERE service_name = {} AND metric_name = {} ORDER BY timestamp",
+                literal(&service),
+                literal(&name)
             )],
             "from": crate::api::ts_text(at * MINUTE_NS),
             "to": crate::api::ts_text(when as i64),
