@@ -1,33 +1,53 @@
 //! # ophion-ai
 //!
-//! Ophion's AI engine, algorithmic and deterministic, working without any
-//! LLM. So far:
+//! Ophion's AI engine: algorithmic and deterministic, working without any
+//! LLM, over the shared data model of [`ophion_core`] (spans are read from
+//! the core spans schema's record batches, [`spans`]).
+//!
+//! ```text
+//!  TelemetryQuery (ophion-core) ──record batches──► spans::SpanInfo ──► rca, tips
+//!           │ per-minute counts                                         │
+//!           ▼                                                           ▼
+//!  red::values ──► anomaly::Detector ──► insights ◄── patterns / pattern_watch (log bodies)
+//!                                  forecast (series) ──► capacity, "time until"
+//!  llm::LlmProvider ──► the copilot (to come), over the same read-only tools
+//! ```
 //!
 //! - [`anomaly`]: streaming anomaly detection on time series (bounded state
 //!   per series, scores in `[0, 1]` with an expected range).
 //! - [`forecast`]: seasonal forecasts with prediction intervals, and time
 //!   until a threshold.
 //! - [`patterns`]: log template mining (masking of variables, stable
-//!   template ids).
-//! - [`pattern_watch`]: log templates over time (counts per bucket, new
-//!   patterns, rate anomalies).
+//!   template ids); [`pattern_watch`]: templates over time (counts per
+//!   bucket, new patterns, rate anomalies).
+//! - [`red`]: what a RED series measures per minute, in one place.
 //! - [`rca`]: root-cause ranking for an incident window (own time, own
-//!   errors, new versions), with [`rca_sim`], a seeded fault-injection
-//!   generator to judge it.
+//!   errors, new versions).
+//! - [`spans`]: the engine's view of a span, read from record batches.
 //! - [`series`]: reading time series from text.
 //! - [`tips`]: optimisation tips with evidence (N+1 queries, slow
 //!   endpoints, error hot spots, chatty services, oversized payloads, noisy
 //!   log patterns).
+//! - [`llm`]: the [`llm::LlmProvider`] trait and its contract; the
+//!   providers (OpenAI-compatible, Anthropic, Ollama) come with the copilot.
 //!
-//! Planned (issue 6): root cause
-//! over the data model of [`ophion_core`]; smart alerts, auto-healing and a
-//! copilot with any LLM behind a trait.
+//! The engine holds no I/O: the server (`ophion-bin`'s AI service) reads
+//! through the read seam and keeps state; everything here is a pure
+//! function or a bounded state machine, testable without a store.
+//!
+//! | feature | what it adds |
+//! |---------|--------------|
+//! | `sim`   | `rca_sim`: a seeded fault-injection shop of 13 services for judging root cause (pulls `rand`); used by tests and benches |
 
 pub mod anomaly;
 pub mod forecast;
+pub mod llm;
 pub mod pattern_watch;
 pub mod patterns;
 pub mod rca;
+#[cfg(feature = "sim")]
 pub mod rca_sim;
+pub mod red;
 pub mod series;
+pub mod spans;
 pub mod tips;

@@ -6,7 +6,7 @@
 
 use rand::{Rng as _, SeedableRng as _, rngs::StdRng};
 
-use crate::{rca::CauseKind, tips::SpanInfo};
+use crate::{rca::CauseKind, spans::SpanInfo};
 
 /// An operation: service, name, own time in ms, and the operations it calls.
 struct Op {

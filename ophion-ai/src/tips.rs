@@ -21,39 +21,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-/// What the rules need of a span (the server fills it from the spans
-/// table).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct SpanInfo {
-    /// Trace id (hex).
-    pub trace_id: String,
-    /// Span id (hex).
-    pub span_id: String,
-    /// Parent span id (hex); `None` for a root.
-    pub parent_id: Option<String>,
-    /// `service.name` of the emitting service.
-    pub service: String,
-    /// Span name (the operation).
-    pub name: String,
-    /// `server`, `client`, `internal`, `producer` or `consumer`.
-    pub kind: String,
-    /// Start, Unix nanoseconds.
-    pub start_ns: i64,
-    /// Duration in nanoseconds.
-    pub duration_ns: i64,
-    /// `service.version` of the emitting service, when set.
-    pub version: Option<String>,
-    /// Status is error.
-    pub error: bool,
-    /// `db.system` (or `db.system.name`) for database calls.
-    pub db_system: Option<String>,
-    /// The query text (`db.query.text` or `db.statement`).
-    pub db_statement: Option<String>,
-    /// Request body size in bytes, when recorded.
-    pub request_bytes: Option<u64>,
-    /// Response body size in bytes, when recorded.
-    pub response_bytes: Option<u64>,
-}
+use crate::spans::SpanInfo;
 
 /// The kinds of tips.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -274,13 +242,9 @@ fn n_plus_one(spans: &[SpanInfo], cfg: &TipConfig, tips: &mut Vec<Tip>) {
     }
 }
 
-fn is_entry(s: &SpanInfo) -> bool {
-    s.kind == "server" || s.kind == "consumer" || s.parent_id.is_none()
-}
-
 fn slow_endpoints(spans: &[SpanInfo], cfg: &TipConfig, tips: &mut Vec<Tip>) {
     let mut by_op: HashMap<(&str, &str), Vec<&SpanInfo>> = HashMap::new();
-    for s in spans.iter().filter(|s| is_entry(s)) {
+    for s in spans.iter().filter(|s| s.is_entry()) {
         by_op.entry((&s.service, &s.name)).or_default().push(s);
     }
     let all: i64 = by_op.values().flatten().map(|s| s.duration_ns).sum();
@@ -366,7 +330,7 @@ fn chatty(spans: &[SpanInfo], cfg: &TipConfig, tips: &mut Vec<Tip>) {
         let Some(caller) = service_of.get(&(s.trace_id.as_str(), parent.as_str())) else {
             continue;
         };
-        if *caller != s.service && is_entry(s) {
+        if *caller != s.service && s.is_entry() {
             *pairs
                 .entry((caller, &s.service))
                 .or_default()

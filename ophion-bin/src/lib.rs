@@ -17,13 +17,14 @@
 //! Dependencies point one way: this crate uses `ophion-core`,
 //! `ophion-receiver` and `ophion-store`; nothing uses it.
 
-pub mod ai_watch;
+pub mod ai;
 pub mod alloc;
 pub mod api;
 pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod guard;
+pub mod read;
 pub mod server;
 
 /// Starts logging to standard error in `format`, filtered by `RUST_LOG` or

@@ -5,7 +5,7 @@
 //! ```text
 //!  OTLP gRPC / HTTP ─► receiver ─► tail sink ─► memory guard ─► store
 //!                                    │ (live log tail)              │
-//!  API :8080 ─► /api/v1/* ─► store.sql ◄──────────────────────────────┘
+//!  API :8080 ─► /api/v1/* ─► Reader (TelemetryQuery) ◄─────────────────┘
 //! ```
 //!
 //! Shutdown: stop accepting (readiness turns 503 first), let in-flight
@@ -56,6 +56,12 @@ pub enum ServerError {
     /// Users and sessions could not be set up (token secret, first admin).
     #[error("auth: {0}")]
     Auth(#[from] crate::auth::AuthError),
+    /// The AI service could not start (its saved state).
+    #[error("ai: {0}")]
+    Ai(#[from] crate::ai::AiError),
+    /// The route table is invalid (a route listed twice).
+    #[error("routes: {0}")]
+    Routes(String),
 }
 
 /// The addresses actually bound (port 0 in the configuration picks one).
@@ -77,7 +83,7 @@ pub struct Server {
     api: TcpListener,
     state: Arc<ApiState>,
     tls: Option<ophion_receiver::tls::Tls>,
-    ai: crate::config::AiConfig,
+    routes: Vec<api::routes::Route>,
 }
 
 impl Server {
@@ -108,19 +114,22 @@ impl Server {
             .config(config.receiver.clone())
             .authenticator(auth.ingest_keys())
             .build()?;
+        let reader = crate::read::Reader::new(Arc::new(store.clone()));
+        let ai =
+            crate::ai::AiService::open(reader.clone(), store.metadata().clone(), config.ai.clone())
+                .await?;
         let state = Arc::new(ApiState {
             store,
+            reader,
+            ai,
             auth: Arc::new(auth),
             receiver: receiver.clone(),
             guard,
             tail,
             ready: AtomicBool::new(true),
-            queries: Default::default(),
             client_errors: Default::default(),
             server_errors: Default::default(),
             started: Instant::now(),
-            miners: Default::default(),
-            ai_watch: Default::default(),
         });
         let tls = ophion_receiver::tls::Tls::load(&config.tls)?;
         let receiver = receiver.bind().await?.with_tls(tls.clone());
@@ -147,8 +156,16 @@ impl Server {
             api,
             state,
             tls,
-            ai: config.ai.clone(),
+            routes: Vec::new(),
         })
+    }
+
+    /// Adds an embedder's own API routes beside the built-in ones: each
+    /// has a permission and a description, served in the OpenAPI document.
+    /// A (method, path) listed twice stops [`Server::serve`] with an error.
+    pub fn mount(mut self, routes: Vec<api::routes::Route>) -> Self {
+        self.routes.extend(routes);
+        self
     }
 
     /// Where the server listens.
@@ -172,14 +189,16 @@ impl Server {
         let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|stop| *stop).await;
         };
-        if self.ai.watch {
-            tokio::spawn(crate::ai_watch::run(
-                Arc::clone(&self.state),
-                self.ai.clone(),
-                stop_rx.clone(),
-            ));
+        if self.state.ai.config().watch {
+            let auth = Arc::clone(&self.state.auth);
+            let tenants: crate::ai::watch::TenantList = Arc::new(move || {
+                let auth = Arc::clone(&auth);
+                Box::pin(async move { auth.tenant_ids().await })
+            });
+            tokio::spawn(Arc::clone(&self.state.ai).run_watch(tenants, stop_rx.clone()));
         }
-        let app = api::router(Arc::clone(&self.state));
+        let app = api::with_routes(Arc::clone(&self.state), self.routes)
+            .map_err(|e| ServerError::Routes(e.to_string()))?;
         let api_listener = self.api;
         let tls = self.tls.clone();
         let api_stop = stop_rx.clone();

@@ -20,7 +20,7 @@ use opentelemetry_proto::tonic::{
     resource::v1::Resource,
     trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span::SpanKind, status::StatusCode},
 };
-use ophion_ai::{rca_sim, tips::SpanInfo};
+use ophion_ai::{rca_sim, spans::SpanInfo};
 
 fn kv(key: &str, v: &str) -> KeyValue {
     KeyValue {

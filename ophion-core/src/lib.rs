@@ -9,6 +9,10 @@
 //!                                                          ├─ ophion-store (WAL + Parquet)
 //!                                                          ├─ forwarder (ophion-agent)
 //!                                                          └─ MemorySink (tests)
+//!
+//!  API, AI watch, copilot, alerts ──(SQL + Params)──► dyn TelemetryQuery
+//!                                                          ├─ ophion-store (buffer + Parquet)
+//!                                                          └─ ophion_store::MemoryTables (tests)
 //! ```
 //!
 //! - [`schema`]: Arrow schemas of spans, logs and metric points; the only
@@ -16,6 +20,8 @@
 //! - [`semconv`]: which semantic-convention attributes become typed columns.
 //! - [`TelemetrySink`]: async write of a batch; `Ok` means durable; errors
 //!   say whether a retry can help.
+//! - [`TelemetryQuery`]: the read side: one read-only SQL query for one
+//!   tenant, with bound [`Param`]s, answered as Arrow record batches.
 //! - [`Clock`]: injected time. [`TenantId`]: who owns the data.
 //! - `testing` (feature): seeded generators of realistic OTLP telemetry
 //!   shared by tests and benchmarks.
@@ -37,6 +43,7 @@
 pub mod clock;
 pub mod error;
 pub mod histogram;
+pub mod query;
 pub mod schema;
 pub mod semconv;
 pub mod sink;
@@ -47,6 +54,7 @@ pub mod testing;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, Result};
 pub use histogram::Histogram;
+pub use query::{Param, QueryError, QueryOutput, TelemetryQuery};
 pub use schema::Signal;
 pub use sink::{MemorySink, SinkError, TelemetryBatch, TelemetrySink};
 pub use tenant::TenantId;

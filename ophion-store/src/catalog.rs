@@ -67,10 +67,37 @@ fn signal_of(s: &str) -> Option<Signal> {
     Signal::ALL.into_iter().find(|x| x.as_str() == s)
 }
 
+/// The catalog's tables, in order. Never edit a released migration.
+const MIGRATIONS: &[&str] = &[
+    // 1: published Parquet files, and how far the write-ahead log is
+    // persisted.
+    r#"
+    CREATE TABLE parquet_files (
+        id INTEGER PRIMARY KEY,
+        tenant_id TEXT NOT NULL,
+        signal TEXT NOT NULL,
+        path TEXT NOT NULL UNIQUE,
+        min_time INTEGER NOT NULL,
+        max_time INTEGER NOT NULL,
+        rows INTEGER NOT NULL,
+        bytes INTEGER NOT NULL,
+        level INTEGER NOT NULL DEFAULT 0,
+        created_at INTEGER NOT NULL
+    );
+    CREATE INDEX parquet_files_by_time ON parquet_files (tenant_id, signal, max_time);
+    CREATE TABLE wal_state (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        persisted_before_segment INTEGER NOT NULL
+    );
+    INSERT INTO wal_state (id, persisted_before_segment) VALUES (1, 0);
+    "#,
+];
+
 impl Catalog {
     /// Loads the catalog and the WAL watermark (segments below it are
     /// persisted) from the metadata database.
     pub async fn load(meta: &Metadata) -> Result<(Self, u64)> {
+        meta.migrate("catalog", MIGRATIONS).await?;
         let (rows, watermark) = meta
             .call(|c| {
                 let mut stmt = c.prepare(

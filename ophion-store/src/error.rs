@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+pub use ophion_core::QueryError;
 use ophion_core::SinkError;
 
 /// Errors raised by the store.
@@ -47,25 +48,6 @@ pub enum Error {
     Query(#[from] QueryError),
 }
 
-/// Why a user query was refused or stopped. Messages say what to do and
-/// never contain SQL internals.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum QueryError {
-    /// Not a single read-only query.
-    #[error("only a single read-only SELECT query is allowed: {0}")]
-    NotReadOnly(String),
-    /// The SQL does not parse or plan (unknown table, column, function).
-    #[error("invalid query: {0}")]
-    Invalid(String),
-    /// The query ran longer than allowed.
-    #[error("query timed out after {0:?}; narrow the time range or add filters")]
-    Timeout(Duration),
-    /// The query needed more memory than allowed.
-    #[error("query exceeded its memory limit; narrow the time range, add filters or aggregate")]
-    OutOfMemory,
-}
-
 impl Error {
     /// Whether a retry can help.
     pub fn is_retryable(&self) -> bool {
@@ -77,6 +59,20 @@ impl Error {
                 | Error::Closed
                 | Error::Io(_)
         )
+    }
+
+    /// The error as a query error for readers of [`ophion_core::TelemetryQuery`]:
+    /// refusals as they are, storage trouble as retryable, the rest as
+    /// internal (logged here, since callers hide its text).
+    pub fn into_query_error(self) -> QueryError {
+        match self {
+            Error::Query(q) => q,
+            e if e.is_retryable() => QueryError::Unavailable(e.to_string()),
+            e => {
+                tracing::error!(error = %e, "query failed");
+                QueryError::Internal(e.to_string())
+            }
+        }
     }
 
     /// The error as a sink error for receivers.

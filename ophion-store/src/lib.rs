@@ -22,15 +22,21 @@
 //!                  queries ──┘ (files pruned by tenant and time)
 //! ```
 //!
-//! Metadata (users, API keys, alert rules, channels, playbooks, dashboards,
-//! the audit log and the file catalog) lives in SQLite: [`metadata`].
+//! Metadata lives in SQLite ([`metadata`]): the store's file catalog here,
+//! and whatever tables other features migrate there themselves (users,
+//! keys, tenants, audit log; the AI service's state).
+//!
+//! Reads go through [`ophion_core::TelemetryQuery`], which [`Store`]
+//! implements (and [`MemoryTables`], the same SQL over rows kept in memory,
+//! for tests and embedders that need no data directory).
 //!
 //! ```no_run
-//! # async fn demo() -> ophion_store::Result<()> {
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use ophion_core::TenantId;
 //! use ophion_store::{Store, StoreConfig};
 //! let store = Store::open(StoreConfig::in_dir("/tmp/ophion-data")).await?;
-//! let out = store.sql(&TenantId::default(), "SELECT count(*) FROM spans").await?;
+//! use ophion_core::TelemetryQuery as _;
+//! let out = store.query(&TenantId::default(), "SELECT count(*) FROM spans", vec![]).await?;
 //! println!("{} rows", out.rows);
 //! # Ok(()) }
 //! ```
@@ -43,6 +49,7 @@ pub mod catalog;
 pub mod config;
 pub mod error;
 mod maintenance;
+mod memory;
 pub mod metadata;
 mod objstore;
 pub mod persist;
@@ -52,5 +59,6 @@ pub mod wal;
 
 pub use config::StoreConfig;
 pub use error::{Error, QueryError, Result};
-pub use query::QueryOutput;
+pub use memory::MemoryTables;
+pub use ophion_core::QueryOutput;
 pub use store::{Store, StoreStats};

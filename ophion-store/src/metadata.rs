@@ -1,7 +1,11 @@
-//! The metadata database: users, API keys, alert rules, notification
-//! channels, playbooks, dashboards, the audit log, and the store's own
-//! catalog of Parquet files. SQLite in WAL mode with foreign keys on, owned
-//! by one dedicated thread so async callers never block a runtime worker.
+//! The metadata database: one SQLite file (WAL mode, foreign keys on)
+//! owned by one dedicated thread, so async callers never block a runtime
+//! worker. It holds no tables of its own but the migration ledger: each
+//! feature owns its tables and migrates them where its code lives, through
+//! [`Metadata::migrate`] (the store's file catalog in `catalog.rs`, users,
+//! keys, tenants and the audit log in `ophion-bin`'s `auth`, the AI
+//! service's saved templates in its `ai`), so no table exists before the
+//! feature that uses it.
 
 use std::path::Path;
 
@@ -9,133 +13,6 @@ use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{Error, Result};
-
-/// Schema versions, applied in order; `PRAGMA user_version` records how many
-/// ran. Never edit a released migration: append a new one.
-const MIGRATIONS: &[&str] = &[
-    // 1: the tables later features fill, and the store's catalog.
-    r#"
-    CREATE TABLE tenants (
-        id TEXT PRIMARY KEY,
-        name TEXT NOT NULL,
-        created_at INTEGER NOT NULL
-    );
-    INSERT INTO tenants (id, name, created_at) VALUES ('default', 'Default', 0);
-    CREATE TABLE users (
-        id INTEGER PRIMARY KEY,
-        tenant_id TEXT NOT NULL REFERENCES tenants(id),
-        username TEXT NOT NULL UNIQUE,
-        password_hash TEXT NOT NULL,
-        role TEXT NOT NULL CHECK (role IN ('admin', 'editor', 'viewer')),
-        disabled INTEGER NOT NULL DEFAULT 0,
-        token_version INTEGER NOT NULL DEFAULT 0,
-        created_at INTEGER NOT NULL
-    );
-    CREATE TABLE api_keys (
-        id INTEGER PRIMARY KEY,
-        tenant_id TEXT NOT NULL REFERENCES tenants(id),
-        name TEXT NOT NULL,
-        prefix TEXT NOT NULL,
-        key_hash TEXT NOT NULL UNIQUE,
-        scope TEXT NOT NULL DEFAULT 'ingest',
-        created_at INTEGER NOT NULL,
-        revoked_at INTEGER
-    );
-    CREATE TABLE notification_channels (
-        id INTEGER PRIMARY KEY,
-        tenant_id TEXT NOT NULL REFERENCES tenants(id),
-        name TEXT NOT NULL,
-        kind TEXT NOT NULL,
-        config TEXT NOT NULL,
-        created_at INTEGER NOT NULL,
-        UNIQUE (tenant_id, name)
-    );
-    CREATE TABLE alert_rules (
-        id INTEGER PRIMARY KEY,
-        tenant_id TEXT NOT NULL REFERENCES tenants(id),
-        name TEXT NOT NULL,
-        definition TEXT NOT NULL,
-        severity TEXT NOT NULL,
-        enabled INTEGER NOT NULL DEFAULT 1,
-        channel_id INTEGER REFERENCES notification_channels(id) ON DELETE SET NULL,
-        created_at INTEGER NOT NULL,
-        updated_at INTEGER NOT NULL,
-        UNIQUE (tenant_id, name)
-    );
-    CREATE TABLE playbooks (
-        id INTEGER PRIMARY KEY,
-        tenant_id TEXT NOT NULL REFERENCES tenants(id),
-        name TEXT NOT NULL,
-        definition TEXT NOT NULL,
-        enabled INTEGER NOT NULL DEFAULT 1,
-        created_at INTEGER NOT NULL,
-        updated_at INTEGER NOT NULL,
-        UNIQUE (tenant_id, name)
-    );
-    CREATE TABLE dashboards (
-        id INTEGER PRIMARY KEY,
-        tenant_id TEXT NOT NULL REFERENCES tenants(id),
-        name TEXT NOT NULL,
-        definition TEXT NOT NULL,
-        created_at INTEGER NOT NULL,
-        updated_at INTEGER NOT NULL,
-        UNIQUE (tenant_id, name)
-    );
-    CREATE TABLE audit_log (
-        id INTEGER PRIMARY KEY,
-        tenant_id TEXT,
-        at INTEGER NOT NULL,
-        actor TEXT,
-        action TEXT NOT NULL,
-        target TEXT,
-        source TEXT,
-        outcome TEXT NOT NULL,
-        detail TEXT,
-        prev_hash TEXT NOT NULL,
-        hash TEXT NOT NULL
-    );
-    CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
-        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-    CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
-        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-    CREATE TABLE parquet_files (
-        id INTEGER PRIMARY KEY,
-        tenant_id TEXT NOT NULL,
-        signal TEXT NOT NULL,
-        path TEXT NOT NULL UNIQUE,
-        min_time INTEGER NOT NULL,
-        max_time INTEGER NOT NULL,
-        rows INTEGER NOT NULL,
-        bytes INTEGER NOT NULL,
-        level INTEGER NOT NULL DEFAULT 0,
-        created_at INTEGER NOT NULL
-    );
-    CREATE INDEX parquet_files_by_time ON parquet_files (tenant_id, signal, max_time);
-    CREATE TABLE wal_state (
-        id INTEGER PRIMARY KEY CHECK (id = 1),
-        persisted_before_segment INTEGER NOT NULL
-    );
-    INSERT INTO wal_state (id, persisted_before_segment) VALUES (1, 0);
-    "#,
-    // 2: sessions: server secrets, refresh tokens, revoked access tokens.
-    r#"
-    CREATE TABLE settings (
-        key TEXT PRIMARY KEY,
-        value TEXT NOT NULL
-    );
-    CREATE TABLE refresh_tokens (
-        token_hash TEXT PRIMARY KEY,
-        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
-        token_version INTEGER NOT NULL,
-        expires_at INTEGER NOT NULL,
-        used INTEGER NOT NULL DEFAULT 0
-    );
-    CREATE TABLE revoked_tokens (
-        jti TEXT PRIMARY KEY,
-        expires_at INTEGER NOT NULL
-    );
-    "#,
-];
 
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 
@@ -153,7 +30,7 @@ impl Metadata {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        migrate(&mut conn)?;
+        ledger(&mut conn)?;
         let (tx, mut rx) = mpsc::unbounded_channel::<Job>();
         std::thread::Builder::new()
             .name("ophion-metadata".into())
@@ -181,29 +58,86 @@ impl Metadata {
         Ok(rx.await.map_err(|_| Error::Closed)??)
     }
 
-    /// The schema version in force.
-    pub async fn version(&self) -> Result<u32> {
-        self.call(|c| c.pragma_query_value(None, "user_version", |r| r.get(0)))
-            .await
+    /// Applies the `migrations` of `component` not yet applied, in order,
+    /// each in its own transaction with its ledger entry. A migration is
+    /// never edited once released: append a new one. A database migrated
+    /// by a newer build (more migrations than `migrations`) is refused.
+    pub async fn migrate(
+        &self,
+        component: &'static str,
+        migrations: &'static [&'static str],
+    ) -> Result<()> {
+        let done = self.version(component).await? as usize;
+        if done > migrations.len() {
+            return Err(Error::Config(format!(
+                "metadata: {component} schema version {done} is newer than this build ({}); upgrade Ophion",
+                migrations.len()
+            )));
+        }
+        self.call(move |c| {
+            for (i, sql) in migrations.iter().enumerate().skip(done) {
+                let tx = c.transaction()?;
+                tx.execute_batch(sql)?;
+                tx.execute(
+                    "INSERT INTO schema_migrations (component, version) VALUES (?1, ?2) \
+                     ON CONFLICT (component) DO UPDATE SET version = excluded.version",
+                    (component, (i + 1) as i64),
+                )?;
+                tx.commit()?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// The schema version of `component` (0 before its first migration).
+    pub async fn version(&self, component: &'static str) -> Result<u32> {
+        self.call(move |c| {
+            c.query_row(
+                "SELECT coalesce(max(version), 0) FROM schema_migrations WHERE component = ?1",
+                [component],
+                |r| r.get(0),
+            )
+        })
+        .await
     }
 }
 
-/// Applies the migrations not yet applied, each in its own transaction.
-fn migrate(conn: &mut Connection) -> Result<()> {
-    let done: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    let done = usize::try_from(done).unwrap_or(0);
-    if done > MIGRATIONS.len() {
-        return Err(Error::Config(format!(
-            "metadata schema version {done} is newer than this build ({}); upgrade Ophion",
-            MIGRATIONS.len()
-        )));
+/// Creates the migration ledger. A database of a release before the
+/// ledger (`PRAGMA user_version` 1 or 2: one global list of migrations)
+/// is entered into it: its catalog tables as the catalog's migration 1,
+/// its users, keys, tenants and audit tables as auth's migrations 1 and 2;
+/// the tables created for features that never came (alert rules, channels,
+/// playbooks, dashboards) are dropped.
+fn ledger(conn: &mut Connection) -> Result<()> {
+    let tx = conn.transaction()?;
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+            component TEXT PRIMARY KEY,
+            version INTEGER NOT NULL
+        );",
+    )?;
+    let legacy: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if legacy > 0 {
+        if legacy > 2 {
+            return Err(Error::Config(format!(
+                "metadata schema version {legacy} is newer than this build; upgrade Ophion"
+            )));
+        }
+        tx.execute_batch(
+            "DROP TABLE IF EXISTS alert_rules;
+             DROP TABLE IF EXISTS playbooks;
+             DROP TABLE IF EXISTS dashboards;
+             DROP TABLE IF EXISTS notification_channels;
+             INSERT OR IGNORE INTO schema_migrations (component, version) VALUES ('catalog', 1);",
+        )?;
+        tx.execute(
+            "INSERT OR IGNORE INTO schema_migrations (component, version) VALUES ('auth', ?1)",
+            [legacy],
+        )?;
+        tx.pragma_update(None, "user_version", 0)?;
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(done) {
-        let tx = conn.transaction()?;
-        tx.execute_batch(sql)?;
-        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
-        tx.commit()?;
-    }
+    tx.commit()?;
     Ok(())
 }
 
@@ -211,15 +145,35 @@ fn migrate(conn: &mut Connection) -> Result<()> {
 mod tests {
     use super::*;
 
+    const FIRST: &[&str] = &["CREATE TABLE things (id INTEGER PRIMARY KEY, name TEXT NOT NULL);"];
+    const BOTH: &[&str] = &[
+        "CREATE TABLE things (id INTEGER PRIMARY KEY, name TEXT NOT NULL);",
+        "ALTER TABLE things ADD COLUMN size INTEGER NOT NULL DEFAULT 0;",
+    ];
+
     #[tokio::test]
-    async fn migrates_once_and_enforces_its_rules() {
+    async fn each_component_migrates_once_in_order() {
         let dir = tempfile::tempdir().expect("tmp");
         let path = dir.path().join("meta.db");
         let m = Metadata::open(&path).expect("open");
-        assert_eq!(m.version().await.expect("version"), MIGRATIONS.len() as u32);
-        // Reopening runs nothing twice.
+        assert_eq!(m.version("things").await.expect("version"), 0);
+        m.migrate("things", FIRST).await.expect("first");
+        m.migrate("things", FIRST).await.expect("nothing twice");
+        assert_eq!(m.version("things").await.expect("version"), 1);
         drop(m);
         let m = Metadata::open(&path).expect("reopen");
+        m.migrate("things", BOTH).await.expect("the next one");
+        assert_eq!(m.version("things").await.expect("version"), 2);
+        let n: i64 = m
+            .call(|c| {
+                c.execute("INSERT INTO things (name, size) VALUES ('a', 3)", [])
+                    .map(|n| n as i64)
+            })
+            .await
+            .expect("the new column exists");
+        assert_eq!(n, 1);
+        // An older build refuses a newer schema.
+        assert!(m.migrate("things", FIRST).await.is_err());
         let (mode, fk): (String, i64) = m
             .call(|c| {
                 let mode = c.pragma_query_value(None, "journal_mode", |r| r.get(0))?;
@@ -229,36 +183,40 @@ mod tests {
             .await
             .expect("pragmas");
         assert_eq!((mode.as_str(), fk), ("wal", 1));
-        // Foreign keys hold.
-        let orphan = m
+    }
+
+    #[tokio::test]
+    async fn a_database_of_an_older_release_joins_the_ledger() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("meta.db");
+        {
+            let c = Connection::open(&path).expect("sqlite");
+            c.execute_batch(
+                "CREATE TABLE parquet_files (id INTEGER PRIMARY KEY);
+                 CREATE TABLE notification_channels (id INTEGER PRIMARY KEY);
+                 CREATE TABLE alert_rules (id INTEGER PRIMARY KEY,
+                     channel_id INTEGER REFERENCES notification_channels(id));
+                 CREATE TABLE playbooks (id INTEGER PRIMARY KEY);
+                 CREATE TABLE dashboards (id INTEGER PRIMARY KEY);
+                 PRAGMA user_version = 2;",
+            )
+            .expect("old schema");
+        }
+        let m = Metadata::open(&path).expect("open");
+        assert_eq!(m.version("catalog").await.expect("v"), 1);
+        assert_eq!(m.version("auth").await.expect("v"), 2);
+        let tables: Vec<String> = m
             .call(|c| {
-                c.execute(
-                    "INSERT INTO users (tenant_id, username, password_hash, role, created_at) VALUES ('nope', 'u', 'h', 'viewer', 0)",
-                    [],
-                )
-            })
-            .await;
-        assert!(orphan.is_err(), "a user of an unknown tenant is refused");
-        // The audit log is append-only.
-        let appended = m
-            .call(|c| {
-                c.execute(
-                    "INSERT INTO audit_log (at, action, outcome, prev_hash, hash) VALUES (1, 'login', 'ok', '', 'h1')",
-                    [],
-                )
+                let mut q =
+                    c.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")?;
+                q.query_map([], |r| r.get(0))?.collect()
             })
             .await
-            .expect("insert");
-        assert_eq!(appended, 1);
-        assert!(
-            m.call(|c| c.execute("UPDATE audit_log SET outcome = 'x'", []))
-                .await
-                .is_err()
-        );
-        assert!(
-            m.call(|c| c.execute("DELETE FROM audit_log", []))
-                .await
-                .is_err()
+            .expect("tables");
+        assert_eq!(
+            tables,
+            ["parquet_files", "schema_migrations"],
+            "unused tables dropped"
         );
     }
 }

@@ -62,31 +62,22 @@ use datafusion::{
 };
 use datafusion_datasource::{PartitionedFile, memory::MemorySourceConfig};
 use futures::StreamExt as _;
-use ophion_core::{Signal, TenantId, schema::col, semconv};
+use ophion_core::{
+    Signal, TelemetryQuery, TenantId,
+    query::{Param, Params, QueryError, QueryOutput},
+    schema::col,
+    semconv,
+};
 
 use crate::{
-    error::{Error, QueryError, Result},
+    config::QueryConfig,
+    error::{Error, Result},
     persist::{self, time_column},
     store::{Inner, Store},
 };
 
 /// The URL the store's object store is registered under in each session.
 pub(crate) const STORE_URL: &str = "ophion://store/";
-
-/// The rows of a query and what it cost.
-#[derive(Debug, Clone)]
-pub struct QueryOutput {
-    /// Result schema.
-    pub schema: SchemaRef,
-    /// Result rows.
-    pub batches: Vec<RecordBatch>,
-    /// Rows returned.
-    pub rows: usize,
-    /// Whether rows were cut off at the row cap.
-    pub truncated: bool,
-    /// Wall time.
-    pub elapsed: Duration,
-}
 
 /// One signal's table, for one tenant.
 #[derive(Debug)]
@@ -352,7 +343,7 @@ pub fn query_schema(signal: Signal) -> SchemaRef {
 
 /// Scans the rows still in memory (core schema), with the projected string
 /// columns cast to views: the output has the query schema.
-fn scan_buffer(
+pub(crate) fn scan_buffer(
     buffered: Vec<RecordBatch>,
     signal: Signal,
     projection: Option<&Vec<usize>>,
@@ -657,50 +648,138 @@ fn classify(e: DataFusionError) -> Error {
     }
 }
 
-impl Store {
-    /// A query session that sees `tenant`'s tables only.
-    pub fn session(&self, tenant: &TenantId) -> Result<SessionContext> {
-        let inner = &self.inner;
-        // No spilling to disk: a query over its memory limit fails with a
-        // clear error instead of filling the temp directory.
-        let runtime = RuntimeEnvBuilder::new()
-            .with_memory_limit(inner.config.query.memory_limit_bytes, 1.0)
-            .with_disk_manager_builder(
-                DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
-            )
-            .build_arc()?;
+/// The name SQL knows `signal`'s table by.
+pub fn table_name(signal: Signal) -> &'static str {
+    match signal {
+        Signal::Traces => "spans",
+        Signal::Logs => "logs",
+        Signal::Metrics => "metrics",
+    }
+}
+
+/// A query session with Ophion's rules (hex ids, promoted attribute keys,
+/// Parquet pushdown), `limits`' memory limit and no spilling, `objects`
+/// registered under [`STORE_URL`], and `table(signal)` as each signal's
+/// table. Everything that answers SQL over telemetry (the store,
+/// [`crate::MemoryTables`]) builds its sessions here, so both read the same
+/// dialect.
+pub(crate) fn new_session(
+    limits: &QueryConfig,
+    objects: Option<Arc<dyn object_store::ObjectStore>>,
+    mut table: impl FnMut(Signal) -> Arc<dyn TableProvider>,
+) -> Result<SessionContext> {
+    // No spilling to disk: a query over its memory limit fails with a
+    // clear error instead of filling the temp directory.
+    let runtime = RuntimeEnvBuilder::new()
+        .with_memory_limit(limits.memory_limit_bytes, 1.0)
+        .with_disk_manager_builder(
+            DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
+        )
+        .build_arc()?;
+    if let Some(objects) = objects {
         runtime.register_object_store(
             &url::Url::parse(STORE_URL).map_err(|e| Error::Config(e.to_string()))?,
-            Arc::clone(&inner.objects),
+            objects,
         );
-        let mut config = SessionConfig::new().with_information_schema(true);
-        config.options_mut().execution.parquet.pushdown_filters = true;
-        config.options_mut().execution.parquet.reorder_filters = true;
-        let mut rules: Vec<Arc<dyn AnalyzerRule + Send + Sync>> = vec![Arc::new(HexIds)];
-        rules.extend(Analyzer::new().rules);
-        let state = SessionStateBuilder::new()
-            .with_config(config)
-            .with_runtime_env(runtime)
-            .with_default_features()
-            .with_analyzer_rules(rules)
-            .build();
-        let ctx = SessionContext::new_with_state(state);
-        for signal in Signal::ALL {
-            let name = match signal {
-                Signal::Traces => "spans",
-                Signal::Logs => "logs",
-                Signal::Metrics => "metrics",
-            };
-            ctx.register_table(
-                name,
+    }
+    let mut config = SessionConfig::new().with_information_schema(true);
+    config.options_mut().execution.parquet.pushdown_filters = true;
+    config.options_mut().execution.parquet.reorder_filters = true;
+    let mut rules: Vec<Arc<dyn AnalyzerRule + Send + Sync>> = vec![Arc::new(HexIds)];
+    rules.extend(Analyzer::new().rules);
+    let state = SessionStateBuilder::new()
+        .with_config(config)
+        .with_runtime_env(runtime)
+        .with_default_features()
+        .with_analyzer_rules(rules)
+        .build();
+    let ctx = SessionContext::new_with_state(state);
+    for signal in Signal::ALL {
+        ctx.register_table(table_name(signal), table(signal))?;
+    }
+    Ok(ctx)
+}
+
+/// A bound parameter as DataFusion's value.
+fn scalar(p: Param) -> ScalarValue {
+    match p {
+        Param::Bool(v) => ScalarValue::Boolean(Some(v)),
+        Param::Int32(v) => ScalarValue::Int32(Some(v)),
+        Param::Int64(v) => ScalarValue::Int64(Some(v)),
+        Param::Float64(v) => ScalarValue::Float64(Some(v)),
+        Param::Text(v) => ScalarValue::Utf8(Some(v)),
+        Param::TimestampNs(v) => ScalarValue::TimestampNanosecond(Some(v), Some("UTC".into())),
+        _ => ScalarValue::Null,
+    }
+}
+
+/// Runs one read-only query in `ctx` under `limits` (timeout, row cap).
+pub(crate) async fn run_sql(
+    ctx: SessionContext,
+    limits: &QueryConfig,
+    sql: &str,
+    params: Params,
+) -> Result<QueryOutput> {
+    let started = std::time::Instant::now();
+    let timeout = Duration::from_secs(limits.timeout_secs.max(1));
+    let max_rows = limits.max_rows;
+    let options = SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false);
+    let run = async {
+        let mut df = ctx.sql_with_options(sql, options).await.map_err(classify)?;
+        if !params.is_empty() {
+            let values: Vec<(String, ScalarValue)> =
+                params.into_iter().map(|(k, v)| (k, scalar(v))).collect();
+            df = df.with_param_values(values).map_err(classify)?;
+        }
+        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        let mut stream = df.execute_stream().await.map_err(classify)?;
+        let mut batches = Vec::new();
+        let mut rows = 0;
+        let mut truncated = false;
+        while let Some(batch) = stream.next().await {
+            let batch = batch.map_err(classify)?;
+            if rows + batch.num_rows() > max_rows {
+                batches.push(batch.slice(0, max_rows - rows));
+                rows = max_rows;
+                truncated = true;
+                break;
+            }
+            rows += batch.num_rows();
+            batches.push(batch);
+        }
+        Ok::<_, Error>(QueryOutput {
+            schema,
+            batches,
+            rows,
+            truncated,
+            elapsed: Duration::ZERO,
+        })
+    };
+    let mut out = tokio::time::timeout(timeout, run)
+        .await
+        .map_err(|_| Error::Query(QueryError::Timeout(timeout)))??;
+    out.elapsed = started.elapsed();
+    Ok(out)
+}
+
+impl Store {
+    /// A query session that sees `tenant`'s tables only.
+    pub(crate) fn session(&self, tenant: &TenantId) -> Result<SessionContext> {
+        let inner = &self.inner;
+        new_session(
+            &inner.config.query,
+            Some(Arc::clone(&inner.objects)),
+            |signal| {
                 Arc::new(TelemetryTable {
                     signal,
                     tenant: tenant.clone(),
                     store: Arc::clone(inner),
-                }),
-            )?;
-        }
-        Ok(ctx)
+                })
+            },
+        )
     }
 
     /// Runs one read-only SQL query for `tenant`, under the configured
@@ -716,51 +795,9 @@ impl Store {
         &self,
         tenant: &TenantId,
         sql: &str,
-        params: Vec<(String, ScalarValue)>,
+        params: Params,
     ) -> Result<QueryOutput> {
-        let started = std::time::Instant::now();
-        let q = &self.inner.config.query;
-        let timeout = Duration::from_secs(q.timeout_secs.max(1));
-        let max_rows = q.max_rows;
-        let ctx = self.session(tenant)?;
-        let options = SQLOptions::new()
-            .with_allow_ddl(false)
-            .with_allow_dml(false)
-            .with_allow_statements(false);
-        let run = async {
-            let mut df = ctx.sql_with_options(sql, options).await.map_err(classify)?;
-            if !params.is_empty() {
-                df = df.with_param_values(params).map_err(classify)?;
-            }
-            let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-            let mut stream = df.execute_stream().await.map_err(classify)?;
-            let mut batches = Vec::new();
-            let mut rows = 0;
-            let mut truncated = false;
-            while let Some(batch) = stream.next().await {
-                let batch = batch.map_err(classify)?;
-                if rows + batch.num_rows() > max_rows {
-                    batches.push(batch.slice(0, max_rows - rows));
-                    rows = max_rows;
-                    truncated = true;
-                    break;
-                }
-                rows += batch.num_rows();
-                batches.push(batch);
-            }
-            Ok::<_, Error>(QueryOutput {
-                schema,
-                batches,
-                rows,
-                truncated,
-                elapsed: Duration::ZERO,
-            })
-        };
-        let mut out = tokio::time::timeout(timeout, run)
-            .await
-            .map_err(|_| Error::Query(QueryError::Timeout(timeout)))??;
-        out.elapsed = started.elapsed();
-        Ok(out)
+        run_sql(self.session(tenant)?, &self.inner.config.query, sql, params).await
     }
 
     /// Every span of one trace: the fast path behind "trace by id".
@@ -770,6 +807,40 @@ impl Store {
             hex::encode(trace_id)
         );
         Ok(self.sql(tenant, &sql).await?.batches)
+    }
+}
+
+#[async_trait::async_trait]
+impl TelemetryQuery for Store {
+    async fn query(
+        &self,
+        tenant: &TenantId,
+        sql: &str,
+        params: Params,
+    ) -> std::result::Result<QueryOutput, QueryError> {
+        self.sql_with_params(tenant, sql, params)
+            .await
+            .map_err(Error::into_query_error)
+    }
+
+    async fn trace(
+        &self,
+        tenant: &TenantId,
+        trace_id: [u8; 16],
+    ) -> std::result::Result<Vec<RecordBatch>, QueryError> {
+        Store::trace(self, tenant, trace_id)
+            .await
+            .map_err(Error::into_query_error)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.files().is_empty()
+            && self
+                .stats()
+                .rows_written
+                .load(std::sync::atomic::Ordering::Relaxed)
+                == 0
+            && self.buffered_bytes() == 0
     }
 }
 

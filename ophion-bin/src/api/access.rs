@@ -1,6 +1,6 @@
-//! Authentication and authorization of API requests: the permission table
-//! ([`crate::auth::rbac::ROUTES`]) decides what each route needs; a bearer
-//! access token says who is asking. Handlers take the [`Principal`], whose
+//! Authentication and authorization of API requests: the route table's
+//! permissions ([`super::routes::Permissions`]) decide what each route
+//! needs; a bearer access token says who is asking. Handlers take the [`Principal`], whose
 //! tenant scopes everything they read.
 
 use std::{net::SocketAddr, sync::Arc};
@@ -13,8 +13,9 @@ use axum::{
 };
 use ophion_core::TenantId;
 
+use super::routes::Permissions;
 use super::{ApiError, ApiState};
-use crate::auth::{AuthError, Permission, Principal, audit, rbac};
+use crate::auth::{AuthError, Permission, Principal, audit};
 
 impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
@@ -78,14 +79,19 @@ fn unauthenticated(message: String) -> Response {
     r
 }
 
+/// What the access check reads: the server's state and the route table's
+/// permissions.
+#[derive(Debug, Clone)]
+pub(super) struct Gate {
+    pub state: Arc<ApiState>,
+    pub permissions: Arc<Permissions>,
+}
+
 /// The middleware: looks the route up in the permission table,
 /// authenticates the caller unless the route is public, checks the role,
 /// and hands the principal to the handler. Denials are audited.
-pub(super) async fn authorize(
-    State(s): State<Arc<ApiState>>,
-    mut req: Request,
-    next: Next,
-) -> Response {
+pub(super) async fn authorize(State(gate): State<Gate>, mut req: Request, next: Next) -> Response {
+    let s = &gate.state;
     let Some(path): Option<String> = req
         .extensions()
         .get::<MatchedPath>()
@@ -93,15 +99,15 @@ pub(super) async fn authorize(
     else {
         return next.run(req).await; // no route: the fallback answers 404
     };
-    let method = req.method().as_str().to_owned();
-    let from = address(&s, req.extensions(), req.headers());
+    let method = req.method().clone();
+    let from = address(s, req.extensions(), req.headers());
     if !UNLIMITED.contains(&path.as_str())
         && let Err(wait) = s.auth.limits.api_ip.take(&from)
     {
         return ApiError::too_many(wait).into_response();
     }
-    let Some(perm) = rbac::permission(&method, &path) else {
-        if rbac::ROUTES.iter().any(|(_, p, _)| *p == path.as_str()) {
+    let Some(perm) = gate.permissions.get(&method, &path) else {
+        if gate.permissions.has_path(&path) {
             return next.run(req).await; // the router answers 405
         }
         return ApiError::new(

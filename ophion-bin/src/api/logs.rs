@@ -10,17 +10,14 @@ use axum::{
     extract::{Query, State},
     response::sse::{Event, KeepAlive, Sse},
 };
-use datafusion::common::ScalarValue;
 use futures::Stream;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use tokio::sync::broadcast::error::RecvError;
 
-use super::{
-    ApiError, ApiState, Params, attribute_filter, hex_id, json as to_json, text,
-    time::resolve,
-    traces::{fold_promoted, ts_text},
-};
+use super::{ApiError, ApiState, time::resolve, traces::fold_promoted};
+use crate::read::{Params, attribute_filter, hex_id, json as to_json, text, ts_text};
+use ophion_core::Param;
 
 /// Search parameters.
 #[derive(Debug, Default, Deserialize)]
@@ -78,7 +75,7 @@ impl LogParams {
             p.filter(
                 "severity_number >= $severity",
                 "severity",
-                ScalarValue::Int32(Some(min_severity(v)?)),
+                Param::Int32(min_severity(v)?),
             );
         }
         if let Some(v) = &self.trace_id {
@@ -105,6 +102,7 @@ pub(super) async fn search(
     q.filters(&mut p)?;
     let where_ = p.conditions();
     let rows = s
+        .reader
         .sql(
             &who.tenant,
             &format!(
@@ -116,9 +114,10 @@ pub(super) async fn search(
         .await?;
     let width = ((range.to - range.from) / buckets).max(1);
     let mut hp = p.clone();
-    hp.bind("from_ns", ScalarValue::Int64(Some(range.from)))
-        .bind("width", ScalarValue::Int64(Some(width)));
+    hp.bind("from_ns", Param::Int64(range.from))
+        .bind("width", Param::Int64(width));
     let hist = s
+        .reader
         .sql(
             &who.tenant,
             &format!(

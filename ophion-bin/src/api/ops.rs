@@ -315,7 +315,7 @@ pub(super) async fn prometheus(State(s): State<Arc<ApiState>>) -> Response {
     e.histogram(
         "ophion_query_seconds",
         "Time to answer queries (SQL and API endpoints).",
-        &s.queries,
+        s.reader.latency(),
     );
     e.family(
         "ophion_api_errors_total",

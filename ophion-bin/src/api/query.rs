@@ -3,7 +3,7 @@
 //! (`Accept: application/vnd.apache.arrow.stream`).
 
 use crate::auth::Principal;
-use std::{sync::Arc, time::Instant};
+use std::sync::Arc;
 
 use arrow_array::{ArrayRef, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
@@ -16,7 +16,8 @@ use axum::{
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{ApiError, ApiState, json as to_json};
+use super::{ApiError, ApiState};
+use crate::read::{Params, json as to_json};
 
 /// The request body.
 #[derive(Debug, Deserialize)]
@@ -40,10 +41,10 @@ pub(super) async fn run(
             e.body_text()
         ))
     })?;
-    let started = Instant::now();
-    let out = s.store.sql(&who.tenant, &req.sql).await;
-    s.queries.observe(started.elapsed());
-    let out = out?;
+    let out = s
+        .reader
+        .sql(&who.tenant, &req.sql, &Params::default())
+        .await?;
     let accept = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())

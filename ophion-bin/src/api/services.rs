@@ -15,11 +15,8 @@ use axum::{
 };
 use serde_json::{Value, json};
 
-use super::{
-    ApiError, ApiState, json as to_json, text,
-    time::{Range, RangeParams},
-    traces::ts_text,
-};
+use super::{ApiError, ApiState, time::RangeParams};
+use crate::read::{Range, json as to_json, text, ts_text};
 
 const ENTRY: &str = "(kind IN ('server', 'consumer') OR parent_span_id IS NULL)";
 
@@ -61,7 +58,7 @@ pub(super) async fn list(
         latency_columns(),
         p.conditions()
     );
-    let out = s.sql(&who.tenant, &sql, &p).await?;
+    let out = s.reader.sql(&who.tenant, &sql, &p).await?;
     let mut services = to_json::objects(&out.batches);
     rates(&mut services, &range);
     Ok(Json(json!({
@@ -86,7 +83,7 @@ pub(super) async fn operations(
         latency_columns(),
         p.conditions()
     );
-    let out = s.sql(&who.tenant, &sql, &p).await?;
+    let out = s.reader.sql(&who.tenant, &sql, &p).await?;
     let mut ops = to_json::objects(&out.batches);
     rates(&mut ops, &range);
     Ok(Json(json!({
@@ -119,7 +116,7 @@ pub(super) async fn graph(
                GROUP BY p.service_name, c.service_name ORDER BY caller, callee",
         p.conditions()
     );
-    let out = s.sql(&who.tenant, &sql, &p).await?;
+    let out = s.reader.sql(&who.tenant, &sql, &p).await?;
     let edges = to_json::objects(&out.batches);
     let mut nodes: Vec<&str> = edges
         .iter()

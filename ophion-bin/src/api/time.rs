@@ -2,10 +2,10 @@
 //! (`2026-11-28T10:00:00Z`), unix nanoseconds, `now`, or `now-<duration>`
 //! with `s`, `m`, `h`, `d` units (`now-15m`). Defaults: the last hour.
 
-use datafusion::common::ScalarValue;
 use serde::Deserialize;
 
-use super::{ApiError, Params};
+use super::ApiError;
+use crate::read::{Range, now_ns};
 
 /// `from` / `to` as sent.
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -14,20 +14,7 @@ pub(super) struct RangeParams {
     pub to: Option<String>,
 }
 
-/// A resolved time range, `[from, to)` in unix nanoseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Range {
-    pub from: i64,
-    pub to: i64,
-}
-
 const HOUR_NS: i64 = 3_600_000_000_000;
-
-pub(crate) fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-}
 
 /// A duration such as `15m`, `1h`, `7d`, `30s`, in nanoseconds.
 pub(super) fn duration_ns(text: &str) -> Option<i64> {
@@ -88,27 +75,6 @@ pub(super) fn resolve(from: Option<&str>, to: Option<&str>) -> Result<Range, Api
         return Err(ApiError::bad_request("`from` must be before `to`"));
     }
     Ok(Range { from, to })
-}
-
-impl Range {
-    /// Seconds covered.
-    pub(super) fn secs(&self) -> f64 {
-        (self.to - self.from) as f64 / 1e9
-    }
-
-    /// `$from` and `$to` bound to the range, with the conditions
-    /// `column >= $from AND column < $to`.
-    pub(super) fn filter(&self, column: &str) -> Params {
-        let mut p = Params::default();
-        p.filter(&format!("{column} >= $from"), "from", ts(self.from))
-            .filter(&format!("{column} < $to"), "to", ts(self.to));
-        p
-    }
-}
-
-/// A UTC nanosecond timestamp parameter.
-pub(super) fn ts(ns: i64) -> ScalarValue {
-    ScalarValue::TimestampNanosecond(Some(ns), Some("UTC".into()))
 }
 
 #[cfg(test)]

@@ -9,15 +9,16 @@ use axum::{
     extract::{Path, Query, State},
     http::StatusCode,
 };
-use datafusion::common::ScalarValue;
 use ophion_core::semconv::{Level, PROMOTED};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::{
-    ApiError, ApiState, Params, attribute_filter, hex_id, json as to_json, text,
-    time::{duration_ns, resolve, ts},
+    ApiError, ApiState,
+    time::{duration_ns, resolve},
 };
+use crate::read::{Params, attribute_filter, hex_id, json as to_json, text, ts, ts_text};
+use ophion_core::Param;
 
 const HOUR_NS: i64 = 3_600_000_000_000;
 
@@ -55,6 +56,7 @@ pub(super) async fn get(
     // Validated to 32 hex digits, so it can be written into the SQL.
     let id = hex_id(&trace_id, 16, "trace id")?;
     let spans = s
+        .reader
         .sql(
             &who.tenant,
             &format!(
@@ -75,6 +77,7 @@ pub(super) async fn get(
         ));
     }
     let logs = s
+        .reader
         .sql(
             &who.tenant,
             &format!(
@@ -171,18 +174,10 @@ pub(super) async fn search(
             .ok_or_else(|| ApiError::bad_request(format!("duration `{v}`: use e.g. 250ms, 2s, 1m")))
     };
     if let Some(v) = &q.min_duration {
-        p.filter(
-            "duration_ns >= $min_d",
-            "min_d",
-            ScalarValue::Int64(Some(duration(v)?)),
-        );
+        p.filter("duration_ns >= $min_d", "min_d", Param::Int64(duration(v)?));
     }
     if let Some(v) = &q.max_duration {
-        p.filter(
-            "duration_ns <= $max_d",
-            "max_d",
-            ScalarValue::Int64(Some(duration(v)?)),
-        );
+        p.filter("duration_ns <= $max_d", "max_d", Param::Int64(duration(v)?));
     }
     if let Some(v) = &q.status {
         let v = v.to_ascii_lowercase();
@@ -212,7 +207,7 @@ pub(super) async fn search(
          GROUP BY s.trace_id ORDER BY latest DESC",
         p.conditions()
     );
-    let out = s.sql(&who.tenant, &sql, &p).await?;
+    let out = s.reader.sql(&who.tenant, &sql, &p).await?;
     let mut traces = to_json::objects(&out.batches);
     for t in &mut traces {
         t.remove("latest");
@@ -222,10 +217,4 @@ pub(super) async fn search(
         "from": ts_text(range.from),
         "to": ts_text(range.to),
     })))
-}
-
-/// A nanosecond time as RFC 3339 text.
-pub(crate) fn ts_text(ns: i64) -> Value {
-    let a = arrow_array::TimestampNanosecondArray::from(vec![ns]).with_timezone("UTC");
-    to_json::value(&a, 0)
 }

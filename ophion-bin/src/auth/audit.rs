@@ -6,7 +6,10 @@
 //! and `DELETE` on the table as a first line; the chain catches what gets
 //! past them (someone dropping the triggers, editing the file).
 
+use ophion_core::TenantId;
 use rusqlite::{Connection, OptionalExtension as _, params};
+
+use super::AuthError;
 use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
@@ -223,4 +226,22 @@ pub fn verify(conn: &Connection, tenant: &str) -> rusqlite::Result<Verification>
         broken_at: None,
         reason: None,
     })
+}
+
+impl super::Auth {
+    /// A tenant's audit records.
+    pub async fn audit_records(
+        &self,
+        tenant: &TenantId,
+        filter: Filter,
+    ) -> Result<Vec<Record>, AuthError> {
+        let t = tenant.as_str().to_owned();
+        Ok(self.meta.call(move |c| list(c, &t, &filter)).await?)
+    }
+
+    /// Checks a tenant's audit chain.
+    pub async fn audit_verify(&self, tenant: &TenantId) -> Result<Verification, AuthError> {
+        let t = tenant.as_str().to_owned();
+        Ok(self.meta.call(move |c| verify(c, &t)).await?)
+    }
 }

@@ -13,10 +13,12 @@ use std::{
 };
 
 use ophion_core::TenantId;
-use ophion_receiver::{AuthError, Authenticator};
+use ophion_receiver::{AuthError as Refusal, Authenticator};
 use serde::Serialize;
 
-use super::limits::Limiters;
+use rusqlite::{OptionalExtension as _, params};
+
+use super::{Auth, AuthError, limits::Limiters, now_ms, password, sha256_hex};
 
 /// The prefix of every ingest key.
 pub const KEY_PREFIX: &str = "oph_";
@@ -83,15 +85,15 @@ impl IngestKeys {
     }
 }
 
-fn limited(which: &str, retry_after: std::time::Duration) -> AuthError {
-    AuthError::RateLimited {
+fn limited(which: &str, retry_after: std::time::Duration) -> Refusal {
+    Refusal::RateLimited {
         retry_after,
         message: format!("too many requests {which}; retry after {retry_after:?}"),
     }
 }
 
 impl Authenticator for IngestKeys {
-    fn authenticate(&self, headers: &http::HeaderMap) -> Result<TenantId, AuthError> {
+    fn authenticate(&self, headers: &http::HeaderMap) -> Result<TenantId, Refusal> {
         self.authenticate_from(headers, None)
     }
 
@@ -99,7 +101,7 @@ impl Authenticator for IngestKeys {
         &self,
         headers: &http::HeaderMap,
         peer: Option<std::net::IpAddr>,
-    ) -> Result<TenantId, AuthError> {
+    ) -> Result<TenantId, Refusal> {
         if let Some(ip) = self.limits.config.client(peer, headers) {
             self.limits
                 .ingest_ip
@@ -108,7 +110,7 @@ impl Authenticator for IngestKeys {
         }
         let Some(key) = Self::presented(headers) else {
             return if self.required {
-                Err(AuthError::Unauthenticated(format!(
+                Err(Refusal::Unauthenticated(format!(
                     "an ingest key is required: `Authorization: Bearer {KEY_PREFIX}...` or `{KEY_HEADER}`"
                 )))
             } else {
@@ -118,11 +120,119 @@ impl Authenticator for IngestKeys {
         let hash = super::sha256_hex(key);
         let tenant = self.live.read().ok().and_then(|m| m.get(&hash).cloned());
         let tenant =
-            tenant.ok_or_else(|| AuthError::Unauthenticated("ingest key not valid".into()))?;
+            tenant.ok_or_else(|| Refusal::Unauthenticated("ingest key not valid".into()))?;
         self.limits
             .ingest_key
             .take(&hash)
             .map_err(|d| limited("for this key", d))?;
         Ok(tenant)
+    }
+}
+
+impl Auth {
+    /// Creates an ingest key for `tenant`; the key itself is in the answer
+    /// and nowhere else.
+    pub async fn create_key(
+        &self,
+        tenant: &TenantId,
+        name: &str,
+    ) -> Result<(KeyInfo, String), AuthError> {
+        if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
+            return Err(AuthError::Invalid(
+                "key names are 1-128 characters, no control characters".into(),
+            ));
+        }
+        let secret = format!("{}{}", KEY_PREFIX, password::random_hex(32));
+        let hash = sha256_hex(&secret);
+        let prefix = secret[..KEY_PREFIX.len() + 8].to_owned();
+        let (t, n, h, p) = (
+            tenant.as_str().to_owned(),
+            name.to_owned(),
+            hash.clone(),
+            prefix.clone(),
+        );
+        let at = now_ms();
+        let id = self
+            .meta
+            .call(move |c| {
+                c.execute(
+                    "INSERT INTO api_keys (tenant_id, name, prefix, key_hash, scope, created_at) VALUES (?1, ?2, ?3, ?4, 'ingest', ?5)",
+                    params![t, n, p, h, at],
+                )?;
+                Ok(c.last_insert_rowid())
+            })
+            .await?;
+        self.ingest.insert(hash, tenant.clone());
+        Ok((
+            KeyInfo {
+                id,
+                tenant: tenant.as_str().to_owned(),
+                name: name.to_owned(),
+                prefix,
+                created_at_ms: at,
+                revoked_at_ms: None,
+            },
+            secret,
+        ))
+    }
+
+    /// The ingest keys of `tenant`, newest first.
+    pub async fn list_keys(&self, tenant: &TenantId) -> Result<Vec<KeyInfo>, AuthError> {
+        let t = tenant.as_str().to_owned();
+        Ok(self
+            .meta
+            .call(move |c| {
+                let mut st = c.prepare(
+                    "SELECT id, tenant_id, name, prefix, created_at, revoked_at FROM api_keys WHERE tenant_id = ?1 ORDER BY id DESC",
+                )?;
+                st.query_map([t], |r| {
+                    Ok(KeyInfo {
+                        id: r.get(0)?,
+                        tenant: r.get(1)?,
+                        name: r.get(2)?,
+                        prefix: r.get(3)?,
+                        created_at_ms: r.get(4)?,
+                        revoked_at_ms: r.get(5)?,
+                    })
+                })?
+                .collect()
+            })
+            .await?)
+    }
+
+    /// Revokes key `id` of `tenant`: the receivers refuse it from now on.
+    pub async fn revoke_key(&self, tenant: &TenantId, id: i64) -> Result<KeyInfo, AuthError> {
+        let t = tenant.as_str().to_owned();
+        let at = now_ms();
+        let found: Option<(String, KeyInfo)> = self
+            .meta
+            .call(move |c| {
+                c.execute(
+                    "UPDATE api_keys SET revoked_at = ?3 WHERE id = ?1 AND tenant_id = ?2 AND revoked_at IS NULL",
+                    params![id, t, at],
+                )?;
+                c.query_row(
+                    "SELECT key_hash, id, tenant_id, name, prefix, created_at, revoked_at FROM api_keys WHERE id = ?1 AND tenant_id = ?2",
+                    params![id, t],
+                    |r| {
+                        Ok((
+                            r.get(0)?,
+                            KeyInfo {
+                                id: r.get(1)?,
+                                tenant: r.get(2)?,
+                                name: r.get(3)?,
+                                prefix: r.get(4)?,
+                                created_at_ms: r.get(5)?,
+                                revoked_at_ms: r.get(6)?,
+                            },
+                        ))
+                    },
+                )
+                .optional()
+            })
+            .await?;
+        let (hash, info) = found.ok_or_else(|| AuthError::NotFound(format!("no key {id}")))?;
+        self.ingest.remove(&hash);
+        Ok(info)
     }
 }

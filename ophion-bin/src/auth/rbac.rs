@@ -1,6 +1,5 @@
-//! Roles, permissions, and the one table that says which permission each
-//! API route needs. The authorization middleware reads it for every
-//! request; a route missing from it is refused. The RBAC tests iterate it.
+//! Roles and permissions. Which permission each API route needs is said
+//! once, in the route table (`crate::api::routes::table`).
 
 use serde::{Deserialize, Serialize};
 
@@ -66,53 +65,4 @@ impl Permission {
             Permission::Operator => role == Role::Admin && default_tenant,
         }
     }
-}
-
-/// Every route: method, path pattern (as the router spells it), permission.
-pub const ROUTES: &[(&str, &str, Permission)] = &[
-    ("GET", "/healthz", Permission::Public),
-    ("GET", "/readyz", Permission::Public),
-    ("GET", "/metrics", Permission::Public),
-    ("GET", "/api/v1/openapi.json", Permission::Public),
-    ("POST", "/api/v1/ai/analyze", Permission::Read),
-    ("GET", "/api/v1/ai/insights", Permission::Read),
-    ("GET", "/api/v1/version", Permission::Public),
-    ("POST", "/api/v1/auth/login", Permission::Public),
-    ("POST", "/api/v1/auth/refresh", Permission::Public),
-    ("POST", "/api/v1/auth/logout", Permission::SignedIn),
-    ("POST", "/api/v1/auth/password", Permission::SignedIn),
-    ("GET", "/api/v1/auth/me", Permission::SignedIn),
-    ("POST", "/api/v1/query", Permission::Read),
-    ("GET", "/api/v1/traces", Permission::Read),
-    ("GET", "/api/v1/traces/{trace_id}", Permission::Read),
-    ("GET", "/api/v1/services", Permission::Read),
-    (
-        "GET",
-        "/api/v1/services/{name}/operations",
-        Permission::Read,
-    ),
-    ("GET", "/api/v1/service-graph", Permission::Read),
-    ("GET", "/api/v1/logs", Permission::Read),
-    ("GET", "/api/v1/logs/tail", Permission::Read),
-    ("GET", "/api/v1/metrics", Permission::Read),
-    ("GET", "/api/v1/metrics/query", Permission::Read),
-    ("GET", "/api/v1/status", Permission::Read),
-    ("GET", "/api/v1/users", Permission::Admin),
-    ("POST", "/api/v1/users", Permission::Admin),
-    ("PATCH", "/api/v1/users/{id}", Permission::Admin),
-    ("GET", "/api/v1/audit", Permission::Admin),
-    ("GET", "/api/v1/audit/verify", Permission::Admin),
-    ("POST", "/api/v1/tenants", Permission::Operator),
-    ("GET", "/api/v1/keys", Permission::Admin),
-    ("POST", "/api/v1/keys", Permission::Admin),
-    ("DELETE", "/api/v1/keys/{id}", Permission::Admin),
-];
-
-/// The permission `method` on route `path` needs; `None` for a route
-/// missing from the table (refused).
-pub fn permission(method: &str, path: &str) -> Option<Permission> {
-    ROUTES
-        .iter()
-        .find(|(m, p, _)| *m == method && *p == path)
-        .map(|(_, _, perm)| *perm)
 }

@@ -1,0 +1,261 @@
+//! Analysis of a window: the window's spans and logs plus a baseline of
+//! three times the window's length (at least 15 minutes) before it give
+//!
+//! - anomalies on each service's RED series (requests, error ratio, p95
+//!   latency per minute; [`super::red`]), from the streaming detector run
+//!   over baseline and window;
+//! - the window's top log templates;
+//! - ranked root-cause candidates (`ophion_ai::rca`);
+//! - optimisation tips (`ophion_ai::tips`).
+//!
+//! Insights are the analysis of the last 15 minutes and what the watch
+//! found in them, flattened into one list.
+
+use std::collections::BTreeMap;
+
+use ophion_ai::{
+    anomaly::{Detector, DetectorConfig},
+    rca::{self, RcaConfig},
+    red::{METRICS, values},
+    spans::{COLUMNS, SpanInfo},
+    tips::{self, TipConfig},
+};
+use ophion_core::{QueryError, TenantId};
+use serde_json::{Value, json};
+
+use super::{
+    AiError, AiService,
+    red::{self as red_series, MINUTE_NS, Per},
+};
+use crate::read::{Range, ReadError, hex_id, json as to_json, text, ts_text};
+
+/// Spans read per analysis; more are left out and the answer says so.
+const MAX_SPANS: usize = 100_000;
+/// Log lines mined per analysis.
+const MAX_LOGS: usize = 20_000;
+
+/// What an analysis found.
+#[derive(Debug)]
+pub struct Analysis {
+    /// The window analysed.
+    pub range: Range,
+    /// Whether spans were left out (over 100,000 in window and baseline).
+    pub truncated: bool,
+    /// Flagged minutes of the services' RED series inside the window.
+    pub anomalies: Vec<Value>,
+    /// The window's top log templates.
+    pub patterns: Vec<Value>,
+    /// Root-cause candidates, most likely first.
+    pub root_causes: Vec<rca::Candidate>,
+    /// Optimisation tips.
+    pub tips: Vec<tips::Tip>,
+}
+
+impl Analysis {
+    /// The answer of `POST /api/v1/ai/analyze`.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "from": ts_text(self.range.from),
+            "to": ts_text(self.range.to),
+            "truncated": self.truncated,
+            "anomalies": self.anomalies,
+            "patterns": self.patterns,
+            "root_causes": self.root_causes,
+            "tips": self.tips,
+        })
+    }
+}
+
+/// The baseline and window's RED series per service, scored; the flagged
+/// minutes inside `range`.
+fn red_anomalies(series: &red_series::RedSeries, range: &Range, baseline_from: i64) -> Vec<Value> {
+    let mut out = Vec::new();
+    for ((svc, _), minutes) in series {
+        let (Some(&first), Some(&last)) = (minutes.keys().next(), minutes.keys().last()) else {
+            continue;
+        };
+        let first = first.max(baseline_from / MINUTE_NS);
+        // Short series: settle after a third of the baseline.
+        let cfg = DetectorConfig {
+            warmup: (((range.from / MINUTE_NS) - first).max(3) / 3) as usize,
+            hold: 5,
+            hold_fraction: 0.0,
+            ..DetectorConfig::default()
+        };
+        let mut detectors = METRICS.map(|m| (m, Detector::new(cfg.clone())));
+        for m in first..=last {
+            let counts = minutes.get(&m).copied().unwrap_or_default();
+            for ((metric, det), v) in detectors.iter_mut().zip(values(&counts)) {
+                let p = det.update(m * 60, v);
+                let at = m * MINUTE_NS;
+                if p.anomalous && at >= range.from && at < range.to {
+                    out.push(json!({
+                        "service": svc,
+                        "metric": metric,
+                        "time": ts_text(at),
+                        "value": v,
+                        "expected": [p.expected_low, p.expected_high],
+                        "score": p.score,
+                    }));
+                }
+            }
+        }
+    }
+    out
+}
+
+impl AiService {
+    /// Analyses `range` of `tenant`'s telemetry, optionally of one service
+    /// or one trace (`trace_id` in hex).
+    pub async fn analyze(
+        &self,
+        tenant: &TenantId,
+        range: Range,
+        service: Option<&str>,
+        trace_id: Option<&str>,
+    ) -> Result<Analysis, AiError> {
+        let window = range
+            .to
+            .checked_sub(range.from)
+            .ok_or_else(|| ReadError::BadRequest("the range is too long".into()))?;
+        let baseline = Range {
+            from: window
+                .checked_mul(3)
+                .map(|w| w.max(15 * MINUTE_NS))
+                .and_then(|w| range.from.checked_sub(w))
+                .ok_or_else(|| ReadError::BadRequest("the range is too long".into()))?,
+            to: range.to,
+        };
+        let mut p = baseline.filter("start_time");
+        if let Some(id) = trace_id {
+            let id = hex_id(id, 16, "trace id")?;
+            p.when(format!("trace_id = '{id}'"));
+        }
+        let sql = format!(
+            "SELECT {COLUMNS} FROM spans WHERE {} ORDER BY start_time LIMIT {}",
+            p.conditions(),
+            MAX_SPANS + 1
+        );
+        let out = self
+            .reader
+            .sql(tenant, &sql, &p)
+            .await
+            .map_err(ReadError::from)?;
+        let mut spans = SpanInfo::from_batches(&out.batches)
+            .map_err(|e| ReadError::Query(QueryError::Internal(e.to_string())))?;
+        let truncated = spans.len() > MAX_SPANS;
+        spans.truncate(MAX_SPANS);
+
+        let series =
+            red_series::series(&self.reader, tenant, baseline, Per::Service, service).await?;
+        let anomalies = red_anomalies(&series, &range, baseline.from);
+        let root_causes = rca::rank(&spans, range.from, range.to, &RcaConfig::default());
+        let in_window: Vec<SpanInfo> = spans
+            .into_iter()
+            .filter(|s| s.start_ns >= range.from && service.is_none_or(|want| want == s.service))
+            .collect();
+        let tip_cfg = TipConfig::default();
+        let mut tips = tips::span_tips(&in_window, &tip_cfg);
+
+        // Log templates of the window.
+        let mut lp = range.filter("timestamp");
+        if let Some(svc) = service {
+            lp.filter("service_name = $service", "service", text(svc));
+        }
+        let sql = format!(
+            "SELECT body FROM logs WHERE {} LIMIT {MAX_LOGS}",
+            lp.conditions()
+        );
+        let logs = self
+            .reader
+            .sql(tenant, &sql, &lp)
+            .await
+            .map_err(ReadError::from)?;
+        let bodies: Vec<String> = to_json::objects(&logs.batches)
+            .into_iter()
+            .filter_map(|row| row.get("body").and_then(Value::as_str).map(str::to_owned))
+            .collect();
+        let templates = self
+            .miners
+            .with(tenant, |miner| {
+                let mut counts: BTreeMap<u32, u64> = BTreeMap::new();
+                for body in &bodies {
+                    *counts.entry(miner.add(body)).or_default() += 1;
+                }
+                let mut top: Vec<(u32, u64)> = counts.into_iter().collect();
+                top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+                top.iter()
+                    .map(|(id, n)| (u64::from(*id), miner.template(*id), *n))
+                    .collect::<Vec<(u64, String, u64)>>()
+            })
+            .await?;
+        tips.extend(tips::log_tips(&templates, &tip_cfg));
+        let patterns = templates
+            .iter()
+            .take(20)
+            .map(|(id, t, n)| json!({"template_id": id, "template": t, "count": n}))
+            .collect();
+        Ok(Analysis {
+            range,
+            truncated,
+            anomalies,
+            patterns,
+            root_causes,
+            tips,
+        })
+    }
+
+    /// Insights for `range` (the API uses the last 15 minutes): clear root
+    /// causes, what the watch found, RED anomalies and tips, as one list.
+    pub async fn insights(
+        &self,
+        tenant: &TenantId,
+        range: Range,
+        service: Option<&str>,
+    ) -> Result<Vec<Value>, AiError> {
+        let a = self.analyze(tenant, range, service, None).await?;
+        let (from, to) = (ts_text(a.range.from), ts_text(a.range.to));
+        let from_text = from.as_str().unwrap_or_default().to_owned();
+        let mut out = Vec::new();
+        // Root causes only when something moved clearly.
+        for c in a.root_causes.iter().filter(|c| c.score >= 0.75).take(3) {
+            out.push(json!({
+                "kind": "root_cause",
+                "severity": if c.score >= 0.9 { "critical" } else { "warning" },
+                "service": c.service,
+                "title": format!("{} {:?} at {}", c.service, c.kind, c.operation).to_lowercase(),
+                "detail": c.evidence.first(),
+                "evidence": c.evidence,
+                "from": from, "to": to,
+            }));
+        }
+        // What the continuous watch found in the window.
+        out.extend(self.watch.insights(tenant).into_iter().filter(|i| {
+            service.is_none_or(|want| i["service"] == want)
+                && i["from"].as_str() >= Some(from_text.as_str())
+        }));
+        for an in &a.anomalies {
+            out.push(json!({
+                "kind": "anomaly",
+                "severity": "warning",
+                "service": an["service"],
+                "title": format!("{} {} anomalous", an["service"].as_str().unwrap_or(""), an["metric"].as_str().unwrap_or("")),
+                "detail": format!("{} at {}, expected {}", an["value"], an["time"], an["expected"]),
+                "evidence": [an["time"]],
+                "from": from, "to": to,
+            }));
+        }
+        for t in &a.tips {
+            out.push(json!({
+                "kind": "tip",
+                "severity": t.severity,
+                "service": t.service,
+                "title": t.title,
+                "detail": t.detail,
+                "evidence": t.evidence,
+                "from": from, "to": to,
+            }));
+        }
+        Ok(out)
+    }
+}

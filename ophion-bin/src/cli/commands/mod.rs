@@ -1,0 +1,6 @@
+//! One file per command group.
+
+pub(super) mod admin;
+pub(super) mod ai;
+pub(super) mod session;
+pub(super) mod telemetry;
