@@ -178,6 +178,9 @@ impl Server {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServerError> {
+        // An invalid route table stops the server before it serves anything.
+        let app = api::with_routes(Arc::clone(&self.state), self.routes)
+            .map_err(|e| ServerError::Routes(e.to_string()))?;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let state = Arc::clone(&self.state);
         tokio::spawn(async move {
@@ -197,8 +200,7 @@ impl Server {
             });
             tokio::spawn(Arc::clone(&self.state.ai).run_watch(tenants, stop_rx.clone()));
         }
-        let app = api::with_routes(Arc::clone(&self.state), self.routes)
-            .map_err(|e| ServerError::Routes(e.to_string()))?;
+
         let api_listener = self.api;
         let tls = self.tls.clone();
         let api_stop = stop_rx.clone();

@@ -280,7 +280,7 @@ async fn compact_group(
         .map(|f| FileGroup::new(vec![PartitionedFile::new(f.path.clone(), f.bytes)]))
         .collect();
     let config = FileScanConfigBuilder::new(
-        ObjectStoreUrl::parse(crate::query::STORE_URL)?,
+        ObjectStoreUrl::parse(crate::objstore::STORE_URL)?,
         Arc::new(ParquetSource::new(Arc::clone(&storage))),
     )
     .with_file_groups(groups)
@@ -292,7 +292,7 @@ async fn compact_group(
         datafusion::prelude::SessionConfig::new().with_batch_size(2048),
     );
     ctx.runtime_env().register_object_store(
-        &url::Url::parse(crate::query::STORE_URL).map_err(|e| Error::Config(e.to_string()))?,
+        &url::Url::parse(crate::objstore::STORE_URL).map_err(|e| Error::Config(e.to_string()))?,
         Arc::clone(&inner.objects),
     );
     let mut stream = merge.execute(0, ctx.task_ctx())?;
@@ -414,36 +414,4 @@ async fn delete_retired(inner: &Inner) {
             tracing::warn!(path = %p, error = %e, "cannot delete a retired file; it is no longer queried");
         }
     }
-}
-
-/// Deletes objects the catalog does not know: files a crash left between
-/// their upload and their publication, and retired files a restart forgot
-/// to delete. Runs at open, before anything can write, so every such object
-/// is garbage. Returns how many were deleted.
-pub(crate) async fn sweep_orphans(inner: &Inner) -> Result<u64> {
-    let known: std::collections::HashSet<String> =
-        inner.catalog.all().iter().map(|f| f.path.clone()).collect();
-    let mut listing = inner.objects.list(None);
-    let mut orphans = Vec::new();
-    while let Some(meta) = listing.next().await {
-        let meta = meta?;
-        let path = meta.location.to_string();
-        if path.ends_with(".parquet") && !known.contains(&path) {
-            orphans.push(meta.location);
-        }
-    }
-    let mut deleted = 0;
-    for p in orphans {
-        match inner.objects.delete(&p).await {
-            Ok(()) => deleted += 1,
-            Err(e) => tracing::warn!(path = %p, error = %e, "cannot delete an unpublished file"),
-        }
-    }
-    if deleted > 0 {
-        tracing::info!(
-            files = deleted,
-            "deleted files no published catalog entry refers to"
-        );
-    }
-    Ok(deleted)
 }

@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use object_store::{ObjectStore, local::LocalFileSystem};
+use futures::StreamExt as _;
+
+use object_store::{ObjectStore, ObjectStoreExt as _, local::LocalFileSystem};
 
 #[cfg(not(feature = "s3"))]
 use crate::error::Error;
@@ -10,6 +12,10 @@ use crate::{
     config::{ObjectStoreConfig, StoreConfig},
     error::Result,
 };
+
+/// The URL the store's object store is registered under in each query
+/// session.
+pub(crate) const STORE_URL: &str = "ophion://store/";
 
 /// The configured object store, rooted where Ophion's paths start.
 pub(crate) fn build(config: &StoreConfig) -> Result<Arc<dyn ObjectStore>> {
@@ -64,4 +70,37 @@ pub(crate) fn build(config: &StoreConfig) -> Result<Arc<dyn ObjectStore>> {
             "object_store.kind = \"s3\" needs ophion-store built with the `s3` feature".into(),
         )),
     }
+}
+
+/// Deletes objects the catalog does not know (`known` holds its paths): files a crash left between
+/// their upload and their publication, and retired files a restart forgot
+/// to delete. Runs at open, before anything can write, so every such object
+/// is garbage. Returns how many were deleted.
+pub(crate) async fn sweep_orphans(
+    objects: &dyn ObjectStore,
+    known: &std::collections::HashSet<String>,
+) -> Result<u64> {
+    let mut listing = objects.list(None);
+    let mut orphans = Vec::new();
+    while let Some(meta) = listing.next().await {
+        let meta = meta?;
+        let path = meta.location.to_string();
+        if path.ends_with(".parquet") && !known.contains(&path) {
+            orphans.push(meta.location);
+        }
+    }
+    let mut deleted = 0;
+    for p in orphans {
+        match objects.delete(&p).await {
+            Ok(()) => deleted += 1,
+            Err(e) => tracing::warn!(path = %p, error = %e, "cannot delete an unpublished file"),
+        }
+    }
+    if deleted > 0 {
+        tracing::info!(
+            files = deleted,
+            "deleted files no published catalog entry refers to"
+        );
+    }
+    Ok(deleted)
 }

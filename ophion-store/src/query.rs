@@ -72,12 +72,10 @@ use ophion_core::{
 use crate::{
     config::QueryConfig,
     error::{Error, Result},
+    objstore::STORE_URL,
     persist::{self, time_column},
     store::{Inner, Store},
 };
-
-/// The URL the store's object store is registered under in each session.
-pub(crate) const STORE_URL: &str = "ophion://store/";
 
 /// One signal's table, for one tenant.
 #[derive(Debug)]

@@ -189,7 +189,8 @@ impl Store {
             _dir_lock: dir_lock,
         });
         record_replay(&inner.stats, &replay);
-        let orphans = crate::maintenance::sweep_orphans(&inner).await?;
+        let known = inner.catalog.all().iter().map(|f| f.path.clone()).collect();
+        let orphans = objstore::sweep_orphans(inner.objects.as_ref(), &known).await?;
         inner.stats.orphans_deleted.fetch_add(orphans, Relaxed);
         if replay.corrupt_tails > 0 {
             tracing::warn!(

@@ -1,19 +1,18 @@
 //! Authentication and authorization of API requests: the route table's
-//! permissions ([`super::routes::Permissions`]) decide what each route
+//! permissions ([`Permissions`]) decide what each route
 //! needs; a bearer access token says who is asking. Handlers take the [`Principal`], whose
 //! tenant scopes everything they read.
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{collections::HashMap, net::SocketAddr, sync::Arc};
 
 use axum::{
     extract::{ConnectInfo, FromRequestParts, MatchedPath, Request, State},
-    http::{HeaderValue, StatusCode, header, request::Parts},
+    http::{HeaderValue, Method, StatusCode, header, request::Parts},
     middleware::Next,
     response::{IntoResponse, Response},
 };
 use ophion_core::TenantId;
 
-use super::routes::Permissions;
 use super::{ApiError, ApiState};
 use crate::auth::{AuthError, Permission, Principal, audit};
 
@@ -36,6 +35,32 @@ impl From<AuthError> for ApiError {
                 )
             }
         }
+    }
+}
+
+/// Who may call what: (method, path pattern) to permission, filled from
+/// the route table ([`super::routes::table`]).
+#[derive(Debug, Default)]
+pub(super) struct Permissions(HashMap<(Method, &'static str), Permission>);
+
+impl Permissions {
+    /// Adds a route's permission; `false` when the route is already there.
+    pub(super) fn insert(&mut self, method: Method, path: &'static str, p: Permission) -> bool {
+        self.0.insert((method, path), p).is_none()
+    }
+
+    /// The permission `method` on route `path` needs; `None` when the table
+    /// has no such route (refused).
+    pub(super) fn get(&self, method: &Method, path: &str) -> Option<Permission> {
+        self.0
+            .iter()
+            .find(|((m, p), _)| m == method && *p == path)
+            .map(|(_, perm)| *perm)
+    }
+
+    /// Whether any method is routed on `path` (then another method is 405).
+    pub(super) fn has_path(&self, path: &str) -> bool {
+        self.0.keys().any(|(_, p)| *p == path)
     }
 }
 

@@ -1,6 +1,6 @@
 //! The OpenAPI document, assembled from the route table
 //! ([`super::routes::table`]): each [`Route`](super::routes::Route)
-//! carries its [`Doc`], and [`document`] adds the shared parts (info,
+//! carries its [`Doc`], and `document` adds the shared parts (info,
 //! security scheme, the `Error` and `QueryResult` schemas) from
 //! `openapi-base.json`. Security follows the route's permission: public
 //! routes need no token; every operation names its permission in

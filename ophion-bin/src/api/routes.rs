@@ -13,7 +13,7 @@
 //! let r = Route::new(http::Method::GET, "/api/v1/hello", hello, Doc::new("Hello"));
 //! ```
 
-use std::{collections::HashMap, sync::Arc};
+use std::sync::Arc;
 
 use axum::{
     Extension, Router,
@@ -24,7 +24,11 @@ use axum::{
 };
 use serde_json::json;
 
-use super::{ApiState, Doc, access, ai, logs, metrics, ops, query, services, traces, users};
+use super::{
+    ApiState, Doc,
+    access::{self, Permissions},
+    ai, logs, metrics, ops, query, services, traces, users,
+};
 use crate::auth::Permission;
 
 /// One route of the API.
@@ -82,31 +86,6 @@ impl Route {
     }
 }
 
-/// Who may call what: (method, path pattern) to permission, from the table.
-#[derive(Debug, Default)]
-pub struct Permissions(HashMap<(Method, &'static str), Permission>);
-
-impl Permissions {
-    /// The permission `method` on route `path` needs; `None` when the table
-    /// has no such route (refused).
-    pub fn get(&self, method: &Method, path: &str) -> Option<Permission> {
-        self.0
-            .iter()
-            .find(|((m, p), _)| m == method && *p == path)
-            .map(|(_, perm)| *perm)
-    }
-
-    /// Whether any method is routed on `path` (then another method is 405).
-    pub fn has_path(&self, path: &str) -> bool {
-        self.0.keys().any(|(_, p)| *p == path)
-    }
-
-    /// Every (method, path, permission), for tests and docs.
-    pub fn iter(&self) -> impl Iterator<Item = (&Method, &'static str, Permission)> {
-        self.0.iter().map(|((m, p), perm)| (m, *p, *perm))
-    }
-}
-
 /// Why a route table cannot be served.
 #[derive(Debug, thiserror::Error)]
 pub enum RouteError {
@@ -121,11 +100,7 @@ pub enum RouteError {
 pub fn build(state: Arc<ApiState>, routes: Vec<Route>) -> Result<Router, RouteError> {
     let mut permissions = Permissions::default();
     for r in &routes {
-        if permissions
-            .0
-            .insert((r.method.clone(), r.path), r.permission)
-            .is_some()
-        {
+        if !permissions.insert(r.method.clone(), r.path, r.permission) {
             return Err(RouteError::Duplicate(r.method.clone(), r.path));
         }
     }
