@@ -57,7 +57,7 @@ impl Default for ServerConfig {
     }
 }
 
-/// Continuous anomaly detection (`crate::ai_watch`).
+/// The AI service ([`crate::ai`]): its continuous watch.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AiConfig {

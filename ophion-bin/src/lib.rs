@@ -1,21 +1,47 @@
 //! # ophion-bin
 //!
-//! The binaries, as library code that tests and embedders can call:
+//! The binaries, as library code that tests and embedders can call. Where
+//! things live:
 //!
-//! - [`server`]: `ophion-server`, the OTLP receivers (gRPC 4317, HTTP 4318)
-//!   in front of the store, and the API on 8080. `server::run(config,
-//!   shutdown)` is everything the binary does after parsing flags.
-//! - [`api`]: the HTTP API (`/api/v1/*`, `/healthz`, `/readyz`, `/metrics`).
-//! - [`auth`]: users, sessions (argon2id passwords, HS256 access tokens,
-//!   one-time refresh tokens), roles and the permission table, tenants,
-//!   and the hash-chained audit log, over the store's metadata database.
+//! - [`server`]: `ophion-server` assembled: the OTLP receivers (gRPC 4317,
+//!   HTTP 4318) in front of the store, the API on 8080, the AI watch.
+//!   `server::run(config, shutdown)` is everything the binary does after
+//!   parsing flags; `Server::mount` adds an embedder's own routes.
+//! - [`api`]: the HTTP API. [`api::routes::table`] is the one list of
+//!   routes: method, path, permission, handler and OpenAPI description;
+//!   handlers live in one module per area.
+//! - [`read`]: reading telemetry through the read seam
+//!   ([`ophion_core::TelemetryQuery`]): bound parameters, time ranges,
+//!   Arrow to JSON, metric series. The API and the AI service share it.
+//! - [`ai`]: the AI service (analysis, insights, the continuous watch, saved
+//!   log templates) over `ophion-ai`.
+//! - [`auth`]: users, sessions, tenants, ingest keys, roles, limits and the
+//!   hash-chained audit log, with their metadata tables.
 //! - [`config`]: configuration layers (defaults < TOML < `OPHION_*` < flags).
 //! - [`guard`]: the process memory guard in front of the store, and
 //!   [`alloc`]: the counting allocator it reads.
 //! - [`cli`]: the `ophion` command-line client of the API.
 //!
+//! ```text
+//!  receivers ─► TelemetrySink (store) ◄─ Reader (TelemetryQuery) ◄─ api handlers
+//!                                                      ▲
+//!                                                 ai::AiService ◄─ api/ai.rs
+//! ```
+//!
 //! Dependencies point one way: this crate uses `ophion-core`,
-//! `ophion-receiver` and `ophion-store`; nothing uses it.
+//! `ophion-receiver`, `ophion-store` and `ophion-ai`; nothing uses it.
+//! Inside it, no two modules import each other in a circle
+//! (`tests/architecture.rs`).
+//!
+//! ```
+//! // Every route has a permission and a description:
+//! let routes = ophion_bin::api::routes::table();
+//! assert!(routes.iter().any(|r| r.path() == "/api/v1/query"));
+//! ```
+//!
+//! | feature | what it does |
+//! |---------|--------------|
+//! | `system-alloc` | the system allocator instead of mimalloc (docs/adr/001-allocator.md) |
 
 pub mod ai;
 pub mod alloc;

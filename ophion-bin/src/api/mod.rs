@@ -5,6 +5,13 @@
 //! Every error is JSON `{"error": {"code": "...", "message": "..."}}` with
 //! the matching HTTP status; messages say what went wrong in the caller's
 //! terms, never a stack trace or SQL internals.
+//!
+//! A new endpoint: its handler in the module of its area (`traces`, `logs`,
+//! `metrics`, `services`, `query`, `users`, `ops`, `ai`), and one entry in
+//! [`routes::table`], which gives the router, the permission check
+//! (`access`) and the OpenAPI document ([`openapi`]). Handlers read
+//! through [`crate::read::Reader`] and call services such as
+//! [`crate::ai::AiService`]; they hold no engine logic.
 
 mod access;
 mod ai;
