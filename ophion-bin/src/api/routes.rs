@@ -7,7 +7,7 @@
 //! A new endpoint: write the handler in its module, add one `Route::new`
 //! below. A route without a permission does not compile:
 //!
-//! ```compile_fail
+//! ```compile_fail,E0061
 //! use ophion_bin::api::{Doc, routes::Route};
 //! async fn hello() -> &'static str { "hi" }
 //! let r = Route::new(http::Method::GET, "/api/v1/hello", hello, Doc::new("Hello"));
