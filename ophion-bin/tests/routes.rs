@@ -147,3 +147,31 @@ fn every_built_in_route_is_documented_and_listed_once() {
     }
     assert!(table.len() >= 32);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn head_needs_what_get_needs() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let server = Server::bind(config(dir.path())).await.expect("bind");
+    let api = format!("http://{}", server.addresses().api);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = server.serve(async {
+        let _ = stopped.await;
+    });
+    let (served, ()) = tokio::join!(serving, async move {
+        let http = reqwest::Client::new();
+        for (path, want) in [
+            ("/api/v1/status", 401),
+            ("/api/v1/services", 401),
+            ("/healthz", 200),
+        ] {
+            let r = http
+                .head(format!("{api}{path}"))
+                .send()
+                .await
+                .expect("head");
+            assert_eq!(r.status(), want, "HEAD {path}");
+        }
+        let _ = stop.send(());
+    });
+    served.expect("clean shutdown");
+}

@@ -131,7 +131,13 @@ pub(super) async fn authorize(State(gate): State<Gate>, mut req: Request, next: 
     {
         return ApiError::too_many(wait).into_response();
     }
-    let Some(perm) = gate.permissions.get(&method, &path) else {
+    // The router answers HEAD with the GET handler: it needs what GET needs.
+    let asked = if method == Method::HEAD {
+        Method::GET
+    } else {
+        method.clone()
+    };
+    let Some(perm) = gate.permissions.get(&asked, &path) else {
         if gate.permissions.has_path(&path) {
             return next.run(req).await; // the router answers 405
         }
