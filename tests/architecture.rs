@@ -129,7 +129,7 @@ fn code_only(text: &str) -> String {
 /// Every path a file names through `crate::`, `super::` or `self::`,
 /// including those inside `use` trees (`use super::{a, b::{c, d}}`),
 /// resolved to absolute module paths (as long as they go).
-fn references(module: &[String], is_mod_file: bool, code: &str) -> Vec<Vec<String>> {
+fn references(module: &[String], code: &str) -> Vec<Vec<String>> {
     let mut paths: Vec<Vec<String>> = Vec::new();
     // Expand use trees into flat paths.
     let mut rest = code;
@@ -179,7 +179,6 @@ fn references(module: &[String], is_mod_file: bool, code: &str) -> Vec<Vec<Strin
     }
     // `super` of a `foo.rs` or `foo/mod.rs` module is its parent either way;
     // `self` is the module itself.
-    let _ = is_mod_file;
     paths
         .into_iter()
         .filter_map(|p| {
@@ -307,15 +306,12 @@ fn sibling_graphs(krate: &str) -> BTreeMap<Vec<String>, BTreeMap<String, BTreeSe
             continue;
         };
         let text = std::fs::read_to_string(&f).expect("read source");
-        let is_mod = f
-            .file_name()
-            .is_some_and(|n| n == "mod.rs" || n == "lib.rs");
         modules.insert(m.clone());
-        parsed.push((m, is_mod, code_only(&text)));
+        parsed.push((m, code_only(&text)));
     }
     let mut graphs: BTreeMap<Vec<String>, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
-    for (m, is_mod, code) in &parsed {
-        for r in references(m, *is_mod, code) {
+    for (m, code) in &parsed {
+        for r in references(m, code) {
             let r = resolve(&modules, &r);
             let common = m.iter().zip(&r).take_while(|(a, b)| a == b).count();
             // A module and its ancestors or descendants: the tree itself.
@@ -363,7 +359,7 @@ fn the_cycle_check_sees_a_cycle() {
     let code = code_only(
         "use super::b::Thing; // use super::c;\nfn f() { let s = \"crate::d\"; crate::e::go(); }",
     );
-    let refs = references(&["x".into(), "a".into()], false, &code);
+    let refs = references(&["x".into(), "a".into()], &code);
     assert!(refs.contains(&vec!["x".into(), "b".into(), "Thing".into()]));
     assert!(refs.contains(&vec!["e".into(), "go".into()]));
     assert!(

@@ -13,7 +13,7 @@ use datafusion::{
     catalog::{Session, TableProvider},
     datasource::TableType,
     logical_expr::{Expr, TableProviderFilterPushDown},
-    physical_plan::{ExecutionPlan, empty::EmptyExec},
+    physical_plan::ExecutionPlan,
 };
 use ophion_core::{
     Signal, SinkError, TelemetryBatch, TelemetryQuery, TenantId,
@@ -23,7 +23,7 @@ use ophion_core::{
 use crate::{
     config::QueryConfig,
     error::Error,
-    query::{new_session, query_schema, run_sql, scan_buffer},
+    query::{empty_scan, new_session, query_schema, run_sql, scan_buffer},
 };
 
 type Tables = HashMap<(TenantId, Signal), Vec<RecordBatch>>;
@@ -150,12 +150,7 @@ impl TableProvider for MemoryTable {
         _limit: Option<usize>,
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
         if self.batches.is_empty() {
-            let schema = self.schema();
-            let projected = match projection {
-                Some(p) => Arc::new(schema.project(p)?),
-                None => schema,
-            };
-            return Ok(Arc::new(EmptyExec::new(projected)));
+            return empty_scan(&self.schema(), projection);
         }
         scan_buffer(self.batches.clone(), self.signal, projection)
     }

@@ -231,11 +231,7 @@ impl TableProvider for TelemetryTable {
             inputs.push(exact.apply(state, scan)?);
         }
         if inputs.is_empty() {
-            let projected = match projection {
-                Some(p) => Arc::new(schema.project(p)?),
-                None => schema,
-            };
-            return Ok(Arc::new(EmptyExec::new(projected)));
+            return empty_scan(&schema, projection);
         }
         UnionExec::try_new(inputs)
     }
@@ -337,6 +333,18 @@ pub fn query_schema(signal: Signal) -> SchemaRef {
         .position(|s| *s == signal)
         .expect("every signal is in Signal::ALL");
     Arc::clone(&all[i])
+}
+
+/// A scan of no rows with `schema` (projected).
+pub(crate) fn empty_scan(
+    schema: &SchemaRef,
+    projection: Option<&Vec<usize>>,
+) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+    let projected = match projection {
+        Some(p) => Arc::new(schema.project(p)?),
+        None => Arc::clone(schema),
+    };
+    Ok(Arc::new(EmptyExec::new(projected)))
 }
 
 /// Scans the rows still in memory (core schema), with the projected string
@@ -798,13 +806,11 @@ impl Store {
         run_sql(self.session(tenant)?, &self.inner.config.query, sql, params).await
     }
 
-    /// Every span of one trace: the fast path behind "trace by id".
+    /// Every span of one trace: the fast path behind "trace by id" (the
+    /// `trace_id` bloom filters prune the files), as
+    /// [`TelemetryQuery::trace`] answers it.
     pub async fn trace(&self, tenant: &TenantId, trace_id: [u8; 16]) -> Result<Vec<RecordBatch>> {
-        let sql = format!(
-            "SELECT * FROM spans WHERE trace_id = '{}' ORDER BY start_time",
-            hex::encode(trace_id)
-        );
-        Ok(self.sql(tenant, &sql).await?.batches)
+        Ok(TelemetryQuery::trace(self, tenant, trace_id).await?)
     }
 }
 
@@ -817,16 +823,6 @@ impl TelemetryQuery for Store {
         params: Params,
     ) -> std::result::Result<QueryOutput, QueryError> {
         self.sql_with_params(tenant, sql, params)
-            .await
-            .map_err(Error::into_query_error)
-    }
-
-    async fn trace(
-        &self,
-        tenant: &TenantId,
-        trace_id: [u8; 16],
-    ) -> std::result::Result<Vec<RecordBatch>, QueryError> {
-        Store::trace(self, tenant, trace_id)
             .await
             .map_err(Error::into_query_error)
     }

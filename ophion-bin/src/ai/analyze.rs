@@ -68,13 +68,12 @@ impl Analysis {
 
 /// The baseline and window's RED series per service, scored; the flagged
 /// minutes inside `range`.
-fn red_anomalies(series: &red_series::RedSeries, range: &Range, baseline_from: i64) -> Vec<Value> {
+fn red_anomalies(series: &red_series::RedSeries, range: &Range) -> Vec<Value> {
     let mut out = Vec::new();
     for ((svc, _), minutes) in series {
         let (Some(&first), Some(&last)) = (minutes.keys().next(), minutes.keys().last()) else {
             continue;
         };
-        let first = first.max(baseline_from / MINUTE_NS);
         // Short series: settle after a third of the baseline.
         let cfg = DetectorConfig {
             warmup: (((range.from / MINUTE_NS) - first).max(3) / 3) as usize,
@@ -148,7 +147,7 @@ impl AiService {
 
         let series =
             red_series::series(&self.reader, tenant, baseline, Per::Service, service).await?;
-        let anomalies = red_anomalies(&series, &range, baseline.from);
+        let anomalies = red_anomalies(&series, &range);
         let root_causes = rca::rank(&spans, range.from, range.to, &RcaConfig::default());
         let in_window: Vec<SpanInfo> = spans
             .into_iter()

@@ -63,18 +63,6 @@ impl Reader {
         out
     }
 
-    /// Every span of one trace, oldest first.
-    pub async fn trace(
-        &self,
-        tenant: &TenantId,
-        trace_id: [u8; 16],
-    ) -> Result<Vec<arrow_array::RecordBatch>, QueryError> {
-        let started = Instant::now();
-        let out = self.query.trace(tenant, trace_id).await;
-        self.latency.observe(started.elapsed());
-        out
-    }
-
     /// See [`TelemetryQuery::is_empty`].
     pub fn is_empty(&self) -> bool {
         self.query.is_empty()
