@@ -98,6 +98,10 @@ impl Server {
             config.auth.clone(),
             config.limits.clone(),
             std::thread::available_parallelism().map_or(1, |n| n.get()),
+            crate::auth::signing::Source::of(
+                &config.store.data_dir,
+                std::env::var(crate::auth::signing::ENV).ok(),
+            ),
         )
         .await?;
         let admin_password = std::env::var("OPHION_ADMIN_PASSWORD")

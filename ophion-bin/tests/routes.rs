@@ -175,3 +175,87 @@ async fn head_needs_what_get_needs() {
     });
     served.expect("clean shutdown");
 }
+
+/// A writer the test's log goes to, kept for reading.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+async fn boom() -> &'static str {
+    panic!("a handler bug: index out of bounds")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_that_panics_answers_500_and_is_logged() {
+    let log = Captured::default();
+    let writer = log.clone();
+    let _ = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .try_init();
+    let dir = tempfile::tempdir().expect("tmp");
+    let server = Server::bind(config(dir.path()))
+        .await
+        .expect("bind")
+        .mount(vec![Route::new(
+            Method::GET,
+            "/api/v1/x-boom",
+            Permission::Public,
+            boom,
+            Doc::new("Panics"),
+        )]);
+    let api = format!("http://{}", server.addresses().api);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = server.serve(async {
+        let _ = stopped.await;
+    });
+    let (served, ()) = tokio::join!(serving, async move {
+        let http = reqwest::Client::new();
+        for _ in 0..3 {
+            let r = http
+                .get(format!("{api}/api/v1/x-boom"))
+                .send()
+                .await
+                .expect("answered, not dropped");
+            assert_eq!(r.status(), 500);
+            let v: serde_json::Value = r.json().await.expect("json");
+            assert_eq!(v["error"]["code"], "internal");
+            assert!(
+                !v.to_string().contains("index out of bounds"),
+                "the panic is not shown to the client: {v}"
+            );
+        }
+        // The server carries on, and counted the answers as server errors.
+        let metrics = http
+            .get(format!("{api}/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        assert!(
+            metrics.contains("ophion_api_errors_total{class=\"5xx\"} 3"),
+            "{metrics}"
+        );
+        let _ = stop.send(());
+    });
+    served.expect("clean shutdown");
+    let text = String::from_utf8_lossy(&log.0.lock().expect("log")).into_owned();
+    assert!(
+        text.contains("ERROR") && text.contains("a handler bug: index out of bounds"),
+        "{text}"
+    );
+}

@@ -7,72 +7,10 @@ mod common;
 use std::{collections::HashMap, process::Command};
 
 use base64::Engine as _;
-use common::{ADMIN_PASSWORD, Server, client};
+use common::{ADMIN_PASSWORD, PASSWORD, Server, call, client, create_user, login, token};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use ophion_bin::{api::routes, auth::Permission};
 use serde_json::{Value, json};
-
-const PASSWORD: &str = "a-long-enough-password";
-
-async fn login(http: &reqwest::Client, s: &Server, user: &str, pw: &str) -> (u16, Value) {
-    let r = http
-        .post(format!("{}/api/v1/auth/login", s.api))
-        .json(&json!({"username": user, "password": pw}))
-        .send()
-        .await
-        .expect("login");
-    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
-}
-
-async fn token(http: &reqwest::Client, s: &Server, user: &str, pw: &str) -> String {
-    let (status, v) = login(http, s, user, pw).await;
-    assert_eq!(status, 200, "login {user}: {v}");
-    v["token"].as_str().expect("token").to_owned()
-}
-
-async fn call(
-    http: &reqwest::Client,
-    s: &Server,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let url = format!("{}{path}", s.api);
-    let mut req = http.request(method.parse().expect("method"), url);
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
-    }
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let r = req.send().await.expect("request");
-    let status = r.status().as_u16();
-    if path.ends_with("/tail") {
-        return (status, Value::Null); // a stream that does not end
-    }
-    (status, r.json().await.unwrap_or(Value::Null))
-}
-
-async fn create_user(
-    http: &reqwest::Client,
-    s: &Server,
-    admin: &str,
-    name: &str,
-    role: &str,
-) -> i64 {
-    let (status, v) = call(
-        http,
-        s,
-        "POST",
-        "/api/v1/users",
-        Some(admin),
-        Some(json!({"username": name, "password": PASSWORD, "role": role})),
-    )
-    .await;
-    assert_eq!(status, 201, "{v}");
-    v["id"].as_i64().expect("id")
-}
 
 /// An admin's `PATCH /api/v1/users/{id}`: status and answer.
 async fn patch_user(

@@ -9,7 +9,7 @@
 
 use std::path::Path;
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension as _};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{Error, Result};
@@ -74,18 +74,38 @@ impl Metadata {
                 migrations.len()
             )));
         }
+        // Foreign keys are off while migrating (SQLite's procedure for
+        // rebuilding a table: `DROP TABLE` would otherwise cascade), and
+        // checked before each migration commits.
         self.call(move |c| {
-            for (i, sql) in migrations.iter().enumerate().skip(done) {
-                let tx = c.transaction()?;
-                tx.execute_batch(sql)?;
-                tx.execute(
-                    "INSERT INTO schema_migrations (component, version) VALUES (?1, ?2) \
-                     ON CONFLICT (component) DO UPDATE SET version = excluded.version",
-                    (component, (i + 1) as i64),
-                )?;
-                tx.commit()?;
-            }
-            Ok(())
+            c.pragma_update(None, "foreign_keys", "OFF")?;
+            let applied = (|| {
+                for (i, sql) in migrations.iter().enumerate().skip(done) {
+                    let tx = c.transaction()?;
+                    tx.execute_batch(sql)?;
+                    let broken: Option<String> = tx
+                        .query_row("PRAGMA foreign_key_check", [], |r| r.get(0))
+                        .optional()?;
+                    if let Some(table) = broken {
+                        return Err(rusqlite::Error::SqliteFailure(
+                            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT),
+                            Some(format!(
+                                "{component} migration {}: broken foreign key in {table}",
+                                i + 1
+                            )),
+                        ));
+                    }
+                    tx.execute(
+                        "INSERT INTO schema_migrations (component, version) VALUES (?1, ?2) \
+                         ON CONFLICT (component) DO UPDATE SET version = excluded.version",
+                        (component, (i + 1) as i64),
+                    )?;
+                    tx.commit()?;
+                }
+                Ok(())
+            })();
+            c.pragma_update(None, "foreign_keys", "ON")?;
+            applied
         })
         .await
     }

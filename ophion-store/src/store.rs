@@ -139,6 +139,31 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Creates the data directory readable by its owner only (`0700` on
+/// Unix); a directory that already exists keeps its mode, with a warning
+/// when others may read it.
+fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+        b.mode(0o700);
+        b.create(dir)?;
+        let mode = std::fs::metadata(dir)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                dir = %dir.display(),
+                mode = format!("{:o}", mode & 0o777),
+                "the data directory is readable by other users: chmod 700 it"
+            );
+        }
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    b.create(dir)
+}
+
 impl Store {
     /// Opens the store: migrates the metadata database, loads the catalog,
     /// replays the write-ahead log into memory (skipping and counting a
@@ -150,7 +175,7 @@ impl Store {
     /// [`Store::open`] with an injected clock (retention, tests).
     pub async fn open_with_clock(config: StoreConfig, clock: Arc<dyn Clock>) -> Result<Self> {
         config.validate()?;
-        std::fs::create_dir_all(&config.data_dir)?;
+        private_dir(&config.data_dir)?;
         let dir_lock = lock_data_dir(&config.data_dir)?;
         let metadata = Metadata::open(&config.data_dir.join("metadata.db"))?;
         let (catalog, watermark) = Catalog::load(&metadata).await?;

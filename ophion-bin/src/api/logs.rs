@@ -198,47 +198,91 @@ fn records(batch: &RecordBatch, filter: &TailFilter) -> Vec<Map<String, Value>> 
     rows
 }
 
-pub(super) async fn tail(
-    State(s): State<Arc<ApiState>>,
-    who: Principal,
-    Query(q): Query<LogParams>,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let filter = TailFilter::new(&q)?;
-    let rx = s.tail.subscribe();
-    let tenant = who.tenant.clone();
-    let stream = futures::stream::unfold(
-        (rx, filter, tenant, Vec::<Event>::new()),
-        |(mut rx, filter, tenant, mut pending)| async move {
-            loop {
-                if let Some(e) = pending.pop() {
-                    return Some((Ok(e), (rx, filter, tenant, pending)));
+/// How often a tail stream checks that its token is still good: a stream
+/// ends within this long of its token's logout, revocation or expiry.
+const RECHECK: Duration = Duration::from_secs(2);
+
+/// What a tail stream carries between events.
+struct Tailing {
+    rx: tokio::sync::broadcast::Receiver<Arc<super::tail::Published>>,
+    filter: TailFilter,
+    tenant: ophion_core::TenantId,
+    pending: Vec<Event>,
+    state: Arc<ApiState>,
+    token: String,
+    recheck: tokio::time::Interval,
+    ended: bool,
+}
+
+impl Tailing {
+    /// The next event, or `None` at the end of the stream.
+    async fn next(&mut self) -> Option<Event> {
+        loop {
+            if let Some(e) = self.pending.pop() {
+                return Some(e);
+            }
+            if self.ended {
+                return None;
+            }
+            tokio::select! {
+                _ = self.recheck.tick() => {
+                    if let Err(e) = self.state.auth.authenticate(&self.token).await {
+                        // The credential is gone: say why, then end.
+                        self.ended = true;
+                        return Some(Event::default()
+                            .event("end")
+                            .data(json!({"reason": e.to_string()}).to_string()));
+                    }
                 }
-                match rx.recv().await {
+                got = self.rx.recv() => match got {
                     Ok(published) => {
                         let (t, batch) = published.as_ref();
-                        if *t != tenant {
+                        if *t != self.tenant {
                             continue;
                         }
-                        pending = records(batch, &filter)
+                        self.pending = records(batch, &self.filter)
                             .into_iter()
                             .rev()
-                            .map(|r| {
-                                Event::default()
-                                    .event("log")
-                                    .data(Value::Object(r).to_string())
-                            })
+                            .map(|r| Event::default().event("log").data(Value::Object(r).to_string()))
                             .collect();
                     }
                     Err(RecvError::Lagged(n)) => {
-                        let e = Event::default()
+                        return Some(Event::default()
                             .event("lagged")
-                            .data(json!({"missed_batches": n}).to_string());
-                        return Some((Ok(e), (rx, filter, tenant, pending)));
+                            .data(json!({"missed_batches": n}).to_string()));
                     }
                     Err(RecvError::Closed) => return None,
-                }
+                },
             }
-        },
-    );
+        }
+    }
+}
+
+/// `GET /api/v1/logs/tail`: new records as server-sent events. The stream
+/// lives as long as the token that opened it: after its logout,
+/// revocation or expiry it sends an `end` event and closes.
+pub(super) async fn tail(
+    State(s): State<Arc<ApiState>>,
+    who: Principal,
+    headers: axum::http::HeaderMap,
+    Query(q): Query<LogParams>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let filter = TailFilter::new(&q)?;
+    let token = crate::auth::bearer(&headers).unwrap_or_default().to_owned();
+    let mut recheck = tokio::time::interval(RECHECK);
+    recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let tailing = Tailing {
+        rx: s.tail.subscribe(),
+        filter,
+        tenant: who.tenant.clone(),
+        pending: Vec::new(),
+        state: Arc::clone(&s),
+        token,
+        recheck,
+        ended: false,
+    };
+    let stream = futures::stream::unfold(tailing, |mut t| async move {
+        t.next().await.map(|e| (Ok(e), t))
+    });
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }

@@ -97,11 +97,31 @@ pub fn with_routes(
     table.extend(extra);
     Ok(routes::build(Arc::clone(&state), table)?
         .fallback(not_found)
+        // A handler that panics answers 500 (and the panic is logged);
+        // the connection and the server carry on.
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
         // Outermost: counts every answer and adds the security headers.
         .layer(axum::middleware::from_fn_with_state(
             state,
             ops::count_errors,
         )))
+}
+
+/// The answer to a request whose handler panicked: a logged error and a
+/// 500 that tells nothing of the panic.
+fn panicked(why: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
+    let what = why
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| why.downcast_ref::<&str>().copied())
+        .unwrap_or("(no message)");
+    tracing::error!(panic = what, "an API handler panicked; answered 500");
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "internal error; the server log has details",
+    )
+    .into_response()
 }
 
 async fn not_found() -> ApiError {

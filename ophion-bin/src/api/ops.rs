@@ -16,7 +16,10 @@ use ophion_core::{Signal, histogram::BUCKETS};
 use serde_json::json;
 
 use super::{ApiError, ApiState};
-use crate::guard::resident_bytes;
+use crate::{
+    auth::{Permission, Principal},
+    guard::resident_bytes,
+};
 
 /// `GET /healthz`: the process is up.
 pub(super) async fn healthz() -> &'static str {
@@ -42,37 +45,59 @@ pub(super) async fn version() -> Json<serde_json::Value> {
 }
 
 /// `GET /api/v1/status`: what the server holds and how it is doing.
-pub(super) async fn status(State(s): State<Arc<ApiState>>) -> Json<serde_json::Value> {
-    let st = s.store.stats();
-    let r = s.receiver.stats();
-    let files = s.store.files();
-    let signal = |sig: Signal| {
-        let rs = r.signal(sig);
+/// Admins of the default tenant (operators) see the whole server:
+/// memory, buffers and what the receivers took in from every tenant.
+/// Everyone else sees their own tenant's stored files, rows and bytes
+/// (`"scope": "tenant"`), nothing of other tenants.
+pub(super) async fn status(
+    State(s): State<Arc<ApiState>>,
+    who: Principal,
+) -> Json<serde_json::Value> {
+    let server_wide =
+        Permission::Operator.allows(who.role, who.tenant == ophion_core::TenantId::default());
+    let files: Vec<_> = s
+        .store
+        .files()
+        .into_iter()
+        .filter(|f| server_wide || f.tenant == who.tenant)
+        .collect();
+    let stored = |sig: Signal| {
         let f: Vec<_> = files.iter().filter(|f| f.signal == sig).collect();
         json!({
-            "received_items": rs.accepted,
-            "rejected_items": rs.rejected,
-            "received_bytes": rs.bytes,
             "files": f.len(),
             "stored_bytes": f.iter().map(|f| f.bytes).sum::<u64>(),
             "stored_rows": f.iter().map(|f| f.rows).sum::<u64>(),
         })
     };
-    Json(json!({
+    let mut v = json!({
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_secs": s.started.elapsed().as_secs(),
         "ready": s.ready.load(Relaxed),
-        "memory": {
+        "scope": if server_wide { "server" } else { "tenant" },
+        "tenant": who.tenant.as_str(),
+        "traces": stored(Signal::Traces),
+        "logs": stored(Signal::Logs),
+        "metrics": stored(Signal::Metrics),
+    });
+    if server_wide {
+        let st = s.store.stats();
+        let r = s.receiver.stats();
+        for sig in Signal::ALL {
+            let rs = r.signal(sig);
+            let x = &mut v[sig.as_str()];
+            x["received_items"] = rs.accepted.into();
+            x["rejected_items"] = rs.rejected.into();
+            x["received_bytes"] = rs.bytes.into();
+        }
+        v["memory"] = json!({
             "heap_in_use_bytes": s.guard.used(),
             "resident_bytes": resident_bytes(),
             "over_soft_limit": s.guard.over(),
-        },
-        "buffer_bytes": s.store.buffered_bytes(),
-        "rows_written": st.rows_written.load(Relaxed),
-        "traces": signal(Signal::Traces),
-        "logs": signal(Signal::Logs),
-        "metrics": signal(Signal::Metrics),
-    }))
+        });
+        v["buffer_bytes"] = s.store.buffered_bytes().into();
+        v["rows_written"] = st.rows_written.load(Relaxed).into();
+    }
+    Json(v)
 }
 
 /// Counts API answers with error statuses (for `/metrics`).

@@ -311,7 +311,7 @@ pub fn table() -> Vec<Route> {
             "/api/v1/status",
             Permission::Read,
             ops::status,
-            Doc::new("Server status: version, uptime, memory, received and stored data per signal")
+            Doc::new("Status: version, uptime and stored data per signal of your tenant; for admins of the default tenant the whole server (memory, buffers, received data of every tenant)")
             .ok(200, "Status")
             .errors(&[400]),
         ),
@@ -330,7 +330,8 @@ pub fn table() -> Vec<Route> {
             Permission::Public,
             users::login,
             Doc::new("Sign in: an access token (Bearer, short-lived) and a one-time refresh token")
-            .body(true, json!({"type": "object", "properties": {"username": {"type": "string"}, "password": {"type": "string"}}, "required": ["username", "password"]}))
+            .description("User names are unique per tenant. `tenant` may be left out when the name is the default tenant's or exists in one tenant only.")
+            .body(true, json!({"type": "object", "properties": {"username": {"type": "string"}, "password": {"type": "string"}, "tenant": {"type": "string"}}, "required": ["username", "password"]}))
             .ok(200, "OK"),
         ),
         Route::new(
@@ -425,6 +426,16 @@ pub fn table() -> Vec<Route> {
             Doc::new("Create a tenant with its first admin (admins of the default tenant)")
             .body(true, json!({"type": "object", "properties": {"id": {"type": "string"}, "name": {"type": "string"}, "admin_username": {"type": "string"}, "admin_password": {"type": "string"}}, "required": ["id", "name", "admin_username", "admin_password"]}))
             .ok(201, "Created"),
+        ),
+        Route::new(
+            Method::POST,
+            "/api/v1/admin/signing-key/rotate",
+            Permission::Operator,
+            users::rotate_signing_key,
+            Doc::new("Replace the token signing key (admins of the default tenant): every session of every tenant ends, everyone signs in again")
+            .description("Refused with 409 when the key comes from OPHION_SIGNING_KEY: rotate it there and restart. See docs/security.md.")
+            .ok_content(204, "Rotated", json!({}))
+            .errors(&[409]),
         ),
         Route::new(
             Method::GET,

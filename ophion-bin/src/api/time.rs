@@ -16,6 +16,11 @@ pub(super) struct RangeParams {
 
 const HOUR_NS: i64 = 3_600_000_000_000;
 
+/// Latest time accepted: 2100-01-01T00:00:00Z. With the earliest, 1970,
+/// every range, its length and small multiples of it fit an `i64` of
+/// nanoseconds, so nothing downstream can overflow.
+pub(crate) const MAX_NS: i64 = 4_102_444_800_000_000_000;
+
 /// A duration such as `15m`, `1h`, `7d`, `30s`, in nanoseconds.
 pub(super) fn duration_ns(text: &str) -> Option<i64> {
     let text = text.trim();
@@ -39,9 +44,11 @@ fn instant(text: &str, now: i64) -> Result<i64, ApiError> {
         return Ok(now);
     }
     if let Some(rest) = t.strip_prefix("now-") {
-        return duration_ns(rest).map(|d| now - d).ok_or_else(|| {
-            ApiError::bad_request(format!("`{t}`: use now-<n><s|m|h|d>, e.g. now-15m"))
-        });
+        return duration_ns(rest)
+            .and_then(|d| now.checked_sub(d))
+            .ok_or_else(|| {
+                ApiError::bad_request(format!("`{t}`: use now-<n><s|m|h|d>, e.g. now-15m"))
+            });
     }
     if let Ok(ns) = t.parse::<i64>() {
         return Ok(ns);
@@ -69,8 +76,15 @@ pub(super) fn resolve(from: Option<&str>, to: Option<&str>) -> Result<Range, Api
     };
     let from = match from {
         Some(f) => instant(f, now)?,
-        None => to - HOUR_NS,
+        None => to.saturating_sub(HOUR_NS).max(0),
     };
+    for t in [from, to] {
+        if !(0..=MAX_NS).contains(&t) {
+            return Err(ApiError::bad_request(format!(
+                "time {t} ns is out of range: times are between 1970 and 2100"
+            )));
+        }
+    }
     if from >= to {
         return Err(ApiError::bad_request("`from` must be before `to`"));
     }
@@ -93,6 +107,19 @@ mod tests {
         );
         assert!(instant("yesterday", now).is_err());
         assert!(instant("now-5y", now).is_err());
+        assert!(
+            instant(&format!("now-{}d", i64::MAX), now).is_err(),
+            "no overflow"
+        );
+        for (f, t) in [
+            (i64::MIN.to_string(), "now".to_owned()),
+            ("0".to_owned(), i64::MAX.to_string()),
+            ("-1".to_owned(), "5".to_owned()),
+            ("now-106751d".to_owned(), "now".to_owned()),
+        ] {
+            assert!(resolve(Some(&f), Some(&t)).is_err(), "{f}..{t}");
+        }
+        assert!(resolve(None, Some("1")).is_ok(), "defaults clamp at 1970");
         assert_eq!(duration_ns("7d"), Some(7 * 24 * HOUR_NS));
         let r = RangeParams {
             from: Some("now-2h".into()),

@@ -123,7 +123,7 @@ pub(super) async fn get(
     Ok(Json(json!({
         "trace_id": id,
         "start_time_unix_nano": start,
-        "duration_ns": start.zip(end).map(|(s, e)| e - s),
+        "duration_ns": start.zip(end).and_then(|(s, e)| e.checked_sub(s)),
         "span_count": spans.len(),
         "error_count": spans.iter().filter(|m| m.get("status_code").and_then(Value::as_str) == Some("error")).count(),
         "services": services,

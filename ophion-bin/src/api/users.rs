@@ -23,6 +23,9 @@ fn body<T>(b: Result<Json<T>, JsonRejection>, shape: &str) -> Result<T, ApiError
 pub(super) struct Login {
     username: String,
     password: String,
+    /// The user's tenant; needed when the name is not the default
+    /// tenant's and exists in several tenants.
+    tenant: Option<String>,
 }
 
 pub(super) async fn login(
@@ -30,8 +33,14 @@ pub(super) async fn login(
     Client(from): Client,
     b: Result<Json<Login>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let l = body(b, r#"{"username": "...", "password": "..."}"#)?;
-    let tokens = s.auth.login(&l.username, &l.password, &from).await?;
+    let l = body(
+        b,
+        r#"{"username": "...", "password": "...", "tenant": "... (optional)"}"#,
+    )?;
+    let tokens = s
+        .auth
+        .login(l.tenant.as_deref(), &l.username, &l.password, &from)
+        .await?;
     Ok(Json(json!(tokens)))
 }
 
@@ -228,6 +237,24 @@ pub(super) async fn create_tenant(
         StatusCode::CREATED,
         Json(json!({"id": t.id, "name": t.name, "admin": admin})),
     ))
+}
+
+pub(super) async fn rotate_signing_key(
+    State(s): State<Arc<ApiState>>,
+    p: Principal,
+    Client(from): Client,
+) -> Result<StatusCode, ApiError> {
+    s.auth.rotate_signing_key().await?;
+    s.auth
+        .audit(event(
+            &p,
+            "signing_key_rotate",
+            "signing key",
+            &from,
+            "every session ended",
+        ))
+        .await;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Deserialize)]

@@ -9,7 +9,10 @@
 //! - [`limits`]: token buckets and sign-in windows.
 //! - `sessions`: login, refresh (rotating one-time refresh tokens),
 //!   authentication of a bearer token, logout (revokes the token's `jti`).
-//! - `users`, `tenants`: managing them.
+//! - `users`, `tenants`: managing them. User names are unique within a
+//!   tenant; sign-in names the tenant when the name is not unique.
+//! - [`signing`]: the token signing key, in its own `0600` file (or the
+//!   environment), never in the database; rotation.
 //!
 //! [`Auth`] ties them to the metadata database, whose tables it owns and
 //! migrates ([`MIGRATIONS`]). Every user belongs to one tenant; a
@@ -21,6 +24,7 @@ pub mod limits;
 pub mod password;
 pub mod rbac;
 mod sessions;
+pub mod signing;
 mod tenants;
 pub mod token;
 mod users;
@@ -29,6 +33,7 @@ use std::sync::Arc;
 
 use ophion_core::TenantId;
 use ophion_store::metadata::Metadata;
+use rusqlite::OptionalExtension as _;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
@@ -100,6 +105,25 @@ pub const MIGRATIONS: &[&str] = &[
         jti TEXT PRIMARY KEY,
         expires_at INTEGER NOT NULL
     );
+    "#,
+    // 3: user names unique per tenant, not across tenants (a rebuild:
+    // SQLite cannot drop a column's UNIQUE).
+    r#"
+    CREATE TABLE users_new (
+        id INTEGER PRIMARY KEY,
+        tenant_id TEXT NOT NULL REFERENCES tenants(id),
+        username TEXT NOT NULL,
+        password_hash TEXT NOT NULL,
+        role TEXT NOT NULL CHECK (role IN ('admin', 'editor', 'viewer')),
+        disabled INTEGER NOT NULL DEFAULT 0,
+        token_version INTEGER NOT NULL DEFAULT 0,
+        created_at INTEGER NOT NULL,
+        UNIQUE (tenant_id, username)
+    );
+    INSERT INTO users_new SELECT id, tenant_id, username, password_hash, role, disabled, token_version, created_at FROM users;
+    DROP TABLE users;
+    ALTER TABLE users_new RENAME TO users;
+    CREATE INDEX users_by_name ON users (username);
     "#,
 ];
 
@@ -215,7 +239,8 @@ pub struct UserPatch {
 #[derive(Debug)]
 pub struct Auth {
     meta: Metadata,
-    keys: token::Keys,
+    keys: std::sync::RwLock<token::Keys>,
+    signing: signing::Source,
     hasher: password::Hasher,
     config: AuthConfig,
     ingest: Arc<keys::IngestKeys>,
@@ -281,31 +306,36 @@ fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
 }
 
 impl Auth {
-    /// Loads (or creates, on first start) the token signing secret.
+    /// Opens users and sessions: migrates their tables and loads (or
+    /// creates, on first start) the token signing key from `signing`
+    /// (`env`: the key itself when it comes from the environment). A key
+    /// an older release kept in the database moves to the key file and
+    /// leaves the database.
     pub async fn open(
         meta: Metadata,
         config: AuthConfig,
         limits: limits::LimitsConfig,
         hash_permits: usize,
+        signing: (signing::Source, Option<String>),
     ) -> Result<Self, AuthError> {
         meta.migrate("auth", MIGRATIONS).await?;
         let limits = Arc::new(limits::Limiters::new(limits));
-        let fresh = password::random_hex(32);
-        let secret: String = meta
-            .call(move |c| {
-                c.execute(
-                    "INSERT OR IGNORE INTO settings (key, value) VALUES ('jwt_secret', ?1)",
-                    [&fresh],
-                )?;
+        let legacy: Option<String> = meta
+            .call(|c| {
                 c.query_row(
                     "SELECT value FROM settings WHERE key = 'jwt_secret'",
                     [],
                     |r| r.get(0),
                 )
+                .optional()
             })
             .await?;
-        let secret = hex::decode(secret)
-            .map_err(|e| AuthError::Internal(format!("stored token secret: {e}")))?;
+        let (source, env) = signing;
+        let secret = signing::load(&source, env.as_deref(), legacy.as_deref())?;
+        if legacy.is_some() {
+            meta.call(|c| c.execute("DELETE FROM settings WHERE key = 'jwt_secret'", []))
+                .await?;
+        }
         let ingest = keys::IngestKeys::new(config.require_ingest_key, Arc::clone(&limits));
         let live: Vec<(String, String)> = meta
             .call(|c| {
@@ -321,7 +351,8 @@ impl Auth {
         }
         Ok(Self {
             meta,
-            keys: token::Keys::new(&secret),
+            keys: std::sync::RwLock::new(token::Keys::new(&secret)),
+            signing: source,
             hasher: password::Hasher::new(hash_permits),
             config,
             ingest,
@@ -354,6 +385,30 @@ impl Auth {
         if let Err(err) = self.meta.call(move |c| audit::append(c, &e, at)).await {
             tracing::error!(error = %err, "could not write the audit log");
         }
+    }
+
+    /// The signing key in force.
+    fn keys(&self) -> token::Keys {
+        self.keys
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replaces the token signing key (see [`signing`]): every access
+    /// token signed before stops verifying and every refresh token is
+    /// deleted, so every session ends. Refused (409) when the key comes
+    /// from the environment.
+    pub async fn rotate_signing_key(&self) -> Result<(), AuthError> {
+        let key = signing::rotate(&self.signing)?;
+        *self
+            .keys
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = token::Keys::new(&key);
+        self.meta
+            .call(|c| c.execute("DELETE FROM refresh_tokens", []))
+            .await?;
+        Ok(())
     }
 
     /// The metadata database.

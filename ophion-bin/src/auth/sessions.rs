@@ -22,7 +22,7 @@ impl Auth {
             iss: token::ISSUER.into(),
             jti: password::random_hex(16),
         };
-        let token = self.keys.sign(&claims).map_err(AuthError::Internal)?;
+        let token = self.keys().sign(&claims).map_err(AuthError::Internal)?;
         let refresh = password::random_hex(32);
         let hash = sha256_hex(&refresh);
         let expires = (now + self.config.refresh_token_ttl_secs) as i64;
@@ -49,8 +49,14 @@ impl Auth {
     /// Checks a password and hands out tokens. Every attempt is audited.
     /// Attempts count against a window per user name and per client
     /// address (`source`) before any hashing; successes are taken back.
+    ///
+    /// User names are unique per tenant: `tenant` picks the user. Without
+    /// it, the name must belong to one tenant only, or to the default
+    /// tenant; otherwise the sign-in fails like a wrong password (the
+    /// answer never tells whether a name exists in other tenants).
     pub async fn login(
         &self,
+        tenant: Option<&str>,
         username: &str,
         password: &str,
         source: &str,
@@ -85,15 +91,32 @@ impl Auth {
             }
         };
         let name = username.to_owned();
+        let tenant = tenant.map(str::to_owned);
         let row: Option<(i64, String, String, bool, i64)> = self
             .meta
             .call(move |c| {
-                c.query_row(
-                    "SELECT id, tenant_id, password_hash, disabled, token_version FROM users WHERE username = ?1",
-                    [&name],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get::<_, i64>(3)? != 0, r.get(4)?)),
-                )
-                .optional()
+                let mut st = c.prepare(
+                    "SELECT id, tenant_id, password_hash, disabled, token_version FROM users \
+                     WHERE username = ?1 AND (?2 IS NULL OR tenant_id = ?2) \
+                     ORDER BY tenant_id = 'default' DESC LIMIT 2",
+                )?;
+                let rows = st
+                    .query_map(params![name, tenant], |r| {
+                        Ok((
+                            r.get(0)?,
+                            r.get(1)?,
+                            r.get(2)?,
+                            r.get::<_, i64>(3)? != 0,
+                            r.get(4)?,
+                        ))
+                    })?
+                    .collect::<rusqlite::Result<Vec<(i64, String, String, bool, i64)>>>()?;
+                // One match, or the default tenant's user among several.
+                Ok(match rows.as_slice() {
+                    [one] => Some(one.clone()),
+                    [first, _] if first.1 == TenantId::default().as_str() => Some(first.clone()),
+                    _ => None,
+                })
             })
             .await?;
         let ok = self
@@ -129,7 +152,7 @@ impl Auth {
                 .into();
                 self.audit(event).await;
                 Err(AuthError::Unauthenticated(
-                    "wrong user name or password".into(),
+                    "wrong user name or password (a user of another tenant than the default signs in with its tenant)".into(),
                 ))
             }
         }
@@ -198,7 +221,10 @@ impl Auth {
     /// not revoked, its user enabled and its token version current.
     pub async fn authenticate(&self, bearer: &str) -> Result<Principal, AuthError> {
         let refused = |why: &str| AuthError::Unauthenticated(format!("access token {why}"));
-        let claims = self.keys.verify(bearer).map_err(|_| refused("not valid"))?;
+        let claims = self
+            .keys()
+            .verify(bearer)
+            .map_err(|_| refused("not valid"))?;
         let id: i64 = claims.sub.parse().map_err(|_| refused("not valid"))?;
         let jti = claims.jti.clone();
         let row: Option<(String, String, String, bool, i64, bool)> = self

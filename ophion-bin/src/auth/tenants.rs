@@ -18,22 +18,6 @@ impl Auth {
         let tenant = TenantId::new(id).map_err(|e| AuthError::Invalid(e.to_string()))?;
         valid_username(admin)?;
         valid_password(password)?;
-        let taken_name = admin.to_owned();
-        let taken: bool = self
-            .meta
-            .call(move |c| {
-                c.query_row(
-                    "SELECT EXISTS (SELECT 1 FROM users WHERE username = ?1)",
-                    [taken_name],
-                    |r| r.get(0),
-                )
-            })
-            .await?;
-        if taken {
-            return Err(AuthError::Conflict(format!(
-                "user `{admin}` already exists"
-            )));
-        }
         let (t, n) = (id.to_owned(), name.to_owned());
         let created = self
             .meta

@@ -56,6 +56,10 @@ pub enum Command {
         /// User name.
         #[arg(long, short, default_value = "admin")]
         username: String,
+        /// The user's tenant (needed when the name exists in several
+        /// tenants and the default tenant is not yours).
+        #[arg(long, short)]
+        tenant: Option<String>,
         /// Read the password from standard input (else `OPHION_PASSWORD`).
         #[arg(long)]
         password_stdin: bool,
@@ -71,9 +75,20 @@ pub enum Command {
     /// The audit log (admins).
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Server administration (admins of the default tenant).
+    #[command(subcommand)]
+    Admin(AdminCommand),
     /// AI tools that work offline, on files (no server needed).
     #[command(subcommand)]
     Ai(AiCommand),
+}
+
+/// Server administration.
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Replace the token signing key: every session of every tenant ends
+    /// (yours too), everyone signs in again.
+    RotateSigningKey,
 }
 
 /// Offline AI commands.

@@ -170,7 +170,8 @@ pub async fn series(
     req: &SeriesRequest<'_>,
 ) -> Result<Series, ReadError> {
     let (range, step) = (req.range, req.step);
-    let steps = (range.to - range.from + step - 1) / step;
+    let len = range.to.saturating_sub(range.from);
+    let steps = len / step + i64::from(len % step != 0);
     if steps > 10_000 {
         return Err(ReadError::BadRequest(
             "more than 10000 steps: use a larger step or a shorter range".into(),

@@ -56,7 +56,10 @@ pub fn login_blocking(api: &str, username: &str, password: &str) -> String {
 impl Server {
     /// Starts the binary on `data_dir` with extra environment `env`.
     pub fn start(data_dir: &Path, env: &[(&str, &str)]) -> Self {
-        std::fs::create_dir_all(data_dir).expect("data dir");
+        // The server creates the data directory itself (mode 0700).
+        if let Some(parent) = data_dir.parent() {
+            std::fs::create_dir_all(parent).expect("data dir's parent");
+        }
         let log = data_dir.with_extension("log");
         let log_file = std::fs::OpenOptions::new()
             .create(true)
@@ -278,4 +281,72 @@ pub fn close_percentile(sorted: &[i64], q: f64, got: f64) -> bool {
     let lo = sorted[rank.saturating_sub(2)] as f64;
     let hi = sorted[(rank + 2).min(n - 1)] as f64;
     got >= lo * 0.99 && got <= hi * 1.01
+}
+
+/// A password good enough for test users.
+pub const PASSWORD: &str = "a-long-enough-password";
+
+/// Signs in (optionally naming the tenant): status and answer.
+pub async fn login(http: &reqwest::Client, s: &Server, user: &str, pw: &str) -> (u16, Value) {
+    let r = http
+        .post(format!("{}/api/v1/auth/login", s.api))
+        .json(&serde_json::json!({"username": user, "password": pw}))
+        .send()
+        .await
+        .expect("login");
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+/// Signs in and returns the access token.
+pub async fn token(http: &reqwest::Client, s: &Server, user: &str, pw: &str) -> String {
+    let (status, v) = login(http, s, user, pw).await;
+    assert_eq!(status, 200, "login {user}: {v}");
+    v["token"].as_str().expect("token").to_owned()
+}
+
+/// Any method on an API path, with an optional token and JSON body:
+/// status and JSON answer (`null` for a stream or a body that is not JSON).
+pub async fn call(
+    http: &reqwest::Client,
+    s: &Server,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let url = format!("{}{path}", s.api);
+    let mut req = http.request(method.parse().expect("method"), url);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send().await.expect("request");
+    let status = r.status().as_u16();
+    if path.ends_with("/tail") {
+        return (status, Value::Null); // a stream that does not end
+    }
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// An admin creates a user in their tenant; its id.
+pub async fn create_user(
+    http: &reqwest::Client,
+    s: &Server,
+    admin: &str,
+    name: &str,
+    role: &str,
+) -> i64 {
+    let (status, v) = call(
+        http,
+        s,
+        "POST",
+        "/api/v1/users",
+        Some(admin),
+        Some(serde_json::json!({"username": name, "password": PASSWORD, "role": role})),
+    )
+    .await;
+    assert_eq!(status, 201, "{v}");
+    v["id"].as_i64().expect("id")
 }

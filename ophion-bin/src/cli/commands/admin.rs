@@ -1,4 +1,4 @@
-//! `ophion users`, `audit` and `status`: administration.
+//! `ophion users`, `audit`, `admin` and `status`: administration.
 
 use std::fmt::Write as _;
 
@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use crate::cli::{CliError, client::Client, render::*};
 use crate::cli::{
-    args::{AuditCommand, UsersCommand},
+    args::{AdminCommand, AuditCommand, UsersCommand},
     client::read_secret,
 };
 
@@ -133,16 +133,41 @@ pub(in crate::cli) async fn audit(
     Ok(())
 }
 
+/// `ophion admin ...`.
+pub(in crate::cli) async fn admin(
+    c: &Client,
+    cmd: AdminCommand,
+    out: &mut String,
+) -> Result<(), CliError> {
+    match cmd {
+        AdminCommand::RotateSigningKey => {
+            c.send(
+                c.http
+                    .post(format!("{}/api/v1/admin/signing-key/rotate", c.base)),
+            )
+            .await?;
+            let _ = writeln!(
+                out,
+                "signing key rotated: every session ended; sign in again with `ophion login`"
+            );
+        }
+    }
+    Ok(())
+}
+
 /// `ophion status`.
 pub(in crate::cli) async fn status(c: &Client, out: &mut String) -> Result<(), CliError> {
     let v = c.get_json("/api/v1/status", &[]).await?;
+    let memory = match v["memory"]["resident_bytes"].as_u64() {
+        Some(b) => format!(", {} MiB resident", b >> 20),
+        None => format!(" (tenant {})", cell(&v["tenant"])),
+    };
     let _ = writeln!(
         out,
-        "ophion {} at {}, up {} s, {} MiB resident{}",
+        "ophion {} at {}, up {} s{memory}{}",
         cell(&v["version"]),
         c.base,
         v["uptime_secs"],
-        v["memory"]["resident_bytes"].as_u64().unwrap_or(0) >> 20,
         if v["memory"]["over_soft_limit"].as_bool() == Some(true) {
             " (over the soft limit: refusing writes)"
         } else {

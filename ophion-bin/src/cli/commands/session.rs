@@ -11,15 +11,20 @@ use crate::cli::{CliError, client::Client};
 pub(in crate::cli) async fn login(
     c: &Client,
     username: String,
+    tenant: Option<String>,
     password_stdin: bool,
     out: &mut String,
 ) -> Result<(), CliError> {
     let password = read_secret(password_stdin, "OPHION_PASSWORD", "password")?;
+    let mut body = serde_json::json!({"username": username, "password": password});
+    if let Some(t) = tenant {
+        body["tenant"] = t.into();
+    }
     let v: Value = c
         .send(
             c.http
                 .post(format!("{}/api/v1/auth/login", c.base))
-                .json(&serde_json::json!({"username": username, "password": password})),
+                .json(&body),
         )
         .await?
         .json()

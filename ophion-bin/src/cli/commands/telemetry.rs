@@ -203,11 +203,19 @@ pub(in crate::cli) async fn logs(
                         .filter_map(|l| l.strip_prefix("data:"))
                         .map(str::trim_start)
                         .collect::<String>();
-                    if event
+                    let kind = event
                         .lines()
-                        .any(|l| l == "event: lagged" || l == "event:lagged")
-                    {
+                        .find_map(|l| l.strip_prefix("event:"))
+                        .map(str::trim);
+                    if kind == Some("lagged") {
                         println!("(missed some records: the tail could not keep up)");
+                    } else if kind == Some("end") {
+                        // The token expired or was revoked.
+                        let why = serde_json::from_str::<Value>(&data).unwrap_or_default();
+                        return Err(CliError::Refused(format!(
+                            "the tail ended: {} (sign in again with `ophion login`)",
+                            why["reason"].as_str().unwrap_or("the session ended")
+                        )));
                     } else if let Ok(v) = serde_json::from_str::<Value>(&data) {
                         let mut line = String::new();
                         log_line(&mut line, &v);
