@@ -276,11 +276,11 @@ async fn logs_reference(python: &str, dir: &Path) {
         .output()
         .expect("python");
     let Ok(reference) = String::from_utf8_lossy(&out.stdout).trim().parse::<f64>() else {
-        println!(
+        // A benchmark without its reference measures nothing: fail.
+        panic!(
             "logs reference: pyarrow failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        return;
     };
     let tmp = tempfile::tempdir().expect("tmp");
     let mut c = StoreConfig::in_dir(tmp.path());
@@ -477,6 +477,11 @@ async fn main() {
     let ipc = dir.join("reference.arrow");
     reference_ipc(&pool, Signal::Traces, &ipc);
     let python = a.python.clone();
+    // In CI the references are part of the evidence: no Python, no pass.
+    assert!(
+        python.is_some() || std::env::var("CI").as_deref() != Ok("true"),
+        "CI=true: the pyarrow and DuckDB references need --python or OPHION_PYTHON"
+    );
     if let Some(py) = &python {
         logs_reference(py, &dir).await;
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/reference_parquet.py");
@@ -514,7 +519,7 @@ async fn main() {
                 ophion_pool / bytes
             );
         } else {
-            println!(
+            panic!(
                 "reference: pyarrow failed: {}",
                 String::from_utf8_lossy(&out.stderr)
             );
@@ -587,9 +592,11 @@ async fn main() {
             .expect("duckdb script");
         let text = String::from_utf8_lossy(&out.stdout).to_string();
         println!("{}", text.trim());
-        if !out.status.success() {
-            println!("duckdb failed: {}", String::from_utf8_lossy(&out.stderr));
-        }
+        assert!(
+            out.status.success(),
+            "the DuckDB reference failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let vals: Vec<f64> = text
             .lines()
             .find(|l| l.starts_with("duckdb_ms"))

@@ -23,7 +23,13 @@
 //!    the range seen so far is cut into equal regions, and a value in a
 //!    region never visited (a switch stuck half way, a level between the
 //!    usual ones) scores high even when no model's error is large;
-//! 5. after a detection, holds the score down for a while (longer for
+//! 5. watches for the series going flat: a run of unchanged values (a
+//!    stuck sensor, a counter that stopped) far longer than any run the
+//!    series showed before is an anomaly of its own kind
+//!    ([`AnomalyKind::Flatline`]), reported once when the run gets that
+//!    long; no model error shows it, since a flat value is close to the
+//!    level it stopped at;
+//! 6. after a detection, holds the score down for a while (longer for
 //!    series watched longer): one anomaly is reported once, not at every
 //!    point it lasts.
 //!
@@ -83,6 +89,14 @@ pub struct DetectorConfig {
     pub region_warmup: usize,
     /// Score of a value in a region never visited.
     pub region_score: f64,
+    /// Shortest run of unchanged values reported as a flatline (0 turns
+    /// the check off).
+    pub flat_min: usize,
+    /// A run is a flatline once it is this many times longer than the
+    /// longest run of unchanged values seen before it.
+    pub flat_factor: f64,
+    /// Score of a flatline.
+    pub flat_score: f64,
 }
 
 impl Default for DetectorConfig {
@@ -106,8 +120,23 @@ impl Default for DetectorConfig {
             regions: 24,
             region_warmup: 300,
             region_score: 0.5,
+            flat_min: 12,
+            flat_factor: 3.0,
+            flat_score: 0.6,
         }
     }
+}
+
+/// What kind of anomaly a point is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnomalyKind {
+    /// The value left what the models expect: spikes, dips, level shifts,
+    /// changed variance, broken seasonality.
+    Deviation,
+    /// The value stopped changing for far longer than it ever did: a
+    /// stuck sensor, a stalled counter.
+    Flatline,
 }
 
 /// The verdict on one point.
@@ -117,6 +146,8 @@ pub struct PointScore {
     pub score: f64,
     /// Whether `score` reached the configured threshold.
     pub anomalous: bool,
+    /// The kind, for an anomalous point.
+    pub kind: Option<AnomalyKind>,
     /// Lower end of the range the detector expected the value in (NaN
     /// before the first point or for a skipped non-finite value).
     pub expected_low: f64,
@@ -129,6 +160,7 @@ impl PointScore {
         Self {
             score: 0.0,
             anomalous: false,
+            kind: None,
             expected_low: f64::NAN,
             expected_high: f64::NAN,
         }
@@ -183,6 +215,17 @@ pub struct Detector {
     err_var: Ewm,
     high: f64,
     hold_left: usize,
+    /// The last value and how many points in a row had it.
+    #[serde(default)]
+    last_value: f64,
+    #[serde(default)]
+    run: usize,
+    /// The longest finished run of unchanged values.
+    #[serde(default)]
+    longest_run: usize,
+    /// Whether the current run was reported.
+    #[serde(default)]
+    run_reported: bool,
 }
 
 impl Detector {
@@ -217,7 +260,39 @@ impl Detector {
             err_var: Ewm::default(),
             high: 0.0,
             hold_left: 0,
+            last_value: f64::NAN,
+            run: 0,
+            longest_run: 0,
+            run_reported: false,
         }
+    }
+
+    /// Counts the run of unchanged values; whether it just became a
+    /// flatline (reported once per run).
+    fn flat(&mut self, value: f64) -> bool {
+        let cfg = &self.cfg;
+        // "Unchanged": equal up to a millionth of the range seen.
+        let tolerance = 1e-6 * (self.max - self.min).abs().max(f64::MIN_POSITIVE);
+        if (value - self.last_value).abs() <= tolerance {
+            self.run += 1;
+        } else {
+            self.longest_run = self.longest_run.max(self.run);
+            self.run = 1;
+            self.run_reported = false;
+        }
+        self.last_value = value;
+        let needed = (cfg.flat_min as f64).max(cfg.flat_factor * self.longest_run as f64);
+        // Before the warm-up, or on a series that never changed, a run
+        // says nothing.
+        let due = cfg.flat_min > 0
+            && !self.run_reported
+            && self.seen as usize >= cfg.warmup
+            && self.max > self.min
+            && self.run as f64 >= needed;
+        if due {
+            self.run_reported = true;
+        }
+        due
     }
 
     /// Numbers held for this series (seasonal slots and the short window):
@@ -297,6 +372,7 @@ impl Detector {
         }
         let slot = self.slot(timestamp);
         let new_region = self.visit(value);
+        let flatline = self.flat(value);
         let cfg = &self.cfg;
         let range = if self.seen > 0 {
             self.max - self.min
@@ -408,6 +484,13 @@ impl Detector {
             self.hold_left -= 1;
             score = 0.0;
         }
+        // A flatline is reported once per run, hold or not: nothing else
+        // would report it.
+        let mut kind = AnomalyKind::Deviation;
+        if flatline && cfg.flat_score > score {
+            score = cfg.flat_score;
+            kind = AnomalyKind::Flatline;
+        }
         let anomalous = score >= cfg.threshold;
         if anomalous {
             self.hold_left = cfg
@@ -421,6 +504,7 @@ impl Detector {
                 0.0
             },
             anomalous,
+            kind: anomalous.then_some(kind),
             expected_low: expected.0,
             expected_high: expected.1,
         }
@@ -581,6 +665,102 @@ mod tests {
         for p in &s[1000..] {
             assert_eq!(a.update(p.0, p.1), b.update(p.0, p.1));
         }
+    }
+
+    /// A small seeded generator of its own (not the detector's models):
+    /// series of six shapes, with or without a stretch where the value is
+    /// stuck, for the flatline check.
+    struct Lcg(u64);
+
+    impl Lcg {
+        fn next(&mut self) -> f64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (self.0 >> 11) as f64 / (1u64 << 53) as f64
+        }
+        fn normal(&mut self) -> f64 {
+            (0..12).map(|_| self.next()).sum::<f64>() - 6.0
+        }
+        fn poisson(&mut self, lambda: f64) -> f64 {
+            let (l, mut k, mut p) = ((-lambda).exp(), 0.0, 1.0);
+            loop {
+                p *= self.next();
+                if p <= l {
+                    return k;
+                }
+                k += 1.0;
+            }
+        }
+    }
+
+    /// Shape `shape` (0..6) for `n` points at 5-minute steps; with `stuck`,
+    /// the value freezes over that index range (a counter stops counting,
+    /// a sensor repeats its last reading).
+    fn shaped(shape: usize, n: usize, seed: u64, stuck: Option<(usize, usize)>) -> Vec<(i64, f64)> {
+        let mut r = Lcg(seed);
+        let mut walk = 50.0;
+        let mut counter = 0.0;
+        let mut out: Vec<(i64, f64)> = Vec::with_capacity(n);
+        for i in 0..n {
+            let day = (i as f64 / 288.0 * std::f64::consts::TAU).sin();
+            let v = match shape {
+                0 => 100.0 + 5.0 * r.normal(),
+                1 => 40.0 + 15.0 * day + 2.0 * r.normal(),
+                2 => {
+                    walk += r.normal();
+                    walk
+                }
+                3 => r.poisson(3.0 + 2.0 * day),
+                4 => {
+                    counter += r.poisson(20.0);
+                    counter
+                }
+                _ => (0.5 + 0.4 * day + 0.05 * r.normal()).clamp(0.0, 1.0),
+            };
+            let v = match (stuck, out.last()) {
+                (Some((a, b)), Some(&(_, last))) if (a..b).contains(&i) => last,
+                _ => v,
+            };
+            out.push((i as i64 * 300, v));
+        }
+        out
+    }
+
+    #[test]
+    fn flatlines_are_found_as_their_own_kind_and_clean_series_stay_quiet() {
+        let cfg = DetectorConfig::default();
+        let (mut found, mut cases, mut false_flat) = (0, 0, 0);
+        for shape in 0..6 {
+            for seed in 0..8u64 {
+                let n = 3000;
+                let start = 1500 + (seed as usize * 97) % 900;
+                let len = 36 + (seed as usize * 13) % 60;
+                let s = shaped(
+                    shape,
+                    n,
+                    seed + 100 * shape as u64,
+                    Some((start, start + len)),
+                );
+                let scores = detect(&s, &cfg);
+                cases += 1;
+                if scores[start..start + len]
+                    .iter()
+                    .any(|p| p.kind == Some(AnomalyKind::Flatline))
+                {
+                    found += 1;
+                }
+                let clean = detect(&shaped(shape, n, seed + 100 * shape as u64, None), &cfg);
+                false_flat += clean
+                    .iter()
+                    .filter(|p| p.kind == Some(AnomalyKind::Flatline))
+                    .count();
+            }
+        }
+        println!("flatlines found {found}/{cases}; flatline reports on clean series {false_flat}");
+        assert!(found * 10 >= cases * 9, "found {found} of {cases}");
+        assert_eq!(false_flat, 0, "clean series reported as flat");
     }
 }
 

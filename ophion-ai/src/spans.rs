@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 /// The columns [`SpanInfo::from_batches`] reads, for a `SELECT` list.
 pub const COLUMNS: &str = "trace_id, span_id, parent_span_id, service_name, service_version, \
-    name, kind, start_time, duration_ns, status_code, db_system, attributes";
+    name, kind, start_time, duration_ns, status_code, db_system, server_address, attributes";
 
 /// Why batches could not be read as spans.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -62,6 +62,10 @@ pub struct SpanInfo {
     pub db_system: Option<String>,
     /// The query text (`db.query.text` or `db.statement`).
     pub db_statement: Option<String>,
+    /// Who a client or producer span calls: `peer.service`, else
+    /// `server.address` (or the older `net.peer.name`). A database or an
+    /// uninstrumented service is known only by this name.
+    pub peer: Option<String>,
     /// Request body size in bytes, when recorded.
     pub request_bytes: Option<u64>,
     /// Response body size in bytes, when recorded.
@@ -136,7 +140,8 @@ impl SpanInfo {
     /// `service_name`, `name`, `start_time` and `duration_ns`; the other
     /// [`COLUMNS`] are read when present. Sizes and statements come from
     /// the `attributes` map (`http.request.body.size` or the older
-    /// `http.request_content_length`, `db.query.text` or `db.statement`).
+    /// `http.request_content_length`, `db.query.text` or `db.statement`,
+    /// `peer.service`, `server.address` or `net.peer.name`).
     pub fn from_batches(batches: &[RecordBatch]) -> Result<Vec<SpanInfo>, SpanError> {
         let mut out = Vec::with_capacity(batches.iter().map(RecordBatch::num_rows).sum());
         for b in batches {
@@ -149,6 +154,7 @@ impl SpanInfo {
             let kind = text(b, col::KIND)?;
             let status = text(b, col::STATUS_CODE)?;
             let db_system = text(b, "db_system")?;
+            let server_address = text(b, "server_address")?;
             let start = required(b.column_by_name(col::START_TIME), col::START_TIME)?
                 .as_primitive_opt::<TimestampNanosecondType>()
                 .ok_or(SpanError::Column(col::START_TIME))?;
@@ -182,6 +188,10 @@ impl SpanInfo {
                         .and_then(|v| v.get(row))
                         .map(str::to_owned),
                     db_statement: attr(&["db.query.text", "db.statement"]).map(str::to_owned),
+                    peer: attr(&["peer.service"])
+                        .or_else(|| server_address.as_ref().and_then(|v| v.get(row)))
+                        .or_else(|| attr(&["server.address", "net.peer.name"]))
+                        .map(str::to_owned),
                     request_bytes: size(&["http.request.body.size", "http.request_content_length"]),
                     response_bytes: size(&[
                         "http.response.body.size",

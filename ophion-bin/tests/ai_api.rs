@@ -78,6 +78,9 @@ fn to_otlp(spans: &[SpanInfo], offset: i64) -> Vec<ExportTraceServiceRequest> {
                 if let Some(q) = &s.db_statement {
                     attributes.push(kv("db.query.text", q));
                 }
+                if let Some(p) = &s.peer {
+                    attributes.push(kv("server.address", p));
+                }
                 let start = (s.start_ns + offset) as u64;
                 groups
                     .entry((s.service.clone(), s.version.clone().unwrap_or_default()))
@@ -87,10 +90,12 @@ fn to_otlp(spans: &[SpanInfo], offset: i64) -> Vec<ExportTraceServiceRequest> {
                         span_id: bytes(&s.span_id),
                         parent_span_id: s.parent_id.as_deref().map(bytes).unwrap_or_default(),
                         name: s.name.clone(),
-                        kind: if s.kind == "client" {
-                            SpanKind::Client
-                        } else {
-                            SpanKind::Server
+                        kind: match s.kind.as_str() {
+                            "client" => SpanKind::Client,
+                            "server" => SpanKind::Server,
+                            "producer" => SpanKind::Producer,
+                            "consumer" => SpanKind::Consumer,
+                            _ => SpanKind::Internal,
                         } as i32,
                         start_time_unix_nano: start,
                         end_time_unix_nano: start + s.duration_ns as u64,
@@ -131,12 +136,16 @@ async fn analyze_ranks_injected_root_causes_first() {
     let server = Server::start(dir.path(), &[]);
     let http = client();
     const T0: i64 = 1_700_000_000_000_000_000;
-    let cases = 5u64;
+    // Seeds of neither the development nor the held-out range: the
+    // ranker's settings were chosen on the development seeds
+    // (docs/benchmarks.md), and this test prints only its total.
+    let seeds = 20_000..20_020u64;
+    let cases = seeds.end - seeds.start;
     let mut first = 0;
-    for seed in 0..cases {
+    for (n, seed) in seeds.enumerate() {
         let case = rca_sim::generate(seed);
-        // Six hours ago, half an hour apart: baselines never overlap.
-        let target = now_ns() as i64 - 6 * 3_600_000_000_000 + seed as i64 * 1_800_000_000_000;
+        // Hours ago, half an hour apart: baselines never overlap.
+        let target = now_ns() as i64 - 12 * 3_600_000_000_000 + n as i64 * 1_800_000_000_000;
         let offset = target - T0;
         for req in to_otlp(&case.spans, offset) {
             export(&http, &server, "/v1/traces", &req).await;
@@ -161,25 +170,12 @@ async fn analyze_ranks_injected_root_causes_first() {
         for key in ["service", "operation", "kind", "score", "evidence"] {
             assert!(!top[key].is_null(), "{key} in {top}");
         }
-        println!(
-            "case {seed}: injected {} ({:?}); ranked {}",
-            case.root_service,
-            case.kind,
-            v["root_causes"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .take(3)
-                .map(|c| format!("{} {}", c["service"], c["score"]))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
         if top["service"] == case.root_service {
             first += 1;
         }
     }
     let ac1 = f64::from(first) / cases as f64;
-    eprintln!("AC@1 through the API: {first} of {cases} ranked first");
+    println!("AC@1 through the API: {first} of {cases} held-out cases ranked first");
     assert!(ac1 >= 0.7, "AC@1 {ac1} over {cases} cases through the API");
 
     // Bad requests are refused with a clear error.

@@ -184,12 +184,18 @@ async fn every_route_answers_each_role_as_the_permission_table_says() {
                     }
                 }
             };
+            // Rotating the signing key ends every session of the run: the
+            // matrix checks only its refusals (the rotation itself:
+            // tests/hardening.rs).
+            if path == "/api/v1/admin/signing-key/rotate" && !matches!(expected, 401 | 403) {
+                continue;
+            }
             let (status, v) = call(&http, &s, method, &url, *tok, body).await;
             assert_eq!(status, expected, "{name}: {method} {url}: {v}");
             checked += 1;
         }
     }
-    assert!(checked >= 6 * (table.len() - 1));
+    assert!(checked >= 6 * (table.len() - 2));
 
     // Logout: anonymous 401; any signed-in user 204, after which the same
     // token is refused.
@@ -233,14 +239,7 @@ async fn forged_expired_and_revoked_tokens_are_refused() {
     .expect("claims");
     // The server's own secret, read from its database as an attacker with
     // the file would; used to show each claim check on its own.
-    let secret: String = rusqlite::Connection::open(data.join("metadata.db"))
-        .expect("db")
-        .query_row(
-            "SELECT value FROM settings WHERE key = 'jwt_secret'",
-            [],
-            |r| r.get(0),
-        )
-        .expect("secret");
+    let secret = std::fs::read_to_string(data.join("signing.key")).expect("signing key");
     let secret = hex::decode(secret).expect("hex");
     let sign = |c: &Value, key: &[u8]| {
         jsonwebtoken::encode(

@@ -99,6 +99,25 @@ pub enum ObjectStoreConfig {
     },
 }
 
+impl ObjectStoreConfig {
+    /// Where files go, for messages: `local files` or
+    /// `s3://bucket/prefix at endpoint`.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Local => "local files".into(),
+            Self::S3 {
+                bucket,
+                endpoint,
+                prefix,
+                ..
+            } => format!(
+                "s3://{bucket}/{prefix} at {}",
+                endpoint.as_deref().unwrap_or("AWS")
+            ),
+        }
+    }
+}
+
 fn default_region() -> String {
     "us-east-1".into()
 }

@@ -215,7 +215,16 @@ impl Store {
         });
         record_replay(&inner.stats, &replay);
         let known = inner.catalog.all().iter().map(|f| f.path.clone()).collect();
-        let orphans = objstore::sweep_orphans(inner.objects.as_ref(), &known).await?;
+        // The first call to the object store: a missing bucket, a wrong
+        // endpoint or refused credentials stop the opening here, saying so.
+        let orphans = objstore::sweep_orphans(inner.objects.as_ref(), &known)
+            .await
+            .map_err(|e| {
+                Error::Config(format!(
+                    "the object store ({}) cannot be read: {e}; check the bucket, endpoint and credentials",
+                    inner.config.object_store.describe()
+                ))
+            })?;
         inner.stats.orphans_deleted.fetch_add(orphans, Relaxed);
         if replay.corrupt_tails > 0 {
             tracing::warn!(

@@ -9,65 +9,16 @@ mod scenarios;
 
 use std::{
     net::SocketAddr,
-    process::{Child, Command, Stdio},
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
     },
-    time::{Duration, Instant},
 };
 
 use axum::{body::Body, extract::State, http::Request, response::Response};
 use ophion_store::{StoreConfig, config::ObjectStoreConfig};
 
 const BUCKET: &str = "ophion-test";
-
-struct Moto(Child);
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-async fn start_moto() -> (Moto, String) {
-    let python = std::env::var("OPHION_PYTHON").unwrap_or_else(|_| {
-        panic!("OPHION_PYTHON is not set: run scripts/test, which installs moto[server] in a venv")
-    });
-    let bin = std::path::Path::new(&python).with_file_name("moto_server");
-    let port = free_port();
-    let child = Command::new(&bin)
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-    let moto = Moto(child);
-    let url = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let client = reqwest::Client::new();
-    loop {
-        if client
-            .put(format!("{url}/{BUCKET}"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "moto did not start on {url}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    (moto, url)
-}
 
 #[derive(Clone)]
 struct Proxy {
@@ -141,7 +92,7 @@ async fn start_proxy(upstream: String) -> (SocketAddr, Proxy) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_suite_on_s3_with_failing_puts() {
-    let (_moto, moto_url) = start_moto().await;
+    let (_moto, moto_url) = ophion_tests::moto::start(BUCKET).await;
     let (proxy_addr, proxy) = start_proxy(moto_url).await;
     let endpoint = format!("http://{proxy_addr}");
     let s3 = move |dir: &std::path::Path| {

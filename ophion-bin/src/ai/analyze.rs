@@ -39,7 +39,8 @@ const MAX_LOGS: usize = 20_000;
 pub struct Analysis {
     /// The window analysed.
     pub range: Range,
-    /// Whether spans were left out (over 100,000 in window and baseline).
+    /// Whether spans were left out (over 100,000 in window and baseline:
+    /// then a sample of whole traces is analysed).
     pub truncated: bool,
     /// Flagged minutes of the services' RED series inside the window.
     pub anomalies: Vec<Value>,
@@ -130,6 +131,27 @@ impl AiService {
             let id = hex_id(id, 16, "trace id")?;
             p.when(format!("trace_id = '{id}'"));
         }
+        // Over MAX_SPANS, a sample of whole traces (by trace id, which is
+        // random) keeps both windows and every trace complete; cutting by
+        // time would drop the incident.
+        let counted = self
+            .reader
+            .sql(
+                tenant,
+                &format!("SELECT count(*) AS n FROM spans WHERE {}", p.conditions()),
+                &p,
+            )
+            .await
+            .map_err(ReadError::from)?;
+        let total = to_json::objects(&counted.batches)
+            .first()
+            .and_then(|r| r.get("n").and_then(Value::as_u64))
+            .unwrap_or(0) as usize;
+        let sampled = total > MAX_SPANS;
+        if sampled {
+            let keep = (256 * MAX_SPANS / total).clamp(1, 255);
+            p.when(format!("trace_id < '{keep:02x}{}'", "0".repeat(30)));
+        }
         let sql = format!(
             "SELECT {COLUMNS} FROM spans WHERE {} ORDER BY start_time LIMIT {}",
             p.conditions(),
@@ -142,7 +164,7 @@ impl AiService {
             .map_err(ReadError::from)?;
         let mut spans = SpanInfo::from_batches(&out.batches)
             .map_err(|e| ReadError::Query(QueryError::Internal(e.to_string())))?;
-        let truncated = spans.len() > MAX_SPANS;
+        let truncated = sampled || spans.len() > MAX_SPANS;
         spans.truncate(MAX_SPANS);
 
         let series =
