@@ -139,6 +139,24 @@ pub enum AnomalyKind {
     Flatline,
 }
 
+impl DetectorConfig {
+    /// The server's setting for per-minute series (the watch's RED series
+    /// and watched metrics, the RED series of `analyze`, log pattern
+    /// rates): the defaults, warm after half an hour and holding a quarter
+    /// of an hour after a report (not a fraction of the history, which on
+    /// minute series would mean hours of silence). Scored on NAB beside
+    /// the defaults (docs/benchmarks.md); the watch adds its confirmation
+    /// (`ophion-bin`'s `ai/watch.rs`), scored by its own noise test.
+    pub fn minutes() -> Self {
+        Self {
+            warmup: 30,
+            hold: 15,
+            hold_fraction: 0.0,
+            ..Self::default()
+        }
+    }
+}
+
 /// The verdict on one point.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct PointScore {

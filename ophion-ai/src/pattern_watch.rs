@@ -46,7 +46,7 @@ impl Default for WatchConfig {
                 // No daily model per template: it would hold a day of
                 // slots for each one.
                 max_season: 0,
-                ..DetectorConfig::default()
+                ..DetectorConfig::minutes()
             },
         }
     }

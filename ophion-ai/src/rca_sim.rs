@@ -142,6 +142,9 @@ pub struct Case {
     pub root_service: &'static str,
     /// What was injected.
     pub kind: CauseKind,
+    /// Its size: the slowdown of the faulty service's own time and its
+    /// error rate.
+    pub size: (f64, f64),
 }
 
 #[derive(Debug, Clone)]
@@ -458,9 +461,64 @@ fn traced(service: &str) -> bool {
         .any(|o| o.service == service && matches!(o.via, Via::Rpc | Via::Async))
 }
 
+/// How long a case runs, and whether it has decoys.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Shape {
+    /// Minutes before the fault.
+    pub baseline_minutes: i64,
+    /// Minutes of the fault.
+    pub incident_minutes: i64,
+    /// Bystanders that degrade and deploy at the same time (else only
+    /// the background noise of every service).
+    pub decoys: bool,
+    /// Every service's own time shifts by up to ±10% when the incident
+    /// starts (a small real change everywhere, not noise).
+    pub drift: bool,
+    /// Faults of latency x3 to x8 and errors of 10% to 30% (instead of
+    /// x1.5 to x4 and 2% to 20%).
+    pub large_faults: bool,
+}
+
+impl Default for Shape {
+    fn default() -> Self {
+        Self {
+            baseline_minutes: 10,
+            incident_minutes: 3,
+            decoys: true,
+            drift: true,
+            large_faults: false,
+        }
+    }
+}
+
+/// The services that call `service`, directly or through others.
+pub fn callers_of(service: &str) -> Vec<&'static str> {
+    let mut found: Vec<&'static str> = Vec::new();
+    let mut frontier = vec![service.to_owned()];
+    while let Some(s) = frontier.pop() {
+        for o in OPS {
+            let calls_it = o
+                .steps
+                .iter()
+                .flat_map(|step| step.iter())
+                .any(|&c| OPS[c].service == s);
+            if calls_it && o.service != s && !found.contains(&o.service) {
+                found.push(o.service);
+                frontier.push(o.service.to_owned());
+            }
+        }
+    }
+    found
+}
+
 /// The case for `seed`: 10 minutes of baseline and 3 of incident, about
-/// 3 requests a second.
+/// 3 requests a second, with decoys.
 pub fn generate(seed: u64) -> Case {
+    generate_shaped(seed, &Shape::default())
+}
+
+/// The case for `seed` in `shape`.
+pub fn generate_shaped(seed: u64, shape: &Shape) -> Case {
     let mut rng = StdRng::seed_from_u64(seed);
     let names = services();
     let service = names[rng.random_range(0..names.len())];
@@ -473,6 +531,15 @@ pub fn generate(seed: u64) -> Case {
     // Only traced services show a version of their own.
     let kind = kinds[rng.random_range(0..if traced(service) { 4 } else { 3 })];
     let (slow, error_rate) = match kind {
+        _ if shape.large_faults => {
+            let slow = rng.random_range(3.0..8.0);
+            let errors = rng.random_range(0.1..0.3);
+            match kind {
+                CauseKind::Latency => (slow, 0.0),
+                CauseKind::Errors => (1.0, errors),
+                _ => (slow, errors),
+            }
+        }
         CauseKind::Latency => (rng.random_range(1.5..4.0), 0.0),
         CauseKind::Errors => (1.0, rng.random_range(0.02..0.2)),
         CauseKind::Saturation => (rng.random_range(1.5..3.0), rng.random_range(0.02..0.1)),
@@ -497,9 +564,17 @@ pub fn generate(seed: u64) -> Case {
     let decoy_deploy = rng
         .random_bool(0.5)
         .then(|| deployable[rng.random_range(0..deployable.len())]);
+    // The draws are made either way, so a seed's fault is the same with
+    // and without decoys.
+    let (decoy, decoy_deploy) = if shape.decoys {
+        (decoy, decoy_deploy)
+    } else {
+        (None, None)
+    };
     let drift = names
         .iter()
         .map(|s| (*s, rng.random_range(0.9..1.1)))
+        .filter(|_| shape.drift)
         .collect();
     let fault = Fault {
         service,
@@ -519,8 +594,8 @@ pub fn generate(seed: u64) -> Case {
         .map(|s| (*s, rng.random_range(0.005..0.03)))
         .collect();
     let t0: i64 = 1_700_000_000_000_000_000;
-    let start = t0 + 10 * 60 * 1_000_000_000;
-    let end = start + 3 * 60 * 1_000_000_000;
+    let start = t0 + shape.baseline_minutes * 60 * 1_000_000_000;
+    let end = start + shape.incident_minutes * 60 * 1_000_000_000;
     let mut g = Gen {
         rng: StdRng::seed_from_u64(seed ^ 0x5eed),
         spans: Vec::new(),
@@ -551,7 +626,99 @@ pub fn generate(seed: u64) -> Case {
         incident: (start, end),
         root_service: service,
         kind,
+        size: (slow, error_rate),
     }
+}
+
+/// The spans as OTLP export requests (one per 2000 spans, one resource
+/// per service and version), shifted by `offset` nanoseconds: what an
+/// OpenTelemetry SDK would send. Databases and the untraced service are
+/// `server.address` of client spans, with `db.system.name` for databases.
+pub fn to_otlp(
+    spans: &[SpanInfo],
+    offset: i64,
+) -> Vec<opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest> {
+    use opentelemetry_proto::tonic::{
+        collector::trace::v1::ExportTraceServiceRequest,
+        common::v1::{AnyValue, KeyValue, any_value},
+        resource::v1::Resource,
+        trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span::SpanKind, status::StatusCode},
+    };
+    let kv = |key: &str, v: &str| KeyValue {
+        key: key.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(v.into())),
+        }),
+        ..Default::default()
+    };
+    let id = |hex: &str| -> Vec<u8> {
+        (0..hex.len() / 2)
+            .filter_map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok())
+            .collect()
+    };
+    spans
+        .chunks(2000)
+        .map(|chunk| {
+            let mut groups: std::collections::BTreeMap<(&str, &str), Vec<Span>> =
+                Default::default();
+            for s in chunk {
+                let mut attributes = Vec::new();
+                if let Some(db) = &s.db_system {
+                    attributes.push(kv("db.system.name", db));
+                }
+                if let Some(q) = &s.db_statement {
+                    attributes.push(kv("db.query.text", q));
+                }
+                if let Some(p) = &s.peer {
+                    attributes.push(kv("server.address", p));
+                }
+                let start = s.start_ns.saturating_add(offset).max(0) as u64;
+                groups
+                    .entry((&s.service, s.version.as_deref().unwrap_or_default()))
+                    .or_default()
+                    .push(Span {
+                        trace_id: id(&s.trace_id),
+                        span_id: id(&s.span_id),
+                        parent_span_id: s.parent_id.as_deref().map(id).unwrap_or_default(),
+                        name: s.name.clone(),
+                        kind: match s.kind.as_str() {
+                            "client" => SpanKind::Client,
+                            "server" => SpanKind::Server,
+                            "producer" => SpanKind::Producer,
+                            "consumer" => SpanKind::Consumer,
+                            _ => SpanKind::Internal,
+                        } as i32,
+                        start_time_unix_nano: start,
+                        end_time_unix_nano: start + s.duration_ns.max(0) as u64,
+                        attributes,
+                        status: s.error.then(|| Status {
+                            message: "failed".into(),
+                            code: StatusCode::Error as i32,
+                        }),
+                        ..Default::default()
+                    });
+            }
+            ExportTraceServiceRequest {
+                resource_spans: groups
+                    .into_iter()
+                    .map(|((service, version), spans)| ResourceSpans {
+                        resource: Some(Resource {
+                            attributes: vec![
+                                kv("service.name", service),
+                                kv("service.version", version),
+                            ],
+                            ..Default::default()
+                        }),
+                        scope_spans: vec![ScopeSpans {
+                            spans,
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    })
+                    .collect(),
+            }
+        })
+        .collect()
 }
 
 /// Seeds the ranker's settings were developed on.

@@ -7,10 +7,7 @@ mod common;
 
 use common::{Server, client, export, get_ok, now_ns};
 use opentelemetry_proto::tonic::{
-    collector::{
-        logs::v1::ExportLogsServiceRequest, metrics::v1::ExportMetricsServiceRequest,
-        trace::v1::ExportTraceServiceRequest,
-    },
+    collector::{logs::v1::ExportLogsServiceRequest, metrics::v1::ExportMetricsServiceRequest},
     common::v1::{AnyValue, KeyValue, any_value::Value},
     logs::v1::{LogRecord, ResourceLogs, ScopeLogs},
     metrics::v1::{
@@ -18,7 +15,6 @@ use opentelemetry_proto::tonic::{
         metric::Data, number_data_point,
     },
     resource::v1::Resource,
-    trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span::SpanKind, status::StatusCode},
 };
 use ophion_ai::{rca_sim, spans::SpanInfo};
 
@@ -58,78 +54,6 @@ fn shop_logs(lines: Vec<(u64, String)>) -> ExportLogsServiceRequest {
     }
 }
 
-fn bytes(hex_id: &str) -> Vec<u8> {
-    hex::decode(hex_id).expect("hex id")
-}
-
-/// The generator's spans as OTLP, shifted by `offset` nanoseconds, one
-/// resource per (service, version).
-fn to_otlp(spans: &[SpanInfo], offset: i64) -> Vec<ExportTraceServiceRequest> {
-    spans
-        .chunks(2000)
-        .map(|chunk| {
-            let mut groups: std::collections::BTreeMap<(String, String), Vec<Span>> =
-                Default::default();
-            for s in chunk {
-                let mut attributes = Vec::new();
-                if let Some(db) = &s.db_system {
-                    attributes.push(kv("db.system.name", db));
-                }
-                if let Some(q) = &s.db_statement {
-                    attributes.push(kv("db.query.text", q));
-                }
-                if let Some(p) = &s.peer {
-                    attributes.push(kv("server.address", p));
-                }
-                let start = (s.start_ns + offset) as u64;
-                groups
-                    .entry((s.service.clone(), s.version.clone().unwrap_or_default()))
-                    .or_default()
-                    .push(Span {
-                        trace_id: bytes(&s.trace_id),
-                        span_id: bytes(&s.span_id),
-                        parent_span_id: s.parent_id.as_deref().map(bytes).unwrap_or_default(),
-                        name: s.name.clone(),
-                        kind: match s.kind.as_str() {
-                            "client" => SpanKind::Client,
-                            "server" => SpanKind::Server,
-                            "producer" => SpanKind::Producer,
-                            "consumer" => SpanKind::Consumer,
-                            _ => SpanKind::Internal,
-                        } as i32,
-                        start_time_unix_nano: start,
-                        end_time_unix_nano: start + s.duration_ns as u64,
-                        attributes,
-                        status: s.error.then(|| Status {
-                            message: "failed".into(),
-                            code: StatusCode::Error as i32,
-                        }),
-                        ..Default::default()
-                    });
-            }
-            ExportTraceServiceRequest {
-                resource_spans: groups
-                    .into_iter()
-                    .map(|((service, version), spans)| ResourceSpans {
-                        resource: Some(Resource {
-                            attributes: vec![
-                                kv("service.name", &service),
-                                kv("service.version", &version),
-                            ],
-                            ..Default::default()
-                        }),
-                        scope_spans: vec![ScopeSpans {
-                            spans,
-                            ..Default::default()
-                        }],
-                        ..Default::default()
-                    })
-                    .collect(),
-            }
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn analyze_ranks_injected_root_causes_first() {
     let dir = tempfile::tempdir().expect("tmp");
@@ -147,7 +71,7 @@ async fn analyze_ranks_injected_root_causes_first() {
         // Hours ago, half an hour apart: baselines never overlap.
         let target = now_ns() as i64 - 12 * 3_600_000_000_000 + n as i64 * 1_800_000_000_000;
         let offset = target - T0;
-        for req in to_otlp(&case.spans, offset) {
+        for req in rca_sim::to_otlp(&case.spans, offset) {
             export(&http, &server, "/v1/traces", &req).await;
         }
         let r = http
@@ -301,7 +225,7 @@ async fn the_watch_reports_a_latency_spike_as_an_insight() {
             }
         }
     }
-    for req in to_otlp(&spans, 0) {
+    for req in rca_sim::to_otlp(&spans, 0) {
         export(&http, &server, "/v1/traces", &req).await;
     }
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);

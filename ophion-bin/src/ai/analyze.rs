@@ -76,11 +76,12 @@ fn red_anomalies(series: &red_series::RedSeries, range: &Range) -> Vec<Value> {
             continue;
         };
         // Short series: settle after a third of the baseline.
+        // The watch's setting, warm after a third of the baseline (which
+        // may be shorter than the watch's half hour).
         let cfg = DetectorConfig {
             warmup: (((range.from / MINUTE_NS) - first).max(3) / 3) as usize,
             hold: 5,
-            hold_fraction: 0.0,
-            ..DetectorConfig::default()
+            ..DetectorConfig::minutes()
         };
         let mut detectors = METRICS.map(|m| (m, Detector::new(cfg.clone())));
         for m in first..=last {

@@ -59,13 +59,72 @@ pub(super) struct WatchState {
 struct TenantWatch {
     /// First minute (in minutes since the epoch) not yet scored.
     next: Option<i64>,
-    detectors: HashMap<SeriesKey, Detector>,
+    detectors: HashMap<SeriesKey, Watched>,
     /// Log templates over time: new ones and rate changes.
     patterns: Option<PatternWatch>,
     /// The recent minutes of each watched `*.utilization` metric, per
     /// (service, metric), for its trend.
     usage: HashMap<(String, String), Usage>,
 }
+
+/// A watched series: its detector, its recent values, and the minute
+/// before which it is not reported again.
+#[derive(Debug)]
+struct Watched {
+    detector: Detector,
+    recent: VecDeque<f64>,
+    quiet_until: i64,
+}
+
+/// The watch's detector: the server's minute setting without its hold
+/// (the watch keeps a series quiet after a report itself, and needs the
+/// flags of consecutive minutes to confirm one).
+fn watch_config() -> DetectorConfig {
+    DetectorConfig {
+        hold: 0,
+        ..DetectorConfig::minutes()
+    }
+}
+
+/// Minutes of recent values kept per series, for the confirmation.
+const RECENT: usize = 60;
+
+impl Watched {
+    /// Whether the last `confirm` values all lie `spread` robust
+    /// deviations (1.4826 MAD, at least 1% of the median) or more from the
+    /// median of the values before them, on the same side: a flag the
+    /// detector raised on a minute of noise, or on a wobble it had not
+    /// learnt yet, is not confirmed.
+    fn confirmed(&self, confirm: usize, spread: f64) -> bool {
+        let n = self.recent.len();
+        if n < confirm + 10 {
+            return false;
+        }
+        let mut before: Vec<f64> = self.recent.iter().take(n - confirm).copied().collect();
+        before.sort_by(f64::total_cmp);
+        let median = before[before.len() / 2];
+        let mut dev: Vec<f64> = before.iter().map(|v| (v - median).abs()).collect();
+        dev.sort_by(f64::total_cmp);
+        let scale = (1.4826 * dev[dev.len() / 2])
+            .max(0.01 * median.abs())
+            .max(1e-9);
+        let last: Vec<f64> = self.recent.iter().skip(n - confirm).copied().collect();
+        last.iter().all(|v| (v - median) / scale >= spread)
+            || last.iter().all(|v| (median - v) / scale >= spread)
+    }
+}
+
+/// A flag is confirmed when the series' last `CONFIRM_MINUTES` values
+/// all lie `CONFIRM_SPREAD` robust deviations or more from the median of
+/// the hour before them, on the same side. Chosen on the development
+/// seeds of the noise test (`ophion-bin/tests/watch_noise.rs`,
+/// docs/benchmarks.md): a minute of noise, or a wobble the detector had
+/// not learnt yet, is no incident; a fault that lasts is reported two
+/// minutes later.
+const CONFIRM_MINUTES: usize = 3;
+const CONFIRM_SPREAD: f64 = 4.0;
+/// Minutes a reported series stays quiet.
+const QUIET_MINUTES: i64 = 15;
 
 /// Minutes of a utilization metric its trend is fitted to.
 const CAPACITY_WINDOW: i64 = 360;
@@ -148,17 +207,6 @@ impl WatchState {
     }
 }
 
-fn detector_config() -> DetectorConfig {
-    DetectorConfig {
-        // Minute series: settle within half an hour, report an anomaly once
-        // per quarter hour at most.
-        warmup: 30,
-        hold: 15,
-        hold_fraction: 0.0,
-        ..DetectorConfig::default()
-    }
-}
-
 impl AiService {
     /// One pass for one tenant: scores the closed minutes since the last pass.
     pub async fn watch_pass(&self, tenant: &TenantId, now_ns: i64) {
@@ -209,14 +257,28 @@ impl AiService {
                 if !watch.detectors.contains_key(&key) && watch.detectors.len() >= cfg.max_series {
                     return;
                 }
-                let det = watch
+                let w = watch
                     .detectors
                     .entry(key.clone())
-                    .or_insert_with(|| Detector::new(detector_config()));
+                    .or_insert_with(|| Watched {
+                        detector: Detector::new(watch_config()),
+                        recent: VecDeque::with_capacity(RECENT + 1),
+                        quiet_until: i64::MIN,
+                    });
                 for (m, v) in values {
-                    let point = det.update(m * 60, v);
-                    if point.anomalous {
+                    let point = w.detector.update(m * 60, v);
+                    if v.is_finite() {
+                        w.recent.push_back(v);
+                        if w.recent.len() > RECENT {
+                            w.recent.pop_front();
+                        }
+                    }
+                    if point.anomalous
+                        && m >= w.quiet_until
+                        && w.confirmed(CONFIRM_MINUTES, CONFIRM_SPREAD)
+                    {
                         found.push((key.clone(), m, v, point));
+                        w.quiet_until = m + QUIET_MINUTES;
                     }
                 }
             };
