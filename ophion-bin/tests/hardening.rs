@@ -394,20 +394,7 @@ async fn the_signing_key_is_private_kept_out_of_the_database_and_rotates() {
     assert_eq!(std::fs::read_to_string(&key_file).expect("key"), rotated);
     s.stop(Duration::from_secs(30));
     std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ophion-server"))
-        .arg("--data-dir")
-        .arg(&data)
-        .args([
-            "--grpc-addr",
-            "127.0.0.1:0",
-            "--otlp-http-addr",
-            "127.0.0.1:0",
-        ])
-        .args(["--api-addr", "127.0.0.1:0"])
-        .output()
-        .expect("run");
-    assert!(!out.status.success(), "refuses to start");
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = common::refused_start(&data, &[]);
     assert!(
         err.contains("signing.key has mode 644") && err.contains("chmod 600"),
         "{err}"

@@ -7,11 +7,11 @@
 mod common;
 
 use std::{
-    process::{Command, Stdio},
+    process::Command,
     time::{Duration, Instant},
 };
 
-use common::{Server, client, now_ns, sql};
+use common::{Server, client, now_ns, refused_start, sql};
 use serde_json::json;
 
 const BUCKET: &str = "ophion-server";
@@ -60,7 +60,7 @@ async fn count(http: &reqwest::Client, s: &Server, tag: &str) -> u64 {
         &format!("SELECT count(*) AS n FROM logs WHERE body LIKE '{tag}-%'"),
     )
     .await;
-    rows[0]["n"].as_u64().expect("n")
+    rows[0][0].as_u64().expect("a count")
 }
 
 /// Parquet objects in the bucket (moto's ListObjectsV2).
@@ -74,45 +74,6 @@ async fn parquet_objects(http: &reqwest::Client, moto: &str) -> usize {
         .await
         .expect("xml");
     xml.matches(".parquet</Key>").count()
-}
-
-/// Runs the server binary expecting it to refuse to start: its stderr.
-fn refused_start(data: &std::path::Path, env: &[(&str, &str)]) -> String {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ophion-server"));
-    cmd.arg("--data-dir")
-        .arg(data)
-        .args([
-            "--grpc-addr",
-            "127.0.0.1:0",
-            "--otlp-http-addr",
-            "127.0.0.1:0",
-        ])
-        .args(["--api-addr", "127.0.0.1:0"])
-        .env("OPHION_ADMIN_PASSWORD", common::ADMIN_PASSWORD)
-        .envs(env.iter().copied())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("spawn");
-    let started = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            assert!(!status.success(), "the server must not start");
-            let mut err = String::new();
-            use std::io::Read as _;
-            child
-                .stderr
-                .take()
-                .expect("stderr")
-                .read_to_string(&mut err)
-                .expect("read");
-            return err;
-        }
-        if started.elapsed() > Duration::from_secs(90) {
-            let _ = child.kill();
-            panic!("the server neither started nor refused within 90 s");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

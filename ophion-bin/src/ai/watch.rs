@@ -123,6 +123,9 @@ impl Watched {
 /// minutes later.
 const CONFIRM_MINUTES: usize = 3;
 const CONFIRM_SPREAD: f64 = 4.0;
+/// One minute alone is confirmed this far out: a latency spike of many
+/// times the usual is an incident even if it lasts a minute.
+const CONFIRM_EXTREME: f64 = 20.0;
 /// Minutes a reported series stays quiet.
 const QUIET_MINUTES: i64 = 15;
 
@@ -275,7 +278,8 @@ impl AiService {
                     }
                     if point.anomalous
                         && m >= w.quiet_until
-                        && w.confirmed(CONFIRM_MINUTES, CONFIRM_SPREAD)
+                        && (w.confirmed(CONFIRM_MINUTES, CONFIRM_SPREAD)
+                            || w.confirmed(1, CONFIRM_EXTREME))
                     {
                         found.push((key.clone(), m, v, point));
                         w.quiet_until = m + QUIET_MINUTES;

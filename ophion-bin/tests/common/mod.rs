@@ -350,3 +350,42 @@ pub async fn create_user(
     assert_eq!(status, 201, "{v}");
     v["id"].as_i64().expect("id")
 }
+
+/// Runs the server binary expecting it to refuse to start: its stderr.
+pub fn refused_start(data: &std::path::Path, env: &[(&str, &str)]) -> String {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_ophion-server"));
+    cmd.arg("--data-dir")
+        .arg(data)
+        .args([
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--otlp-http-addr",
+            "127.0.0.1:0",
+        ])
+        .args(["--api-addr", "127.0.0.1:0"])
+        .env("OPHION_ADMIN_PASSWORD", ADMIN_PASSWORD)
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn");
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            assert!(!status.success(), "the server must not start");
+            let mut err = String::new();
+            use std::io::Read as _;
+            child
+                .stderr
+                .take()
+                .expect("stderr")
+                .read_to_string(&mut err)
+                .expect("read");
+            return err;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(90) {
+            let _ = child.kill();
+            panic!("the server neither started nor refused within 90 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
