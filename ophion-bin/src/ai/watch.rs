@@ -108,6 +108,17 @@ impl Watched {
         let scale = (1.4826 * dev[dev.len() / 2])
             .max(0.01 * median.abs())
             .max(1e-9);
+        // A single minute is judged against the spread of every value too:
+        // a series that is mostly one value (no errors most minutes) has
+        // no median deviation, and any other value would look extreme.
+        let scale = if confirm == 1 {
+            let mean = before.iter().sum::<f64>() / before.len() as f64;
+            let var = before.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>()
+                / before.len() as f64;
+            scale.max(var.sqrt())
+        } else {
+            scale
+        };
         let last: Vec<f64> = self.recent.iter().skip(n - confirm).copied().collect();
         last.iter().all(|v| (v - median) / scale >= spread)
             || last.iter().all(|v| (median - v) / scale >= spread)
@@ -123,7 +134,8 @@ impl Watched {
 /// minutes later.
 const CONFIRM_MINUTES: usize = 3;
 const CONFIRM_SPREAD: f64 = 4.0;
-/// One minute alone is confirmed this far out: a latency spike of many
+/// One minute alone is confirmed this far out (in robust deviations, or
+/// standard deviations when those are larger): a latency spike of many
 /// times the usual is an incident even if it lasts a minute.
 const CONFIRM_EXTREME: f64 = 20.0;
 /// Minutes a reported series stays quiet.
