@@ -113,8 +113,8 @@ impl Watched {
         // no median deviation, and any other value would look extreme.
         let scale = if confirm == 1 {
             let mean = before.iter().sum::<f64>() / before.len() as f64;
-            let var = before.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>()
-                / before.len() as f64;
+            let var =
+                before.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / before.len() as f64;
             scale.max(var.sqrt())
         } else {
             scale
