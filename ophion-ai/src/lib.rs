@@ -14,15 +14,17 @@
 //! ```
 //!
 //! - [`anomaly`]: streaming anomaly detection on time series (bounded state
-//!   per series, scores in `[0, 1]` with an expected range).
+//!   per series, scores in `[0, 1]` with an expected range; deviations and
+//!   flatlines; the defaults and the server's minute setting).
 //! - [`forecast`]: seasonal forecasts with prediction intervals, and time
 //!   until a threshold.
 //! - [`patterns`]: log template mining (masking of variables, stable
 //!   template ids); [`pattern_watch`]: templates over time (counts per
 //!   bucket, new patterns, rate anomalies).
 //! - [`red`]: what a RED series measures per minute, in one place.
-//! - [`rca`]: root-cause ranking for an incident window (own time, own
-//!   errors, new versions).
+//! - [`rca`]: root-cause ranking for an incident window (critical-path and
+//!   own time, origin errors, client spans charged to their callee, new
+//!   versions).
 //! - [`spans`]: the engine's view of a span, read from record batches.
 //! - [`series`]: reading time series from text.
 //! - [`tips`]: optimisation tips with evidence (N+1 queries, slow
@@ -37,7 +39,7 @@
 //!
 //! | feature | what it adds |
 //! |---------|--------------|
-//! | `sim`   | `rca_sim`: a seeded fault-injection shop of 13 services for judging root cause (pulls `rand`); used by tests and benches |
+//! | `sim`   | `rca_sim`: a seeded fault-injection shop (17 services, databases and an untraced service as client spans, async work, clock skew, timeouts and retries, decoys) for judging root cause and the watch, and its traces as OTLP (pulls `rand` and the OTLP types); used by tests and benches |
 
 pub mod anomaly;
 pub mod forecast;
