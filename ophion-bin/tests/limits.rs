@@ -45,12 +45,19 @@ async fn api_bursts_get_429_and_spoofed_forwarding_changes_nothing() {
         refused.iter().all(|r| r.is_some_and(|s| s >= 1)),
         "Retry-After on every 429"
     );
-    // The same client claiming to be someone else is the same bucket.
+    // The same client claiming to be someone else is the same bucket: a
+    // burst of ten spoofed requests gets at most the tokens refilled
+    // meanwhile (a bucket of its own would let all ten through). Counted,
+    // not one request each, so a slow machine's refill cannot flake it.
     for spoof in ["203.0.113.1", "198.51.100.2, 203.0.113.3"] {
-        let (status, _) = status_of(version().header("x-forwarded-for", spoof)).await;
-        assert_eq!(
-            status, 429,
-            "X-Forwarded-For from an untrusted peer is ignored"
+        let mut passed = 0;
+        for _ in 0..10 {
+            let (status, _) = status_of(version().header("x-forwarded-for", spoof)).await;
+            passed += usize::from(status == 200);
+        }
+        assert!(
+            passed <= 3,
+            "X-Forwarded-For from an untrusted peer is ignored: {passed} of 10 spoofed requests passed"
         );
     }
     // Health and metrics are never limited.
