@@ -16,6 +16,7 @@
 //! and over [`ophion_store::MemoryTables`] in unit tests.
 
 mod analyze;
+mod confirm;
 mod miners;
 mod red;
 #[cfg(test)]

@@ -27,7 +27,7 @@ use std::{
 
 use futures::future::BoxFuture;
 use ophion_ai::{
-    anomaly::{Detector, DetectorConfig},
+    anomaly::Detector,
     forecast::time_until,
     pattern_watch::{PatternEvent, PatternWatch, WatchConfig},
     red::{METRICS, values},
@@ -37,6 +37,10 @@ use serde_json::{Value, json};
 
 use super::{
     AiService,
+    confirm::{
+        CONFIRM_EXTREME, CONFIRM_MINUTES, CONFIRM_SPREAD, QUIET_MINUTES, RECENT, Watched,
+        watch_config,
+    },
     red::{self, MINUTE_NS, Per},
 };
 use crate::read::{Range, literal, metrics, ts_text};
@@ -66,80 +70,6 @@ struct TenantWatch {
     /// (service, metric), for its trend.
     usage: HashMap<(String, String), Usage>,
 }
-
-/// A watched series: its detector, its recent values, and the minute
-/// before which it is not reported again.
-#[derive(Debug)]
-struct Watched {
-    detector: Detector,
-    recent: VecDeque<f64>,
-    quiet_until: i64,
-}
-
-/// The watch's detector: the server's minute setting without its hold
-/// (the watch keeps a series quiet after a report itself, and needs the
-/// flags of consecutive minutes to confirm one).
-fn watch_config() -> DetectorConfig {
-    DetectorConfig {
-        hold: 0,
-        ..DetectorConfig::minutes()
-    }
-}
-
-/// Minutes of recent values kept per series, for the confirmation.
-const RECENT: usize = 60;
-
-impl Watched {
-    /// Whether the last `confirm` values all lie `spread` robust
-    /// deviations (1.4826 MAD, at least 1% of the median) or more from the
-    /// median of the values before them, on the same side: a flag the
-    /// detector raised on a minute of noise, or on a wobble it had not
-    /// learnt yet, is not confirmed.
-    fn confirmed(&self, confirm: usize, spread: f64) -> bool {
-        let n = self.recent.len();
-        if n < confirm + 10 {
-            return false;
-        }
-        let mut before: Vec<f64> = self.recent.iter().take(n - confirm).copied().collect();
-        before.sort_by(f64::total_cmp);
-        let median = before[before.len() / 2];
-        let mut dev: Vec<f64> = before.iter().map(|v| (v - median).abs()).collect();
-        dev.sort_by(f64::total_cmp);
-        let scale = (1.4826 * dev[dev.len() / 2])
-            .max(0.01 * median.abs())
-            .max(1e-9);
-        // A single minute is judged against the spread of every value too:
-        // a series that is mostly one value (no errors most minutes) has
-        // no median deviation, and any other value would look extreme.
-        let scale = if confirm == 1 {
-            let mean = before.iter().sum::<f64>() / before.len() as f64;
-            let var =
-                before.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / before.len() as f64;
-            scale.max(var.sqrt())
-        } else {
-            scale
-        };
-        let last: Vec<f64> = self.recent.iter().skip(n - confirm).copied().collect();
-        last.iter().all(|v| (v - median) / scale >= spread)
-            || last.iter().all(|v| (median - v) / scale >= spread)
-    }
-}
-
-/// A flag is confirmed when the series' last `CONFIRM_MINUTES` values
-/// all lie `CONFIRM_SPREAD` robust deviations or more from the median of
-/// the hour before them, on the same side. Chosen on the development
-/// seeds of the noise test (`ophion-bin/tests/watch_noise.rs`,
-/// docs/benchmarks.md): a minute of noise, or a wobble the detector had
-/// not learnt yet, is no incident; a fault that lasts is reported two
-/// minutes later.
-const CONFIRM_MINUTES: usize = 3;
-const CONFIRM_SPREAD: f64 = 4.0;
-/// One minute alone is confirmed this far out (in robust deviations, or
-/// standard deviations when those are larger): a latency spike of many
-/// times the usual is an incident even if it lasts a minute.
-const CONFIRM_EXTREME: f64 = 20.0;
-/// Minutes a reported series stays quiet.
-const QUIET_MINUTES: i64 = 15;
 
 /// Minutes of a utilization metric its trend is fitted to.
 const CAPACITY_WINDOW: i64 = 360;
