@@ -5,6 +5,8 @@
 //!
 //! Run: `cargo bench -p ophion-benches --bench log_patterns -- --loghub ../shared/data/loghub-2k --out /tmp/ga`
 //! then `python3 ../shared/tools/log_ga.py --loghub ../shared/data/loghub-2k --results /tmp/ga`.
+//! `--config '{"similarity":0.6}'` tries other settings; `--text FILE --out
+//! FILE.csv` mines one message a line (what `other_logs.py` sweeps with).
 //! Without `--loghub` (as in `cargo test --all-targets`) it mines a small
 //! built-in sample and checks the grouping.
 
@@ -71,14 +73,34 @@ const LOGHUB_SYSTEMS: [&str; 16] = [
 
 fn main() {
     let mut loghub: Option<PathBuf> = None;
+    let mut text: Option<PathBuf> = None;
+    let mut config = MinerConfig::default();
     let mut out = std::env::temp_dir().join("ophion-log-ga");
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
             "--loghub" => loghub = it.next().map(PathBuf::from),
+            "--text" => text = it.next().map(PathBuf::from),
             "--out" => out = it.next().map(PathBuf::from).unwrap_or(out),
+            "--config" => {
+                let json = it.next().expect("--config takes a JSON object");
+                config = serde_json::from_str(&json).expect("--config: a MinerConfig as JSON");
+            }
             _ => {}
         }
+    }
+    if let Some(text) = text {
+        // One message a line in, one template id a line out: how
+        // `benches/other_logs.py --sweep` tries settings.
+        let messages = std::fs::read_to_string(&text).expect("read --text");
+        let mut miner = TemplateMiner::new(config);
+        let ids: Vec<u32> = messages.lines().map(|m| miner.add(m)).collect();
+        let mut f = std::fs::File::create(&out).expect("out file");
+        writeln!(f, "template_id").expect("write");
+        for id in ids {
+            writeln!(f, "{}", miner.resolve(id)).expect("write");
+        }
+        return;
     }
     let Some(loghub) = loghub else {
         smoke();
@@ -99,14 +121,16 @@ fn main() {
         );
         let messages = contents(&csv);
         let started = Instant::now();
-        let mut miner = TemplateMiner::new(MinerConfig::default());
+        let mut miner = TemplateMiner::new(config.clone());
         let ids: Vec<u32> = messages.iter().map(|m| miner.add(m)).collect();
         secs += started.elapsed().as_secs_f64();
         lines += messages.len();
         let mut f = std::fs::File::create(out.join(format!("{name}.csv"))).expect("out file");
         writeln!(f, "template_id").expect("write");
+        // Each line under the template it ended in: templates that merged
+        // once a position proved variable are one group.
         for id in ids {
-            writeln!(f, "{id}").expect("write");
+            writeln!(f, "{}", miner.resolve(id)).expect("write");
         }
         println!(
             "{name}: {} lines, {} templates",

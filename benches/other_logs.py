@@ -118,8 +118,9 @@ SYSTEMS = {
 
 
 # Written after the development systems above had been looked at, before
-# any setting was chosen, and never inspected line by line afterwards: the
-# held-out half. Other software again (a second database, a load balancer,
+# any setting was chosen: the first held-out half. It was scored once
+# (Ophion 0.7282 against Drain 0.7479, both on their defaults), then
+# joined development when its misses were studied. Other software again (a second database, a load balancer,
 # a message broker, a search engine, an init system, a web framework, a
 # service proxy, a key-value store), with variables in words as often as in
 # numbers.
@@ -132,7 +133,7 @@ ACTIONS = ["index", "show", "create", "update", "destroy"]
 VERBS = ["GET", "POST", "PUT", "DELETE"]
 CLUSTERS = ["backend", "auth_service", "payments", "static"]
 NODES = ["es-data-0", "es-data-1", "es-master-0", "es-ingest-2"]
-HELD_OUT = {
+HELD_OUT_1 = {
     "MySQL": [
         (8, lambda r: "Aborted connection %d to db: '%s' user: '%s' host: '%s' (Got an error reading communication packets)" % (r.randint(1, 10**6), r.choice(DBS), r.choice(NAMES), ip(r))),
         (6, lambda r: "Access denied for user '%s'@'%s' (using password: %s)" % (r.choice(NAMES), ip(r), r.choice(["YES", "NO"]))),
@@ -284,6 +285,9 @@ HELD_OUT_2 = {
     ],
 }
 
+# What settings may be chosen on; HELD_OUT_2 takes part in no choice.
+DEVELOPMENT = {**SYSTEMS, **HELD_OUT_1}
+
 
 def generate(systems, system, lines, seed):
     r = random.Random("%s-%d" % (system, seed))
@@ -355,7 +359,7 @@ def main():
     ap.add_argument("--check", action="store_true",
                     help="fail unless Ophion's mean is at least Drain's on the held-out and on the full set")
     a = ap.parse_args()
-    sets = [("development", SYSTEMS)] + ([] if a.development_only else [("held-out", HELD_OUT)])
+    sets = [("development", DEVELOPMENT)] + ([] if a.development_only else [("held-out", HELD_OUT_2)])
     with tempfile.TemporaryDirectory() as tmp:
         rows = score(sets, a, tmp)
     for part, system, o, d in rows:

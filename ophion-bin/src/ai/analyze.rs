@@ -200,9 +200,12 @@ impl AiService {
         let templates = self
             .miners
             .with(tenant, |miner| {
+                let ids: Vec<u32> = bodies.iter().map(|body| miner.add(body)).collect();
+                // Counted under the templates they ended in: some merge
+                // once a position proves variable.
                 let mut counts: BTreeMap<u32, u64> = BTreeMap::new();
-                for body in &bodies {
-                    *counts.entry(miner.add(body)).or_default() += 1;
+                for id in ids {
+                    *counts.entry(miner.resolve(id)).or_default() += 1;
                 }
                 let mut top: Vec<(u32, u64)> = counts.into_iter().collect();
                 top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));

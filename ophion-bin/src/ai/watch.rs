@@ -451,10 +451,13 @@ impl AiService {
         let mined = self
             .miners
             .with(tenant, |miner| {
-                let ids: Vec<(i64, u32)> = lines
+                let mut ids: Vec<(i64, u32)> = lines
                     .iter()
                     .map(|(ts, body)| (ts.div_euclid(1_000_000_000), miner.add(body)))
                     .collect();
+                for (_, id) in &mut ids {
+                    *id = miner.resolve(*id);
+                }
                 let names: HashMap<u32, String> = ids
                     .iter()
                     .map(|(_, id)| (*id, miner.template(*id)))

@@ -130,10 +130,11 @@ pub(in crate::cli) fn ai(cmd: AiCommand, out: &mut String) -> Result<(), CliErro
             let text = std::fs::read_to_string(&input).map_err(|e| fail(&input, &e))?;
             let mut miner = ophion_ai::patterns::TemplateMiner::default();
             let ids: Vec<_> = text.lines().map(|l| miner.add(l)).collect();
-            // Templates as they stand after every line was seen.
+            // Templates as they stand after every line was seen: a line
+            // whose template was merged into another is under that one.
             let mut csv = String::from("template_id,template\n");
-            for id in &ids {
-                let _ = writeln!(csv, "{id},{}", csv_field(&miner.template(*id)));
+            for id in ids.iter().map(|id| miner.resolve(*id)) {
+                let _ = writeln!(csv, "{id},{}", csv_field(&miner.template(id)));
             }
             std::fs::write(&output, csv).map_err(|e| fail(&output, &e))?;
             let _ = writeln!(
