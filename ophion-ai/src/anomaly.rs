@@ -113,7 +113,7 @@ impl Default for DetectorConfig {
             quantile: 0.99,
             quantile_rate: 0.02,
             warmup: 64,
-            hold: 120,
+            hold: 60,
             hold_fraction: 0.03,
             threshold: 0.25,
             max_season: 2016,

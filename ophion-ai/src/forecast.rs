@@ -52,8 +52,8 @@ impl Default for ForecastConfig {
         Self {
             max_period: 400,
             min_autocorrelation: 0.3,
-            profile_periods: 7,
-            naive_weight: 0.5,
+            profile_periods: 5,
+            naive_weight: 0.7,
             week_weight: 0.35,
             level_alpha: 0.3,
             coverage: 0.95,
