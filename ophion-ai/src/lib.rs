@@ -18,8 +18,9 @@
 //!   flatlines; the defaults and the server's minute setting).
 //! - [`forecast`]: seasonal forecasts with prediction intervals, and time
 //!   until a threshold.
-//! - [`patterns`]: log template mining (masking of variables, stable
-//!   template ids); [`pattern_watch`]: templates over time (counts per
+//! - [`patterns`]: log template mining (masking of variables, positions
+//!   that hold many words learnt as variables, stable template ids that a
+//!   merge resolves); [`pattern_watch`]: templates over time (counts per
 //!   bucket, new patterns, rate anomalies).
 //! - [`red`]: what a RED series measures per minute, in one place.
 //! - [`rca`]: root-cause ranking for an incident window (critical-path and
@@ -32,6 +33,12 @@
 //!   log patterns).
 //! - [`llm`]: the [`llm::LlmProvider`] trait and its contract; the
 //!   providers (OpenAI-compatible, Anthropic, Ollama) come with the copilot.
+//!
+//! The detector's, forecaster's and miner's defaults are the choices of
+//! `benches/choose_settings.py` on their benchmarks (CI checks it); the
+//! ranker's were developed on `rca_sim`'s development seeds and are scored
+//! on its held-out ones. Held-out scores sit beside full ones in
+//! `docs/benchmarks.md`.
 //!
 //! The engine holds no I/O: the server (`ophion-bin`'s AI service) reads
 //! through the read seam and keeps state; everything here is a pure
