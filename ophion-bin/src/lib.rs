@@ -49,6 +49,7 @@ pub mod api;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod copilot;
 pub mod guard;
 pub mod read;
 pub mod server;

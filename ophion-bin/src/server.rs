@@ -122,10 +122,18 @@ impl Server {
         let ai =
             crate::ai::AiService::open(reader.clone(), store.metadata().clone(), config.ai.clone())
                 .await?;
+        let copilot = crate::copilot::Copilot::open(
+            reader.clone(),
+            Arc::clone(&ai),
+            store.metadata().clone(),
+            None,
+        )
+        .await?;
         let state = Arc::new(ApiState {
             store,
             reader,
             ai,
+            copilot,
             auth: Arc::new(auth),
             receiver: receiver.clone(),
             guard,

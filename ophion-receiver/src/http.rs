@@ -111,7 +111,10 @@ async fn export(
     // Media type first, so even refusals can answer in the client's encoding.
     let enc = match encoding(&headers) {
         Ok(e) => e,
-        Err(f) => return failure(Encoding::Json, shared.fail(f)),
+        Err(f) => {
+            drain(body, shared.config.max_body_bytes).await;
+            return failure(Encoding::Json, shared.fail(f));
+        }
     };
     match export_inner(&shared, &headers, peer, body, signal, enc).await {
         Ok(accepted) => success(enc, signal, &accepted),
@@ -127,9 +130,24 @@ async fn export_inner(
     signal: Signal,
     enc: Encoding,
 ) -> Result<Accepted, Failure> {
-    let tenant = shared.authenticate(headers, peer)?;
-    let gzip = gzip(headers).map_err(|f| shared.fail(f))?;
     let limit = shared.config.max_body_bytes;
+    // Refused before the body is looked at, but the body is still read and
+    // discarded (bounded), so the client sees the 401 or 415 instead of a
+    // connection closed under its upload.
+    let tenant = match shared.authenticate(headers, peer) {
+        Ok(t) => t,
+        Err(f) => {
+            drain(body, limit).await;
+            return Err(f);
+        }
+    };
+    let gzip = match gzip(headers) {
+        Ok(g) => g,
+        Err(f) => {
+            drain(body, limit).await;
+            return Err(shared.fail(f));
+        }
+    };
     if let Some(len) = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())

@@ -53,6 +53,11 @@ pub struct Analysis {
 }
 
 impl Analysis {
+    /// The services of the root-cause candidates, most likely first.
+    pub fn root_cause_services(&self) -> Vec<String> {
+        self.root_causes.iter().map(|c| c.service.clone()).collect()
+    }
+
     /// The answer of `POST /api/v1/ai/analyze`.
     pub fn to_json(&self) -> Value {
         json!({

@@ -7,7 +7,7 @@
 //! terms, never a stack trace or SQL internals.
 //!
 //! A new endpoint: its handler in the module of its area (`traces`, `logs`,
-//! `metrics`, `services`, `query`, `users`, `ops`, `ai`), and one entry in
+//! `metrics`, `services`, `query`, `users`, `ops`, `ai`, `chat`), and one entry in
 //! [`routes::table`], which gives the router, the permission check
 //! (`access`) and the OpenAPI document ([`openapi`]). Handlers read
 //! through [`crate::read::Reader`] and call services such as
@@ -15,6 +15,7 @@
 
 mod access;
 mod ai;
+mod chat;
 mod logs;
 mod metrics;
 pub mod openapi;
@@ -75,6 +76,8 @@ pub struct ApiState {
     pub started: Instant,
     /// The AI engine: analysis, the continuous watch and its insights.
     pub ai: Arc<crate::ai::AiService>,
+    /// The copilot (`/api/v1/ai/chat`).
+    pub copilot: Arc<crate::copilot::Copilot>,
 }
 
 /// The API and operations routes of [`routes::table`], each behind the

@@ -27,7 +27,7 @@ use serde_json::json;
 use super::{
     ApiState, Doc,
     access::{self, Permissions},
-    ai, logs, metrics, ops, query, services, traces, users,
+    ai, chat, logs, metrics, ops, query, services, traces, users,
 };
 use crate::auth::Permission;
 
@@ -471,6 +471,17 @@ pub fn table() -> Vec<Route> {
             Doc::new("Analyse a time window (viewer): RED anomalies, log templates, ranked root-cause candidates and tips")
             .body(true, json!({"type": "object", "required": ["start", "end"], "properties": {"service": {"type": "string", "description": "Limit anomalies, tips and logs to one service (root causes are ranked over all)"}, "trace_id": {"type": "string", "description": "Limit the analysis to one trace (32 hex digits)"}, "start": {"type": "string", "description": "RFC 3339, unix nanoseconds, now or now-<duration>"}, "end": {"type": "string"}}}))
             .ok(200, "anomalies, patterns, root_causes ([{service, operation, kind, score, evidence}]) and tips"),
+        ),
+        Route::new(
+            Method::POST,
+            "/api/v1/ai/chat",
+            Permission::Read,
+            chat::chat,
+            Doc::new("Ask the copilot (viewer): a question in English or Portuguese about the caller's telemetry")
+            .description("Answers with the built-in engine, or the configured language model through the same read-only tools. Every number in `answer` comes from `queries` (the SQL run, its bound params, columns and rows). With `Accept: text/event-stream`, `delta` events carry the text as it is written and a final `answer` event the whole JSON (or an `error` event). A question the built-in engine does not understand is declined (`declined: true`), never guessed.")
+            .body(true, json!({"type": "object", "required": ["message"], "properties": {"message": {"type": "string", "maxLength": 4096}, "conversation_id": {"type": "string", "description": "Go on with one of your conversations"}}}))
+            .ok(200, "{conversation_id, answer, queries: [{sql, params, columns, rows}], evidence: [{kind, label, link}], engine, declined, dashboard?, steps?, analysis?}")
+            .errors(&[400, 404, 502, 503]),
         ),
         Route::new(
             Method::GET,

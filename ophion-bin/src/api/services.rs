@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use super::{ApiError, ApiState, time::RangeParams};
 use crate::read::{Range, json as to_json, text, ts_text};
 
-const ENTRY: &str = "(kind IN ('server', 'consumer') OR parent_span_id IS NULL)";
+use crate::read::ENTRY_SPANS as ENTRY;
 
 fn latency_columns() -> &'static str {
     "count(*) AS requests, \

@@ -7,13 +7,15 @@
 //! - [`Params`]: named parameters and the `WHERE` conditions using them;
 //!   user values are always bound, never written into SQL text.
 //! - [`Range`]: a `[from, to)` nanosecond range and its filter.
-//! - [`json`]: Arrow values as JSON; [`metrics`]: metric points as series.
+//! - [`json`]: Arrow values as JSON; [`metrics`]: metric points as series;
+//!   [`time`]: times and ranges as users write them.
 //!
 //! Nothing here knows about HTTP: errors are [`ReadError`]s, which the API
 //! turns into status codes.
 
 pub mod json;
 pub mod metrics;
+pub mod time;
 
 use std::{sync::Arc, time::Instant};
 
@@ -74,6 +76,11 @@ impl Reader {
     }
 }
 
+/// Which spans are a service's requests: entry spans, kind `server` or
+/// `consumer`, or spans without a parent (a root `internal` span is a
+/// request too). The services API and the copilot count requests this way.
+pub const ENTRY_SPANS: &str = "(kind IN ('server', 'consumer') OR parent_span_id IS NULL)";
+
 /// Named SQL parameters, and the `WHERE` conditions that use them.
 #[derive(Debug, Default, Clone)]
 pub struct Params {
@@ -98,6 +105,27 @@ impl Params {
     pub fn filter(&mut self, condition: &str, name: &str, value: Param) -> &mut Self {
         self.bind(name, value);
         self.when(condition)
+    }
+
+    /// The bound values as JSON (times as RFC 3339 text), to show with the
+    /// SQL that used them.
+    pub fn as_json(&self) -> serde_json::Map<String, Value> {
+        self.values
+            .iter()
+            .map(|(k, v)| {
+                let v = match v {
+                    Param::Null => Value::Null,
+                    Param::Bool(b) => Value::Bool(*b),
+                    Param::Int32(i) => (*i).into(),
+                    Param::Int64(i) => (*i).into(),
+                    Param::Float64(f) => (*f).into(),
+                    Param::Text(t) => Value::String(t.clone()),
+                    Param::TimestampNs(ns) => ts_text(*ns),
+                    _ => Value::Null,
+                };
+                (k.clone(), v)
+            })
+            .collect()
     }
 
     /// The conditions joined with `AND` (`TRUE` when there are none).

@@ -1,0 +1,132 @@
+//! Conversations, stored per tenant and user in the metadata database (the
+//! copilot's own table, by its own migration): each question and answer,
+//! so a conversation can go on and be read back by its owner only.
+
+use ophion_core::TenantId;
+use ophion_store::metadata::Metadata;
+use rusqlite::OptionalExtension as _;
+
+/// The copilot's tables, in order. Never edit a released migration.
+const MIGRATIONS: &[&str] = &[
+    // 1: conversations and their messages.
+    "CREATE TABLE copilot_conversations (
+        id TEXT PRIMARY KEY,
+        tenant_id TEXT NOT NULL,
+        user_id INTEGER NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE copilot_messages (
+        conversation_id TEXT NOT NULL REFERENCES copilot_conversations(id) ON DELETE CASCADE,
+        seq INTEGER NOT NULL,
+        role TEXT NOT NULL,
+        content TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (conversation_id, seq)
+    );",
+];
+
+/// One stored message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    /// `user` or `assistant`.
+    pub role: String,
+    /// The text (for the assistant, the answer as JSON).
+    pub content: String,
+}
+
+/// The conversation store.
+#[derive(Debug, Clone)]
+pub struct Conversations {
+    metadata: Metadata,
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+impl Conversations {
+    /// Migrates the tables.
+    pub async fn open(metadata: Metadata) -> Result<Self, ophion_store::Error> {
+        metadata.migrate("copilot", MIGRATIONS).await?;
+        Ok(Self { metadata })
+    }
+
+    /// The conversation `id` of this tenant and user, or a new one when
+    /// `id` is `None`. `Ok(None)` when `id` is not theirs (or unknown).
+    pub async fn open_or_start(
+        &self,
+        tenant: &TenantId,
+        user_id: i64,
+        id: Option<&str>,
+    ) -> Result<Option<String>, ophion_store::Error> {
+        let tenant = tenant.as_str().to_owned();
+        let id = id.map(str::to_owned);
+        self.metadata
+            .call(move |c| {
+                if let Some(id) = id {
+                    let found: Option<String> = c
+                        .query_row(
+                            "SELECT id FROM copilot_conversations WHERE id = ?1 AND tenant_id = ?2 AND user_id = ?3",
+                            (&id, &tenant, user_id),
+                            |r| r.get(0),
+                        )
+                        .optional()?;
+                    return Ok(found);
+                }
+                let mut bytes = [0u8; 16];
+                getrandom::fill(&mut bytes).map_err(|e| {
+                    rusqlite::Error::ToSqlConversionFailure(Box::new(std::io::Error::other(e.to_string())))
+                })?;
+                let id = hex::encode(bytes);
+                c.execute(
+                    "INSERT INTO copilot_conversations (id, tenant_id, user_id, created_at) VALUES (?1, ?2, ?3, ?4)",
+                    (&id, &tenant, user_id, now_secs()),
+                )?;
+                Ok(Some(id))
+            })
+            .await
+    }
+
+    /// Appends a message.
+    pub async fn append(
+        &self,
+        id: &str,
+        role: &str,
+        content: &str,
+    ) -> Result<(), ophion_store::Error> {
+        let (id, role, content) = (id.to_owned(), role.to_owned(), content.to_owned());
+        self.metadata
+            .call(move |c| {
+                c.execute(
+                    "INSERT INTO copilot_messages (conversation_id, seq, role, content, created_at) \
+                     VALUES (?1, (SELECT coalesce(max(seq), 0) + 1 FROM copilot_messages WHERE conversation_id = ?1), ?2, ?3, ?4)",
+                    (&id, &role, &content, now_secs()),
+                )?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// The messages of a conversation, oldest first.
+    pub async fn messages(&self, id: &str) -> Result<Vec<Stored>, ophion_store::Error> {
+        let id = id.to_owned();
+        self.metadata
+            .call(move |c| {
+                let mut st = c.prepare(
+                    "SELECT role, content FROM copilot_messages WHERE conversation_id = ?1 ORDER BY seq",
+                )?;
+                let rows = st
+                    .query_map([&id], |r| {
+                        Ok(Stored {
+                            role: r.get(0)?,
+                            content: r.get(1)?,
+                        })
+                    })?
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(rows)
+            })
+            .await
+    }
+}
