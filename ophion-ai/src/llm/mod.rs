@@ -2,17 +2,37 @@
 //! model through it (OpenAI-compatible Chat Completions, Anthropic
 //! Messages, Ollama, or none at all: the copilot's built-in engine answers
 //! without a model). This module holds the contract and the types every
-//! provider shares; the providers themselves live beside it as they are
-//! written, each over `reqwest`.
+//! provider shares; the providers, each over `reqwest`, are
+//! [`openai::OpenAi`], [`anthropic::Anthropic`] and [`ollama::Ollama`],
+//! built from a [`ProviderConfig`] by [`provider`]. They are the only code
+//! of this crate that does I/O.
 //!
 //! Telemetry is data, never instructions: whatever a caller puts in a
 //! [`Message`] from logs or spans goes in as quoted content, and nothing a
 //! model returns is executed except through the caller's own read-only
 //! tools ([`ToolCall`] is a request the caller may refuse).
 
-use std::{fmt::Debug, time::Duration};
+pub mod anthropic;
+mod http;
+pub mod ollama;
+pub mod openai;
 
+use std::{fmt::Debug, sync::Arc, time::Duration};
+
+pub use http::{ProviderConfig, ProviderKind, Secret};
 use serde::{Deserialize, Serialize};
+
+/// The provider `config` names, or `None` for [`ProviderKind::None`];
+/// a clear [`LlmError::Config`] when its settings cannot work (no URL, no
+/// model, a key variable or file that is missing).
+pub fn provider(config: &ProviderConfig) -> Result<Option<Arc<dyn LlmProvider>>, LlmError> {
+    Ok(match config.provider {
+        ProviderKind::None => None,
+        ProviderKind::Openai => Some(Arc::new(openai::OpenAi::new(config.clone())?)),
+        ProviderKind::Anthropic => Some(Arc::new(anthropic::Anthropic::new(config.clone())?)),
+        ProviderKind::Ollama => Some(Arc::new(ollama::Ollama::new(config.clone())?)),
+    })
+}
 
 /// Who said a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
