@@ -126,7 +126,7 @@ fn config(kind: ProviderKind, base: &str) -> ProviderConfig {
             _ => base.to_owned(),
         },
         model: "test-model".into(),
-        api_key_file: Some(file.display().to_string()),
+        api_key_file: file.display().to_string(),
         timeout_secs: 5,
         stall_secs: 1,
         max_retries: 2,
@@ -479,7 +479,7 @@ async fn misconfigured_or_unreachable_providers_say_so() {
         provider: ProviderKind::Openai,
         base_url: "http://127.0.0.1:9/v1".into(),
         model: "m".into(),
-        api_key_env: Some("OPHION_TEST_KEY_THAT_IS_NOT_SET".into()),
+        api_key_env: "OPHION_TEST_KEY_THAT_IS_NOT_SET".into(),
         ..ProviderConfig::default()
     };
     let e = provider(&missing_key).expect_err("no key");

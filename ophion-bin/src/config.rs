@@ -86,6 +86,9 @@ pub struct AiConfig {
     /// Hours ahead within which reaching `capacity_limit` is reported,
     /// judged from the trend of the last six hours (default 24).
     pub capacity_horizon_hours: f64,
+    /// The copilot's language model (`[ai.llm]`); none by default, when
+    /// the built-in engine answers.
+    pub llm: ophion_ai::llm::ProviderConfig,
 }
 
 impl Default for AiConfig {
@@ -108,6 +111,7 @@ impl Default for AiConfig {
             .to_vec(),
             capacity_limit: 0.9,
             capacity_horizon_hours: 24.0,
+            llm: ophion_ai::llm::ProviderConfig::default(),
         }
     }
 }

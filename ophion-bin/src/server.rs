@@ -59,6 +59,9 @@ pub enum ServerError {
     /// The AI service could not start (its saved state).
     #[error("ai: {0}")]
     Ai(#[from] crate::ai::AiError),
+    /// The copilot's language model is misconfigured.
+    #[error("[ai.llm]: {0}")]
+    Llm(#[from] ophion_ai::llm::LlmError),
     /// The route table is invalid (a route listed twice).
     #[error("routes: {0}")]
     Routes(String),
@@ -122,11 +125,16 @@ impl Server {
         let ai =
             crate::ai::AiService::open(reader.clone(), store.metadata().clone(), config.ai.clone())
                 .await?;
+        let llm = ophion_ai::llm::provider(&config.ai.llm)?;
+        if let Some(l) = &llm {
+            tracing::info!(provider = l.name(), model = %config.ai.llm.model, "copilot: language model configured");
+        }
         let copilot = crate::copilot::Copilot::open(
             reader.clone(),
             Arc::clone(&ai),
             store.metadata().clone(),
-            None,
+            llm,
+            config.ai.llm.max_tokens_per_tenant_per_day,
         )
         .await?;
         let state = Arc::new(ApiState {

@@ -80,13 +80,14 @@ pub struct ProviderConfig {
     pub base_url: String,
     /// The model's name.
     pub model: String,
-    /// Environment variable holding the API key.
-    pub api_key_env: Option<String>,
-    /// File holding the API key (its first line).
-    pub api_key_file: Option<String>,
-    /// `api-key` header instead of `Authorization: Bearer` (Azure OpenAI),
-    /// and this `api-version` query parameter.
-    pub azure_api_version: Option<String>,
+    /// Environment variable holding the API key (empty: none).
+    pub api_key_env: String,
+    /// File holding the API key, its first line (empty: none).
+    pub api_key_file: String,
+    /// For Azure OpenAI: this `api-version` query parameter, and the key in
+    /// the `api-key` header instead of `Authorization: Bearer` (empty: not
+    /// Azure).
+    pub azure_api_version: String,
     /// Whole time for one answer, retries included, in seconds.
     pub timeout_secs: u64,
     /// A stream that sends nothing for this long has stalled (seconds).
@@ -107,9 +108,9 @@ impl Default for ProviderConfig {
             provider: ProviderKind::None,
             base_url: String::new(),
             model: String::new(),
-            api_key_env: None,
-            api_key_file: None,
-            azure_api_version: None,
+            api_key_env: String::new(),
+            api_key_file: String::new(),
+            azure_api_version: String::new(),
             timeout_secs: 60,
             stall_secs: 20,
             max_retries: 3,
@@ -124,12 +125,14 @@ impl ProviderConfig {
     /// The API key, from the environment or the file; empty when neither
     /// is set (local servers need none).
     pub fn key(&self) -> Result<Secret, LlmError> {
-        if let Some(var) = &self.api_key_env {
+        if !self.api_key_env.is_empty() {
+            let var = &self.api_key_env;
             return std::env::var(var)
                 .map(Secret::new)
                 .map_err(|_| LlmError::Config(format!("the API key variable {var} is not set")));
         }
-        if let Some(path) = &self.api_key_file {
+        if !self.api_key_file.is_empty() {
+            let path = &self.api_key_file;
             let text = std::fs::read_to_string(path).map_err(|e| {
                 LlmError::Config(format!("cannot read the API key file {path}: {e}"))
             })?;
@@ -233,9 +236,9 @@ impl Transport {
     /// A URL under the base URL.
     pub(crate) fn url(&self, path: &str) -> String {
         let base = self.config.base_url.trim_end_matches('/');
-        match &self.config.azure_api_version {
-            Some(v) => format!("{base}{path}?api-version={v}"),
-            None => format!("{base}{path}"),
+        match self.config.azure_api_version.as_str() {
+            "" => format!("{base}{path}"),
+            v => format!("{base}{path}?api-version={v}"),
         }
     }
 

@@ -74,7 +74,7 @@ impl OpenAi {
         if self.http.key.is_empty() {
             return Vec::new();
         }
-        if self.http.config.azure_api_version.is_some() {
+        if !self.http.config.azure_api_version.is_empty() {
             vec![("api-key", self.http.key.expose().to_owned())]
         } else {
             vec![(

@@ -23,6 +23,13 @@ const MIGRATIONS: &[&str] = &[
         created_at INTEGER NOT NULL,
         PRIMARY KEY (conversation_id, seq)
     );",
+    // 2: tokens a tenant's questions spent with the language model, per day.
+    "CREATE TABLE copilot_usage (
+        tenant_id TEXT NOT NULL,
+        day INTEGER NOT NULL,
+        tokens INTEGER NOT NULL,
+        PRIMARY KEY (tenant_id, day)
+    );",
 ];
 
 /// One stored message.
@@ -103,6 +110,39 @@ impl Conversations {
                     "INSERT INTO copilot_messages (conversation_id, seq, role, content, created_at) \
                      VALUES (?1, (SELECT coalesce(max(seq), 0) + 1 FROM copilot_messages WHERE conversation_id = ?1), ?2, ?3, ?4)",
                     (&id, &role, &content, now_secs()),
+                )?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// Tokens `tenant` spent today (UTC) with the language model.
+    pub async fn used_today(&self, tenant: &TenantId) -> Result<u64, ophion_store::Error> {
+        let tenant = tenant.as_str().to_owned();
+        self.metadata
+            .call(move |c| {
+                let n: Option<i64> = c
+                    .query_row(
+                        "SELECT tokens FROM copilot_usage WHERE tenant_id = ?1 AND day = ?2",
+                        (&tenant, now_secs() / 86_400),
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                Ok(n.unwrap_or(0).max(0) as u64)
+            })
+            .await
+    }
+
+    /// Adds `tokens` to what `tenant` spent today.
+    pub async fn spend(&self, tenant: &TenantId, tokens: u64) -> Result<(), ophion_store::Error> {
+        let tenant = tenant.as_str().to_owned();
+        let tokens = i64::try_from(tokens).unwrap_or(i64::MAX);
+        self.metadata
+            .call(move |c| {
+                c.execute(
+                    "INSERT INTO copilot_usage (tenant_id, day, tokens) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT (tenant_id, day) DO UPDATE SET tokens = tokens + excluded.tokens",
+                    (&tenant, now_secs() / 86_400, tokens),
                 )?;
                 Ok(())
             })

@@ -8,14 +8,14 @@
 //! writes is only text. A refused or failed call goes back to the model as
 //! an error result.
 
-use ophion_ai::llm::{ChatRequest, LlmProvider, Message, OnDelta, Role, Tool};
+use ophion_ai::llm::{ChatRequest, LlmError, LlmProvider, Message, OnDelta, Role, Tool};
 use ophion_core::TenantId;
 use serde_json::{Value, json};
 
 use super::{
     CopilotError,
     answer::Answer,
-    conversations::Stored,
+    conversations::{Conversations, Stored},
     tools::{SPECS, Toolbox},
 };
 
@@ -39,10 +39,20 @@ fn message(role: Role, content: String) -> Message {
     }
 }
 
-/// Answers `question` after `history` with `llm` and `tools`.
+/// What a tenant may spend with the model.
+pub(super) struct Budget<'a> {
+    /// Where spending is kept.
+    pub store: &'a Conversations,
+    /// Tokens per tenant per day; 0 for no cap.
+    pub daily: u64,
+}
+
+/// Answers `question` after `history` with `llm` and `tools`, within the
+/// tenant's daily token budget.
 pub(super) async fn answer(
     llm: &dyn LlmProvider,
     tools: &Toolbox,
+    budget: &Budget<'_>,
     tenant: &TenantId,
     history: &[Stored],
     question: &str,
@@ -80,6 +90,12 @@ pub(super) async fn answer(
             max_tokens: MAX_TOKENS,
             temperature: Some(0.0),
         };
+        if budget.daily > 0 && budget.store.used_today(tenant).await? >= budget.daily {
+            return Err(CopilotError::Llm(LlmError::Budget(format!(
+                "the tenant used its {} tokens for today",
+                budget.daily
+            ))));
+        }
         let reply = match on_delta.as_mut() {
             Some(f) => {
                 llm.chat(&request, Some(&mut **f as &mut (dyn FnMut(&str) + Send)))
@@ -87,6 +103,10 @@ pub(super) async fn answer(
             }
             None => llm.chat(&request, None).await?,
         };
+        budget
+            .store
+            .spend(tenant, reply.usage.input_tokens + reply.usage.output_tokens)
+            .await?;
         if reply.tool_calls.is_empty() {
             out.answer = reply.content;
             return Ok(out);

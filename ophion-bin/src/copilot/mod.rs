@@ -61,23 +61,27 @@ pub struct Copilot {
     tools: tools::Toolbox,
     reader: Reader,
     llm: Option<Arc<dyn LlmProvider>>,
+    daily_tokens: u64,
     conversations: conversations::Conversations,
 }
 
 impl Copilot {
     /// The copilot over `reader` and `ai`, keeping conversations in
     /// `metadata`, asking `llm` when there is one (else the built-in
-    /// engine answers).
+    /// engine answers), each tenant spending at most `daily_tokens` a day
+    /// with it (0: no cap).
     pub async fn open(
         reader: Reader,
         ai: Arc<AiService>,
         metadata: ophion_store::metadata::Metadata,
         llm: Option<Arc<dyn LlmProvider>>,
+        daily_tokens: u64,
     ) -> Result<Arc<Self>, ophion_store::Error> {
         Ok(Arc::new(Self {
             tools: tools::Toolbox::new(reader.clone(), ai),
             reader,
             llm,
+            daily_tokens,
             conversations: conversations::Conversations::open(metadata).await?,
         }))
     }
@@ -119,9 +123,14 @@ impl Copilot {
         self.conversations.append(&id, "user", message).await?;
         let mut answer = match &self.llm {
             Some(llm) => {
+                let budget = llm_loop::Budget {
+                    store: &self.conversations,
+                    daily: self.daily_tokens,
+                };
                 llm_loop::answer(
                     llm.as_ref(),
                     &self.tools,
+                    &budget,
                     tenant,
                     &history,
                     message,
