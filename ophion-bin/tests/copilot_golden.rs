@@ -1123,4 +1123,26 @@ async fn the_builtin_engine_answers_the_golden_set_with_the_right_numbers() {
         right as f64 >= 0.9 * covered as f64,
         "{right} of {covered} covered questions answered"
     );
+
+    // The CLI asks the same way and prints the answer, the SQL and rows.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ophion"))
+        .args([
+            "ask",
+            "What is the error rate of checkout in the last hour?",
+        ])
+        .env("OPHION_SERVER", &server.api)
+        .env("OPHION_TOKEN", &server.token)
+        .output()
+        .expect("ophion ask");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let red = f.red("checkout", None, 60);
+    assert!(text.contains("checkout: error rate"), "{text}");
+    assert!(text.contains("SQL: SELECT"), "{text}");
+    assert!(text.contains(&format!("{}", red["requests"])), "{text}");
+    assert!(text.contains("builtin engine"), "{text}");
 }

@@ -48,6 +48,18 @@ pub enum Command {
         #[command(flatten)]
         range: Range,
     },
+    /// Ask the copilot a question (English or Portuguese); prints the
+    /// answer, then each query it ran with its rows.
+    Ask {
+        /// The question, e.g. "error rate of checkout in the last hour".
+        question: String,
+        /// Go on with a conversation (its id is printed with each answer).
+        #[arg(long, short)]
+        conversation: Option<String>,
+        /// Print the whole JSON answer instead.
+        #[arg(long)]
+        json: bool,
+    },
     /// Server status: version, uptime, memory, what is stored.
     Status,
     /// Sign in and save the token for later commands (in

@@ -61,5 +61,10 @@ pub async fn run(cli: Cli, out: &mut String) -> Result<(), CliError> {
         Command::Traces(cmd) => telemetry::traces(&c, cmd, out).await,
         Command::Logs(cmd) => telemetry::logs(&c, cmd, out).await,
         Command::Services { range } => telemetry::services(&c, range, out).await,
+        Command::Ask {
+            question,
+            conversation,
+            json,
+        } => telemetry::ask(&c, &question, conversation, json, out).await,
     }
 }

@@ -72,6 +72,67 @@ pub(in crate::cli) async fn query(
     Ok(())
 }
 
+/// `ophion ask QUESTION`: the answer, then the SQL it ran and the rows.
+pub(in crate::cli) async fn ask(
+    c: &Client,
+    question: &str,
+    conversation: Option<String>,
+    json: bool,
+    out: &mut String,
+) -> Result<(), CliError> {
+    let url = format!("{}/api/v1/ai/chat", c.base);
+    let mut body = serde_json::json!({ "message": question });
+    if let Some(id) = conversation {
+        body["conversation_id"] = Value::String(id);
+    }
+    let v: Value = c
+        .send(c.http.post(url).json(&body))
+        .await?
+        .json()
+        .await
+        .map_err(|e| CliError::Unreachable(e.to_string()))?;
+    if json {
+        out.push_str(&pretty(&v));
+        return Ok(());
+    }
+    let _ = writeln!(out, "{}", v["answer"].as_str().unwrap_or(""));
+    for q in v["queries"].as_array().into_iter().flatten() {
+        let _ = writeln!(out, "\nSQL: {}", q["sql"].as_str().unwrap_or(""));
+        if let Some(p) = q["params"].as_object().filter(|p| !p.is_empty()) {
+            let list: Vec<String> = p.iter().map(|(k, v)| format!("${k} = {v}")).collect();
+            let _ = writeln!(out, "     {}", list.join(", "));
+        }
+        let names: Vec<String> = q["columns"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| c.as_str().unwrap_or("").to_owned())
+            .collect();
+        let rows: Vec<Vec<String>> = q["rows"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|r| r.as_array().into_iter().flatten().map(cell).collect())
+            .collect();
+        table(out, &names, &rows);
+    }
+    for e in v["evidence"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "see: {} {}",
+            e["label"].as_str().unwrap_or(""),
+            e["link"].as_str().unwrap_or("")
+        );
+    }
+    let _ = writeln!(
+        out,
+        "({} engine; conversation {})",
+        v["engine"].as_str().unwrap_or(""),
+        v["conversation_id"].as_str().unwrap_or("")
+    );
+    Ok(())
+}
+
 /// `ophion traces ...`.
 pub(in crate::cli) async fn traces(
     c: &Client,
