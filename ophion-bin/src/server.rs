@@ -137,11 +137,13 @@ impl Server {
             config.ai.llm.max_tokens_per_tenant_per_day,
         )
         .await?;
+        let mcp = crate::copilot::mcp::HttpService::new(copilot.tools().clone());
         let state = Arc::new(ApiState {
             store,
             reader,
             ai,
             copilot,
+            mcp,
             auth: Arc::new(auth),
             receiver: receiver.clone(),
             guard,

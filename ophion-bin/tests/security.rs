@@ -91,9 +91,14 @@ fn request(method: &str, path: &str, c: &Callers, n: usize) -> (String, Option<V
     } else {
         c.viewer_id
     };
+    let name = if path.starts_with("/api/v1/ai/tools") {
+        "list_services"
+    } else {
+        "checkout"
+    };
     let url = path
         .replace("{trace_id}", "0123456789abcdef0123456789abcdef")
-        .replace("{name}", "checkout")
+        .replace("{name}", name)
         .replace("{id}", &id.to_string());
     let body = match (method, path) {
         ("POST", "/api/v1/query") => Some(json!({"sql": "SELECT count(*) FROM spans"})),
@@ -109,6 +114,8 @@ fn request(method: &str, path: &str, c: &Callers, n: usize) -> (String, Option<V
         ("POST", "/api/v1/auth/password") => Some(json!({"not": "a password change"})),
         ("POST", "/api/v1/keys") => Some(json!({"name": format!("key{n}")})),
         ("POST", "/api/v1/ai/analyze") => Some(json!({"start": "now-15m", "end": "now"})),
+        ("POST", "/api/v1/ai/chat") => Some(json!({"message": "error rate of checkout"})),
+        ("POST", "/api/v1/ai/tools/{name}") => Some(json!({})),
         _ => None,
     };
     (url, body)
@@ -135,6 +142,10 @@ fn allowed_status(method: &str, path: &str, other_tenant: bool) -> u16 {
         ("POST", "/api/v1/auth/password") => 400,
         ("GET", "/api/v1/traces/{trace_id}") => 404,
         ("GET", "/api/v1/metrics/query") => 400,
+        // The MCP endpoint's own answers to a request without the
+        // protocol's headers (the protocol itself: tests/copilot_mcp.rs).
+        ("POST" | "GET", "/api/v1/mcp") => 406,
+        ("DELETE", "/api/v1/mcp") => 400,
         ("POST", "/api/v1/users") | ("POST", "/api/v1/tenants") | ("POST", "/api/v1/keys") => 201,
         // Another tenant's user and key ids do not exist for this caller.
         ("PATCH", "/api/v1/users/{id}") | ("DELETE", "/api/v1/keys/{id}") if other_tenant => 404,

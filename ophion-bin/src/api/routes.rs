@@ -27,7 +27,7 @@ use serde_json::json;
 use super::{
     ApiState, Doc,
     access::{self, Permissions},
-    ai, chat, logs, metrics, ops, query, services, traces, users,
+    ai, chat, logs, mcp, metrics, ops, query, services, traces, users,
 };
 use crate::auth::Permission;
 
@@ -482,6 +482,49 @@ pub fn table() -> Vec<Route> {
             .body(true, json!({"type": "object", "required": ["message"], "properties": {"message": {"type": "string", "maxLength": 4096}, "conversation_id": {"type": "string", "description": "Go on with one of your conversations"}}}))
             .ok(200, "{conversation_id, answer, queries: [{sql, params, columns, rows}], evidence: [{kind, label, link}], engine, declined, dashboard?, steps?, analysis?}")
             .errors(&[400, 404, 502, 503]),
+        ),
+        Route::new(
+            Method::GET,
+            "/api/v1/ai/tools",
+            Permission::Read,
+            mcp::list,
+            Doc::new("The copilot's read-only tools (viewer): name, description and the JSON Schema of the arguments")
+            .ok(200, "{tools: [{name, description, parameters}]}"),
+        ),
+        Route::new(
+            Method::POST,
+            "/api/v1/ai/tools/{name}",
+            Permission::Read,
+            mcp::call,
+            Doc::new("Run one of the copilot's read-only tools on the caller's tenant (viewer); what `ophion mcp` forwards to")
+            .path("name", "string", "")
+            .body(true, json!({"type": "object", "description": "The tool's arguments"}))
+            .ok(200, "{result, queries: [{sql, params, columns, rows}], evidence}")
+            .errors(&[400, 404]),
+        ),
+        Route::new(
+            Method::POST,
+            "/api/v1/mcp",
+            Permission::Read,
+            mcp::serve,
+            Doc::new("Model Context Protocol, streamable HTTP (viewer): the copilot's read-only tools for MCP clients")
+            .ok(200, "JSON-RPC answers, as JSON or server-sent events"),
+        ),
+        Route::new(
+            Method::GET,
+            "/api/v1/mcp",
+            Permission::Read,
+            mcp::serve,
+            Doc::new("Model Context Protocol: the server-sent event stream of a session (viewer)")
+            .ok(200, "server-sent events"),
+        ),
+        Route::new(
+            Method::DELETE,
+            "/api/v1/mcp",
+            Permission::Read,
+            mcp::serve,
+            Doc::new("Model Context Protocol: end a session (viewer)")
+            .ok(200, "ended"),
         ),
         Route::new(
             Method::GET,

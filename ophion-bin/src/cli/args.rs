@@ -60,6 +60,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Serve the copilot's read-only tools to an MCP client over stdio
+    /// (each call goes to the server with your token).
+    Mcp,
     /// Server status: version, uptime, memory, what is stored.
     Status,
     /// Sign in and save the token for later commands (in

@@ -3,7 +3,7 @@
 //! - `args`: every command and flag (clap); a new command starts there.
 //! - `client`: the HTTP client, the saved token, secrets from stdin.
 //! - `commands/`: one file per command group (session, admin, telemetry,
-//!   ai); each command is a function the dispatch below calls.
+//!   ai, mcp); each command is a function the dispatch below calls.
 //! - `render`: tables, log lines and span trees for a terminal.
 //!
 //! Exit codes scripts can rely on: `0` success, `1` the server refused the
@@ -43,7 +43,7 @@ impl CliError {
 pub async fn run(cli: Cli, out: &mut String) -> Result<(), CliError> {
     let token = cli.token.clone().or_else(client::saved_token);
     let c = client::Client::new(&cli.server, token.as_deref(), cli.ca_cert.as_deref())?;
-    use commands::{admin, ai, session, telemetry};
+    use commands::{admin, ai, mcp, session, telemetry};
     match cli.command {
         Command::Ai(cmd) => ai::ai(cmd, out),
         Command::Login {
@@ -57,6 +57,7 @@ pub async fn run(cli: Cli, out: &mut String) -> Result<(), CliError> {
         Command::Audit(cmd) => admin::audit(&c, cmd, out).await,
         Command::Admin(cmd) => admin::admin(&c, cmd, out).await,
         Command::Status => admin::status(&c, out).await,
+        Command::Mcp => mcp::serve(c).await,
         Command::Query { sql, format } => telemetry::query(&c, sql, format, out).await,
         Command::Traces(cmd) => telemetry::traces(&c, cmd, out).await,
         Command::Logs(cmd) => telemetry::logs(&c, cmd, out).await,

@@ -5,13 +5,16 @@
 //!   clients passes.
 //! - [`tools`]: the read-only tools, one list ([`tools::SPECS`]) for the
 //!   built-in engine, a language model and MCP clients.
-//! - [`question`] and `builtin`/`guide`: the built-in engine, which needs
+//! - [`question`] (with its vocabulary, `intents`) and `builtin`/`guide`:
+//!   the built-in engine, which needs
 //!   no model: it reads English and Portuguese questions, runs the tools
 //!   and writes the answer from their rows, or declines.
 //! - `llm_loop`: with a model configured ([`ophion_ai::llm::LlmProvider`]),
 //!   the model calls the same tools; telemetry reaches it as quoted data,
 //!   and nothing it says is run except through the tools.
 //! - [`conversations`]: stored per tenant and user.
+//! - [`mcp`]: the same tools for MCP clients (`rmcp`), over streamable
+//!   HTTP in the server and over stdio in `ophion mcp`.
 //!
 //! [`Copilot::chat`] is what `POST /api/v1/ai/chat` and `ophion ask` call.
 
@@ -20,7 +23,9 @@ mod builtin;
 pub mod conversations;
 pub mod guard;
 mod guide;
+mod intents;
 mod llm_loop;
+pub mod mcp;
 pub mod question;
 pub mod tools;
 

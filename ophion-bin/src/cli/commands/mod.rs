@@ -2,5 +2,6 @@
 
 pub(super) mod admin;
 pub(super) mod ai;
+pub(super) mod mcp;
 pub(super) mod session;
 pub(super) mod telemetry;
