@@ -15,6 +15,9 @@
 //!   Arrow to JSON, metric series. The API and the AI service share it.
 //! - [`ai`]: the AI service (analysis, insights, the continuous watch, saved
 //!   log templates) over `ophion-ai`.
+//! - [`copilot`]: questions answered from telemetry (the built-in engine or
+//!   a language model through read-only tools), the SQL guard, MCP.
+//! - [`dashboards`]: saved dashboards per tenant.
 //! - [`auth`]: users, sessions, tenants, ingest keys, roles, limits and the
 //!   hash-chained audit log, with their metadata tables.
 //! - [`config`]: configuration layers (defaults < TOML < `OPHION_*` < flags).
@@ -50,6 +53,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod copilot;
+pub mod dashboards;
 pub mod guard;
 pub mod read;
 pub mod server;

@@ -138,12 +138,14 @@ impl Server {
         )
         .await?;
         let mcp = crate::copilot::mcp::HttpService::new(copilot.tools().clone());
+        let dashboards = crate::dashboards::Dashboards::open(store.metadata().clone()).await?;
         let state = Arc::new(ApiState {
             store,
             reader,
             ai,
             copilot,
             mcp,
+            dashboards,
             auth: Arc::new(auth),
             receiver: receiver.clone(),
             guard,

@@ -1145,4 +1145,111 @@ async fn the_builtin_engine_answers_the_golden_set_with_the_right_numbers() {
     assert!(text.contains("SQL: SELECT"), "{text}");
     assert!(text.contains(&format!("{}", red["requests"])), "{text}");
     assert!(text.contains("builtin engine"), "{text}");
+
+    // A dashboard for a service: a spec whose panels run, saved and read
+    // back; a panel that is not a read-only query is refused.
+    let ask = |q: &'static str| {
+        let (http, server) = (&http, &server);
+        async move {
+            let (status, a) = call(
+                http,
+                server,
+                "POST",
+                "/api/v1/ai/chat",
+                Some(&server.token),
+                Some(json!({"message": q})),
+            )
+            .await;
+            assert_eq!(status, 200, "{q}: {a}");
+            a
+        }
+    };
+    for q in ["dashboard for checkout", "crie um painel para o payments"] {
+        let a = ask(q).await;
+        let spec = a["dashboard"].clone();
+        let panels = spec["panels"].as_array().expect("panels").clone();
+        assert!(panels.len() >= 4, "{q}: {spec}");
+        for p in &panels {
+            let sql = p["sql"]
+                .as_str()
+                .expect("sql")
+                .replace("$from", "(now() - INTERVAL '2 hours')")
+                .replace("$to", "now()");
+            let (status, v) = call(
+                &http,
+                &server,
+                "POST",
+                "/api/v1/query",
+                Some(&server.token),
+                Some(json!({"sql": sql})),
+            )
+            .await;
+            assert_eq!(status, 200, "{q}: panel {}: {v}", p["title"]);
+        }
+        let (status, saved) = call(
+            &http,
+            &server,
+            "POST",
+            "/api/v1/dashboards",
+            Some(&server.token),
+            Some(spec.clone()),
+        )
+        .await;
+        assert_eq!(status, 201, "{saved}");
+        let path = format!("/api/v1/dashboards/{}", saved["id"]);
+        let (status, back) = call(&http, &server, "GET", &path, Some(&server.token), None).await;
+        assert_eq!(status, 200);
+        assert_eq!(back["panels"], spec["panels"]);
+    }
+    let mut bad = ask("dashboard for checkout").await["dashboard"].clone();
+    bad["panels"][0]["sql"] = json!("DROP TABLE spans");
+    let (status, v) = call(
+        &http,
+        &server,
+        "POST",
+        "/api/v1/dashboards",
+        Some(&server.token),
+        Some(bad),
+    )
+    .await;
+    assert_eq!(status, 400, "{v}");
+    let (_, list) = call(
+        &http,
+        &server,
+        "GET",
+        "/api/v1/dashboards",
+        Some(&server.token),
+        None,
+    )
+    .await;
+    assert_eq!(list["dashboards"].as_array().map(Vec::len), Some(2));
+
+    // What's wrong with a service: ordered steps, each with evidence; the
+    // first compares the window with the one before, with the right numbers.
+    for q in [
+        "what's wrong with checkout?",
+        "o que há de errado com o checkout?",
+    ] {
+        let a = ask(q).await;
+        let steps = a["steps"].as_array().expect("steps").clone();
+        assert!(steps.len() >= 3, "{q}: {a}");
+        for (i, st) in steps.iter().enumerate() {
+            assert_eq!(st["step"], i + 1);
+            assert!(
+                st["evidence"].as_array().is_some_and(|e| !e.is_empty()),
+                "{q}: {st}"
+            );
+        }
+        let red = f.red("checkout", None, 60);
+        let first = steps[0]["action"].as_str().expect("action");
+        assert!(
+            first.contains(&format!("-> {}", red["requests"])),
+            "{q}: {first}"
+        );
+        assert!(a["analysis"]["root_causes"].is_array(), "{q}");
+    }
+    // The root cause of a recent problem: the analysis, summarised.
+    let a = ask("what is the root cause of the problem in the last 30 minutes?").await;
+    assert_eq!(a["declined"], false, "{a}");
+    assert!(a["analysis"]["root_causes"].is_array(), "{a}");
 }

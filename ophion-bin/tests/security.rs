@@ -88,9 +88,12 @@ async fn callers(http: &reqwest::Client, s: &Server) -> Callers {
 fn request(method: &str, path: &str, c: &Callers, n: usize) -> (String, Option<Value>) {
     let id = if path.starts_with("/api/v1/keys") {
         c.key_id
+    } else if path.starts_with("/api/v1/dashboards") {
+        999_999
     } else {
         c.viewer_id
     };
+    let dashboard = json!({"title": "d", "panels": [{"title": "n", "chart": "stat", "sql": "SELECT count(*) FROM spans"}]});
     let name = if path.starts_with("/api/v1/ai/tools") {
         "list_services"
     } else {
@@ -116,6 +119,7 @@ fn request(method: &str, path: &str, c: &Callers, n: usize) -> (String, Option<V
         ("POST", "/api/v1/ai/analyze") => Some(json!({"start": "now-15m", "end": "now"})),
         ("POST", "/api/v1/ai/chat") => Some(json!({"message": "error rate of checkout"})),
         ("POST", "/api/v1/ai/tools/{name}") => Some(json!({})),
+        ("POST", "/api/v1/dashboards") | ("PUT", "/api/v1/dashboards/{id}") => Some(dashboard),
         _ => None,
     };
     (url, body)
@@ -146,7 +150,11 @@ fn allowed_status(method: &str, path: &str, other_tenant: bool) -> u16 {
         // protocol's headers (the protocol itself: tests/copilot_mcp.rs).
         ("POST" | "GET", "/api/v1/mcp") => 406,
         ("DELETE", "/api/v1/mcp") => 400,
-        ("POST", "/api/v1/users") | ("POST", "/api/v1/tenants") | ("POST", "/api/v1/keys") => 201,
+        ("POST", "/api/v1/users")
+        | ("POST", "/api/v1/tenants")
+        | ("POST", "/api/v1/keys")
+        | ("POST", "/api/v1/dashboards") => 201,
+        (_, "/api/v1/dashboards/{id}") => 404,
         // Another tenant's user and key ids do not exist for this caller.
         ("PATCH", "/api/v1/users/{id}") | ("DELETE", "/api/v1/keys/{id}") if other_tenant => 404,
         ("DELETE", "/api/v1/keys/{id}") => 204,

@@ -7,7 +7,7 @@
 //! terms, never a stack trace or SQL internals.
 //!
 //! A new endpoint: its handler in the module of its area (`traces`, `logs`,
-//! `metrics`, `services`, `query`, `users`, `ops`, `ai`, `chat`, `mcp`), and one entry in
+//! `metrics`, `services`, `query`, `users`, `ops`, `ai`, `chat`, `mcp`, `dashboards`), and one entry in
 //! [`routes::table`], which gives the router, the permission check
 //! (`access`) and the OpenAPI document ([`openapi`]). Handlers read
 //! through [`crate::read::Reader`] and call services such as
@@ -16,6 +16,7 @@
 mod access;
 mod ai;
 mod chat;
+mod dashboards;
 mod logs;
 mod mcp;
 mod metrics;
@@ -81,6 +82,8 @@ pub struct ApiState {
     pub copilot: Arc<crate::copilot::Copilot>,
     /// The MCP endpoint (`/api/v1/mcp`) over the copilot's tools.
     pub mcp: crate::copilot::mcp::HttpService,
+    /// Saved dashboards.
+    pub dashboards: crate::dashboards::Dashboards,
 }
 
 /// The API and operations routes of [`routes::table`], each behind the

@@ -27,9 +27,11 @@ use serde_json::json;
 use super::{
     ApiState, Doc,
     access::{self, Permissions},
-    ai, chat, logs, mcp, metrics, ops, query, services, traces, users,
+    logs, metrics, ops, query, services, traces, users,
 };
 use crate::auth::Permission;
+
+mod ai;
 
 /// One route of the API.
 #[derive(Debug)]
@@ -463,77 +465,8 @@ pub fn table() -> Vec<Route> {
             .path("id", "integer", "")
             .ok_content(204, "Revoked", json!({})),
         ),
-        Route::new(
-            Method::POST,
-            "/api/v1/ai/analyze",
-            Permission::Read,
-            ai::analyze,
-            Doc::new("Analyse a time window (viewer): RED anomalies, log templates, ranked root-cause candidates and tips")
-            .body(true, json!({"type": "object", "required": ["start", "end"], "properties": {"service": {"type": "string", "description": "Limit anomalies, tips and logs to one service (root causes are ranked over all)"}, "trace_id": {"type": "string", "description": "Limit the analysis to one trace (32 hex digits)"}, "start": {"type": "string", "description": "RFC 3339, unix nanoseconds, now or now-<duration>"}, "end": {"type": "string"}}}))
-            .ok(200, "anomalies, patterns, root_causes ([{service, operation, kind, score, evidence}]) and tips"),
-        ),
-        Route::new(
-            Method::POST,
-            "/api/v1/ai/chat",
-            Permission::Read,
-            chat::chat,
-            Doc::new("Ask the copilot (viewer): a question in English or Portuguese about the caller's telemetry")
-            .description("Answers with the built-in engine, or the configured language model through the same read-only tools. Every number in `answer` comes from `queries` (the SQL run, its bound params, columns and rows). With `Accept: text/event-stream`, `delta` events carry the text as it is written and a final `answer` event the whole JSON (or an `error` event). A question the built-in engine does not understand is declined (`declined: true`), never guessed.")
-            .body(true, json!({"type": "object", "required": ["message"], "properties": {"message": {"type": "string", "maxLength": 4096}, "conversation_id": {"type": "string", "description": "Go on with one of your conversations"}}}))
-            .ok(200, "{conversation_id, answer, queries: [{sql, params, columns, rows}], evidence: [{kind, label, link}], engine, declined, dashboard?, steps?, analysis?}")
-            .errors(&[400, 404, 502, 503]),
-        ),
-        Route::new(
-            Method::GET,
-            "/api/v1/ai/tools",
-            Permission::Read,
-            mcp::list,
-            Doc::new("The copilot's read-only tools (viewer): name, description and the JSON Schema of the arguments")
-            .ok(200, "{tools: [{name, description, parameters}]}"),
-        ),
-        Route::new(
-            Method::POST,
-            "/api/v1/ai/tools/{name}",
-            Permission::Read,
-            mcp::call,
-            Doc::new("Run one of the copilot's read-only tools on the caller's tenant (viewer); what `ophion mcp` forwards to")
-            .path("name", "string", "")
-            .body(true, json!({"type": "object", "description": "The tool's arguments"}))
-            .ok(200, "{result, queries: [{sql, params, columns, rows}], evidence}")
-            .errors(&[400, 404]),
-        ),
-        Route::new(
-            Method::POST,
-            "/api/v1/mcp",
-            Permission::Read,
-            mcp::serve,
-            Doc::new("Model Context Protocol, streamable HTTP (viewer): the copilot's read-only tools for MCP clients")
-            .ok(200, "JSON-RPC answers, as JSON or server-sent events"),
-        ),
-        Route::new(
-            Method::GET,
-            "/api/v1/mcp",
-            Permission::Read,
-            mcp::serve,
-            Doc::new("Model Context Protocol: the server-sent event stream of a session (viewer)")
-            .ok(200, "server-sent events"),
-        ),
-        Route::new(
-            Method::DELETE,
-            "/api/v1/mcp",
-            Permission::Read,
-            mcp::serve,
-            Doc::new("Model Context Protocol: end a session (viewer)")
-            .ok(200, "ended"),
-        ),
-        Route::new(
-            Method::GET,
-            "/api/v1/ai/insights",
-            Permission::Read,
-            ai::insights,
-            Doc::new("Current insights (viewer): the analysis of the last 15 minutes and the findings of the continuous watch (RED series, the metrics in [ai] watch_metrics, log patterns) as one list of {kind, severity, service, operation?, metric?, title, detail, evidence, from, to, score?}")
-            .query("service", "string", "")
-            .ok(200, "insights"),
-        ),
     ]
+    .into_iter()
+    .chain(ai::table())
+    .collect()
 }

@@ -1,0 +1,234 @@
+//! Saved dashboards, per tenant, in the metadata database (their own
+//! table, by their own migration). A dashboard is a title and panels, each
+//! a title, a chart kind and one read-only query over `$from`/`$to` that
+//! passes the copilot's SQL guard when saved. The copilot writes them
+//! ("dashboard for checkout"); the web dashboard will draw them.
+
+use ophion_core::TenantId;
+use ophion_store::metadata::Metadata;
+use rusqlite::OptionalExtension as _;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::copilot::guard;
+
+/// The table, in order. Never edit a released migration.
+const MIGRATIONS: &[&str] = &["CREATE TABLE dashboards (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        tenant_id TEXT NOT NULL,
+        title TEXT NOT NULL,
+        spec TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        updated_at INTEGER NOT NULL
+    );
+    CREATE INDEX dashboards_by_tenant ON dashboards (tenant_id);"];
+
+/// Chart kinds a panel may have.
+pub const CHARTS: [&str; 5] = ["timeseries", "stat", "table", "logs", "bar"];
+
+/// Most panels on one dashboard.
+pub const MAX_PANELS: usize = 50;
+
+/// One panel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Panel {
+    /// Title.
+    pub title: String,
+    /// One of [`CHARTS`].
+    pub chart: String,
+    /// One read-only query; `$from` and `$to` are the dashboard's range.
+    pub sql: String,
+}
+
+/// A dashboard as sent and stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Spec {
+    /// Title.
+    pub title: String,
+    /// The service it is about, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// Panels, in order.
+    pub panels: Vec<Panel>,
+}
+
+impl Spec {
+    /// Checks a spec: a title, 1 to [`MAX_PANELS`] panels with known chart
+    /// kinds and SQL the guard accepts.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.title.trim().is_empty() || self.title.len() > 200 {
+            return Err("the title must hold 1 to 200 characters".into());
+        }
+        if self.panels.is_empty() || self.panels.len() > MAX_PANELS {
+            return Err(format!("a dashboard has 1 to {MAX_PANELS} panels"));
+        }
+        for (i, p) in self.panels.iter().enumerate() {
+            if !CHARTS.contains(&p.chart.as_str()) {
+                return Err(format!(
+                    "panel {}: chart `{}` is not one of {}",
+                    i + 1,
+                    p.chart,
+                    CHARTS.join(", ")
+                ));
+            }
+            guard::check(&p.sql, 10_000).map_err(|e| format!("panel {}: {e}", i + 1))?;
+        }
+        Ok(())
+    }
+}
+
+/// A stored dashboard.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Dashboard {
+    /// Id.
+    pub id: i64,
+    /// The spec.
+    #[serde(flatten)]
+    pub spec: Spec,
+    /// Who saved it last.
+    pub created_by: String,
+    /// When, seconds since the epoch.
+    pub updated_at: i64,
+}
+
+/// The dashboards of every tenant.
+#[derive(Debug, Clone)]
+pub struct Dashboards {
+    metadata: Metadata,
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, String, String, i64)> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+}
+
+fn parse((id, spec, by, at): (i64, String, String, i64)) -> Option<Dashboard> {
+    Some(Dashboard {
+        id,
+        spec: serde_json::from_str(&spec).ok()?,
+        created_by: by,
+        updated_at: at,
+    })
+}
+
+impl Dashboards {
+    /// Migrates the table.
+    pub async fn open(metadata: Metadata) -> Result<Self, ophion_store::Error> {
+        metadata.migrate("dashboards", MIGRATIONS).await?;
+        Ok(Self { metadata })
+    }
+
+    /// `tenant`'s dashboards, by id.
+    pub async fn list(&self, tenant: &TenantId) -> Result<Vec<Dashboard>, ophion_store::Error> {
+        let t = tenant.as_str().to_owned();
+        let rows = self
+            .metadata
+            .call(move |c| {
+                let mut st = c.prepare(
+                    "SELECT id, spec, created_by, updated_at FROM dashboards WHERE tenant_id = ?1 ORDER BY id",
+                )?;
+                st.query_map([&t], row)?.collect::<Result<Vec<_>, _>>()
+            })
+            .await?;
+        Ok(rows.into_iter().filter_map(parse).collect())
+    }
+
+    /// One of `tenant`'s dashboards.
+    pub async fn get(
+        &self,
+        tenant: &TenantId,
+        id: i64,
+    ) -> Result<Option<Dashboard>, ophion_store::Error> {
+        let t = tenant.as_str().to_owned();
+        let r = self
+            .metadata
+            .call(move |c| {
+                c.query_row(
+                    "SELECT id, spec, created_by, updated_at FROM dashboards WHERE tenant_id = ?1 AND id = ?2",
+                    (&t, id),
+                    row,
+                )
+                .optional()
+            })
+            .await?;
+        Ok(r.and_then(parse))
+    }
+
+    /// Saves a new dashboard (the spec validated before); its id.
+    pub async fn create(
+        &self,
+        tenant: &TenantId,
+        by: &str,
+        spec: &Spec,
+    ) -> Result<i64, ophion_store::Error> {
+        let (t, by, title) = (
+            tenant.as_str().to_owned(),
+            by.to_owned(),
+            spec.title.clone(),
+        );
+        let json = serde_json::to_string(spec).unwrap_or_default();
+        self.metadata
+            .call(move |c| {
+                c.execute(
+                    "INSERT INTO dashboards (tenant_id, title, spec, created_by, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    (&t, &title, &json, &by, now_secs()),
+                )?;
+                Ok(c.last_insert_rowid())
+            })
+            .await
+    }
+
+    /// Replaces one of `tenant`'s dashboards; whether it existed.
+    pub async fn update(
+        &self,
+        tenant: &TenantId,
+        id: i64,
+        by: &str,
+        spec: &Spec,
+    ) -> Result<bool, ophion_store::Error> {
+        let (t, by, title) = (
+            tenant.as_str().to_owned(),
+            by.to_owned(),
+            spec.title.clone(),
+        );
+        let json = serde_json::to_string(spec).unwrap_or_default();
+        self.metadata
+            .call(move |c| {
+                Ok(c.execute(
+                    "UPDATE dashboards SET title = ?3, spec = ?4, created_by = ?5, updated_at = ?6 WHERE tenant_id = ?1 AND id = ?2",
+                    (&t, id, &title, &json, &by, now_secs()),
+                )? == 1)
+            })
+            .await
+    }
+
+    /// Deletes one of `tenant`'s dashboards; whether it existed.
+    pub async fn delete(&self, tenant: &TenantId, id: i64) -> Result<bool, ophion_store::Error> {
+        let t = tenant.as_str().to_owned();
+        self.metadata
+            .call(move |c| {
+                Ok(c.execute(
+                    "DELETE FROM dashboards WHERE tenant_id = ?1 AND id = ?2",
+                    (&t, id),
+                )? == 1)
+            })
+            .await
+    }
+}
+
+/// The spec in a request body, checked.
+pub fn spec_from(body: Value) -> Result<Spec, String> {
+    let spec: Spec = serde_json::from_value(body).map_err(|e| {
+        format!(
+            "a dashboard is {{\"title\", \"panels\": [{{\"title\", \"chart\", \"sql\"}}]}}: {e}"
+        )
+    })?;
+    spec.validate()?;
+    Ok(spec)
+}
