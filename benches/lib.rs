@@ -1,1 +1,112 @@
 //! Benchmarks of Ophion's subsystems; see `receiver.rs` and docs/benchmarks.md.
+//! This library holds what several benches share: starting the server
+//! binary and signing in ([`Started`]).
+
+use std::{
+    io::BufRead as _,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+};
+
+/// The first admin's password of the servers benches start.
+pub const ADMIN_PASSWORD: &str = "bench-admin-password";
+
+/// `ophion-server` built with the calling bench's profile:
+/// target/<profile>/deps/bench-* -> target/<profile>/ophion-server (release
+/// under `cargo bench`, debug in the smoke pass of `cargo test`), never a
+/// stale build of the other one.
+pub fn default_server() -> PathBuf {
+    let exe = std::env::current_exe().expect("exe");
+    let profile_dir = exe.parent().and_then(|p| p.parent()).expect("target dir");
+    profile_dir.join("ophion-server")
+}
+
+/// A server a bench started, signed in as the first admin.
+#[derive(Debug)]
+pub struct Started {
+    /// The process (killed on drop).
+    pub child: Child,
+    /// OTLP/gRPC URL.
+    pub grpc: String,
+    /// OTLP/HTTP base URL.
+    pub http: String,
+    /// API base URL.
+    pub api: String,
+    /// The admin's access token.
+    pub token: String,
+}
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Started {
+    /// Starts `server` on `data_dir` (on loopback, OS-chosen ports) with
+    /// extra `env`, pinned to `cores` with `taskset` when given, and signs
+    /// in.
+    pub async fn start(
+        server: &Path,
+        data_dir: &Path,
+        env: &[(&str, &str)],
+        cores: Option<&str>,
+    ) -> Self {
+        let mut cmd = match cores {
+            Some(c) => {
+                let mut cmd = Command::new("taskset");
+                cmd.args(["-c", c]).arg(server);
+                cmd
+            }
+            None => Command::new(server),
+        };
+        cmd.arg("--data-dir")
+            .arg(data_dir)
+            .args([
+                "--grpc-addr",
+                "127.0.0.1:0",
+                "--otlp-http-addr",
+                "127.0.0.1:0",
+                "--api-addr",
+                "127.0.0.1:0",
+            ])
+            .env("RUST_LOG", "warn")
+            .env("OPHION_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        let mut child = cmd
+            .spawn()
+            .expect("start the server (build it first: cargo build --release -p ophion-bin)");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("listening line");
+        let v: serde_json::Value = serde_json::from_str(&line).expect("json");
+        let url = |k: &str| format!("http://{}", v[k].as_str().expect("address"));
+        let (grpc, http, api) = (url("grpc"), url("otlp_http"), url("api"));
+        let login: serde_json::Value = reqwest::Client::new()
+            .post(format!("{api}/api/v1/auth/login"))
+            .json(&serde_json::json!({"username": "admin", "password": ADMIN_PASSWORD}))
+            .send()
+            .await
+            .expect("login")
+            .json()
+            .await
+            .expect("login answer");
+        let token = login["token"].as_str().expect("token").to_owned();
+        Self {
+            child,
+            grpc,
+            http,
+            api,
+            token,
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}

@@ -16,7 +16,6 @@
 //! Results: docs/benchmarks.md.
 
 use std::{
-    io::BufRead as _,
     path::PathBuf,
     process::{Command, Stdio},
     sync::Arc,
@@ -37,14 +36,8 @@ struct Args {
 }
 
 fn args() -> Args {
-    let exe = std::env::current_exe().expect("exe");
-    // target/<profile>/deps/server_load-* -> target/<profile>/ophion-server:
-    // the server built with this program's profile (release under
-    // `cargo bench`, debug in the smoke pass of `cargo test`), never a stale
-    // build of the other one.
-    let profile_dir = exe.parent().and_then(|p| p.parent()).expect("target dir");
     let mut a = Args {
-        server: profile_dir.join("ophion-server"),
+        server: ophion_benches::default_server(),
         spans: 20_000,
         concurrency: 8,
         transports: vec![Transport::Grpc, Transport::HttpProto, Transport::HttpJson],
@@ -112,7 +105,6 @@ async fn count(web: &reqwest::Client, api: &str, token: &str, sql: &str) -> u64 
 }
 
 /// The first admin's password in the benchmark's server.
-const ADMIN_PASSWORD: &str = "bench-admin-password";
 
 /// A pre-built batch: the request, its protobuf and OTLP/JSON encodings,
 /// and its span count.
@@ -263,47 +255,22 @@ async fn run(a: Args) {
         a.concurrency,
         a.server.display()
     );
-    let mut child = Command::new("taskset")
-        .args(["-c", "0"])
-        .arg(&a.server)
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .args([
-            "--grpc-addr",
-            "127.0.0.1:0",
-            "--otlp-http-addr",
-            "127.0.0.1:0",
-            "--api-addr",
-            "127.0.0.1:0",
-        ])
-        .env("RUST_LOG", "warn")
+    let server = ophion_benches::Started::start(
+        &a.server,
+        &dir.path().join("data"),
         // The ingest path alone: the continuous anomaly watch (one
         // aggregate query a minute) is measured apart, in docs/benchmarks.md.
-        .env("OPHION__AI__WATCH", "false")
-        .env("OPHION_ADMIN_PASSWORD", ADMIN_PASSWORD)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the server (build it first: cargo build --release -p ophion-bin)");
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("listening line");
-    let v: serde_json::Value = serde_json::from_str(&line).expect("json");
-    let pid = child.id();
-    let grpc = format!("http://{}", v["grpc"].as_str().expect("grpc"));
-    let http = format!("http://{}", v["otlp_http"].as_str().expect("http"));
-    let api = format!("http://{}", v["api"].as_str().expect("api"));
-    let login: serde_json::Value = reqwest::Client::new()
-        .post(format!("{api}/api/v1/auth/login"))
-        .json(&serde_json::json!({"username": "admin", "password": ADMIN_PASSWORD}))
-        .send()
-        .await
-        .expect("login")
-        .json()
-        .await
-        .expect("login answer");
-    let token = login["token"].as_str().expect("token").to_owned();
+        &[("OPHION__AI__WATCH", "false")],
+        Some("0"),
+    )
+    .await;
+    let pid = server.pid();
+    let (grpc, http, api, token) = (
+        server.grpc.clone(),
+        server.http.clone(),
+        server.api.clone(),
+        server.token.clone(),
+    );
 
     // Idle memory, after start-up settles.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -409,5 +376,5 @@ async fn run(a: Args) {
     let _ = Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status();
-    let _ = child.wait();
+    drop(server);
 }
