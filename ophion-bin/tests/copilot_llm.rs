@@ -537,4 +537,35 @@ async fn the_model_works_through_the_guarded_tools_and_is_never_obeyed_beyond_th
         !first.to_string().contains(key),
         "the key is not in a request body"
     );
+
+    drop(s);
+
+    // A tenant's daily token budget: each scripted reply costs 15 tokens;
+    // with 30 a day, the first question (two model calls) spends it and the
+    // next is refused with 429 until tomorrow.
+    let dir = tempfile::tempdir().expect("tmp");
+    let s = Server::start(
+        &dir.path().join("data"),
+        &[
+            ("OPHION__AI__LLM__PROVIDER", "openai"),
+            ("OPHION__AI__LLM__BASE_URL", &base),
+            ("OPHION__AI__LLM__MODEL", "scripted"),
+            ("OPHION__AI__LLM__MAX_TOKENS_PER_TENANT_PER_DAY", "30"),
+        ],
+    );
+    let (traces, _) = telemetry(20, 4, t0);
+    export(&http, &s, "/v1/traces", &traces).await;
+    let a = ask(&http, &s, &s.token, "What is the error rate of checkout?").await;
+    assert_eq!(a["engine"], "openai", "{a}");
+    let (status, v) = call(
+        &http,
+        &s,
+        "POST",
+        "/api/v1/ai/chat",
+        Some(&s.token),
+        Some(json!({"message": "What is the error rate of checkout?"})),
+    )
+    .await;
+    assert_eq!(status, 429, "{v}");
+    assert_eq!(v["error"]["code"], "token_budget", "{v}");
 }

@@ -31,6 +31,9 @@ impl From<CopilotError> for ApiError {
                 crate::copilot::tools::ToolError::Read(r) => r.into(),
                 other => ApiError::new(StatusCode::BAD_REQUEST, "refused", other.to_string()),
             },
+            CopilotError::Llm(l @ ophion_ai::llm::LlmError::Budget(_)) => {
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "token_budget", l.to_string())
+            }
             CopilotError::Llm(l) if l.is_retryable() => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "llm_unavailable",

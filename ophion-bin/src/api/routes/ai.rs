@@ -31,7 +31,7 @@ pub(super) fn table() -> Vec<Route> {
             .description("Answers with the built-in engine, or the configured language model through the same read-only tools. Every number in `answer` comes from `queries` (the SQL run, its bound params, columns and rows). With `Accept: text/event-stream`, `delta` events carry the text as it is written and a final `answer` event the whole JSON (or an `error` event). A question the built-in engine does not understand is declined (`declined: true`), never guessed.")
             .body(true, json!({"type": "object", "required": ["message"], "properties": {"message": {"type": "string", "maxLength": 4096}, "conversation_id": {"type": "string", "description": "Go on with one of your conversations"}}}))
             .ok(200, "{conversation_id, answer, queries: [{sql, params, columns, rows}], evidence: [{kind, label, link}], engine, declined, dashboard?, steps?, analysis?}")
-            .errors(&[400, 404, 502, 503]),
+            .errors(&[400, 404, 429, 502, 503]),
         ),
         Route::new(
             Method::GET,
