@@ -156,7 +156,9 @@ impl AiService {
         let sampled = total > MAX_SPANS;
         if sampled {
             let keep = (256 * MAX_SPANS / total).clamp(1, 255);
-            p.when(format!("trace_id < '{keep:02x}{}'", "0".repeat(30)));
+            // Ids are binary: compared by their hex text, whose order is the
+            // bytes' order (a trace is kept when its first byte < keep).
+            p.when(format!("encode(trace_id, 'hex') < '{keep:02x}'"));
         }
         let sql = format!(
             "SELECT {COLUMNS} FROM spans WHERE {} ORDER BY start_time LIMIT {}",

@@ -4,6 +4,12 @@
 //! question's language. A question it does not understand is declined
 //! with what it can answer; it never guesses.
 
+use std::{
+    collections::HashMap,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
 use ophion_core::TenantId;
 use serde_json::{Value, json};
 
@@ -36,21 +42,81 @@ fn capabilities(lang: Lang) -> &'static str {
     }
 }
 
+/// How long the names a tenant's questions are read against are kept: a
+/// service seen for the first time is recognised within a minute.
+const NAMES_TTL: Duration = Duration::from_secs(60);
+
+/// The service and operation names of each tenant, read at most once per
+/// [`NAMES_TTL`]: reading them scans a week of spans, which over millions
+/// of spans costs more than answering.
+#[derive(Debug, Default)]
+pub(super) struct Names {
+    entries: Mutex<HashMap<(TenantId, Option<String>), (Instant, Vec<String>)>>,
+}
+
+impl Names {
+    fn cached(&self, key: &(TenantId, Option<String>)) -> Option<Vec<String>> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries
+            .get(key)
+            .filter(|(at, _)| at.elapsed() < NAMES_TTL)
+            .map(|(_, v)| v.clone())
+    }
+
+    fn keep(&self, key: (TenantId, Option<String>), names: &[String]) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.retain(|_, (at, _)| at.elapsed() < NAMES_TTL);
+        entries.insert(key, (Instant::now(), names.to_vec()));
+    }
+
+    async fn services(
+        &self,
+        reader: &Reader,
+        tenant: &TenantId,
+        now: i64,
+    ) -> Result<Vec<String>, ToolError> {
+        let key = (tenant.clone(), None);
+        if let Some(v) = self.cached(&key) {
+            return Ok(v);
+        }
+        let v = known_services(reader, tenant, now).await?;
+        self.keep(key, &v);
+        Ok(v)
+    }
+
+    async fn operations(
+        &self,
+        reader: &Reader,
+        tenant: &TenantId,
+        service: &str,
+        now: i64,
+    ) -> Result<Vec<String>, ToolError> {
+        let key = (tenant.clone(), Some(service.to_owned()));
+        if let Some(v) = self.cached(&key) {
+            return Ok(v);
+        }
+        let v = known_operations(reader, tenant, service, now).await?;
+        self.keep(key, &v);
+        Ok(v)
+    }
+}
+
 /// Answers `message` for `tenant`.
 pub(super) async fn answer(
     tools: &Toolbox,
     reader: &Reader,
+    names: &Names,
     tenant: &TenantId,
     message: &str,
 ) -> Result<Answer, ToolError> {
     let now = now_ns();
-    let services = known_services(reader, tenant, now).await?;
+    let services = names.services(reader, tenant, now).await?;
     // Operations are looked up only for a service the question names.
     let mut ops_cache: Vec<(String, Vec<String>)> = Vec::new();
     let norm = super::question::normalize(message);
     for s in &services {
         if norm.contains(&super::question::normalize(s)) {
-            ops_cache.push((s.clone(), known_operations(reader, tenant, s, now).await?));
+            ops_cache.push((s.clone(), names.operations(reader, tenant, s, now).await?));
         }
     }
     let ops = |s: &str| {
@@ -145,7 +211,9 @@ async fn run(tools: &Toolbox, tenant: &TenantId, q: &Question) -> Result<Answer,
     match q.intent {
         Intent::ErrorRate | Intent::Latency | Intent::Throughput => {
             for s in &q.services {
-                let mut extra = json!({"service": s});
+                // Percentiles cost a sort of every duration: asked for
+                // only when the question is about latency.
+                let mut extra = json!({"service": s, "latency": q.intent == Intent::Latency});
                 if let Some(op) = &q.operation {
                     extra["operation"] = json!(op);
                 }

@@ -68,6 +68,7 @@ pub struct Copilot {
     llm: Option<Arc<dyn LlmProvider>>,
     daily_tokens: u64,
     conversations: conversations::Conversations,
+    names: builtin::Names,
 }
 
 impl Copilot {
@@ -88,6 +89,7 @@ impl Copilot {
             llm,
             daily_tokens,
             conversations: conversations::Conversations::open(metadata).await?,
+            names: builtin::Names::default(),
         }))
     }
 
@@ -144,7 +146,8 @@ impl Copilot {
                 .await?
             }
             None => {
-                let a = builtin::answer(&self.tools, &self.reader, tenant, message).await?;
+                let a = builtin::answer(&self.tools, &self.reader, &self.names, tenant, message)
+                    .await?;
                 if let Some(f) = on_delta {
                     f(&a.answer);
                 }

@@ -135,6 +135,7 @@ pub const SPECS: &[ToolSpec] = &[
                 range_props(json!({
                     "service": {"type": "string"},
                     "operation": {"type": "string", "description": "span name or HTTP route"},
+                    "latency": {"type": "boolean", "description": "compute the percentiles (default true; false is faster over many spans)"},
                 })),
                 &["service"],
             )
@@ -233,6 +234,7 @@ struct RangeArgs {
     limit: Option<usize>,
     text: Option<String>,
     direction: Option<String>,
+    latency: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -258,15 +260,21 @@ fn required<'a>(tool: &str, v: &'a Option<String>, name: &str) -> Result<&'a str
         })
 }
 
-/// The columns every RED row carries (entry spans).
-fn red_columns() -> &'static str {
-    "count(*) AS requests, \
+/// Rate and errors (entry spans).
+const RATE_COLUMNS: &str = "count(*) AS requests, \
      sum(CASE WHEN status_code = 'error' THEN 1 ELSE 0 END) AS errors, \
      CAST(sum(CASE WHEN status_code = 'error' THEN 1 ELSE 0 END) AS DOUBLE) / count(*) AS error_ratio, \
-     count(*) / $secs AS rate_per_sec, \
-     percentile_cont(duration_ns, 0.5) / 1e6 AS p50_ms, \
-     percentile_cont(duration_ns, 0.95) / 1e6 AS p95_ms, \
-     percentile_cont(duration_ns, 0.99) / 1e6 AS p99_ms"
+     count(*) / $secs AS rate_per_sec";
+
+/// The columns every RED row carries (entry spans): rate, errors and
+/// exact latency percentiles.
+fn red_columns() -> String {
+    format!(
+        "{RATE_COLUMNS}, \
+         percentile_cont(duration_ns, 0.5) / 1e6 AS p50_ms, \
+         percentile_cont(duration_ns, 0.95) / 1e6 AS p95_ms, \
+         percentile_cont(duration_ns, 0.99) / 1e6 AS p99_ms"
+    )
 }
 
 impl Toolbox {
@@ -383,12 +391,13 @@ impl Toolbox {
                         p.when(ENTRY_SPANS);
                     }
                 }
+                let columns = if a.latency == Some(false) {
+                    RATE_COLUMNS.to_owned()
+                } else {
+                    red_columns()
+                };
                 (
-                    format!(
-                        "SELECT {} FROM spans WHERE {}",
-                        red_columns(),
-                        p.conditions()
-                    ),
+                    format!("SELECT {columns} FROM spans WHERE {}", p.conditions()),
                     vec![service_evidence(service)],
                 )
             }
@@ -466,9 +475,9 @@ impl Toolbox {
             }
             "service_calls" => {
                 let service = required(name, &a.service, "service")?;
-                let (me, other) = match a.direction.as_deref() {
-                    Some("callers") => ("c", "p"),
-                    Some("callees") => ("p", "c"),
+                let callers = match a.direction.as_deref() {
+                    Some("callers") => true,
+                    Some("callees") => false,
                     _ => {
                         return Err(ToolError::Arguments {
                             tool: name.into(),
@@ -479,23 +488,40 @@ impl Toolbox {
                 p.bind("service", text(service));
                 // A call is a span whose parent belongs to another
                 // service; a client span to an untraced peer
-                // (`server.address`) counts as a call to that peer.
+                // (`server.address`) with no child counts as a call to that
+                // peer. The service's own spans come first in each join, so
+                // the hash table is built from them, not from the window.
+                let cond = p.conditions();
+                let (mine, first, peer, peer_name) = if callers {
+                    (
+                        "SELECT trace_id, parent_span_id AS link FROM spans \
+                         WHERE {cond} AND service_name = $service AND parent_span_id IS NOT NULL",
+                        "JOIN w o ON m.trace_id = o.trace_id AND m.link = o.span_id",
+                        "kind = 'client' AND server_address = $service",
+                        "x.service_name",
+                    )
+                } else {
+                    (
+                        "SELECT trace_id, span_id AS link FROM spans \
+                         WHERE {cond} AND service_name = $service",
+                        "JOIN w o ON m.trace_id = o.trace_id AND m.link = o.parent_span_id",
+                        "service_name = $service AND kind = 'client' AND server_address IS NOT NULL",
+                        "x.server_address",
+                    )
+                };
                 let sql = format!(
-                    "WITH s AS (SELECT trace_id, span_id, parent_span_id, service_name, kind, server_address \
-                       FROM spans WHERE {cond}), \
-                     calls AS ( \
-                       SELECT p.service_name AS caller, c.service_name AS callee \
-                         FROM s c JOIN s p ON c.trace_id = p.trace_id AND c.parent_span_id = p.span_id \
-                         WHERE c.service_name <> p.service_name \
+                    "WITH w AS (SELECT trace_id, span_id, parent_span_id, service_name FROM spans WHERE {cond}), \
+                     m AS ({mine}), \
+                     x AS (SELECT trace_id, span_id, service_name, server_address FROM spans WHERE {cond} AND {peer}) \
+                     SELECT service, CAST(sum(calls) AS BIGINT) AS calls FROM ( \
+                       SELECT o.service_name AS service, count(*) AS calls FROM m {first} \
+                         WHERE o.service_name <> $service GROUP BY 1 \
                        UNION ALL \
-                       SELECT x.service_name AS caller, x.server_address AS callee FROM s x \
-                         WHERE x.kind = 'client' AND x.server_address IS NOT NULL \
-                           AND NOT EXISTS (SELECT 1 FROM s y WHERE y.trace_id = x.trace_id AND y.parent_span_id = x.span_id)) \
-                     SELECT {other_col} AS service, count(*) AS calls FROM calls \
-                       WHERE {me_col} = $service GROUP BY 1 ORDER BY calls DESC, service",
-                    cond = p.conditions(),
-                    other_col = if other == "p" { "caller" } else { "callee" },
-                    me_col = if me == "c" { "callee" } else { "caller" },
+                       SELECT {peer_name} AS service, count(*) AS calls FROM x \
+                         LEFT JOIN w y ON y.trace_id = x.trace_id AND y.parent_span_id = x.span_id \
+                         WHERE y.span_id IS NULL GROUP BY 1) \
+                     GROUP BY service ORDER BY calls DESC, service",
+                    mine = mine.replace("{cond}", &cond),
                 );
                 (sql, vec![service_evidence(service)])
             }
