@@ -12,7 +12,7 @@ use std::{
 pub const ADMIN_PASSWORD: &str = "bench-admin-password";
 
 /// `ophion-server` built with the calling bench's profile:
-/// target/<profile>/deps/bench-* -> target/<profile>/ophion-server (release
+/// `target/<profile>/deps/bench-*` -> `target/<profile>/ophion-server` (release
 /// under `cargo bench`, debug in the smoke pass of `cargo test`), never a
 /// stale build of the other one.
 pub fn default_server() -> PathBuf {

@@ -104,8 +104,6 @@ async fn count(web: &reqwest::Client, api: &str, token: &str, sql: &str) -> u64 
     v["rows"][0][0].as_u64().unwrap_or(0)
 }
 
-/// The first admin's password in the benchmark's server.
-
 /// A pre-built batch: the request, its protobuf and OTLP/JSON encodings,
 /// and its span count.
 type Batch = (ExportTraceServiceRequest, Vec<u8>, Vec<u8>, usize);

@@ -51,11 +51,14 @@ const NAMES_TTL: Duration = Duration::from_secs(60);
 /// of spans costs more than answering.
 #[derive(Debug, Default)]
 pub(super) struct Names {
-    entries: Mutex<HashMap<(TenantId, Option<String>), (Instant, Vec<String>)>>,
+    entries: Mutex<HashMap<NamesKey, (Instant, Vec<String>)>>,
 }
 
+/// A tenant, and a service for its operations (`None`: its services).
+type NamesKey = (TenantId, Option<String>);
+
 impl Names {
-    fn cached(&self, key: &(TenantId, Option<String>)) -> Option<Vec<String>> {
+    fn cached(&self, key: &NamesKey) -> Option<Vec<String>> {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         entries
             .get(key)
@@ -63,7 +66,7 @@ impl Names {
             .map(|(_, v)| v.clone())
     }
 
-    fn keep(&self, key: (TenantId, Option<String>), names: &[String]) {
+    fn keep(&self, key: NamesKey, names: &[String]) {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         entries.retain(|_, (at, _)| at.elapsed() < NAMES_TTL);
         entries.insert(key, (Instant::now(), names.to_vec()));

@@ -3,7 +3,7 @@
 //! tenant only.
 //!
 //! Two ways in:
-//! - streamable HTTP at `/api/v1/mcp` inside the server ([`http_service`]):
+//! - streamable HTTP at `/api/v1/mcp` inside the server ([`HttpService`]):
 //!   every request passes the API's access layer (bearer token, viewer or
 //!   more), and each tool call runs for the principal of its own request;
 //! - `ophion mcp` over stdio (in the CLI), which forwards each call to the
