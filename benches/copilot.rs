@@ -19,7 +19,7 @@ use std::{
 };
 
 use ophion_benches::{Started, default_server};
-use ophion_core::testing::{Generator, span_count};
+use ophion_core::testing::{Generator, now_ns, span_count};
 use prost::Message as _;
 use serde_json::{Value, json};
 
@@ -48,13 +48,6 @@ fn args() -> Args {
         }
     }
     a
-}
-
-fn now_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_nanos() as u64
 }
 
 /// The questions, by kind: one per kind of the built-in engine.

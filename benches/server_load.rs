@@ -25,7 +25,7 @@ use std::{
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, trace_service_client::TraceServiceClient,
 };
-use ophion_core::testing::{Generator, process, span_count};
+use ophion_core::testing::{Generator, now_ns, process, span_count};
 use prost::Message as _;
 
 struct Args {
@@ -79,13 +79,6 @@ fn cpu_secs(pid: u32) -> f64 {
 
 fn rss_mib(pid: u32) -> f64 {
     process::rss_bytes(Some(pid)) as f64 / (1024.0 * 1024.0)
-}
-
-fn now_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_nanos() as u64
 }
 
 /// The single number a `SELECT count(*) ...` answers through the API

@@ -19,6 +19,15 @@ pub(super) fn cell(v: &Value) -> String {
     }
 }
 
+/// Rows of an API answer (arrays of values) as table text.
+pub(super) fn rows_text(rows: &Value) -> Vec<Vec<String>> {
+    rows.as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| r.as_array().into_iter().flatten().map(cell).collect())
+        .collect()
+}
+
 pub(super) fn millis(ns: Option<f64>) -> String {
     ns.map_or_else(String::new, |n| format!("{:.2} ms", n / 1e6))
 }

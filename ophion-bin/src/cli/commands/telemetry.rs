@@ -49,13 +49,7 @@ pub(in crate::cli) async fn query(
             .flatten()
             .map(|c| c["name"].as_str().unwrap_or("").to_owned())
             .collect();
-        let rows: Vec<Vec<String>> = v["rows"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|r| r.as_array().into_iter().flatten().map(cell).collect())
-            .collect();
-        table(out, &names, &rows);
+        table(out, &names, &rows_text(&v["rows"]));
         let n = v["stats"]["rows"].as_u64().unwrap_or(0);
         let _ = writeln!(
             out,
@@ -108,13 +102,7 @@ pub(in crate::cli) async fn ask(
             .flatten()
             .map(|c| c.as_str().unwrap_or("").to_owned())
             .collect();
-        let rows: Vec<Vec<String>> = q["rows"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|r| r.as_array().into_iter().flatten().map(cell).collect())
-            .collect();
-        table(out, &names, &rows);
+        table(out, &names, &rows_text(&q["rows"]));
     }
     for e in v["evidence"].as_array().into_iter().flatten() {
         let _ = writeln!(
