@@ -76,6 +76,11 @@ pub enum QueryError {
     /// The query needed more memory than allowed.
     #[error("query exceeded its memory limit; narrow the time range, add filters or aggregate")]
     OutOfMemory,
+    /// A derived table (the span rollups) does not cover what the query
+    /// asks for (a range older than it keeps, or it is still being
+    /// rebuilt); the same question over `spans` works.
+    #[error("{0}")]
+    NotCovered(String),
     /// Storage is temporarily unavailable (object store down, shutting
     /// down). Retryable.
     #[error("storage unavailable: {0}")]

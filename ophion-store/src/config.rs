@@ -181,6 +181,9 @@ pub struct QueryConfig {
     /// Rows a query may return (default 100,000); more are cut off and the
     /// result says so.
     pub max_rows: usize,
+    /// Hours of per-minute span rollups kept in memory (`span_minutes`,
+    /// `service_edges`; default 24; 0 turns them off).
+    pub rollup_hours: u32,
 }
 
 impl Default for QueryConfig {
@@ -189,6 +192,7 @@ impl Default for QueryConfig {
             timeout_secs: 30,
             memory_limit_bytes: 512 << 20,
             max_rows: 100_000,
+            rollup_hours: 24,
         }
     }
 }

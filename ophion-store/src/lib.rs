@@ -54,6 +54,7 @@ pub mod metadata;
 mod objstore;
 pub mod persist;
 pub mod query;
+pub mod rollup;
 mod store;
 pub mod wal;
 

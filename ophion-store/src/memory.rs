@@ -24,6 +24,7 @@ use crate::{
     config::QueryConfig,
     error::Error,
     query::{empty_scan, new_session, query_schema, run_sql, scan_buffer},
+    rollup::Rollups,
 };
 
 type Tables = HashMap<(TenantId, Signal), Vec<RecordBatch>>;
@@ -42,10 +43,18 @@ type Tables = HashMap<(TenantId, Signal), Vec<RecordBatch>>;
 /// assert_eq!(out.rows, 1);
 /// # Ok(()) }
 /// ```
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct MemoryTables {
     tables: Arc<RwLock<Tables>>,
     limits: QueryConfig,
+    /// Every minute of every span inserted (no window).
+    rollups: Arc<Rollups>,
+}
+
+impl Default for MemoryTables {
+    fn default() -> Self {
+        Self::with_limits(QueryConfig::default())
+    }
 }
 
 impl MemoryTables {
@@ -54,12 +63,17 @@ impl MemoryTables {
         Self {
             tables: Arc::default(),
             limits,
+            rollups: Arc::new(Rollups::new(None, true)),
         }
     }
 
     /// Adds rows (in the signal's core schema) for `tenant`.
     pub fn insert(&self, tenant: &TenantId, batch: TelemetryBatch) {
         let signal = batch.signal();
+        if signal == Signal::Traces {
+            let now = ophion_core::Clock::now_nanos(&ophion_core::SystemClock);
+            self.rollups.observe(tenant, batch.batch(), now);
+        }
         self.tables
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -94,12 +108,18 @@ impl TelemetryQuery for MemoryTables {
         sql: &str,
         params: Params,
     ) -> Result<QueryOutput, QueryError> {
-        let ctx = new_session(&self.limits, None, |signal| {
-            Arc::new(MemoryTable {
-                signal,
-                batches: self.rows(tenant, signal),
-            })
-        })
+        let now = ophion_core::Clock::now_nanos(&ophion_core::SystemClock);
+        let ctx = new_session(
+            &self.limits,
+            None,
+            |signal| {
+                Arc::new(MemoryTable {
+                    signal,
+                    batches: self.rows(tenant, signal),
+                })
+            },
+            (&self.rollups, tenant, now),
+        )
         .map_err(Error::into_query_error)?;
         run_sql(ctx, &self.limits, sql, params)
             .await

@@ -74,6 +74,7 @@ use crate::{
     error::{Error, Result},
     objstore::STORE_URL,
     persist::{self, time_column},
+    rollup::{RollupTable, Rollups, SERVICE_EDGES, SPAN_MINUTES, Which},
     store::{Inner, Store},
 };
 
@@ -116,7 +117,7 @@ fn within(t: i64, (op, ns): (Operator, i64)) -> bool {
 }
 
 /// The time range `[from, to]` (ns) the filters allow on `column`.
-fn time_bounds(filters: &[Expr], column: &str) -> (i64, i64) {
+pub(crate) fn time_bounds(filters: &[Expr], column: &str) -> (i64, i64) {
     let mut from = i64::MIN;
     let mut to = i64::MAX;
     for e in filters.iter().flat_map(split_and) {
@@ -632,6 +633,11 @@ fn user_message(e: &DataFusionError) -> String {
 
 fn classify(e: DataFusionError) -> Error {
     match e.find_root() {
+        DataFusionError::External(x) if x.downcast_ref::<QueryError>().is_some() => Error::Query(
+            x.downcast_ref::<QueryError>()
+                .cloned()
+                .unwrap_or_else(|| QueryError::Internal("a derived table failed".into())),
+        ),
         DataFusionError::ResourcesExhausted(_) => Error::Query(QueryError::OutOfMemory),
         DataFusionError::Plan(_)
         | DataFusionError::SQL(..)
@@ -673,6 +679,7 @@ pub(crate) fn new_session(
     limits: &QueryConfig,
     objects: Option<Arc<dyn object_store::ObjectStore>>,
     mut table: impl FnMut(Signal) -> Arc<dyn TableProvider>,
+    rollups: (&Arc<Rollups>, &TenantId, i64),
 ) -> Result<SessionContext> {
     // No spilling to disk: a query over its memory limit fails with a
     // clear error instead of filling the temp directory.
@@ -702,6 +709,19 @@ pub(crate) fn new_session(
     let ctx = SessionContext::new_with_state(state);
     for signal in Signal::ALL {
         ctx.register_table(table_name(signal), table(signal))?;
+    }
+    let (rollups, tenant, now_ns) = rollups;
+    for (name, which) in [
+        (SPAN_MINUTES, Which::SpanMinutes),
+        (SERVICE_EDGES, Which::ServiceEdges),
+    ] {
+        let t = RollupTable {
+            which,
+            rollups: Arc::clone(rollups),
+            tenant: tenant.clone(),
+            now_ns,
+        };
+        ctx.register_table(name, Arc::new(t))?;
     }
     Ok(ctx)
 }
@@ -785,6 +805,7 @@ impl Store {
                     store: Arc::clone(inner),
                 })
             },
+            (&inner.rollups, tenant, inner.clock.now_nanos()),
         )
     }
 

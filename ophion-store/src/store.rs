@@ -12,6 +12,8 @@ use std::{
 use arrow_array::RecordBatch;
 use object_store::{ObjectStore, ObjectStoreExt as _, PutPayload, path::Path as ObjectPath};
 use ophion_core::{Clock, Signal, SinkError, SystemClock, TelemetryBatch, TelemetrySink, TenantId};
+
+use crate::rollup::{self, Rollups};
 use tokio::sync::{Notify, RwLock};
 
 use crate::{
@@ -103,6 +105,8 @@ pub(crate) struct Inner {
     pub(crate) catalog: Catalog,
     pub(crate) stats: StoreStats,
     pub(crate) clock: Arc<dyn Clock>,
+    /// Per-minute span rollups (`span_minutes`, `service_edges`).
+    pub(crate) rollups: Arc<Rollups>,
     /// Writers hold it shared from log append to buffer insert; a snapshot
     /// holds it exclusively while it rotates the log and swaps the buffer, so
     /// every row acknowledged from an older segment is in the snapshot.
@@ -197,6 +201,7 @@ impl Store {
         // Segments below the watermark are persisted; a crash may have left them.
         wal.truncate_before(watermark)?;
         let objects = objstore::build(&config)?;
+        let rollup_minutes = i64::from(config.query.rollup_hours) * 60;
         let inner = Arc::new(Inner {
             config,
             wal,
@@ -205,6 +210,7 @@ impl Store {
             buffer: Mutex::new(buffer),
             catalog,
             stats: StoreStats::default(),
+            rollups: Arc::new(Rollups::new(Some(rollup_minutes), false)),
             clock,
             gate: RwLock::new(()),
             snapshotting: tokio::sync::Mutex::new(()),
@@ -233,8 +239,19 @@ impl Store {
                 "skipped a truncated or corrupt write-ahead log tail"
             );
         }
-        tokio::spawn(background(Arc::downgrade(&inner)));
-        Ok(Self { inner })
+        let store = Self { inner };
+        // Planned before the first write or snapshot can happen: the
+        // rebuild reads exactly what was stored before the store opened.
+        if rollup_minutes > 0 {
+            let rebuild = rollup::plan_rebuild(&store).await?;
+            tokio::spawn(rollup::rebuild(
+                Arc::clone(&store.inner.rollups),
+                store.inner.clock.clone(),
+                rebuild,
+            ));
+        }
+        tokio::spawn(background(Arc::downgrade(&store.inner)));
+        Ok(store)
     }
 
     /// Writes rows; `Ok` once they are in the fsynced log (durable) and
@@ -269,11 +286,17 @@ impl Store {
         }
         let rows = batch.num_rows() as u64;
         let signal = batch.signal();
+        let spans = (signal == Signal::Traces).then(|| batch.batch().clone());
         let over = {
             let mut b = lock(&inner.buffer);
             b.push((tenant.clone(), signal), batch.into_batch());
             b.active_bytes >= inner.config.buffer.flush_bytes
         };
+        if let Some(spans) = spans {
+            inner
+                .rollups
+                .observe(tenant, &spans, inner.clock.now_nanos());
+        }
         inner.stats.rows_written.fetch_add(rows, Relaxed);
         if over {
             inner.wake.notify_one();
@@ -318,6 +341,17 @@ impl Store {
 /// Every buffered batch of one table (for query scans).
 pub(crate) fn buffered(inner: &Inner, tenant: &TenantId, signal: Signal) -> Vec<RecordBatch> {
     lock(&inner.buffer).batches(tenant, signal)
+}
+
+/// The tenants with buffered rows of `signal`.
+pub(crate) fn buffered_tenants(inner: &Inner, signal: Signal) -> Vec<TenantId> {
+    let b = lock(&inner.buffer);
+    b.active
+        .keys()
+        .chain(b.persisting.keys())
+        .filter(|(_, s)| *s == signal)
+        .map(|(t, _)| t.clone())
+        .collect()
 }
 
 /// Counts a write refused because `buffered` bytes fill the budget, wakes
@@ -414,6 +448,10 @@ async fn background(weak: Weak<Inner>) {
             continue;
         }
         let store = Store { inner };
+        // Files the rollup rebuild reads stay until it is done.
+        if !store.inner.rollups.is_ready() && store.inner.config.query.rollup_hours > 0 {
+            continue;
+        }
         if let Err(e) = store.enforce_retention().await {
             tracing::warn!(error = %e, "retention pass failed; will retry");
         }

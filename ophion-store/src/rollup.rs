@@ -1,0 +1,761 @@
+//! Per-minute rollups of spans, aggregated as spans are written, so that
+//! rate, errors and latency over hours of traffic are read from thousands
+//! of rows instead of millions (what Prometheus' recording rules, Tempo's
+//! metrics generator and SigNoz's materialized views do).
+//!
+//! Two tables sit beside `spans` in every query session:
+//!
+//! - `span_minutes`: per minute (`minute`, its start), service, operation
+//!   (`name`, `http_route`), `kind` and `entry` (a server or consumer span,
+//!   or a root: what a request is), and latency bucket `duration_ns`: how
+//!   many `spans` and how many `errors`. Buckets grow by 4 %, and
+//!   `duration_ns` is the bucket's middle, within 2 % of every duration in
+//!   it: `approx_percentile_cont_with_weight(duration_ns, spans, 0.95)`
+//!   is a p95 within about 2 %; counts are exact.
+//! - `service_edges`: per minute, `caller` and `callee` services and their
+//!   `calls` and `errors` (the callee's). A call is a client or producer
+//!   span whose child is a server or consumer span (or a span with a
+//!   remote parent) of another service, paired as they arrive; a client
+//!   span with no such child (within two minutes of its arrival, among
+//!   the last 200,000 waiting spans) is a call to its `server_address`,
+//!   an untraced peer, when it has one; while it waits it is shown so.
+//!
+//! The store keeps `[store.query] rollup_hours` (default 24) and refuses
+//! a query reaching further back, so an answer is never silently partial;
+//! after a restart the rollups are rebuilt from the stored spans in the
+//! background and refuse every query until that is done. Callers fall
+//! back to `spans` on [`QueryError::NotCovered`].
+//!
+//! Every row is counted once: live writes are counted as they are
+//! acknowledged, and the rebuild reads exactly what was stored before the
+//! store accepted its first write. Pairs split by a restart (one side
+//! before, one after) are lost.
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet, VecDeque},
+    sync::{
+        Arc, Mutex, OnceLock,
+        atomic::{AtomicBool, Ordering::Relaxed},
+    },
+};
+
+use arrow_array::{
+    Array, BooleanArray, FixedSizeBinaryArray, Int64Array, RecordBatch, StringArray,
+    StringViewArray, TimestampNanosecondArray, UInt32Array,
+};
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::{
+    catalog::{Session, TableProvider},
+    datasource::TableType,
+    error::DataFusionError,
+    logical_expr::{Expr, TableProviderFilterPushDown},
+    physical_plan::ExecutionPlan,
+};
+use datafusion_datasource::memory::MemorySourceConfig;
+use futures::StreamExt as _;
+use ophion_core::{QueryError, TenantId, schema::col};
+
+/// The table of per-minute operation latency buckets.
+pub const SPAN_MINUTES: &str = "span_minutes";
+/// The table of per-minute calls between services.
+pub const SERVICE_EDGES: &str = "service_edges";
+/// The column both tables are keyed by in time.
+pub const MINUTE: &str = "minute";
+
+/// Nanoseconds in a minute.
+pub(crate) const MINUTE_NS: i64 = 60_000_000_000;
+/// Ratio between successive latency buckets.
+const GAMMA: f64 = 1.04;
+/// Largest relative error of a bucket's `duration_ns`: (γ − 1) / (γ + 1).
+pub const RELATIVE_ERROR: f64 = (GAMMA - 1.0) / (GAMMA + 1.0);
+/// Operations kept per tenant and minute; more are counted under
+/// [`OTHER`] (a runaway span name must not eat the memory).
+const MAX_OPERATIONS: usize = 20_000;
+/// The operation name past [`MAX_OPERATIONS`].
+pub const OTHER: &str = "<other>";
+/// Spans waiting for the other side of a call, per tenant.
+const MAX_PENDING: usize = 200_000;
+/// How long (of arrival time) a span waits for the other side of a call.
+const PENDING_NS: i64 = 2 * MINUTE_NS;
+/// The OTLP span flags saying the parent is remote
+/// (`SPAN_FLAGS_CONTEXT_HAS_IS_REMOTE_MASK | SPAN_FLAGS_CONTEXT_IS_REMOTE_MASK`).
+const REMOTE_PARENT: u32 = 0x300;
+
+/// The bucket of a duration: `d` in (γ^(b−1), γ^b]; durations ≤ 0 share
+/// `i16::MIN`.
+fn bucket(d: i64) -> i16 {
+    if d <= 0 {
+        return i16::MIN;
+    }
+    ((d as f64).ln() / GAMMA.ln()).ceil() as i16
+}
+
+/// The value a bucket stands for: within [`RELATIVE_ERROR`] of all of it.
+fn representative(b: i16) -> i64 {
+    if b == i16::MIN {
+        return 0;
+    }
+    (2.0 * GAMMA.powi(i32::from(b)) / (GAMMA + 1.0)).round() as i64
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct OpKey {
+    service: Arc<str>,
+    name: Arc<str>,
+    route: Option<Arc<str>>,
+    kind: Arc<str>,
+    entry: bool,
+}
+
+/// Spans and errors per latency bucket.
+type Buckets = BTreeMap<i16, [u64; 2]>;
+
+#[derive(Debug, Default)]
+struct Minute {
+    ops: HashMap<OpKey, Buckets>,
+    edges: HashMap<(Arc<str>, Arc<str>), [u64; 2]>,
+}
+
+/// A span waiting for the other side of a call.
+#[derive(Debug)]
+struct Waiting {
+    service: Arc<str>,
+    minute: i64,
+    error: bool,
+    /// `server_address` of a client span.
+    peer: Option<Arc<str>>,
+    seq: u64,
+}
+
+type SpanKey = ([u8; 16], [u8; 8]);
+
+#[derive(Debug, Default)]
+struct Pending {
+    /// Client and producer spans, by (trace, span id).
+    parents: HashMap<SpanKey, Waiting>,
+    /// Server, consumer and remote-parent spans, by (trace, parent id).
+    children: HashMap<SpanKey, Waiting>,
+    /// Arrival order: (is a parent, key, seq, arrival time).
+    order: VecDeque<(bool, SpanKey, u64, i64)>,
+    seq: u64,
+}
+
+#[derive(Debug, Default)]
+struct TenantRollup {
+    minutes: BTreeMap<i64, Minute>,
+    strings: HashSet<Arc<str>>,
+    pending: Pending,
+}
+
+impl TenantRollup {
+    fn intern(&mut self, s: &str) -> Arc<str> {
+        if let Some(a) = self.strings.get(s) {
+            return Arc::clone(a);
+        }
+        let a: Arc<str> = Arc::from(s);
+        self.strings.insert(Arc::clone(&a));
+        a
+    }
+
+    fn edge(&mut self, minute: i64, caller: Arc<str>, callee: Arc<str>, error: bool) {
+        if caller == callee {
+            return;
+        }
+        let cell = self
+            .minutes
+            .entry(minute)
+            .or_default()
+            .edges
+            .entry((caller, callee))
+            .or_default();
+        cell[0] += 1;
+        cell[1] += u64::from(error);
+    }
+
+    /// Drops waiting spans past their time or the cap; an unpaired client
+    /// span with a `server_address` is a call to that peer.
+    fn expire(&mut self, now: i64, all: bool) {
+        while let Some(&(is_parent, key, seq, at)) = self.pending.order.front() {
+            let over = self.pending.order.len() > MAX_PENDING;
+            if !(all || over || at < now - PENDING_NS) {
+                break;
+            }
+            self.pending.order.pop_front();
+            let map = if is_parent {
+                &mut self.pending.parents
+            } else {
+                &mut self.pending.children
+            };
+            if map.get(&key).is_some_and(|w| w.seq == seq)
+                && let Some(w) = map.remove(&key)
+                && let Some(peer) = w.peer
+            {
+                self.edge(w.minute, w.service, peer, w.error);
+            }
+        }
+    }
+}
+
+/// Every tenant's rollups; see the module docs.
+#[derive(Debug)]
+pub struct Rollups {
+    /// Minutes kept; `None` keeps every minute; `Some(0)`: turned off.
+    window_minutes: Option<i64>,
+    tenants: Mutex<HashMap<TenantId, TenantRollup>>,
+    ready: AtomicBool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A string column as either Arrow layout (the write path has `Utf8`,
+/// queries `Utf8View`).
+enum Text<'a> {
+    Plain(&'a StringArray),
+    View(&'a StringViewArray),
+    Missing,
+}
+
+impl<'a> Text<'a> {
+    fn of(batch: &'a RecordBatch, name: &str) -> Self {
+        let Some(a) = batch.column_by_name(name) else {
+            return Text::Missing;
+        };
+        if let Some(a) = a.as_any().downcast_ref::<StringArray>() {
+            Text::Plain(a)
+        } else if let Some(a) = a.as_any().downcast_ref::<StringViewArray>() {
+            Text::View(a)
+        } else {
+            Text::Missing
+        }
+    }
+
+    fn get(&self, i: usize) -> Option<&'a str> {
+        match self {
+            Text::Plain(a) => (!a.is_null(i)).then(|| a.value(i)),
+            Text::View(a) => (!a.is_null(i)).then(|| a.value(i)),
+            Text::Missing => None,
+        }
+    }
+}
+
+fn column<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> Option<&'a T> {
+    batch.column_by_name(name)?.as_any().downcast_ref::<T>()
+}
+
+fn id<const N: usize>(a: Option<&FixedSizeBinaryArray>, i: usize) -> Option<[u8; N]> {
+    let a = a?;
+    if a.is_null(i) {
+        return None;
+    }
+    a.value(i).try_into().ok()
+}
+
+/// One batch's counts before they are merged under the lock:
+/// (minute, service, name, route, kind, entry) -> buckets.
+type Local<'a> = HashMap<(i64, &'a str, &'a str, Option<&'a str>, &'a str, bool), Buckets>;
+
+impl Rollups {
+    /// Rollups keeping `window_minutes` (`None`: all), ready for queries
+    /// at once or only after [`Rollups::set_ready`].
+    pub(crate) fn new(window_minutes: Option<i64>, ready: bool) -> Self {
+        Self {
+            window_minutes,
+            tenants: Mutex::default(),
+            ready: AtomicBool::new(ready),
+        }
+    }
+
+    /// Marks the rebuild done: queries are answered from now on.
+    pub(crate) fn set_ready(&self) {
+        self.ready.store(true, Relaxed);
+    }
+
+    /// Whether queries are answered.
+    pub(crate) fn is_ready(&self) -> bool {
+        self.ready.load(Relaxed)
+    }
+
+    /// The first minute kept at `now_ns`.
+    fn cutoff(&self, now_ns: i64) -> i64 {
+        match self.window_minutes {
+            Some(w) => now_ns.div_euclid(MINUTE_NS) - w,
+            None => i64::MIN,
+        }
+    }
+
+    /// Counts a batch of spans (any layout with the spans table's columns)
+    /// of `tenant`, arriving at `now_ns`.
+    pub(crate) fn observe(&self, tenant: &TenantId, batch: &RecordBatch, now_ns: i64) {
+        if self.window_minutes == Some(0) {
+            return;
+        }
+        let n = batch.num_rows();
+        let (Some(start), Some(duration)) = (
+            column::<TimestampNanosecondArray>(batch, col::START_TIME),
+            column::<Int64Array>(batch, col::DURATION_NS),
+        ) else {
+            return;
+        };
+        let service = Text::of(batch, col::SERVICE_NAME);
+        let name = Text::of(batch, col::NAME);
+        let route = Text::of(batch, "http_route");
+        let kind = Text::of(batch, col::KIND);
+        let status = Text::of(batch, col::STATUS_CODE);
+        let peer = Text::of(batch, "server_address");
+        let trace = column::<FixedSizeBinaryArray>(batch, col::TRACE_ID);
+        let span = column::<FixedSizeBinaryArray>(batch, col::SPAN_ID);
+        let parent = column::<FixedSizeBinaryArray>(batch, col::PARENT_SPAN_ID);
+        let flags = column::<UInt32Array>(batch, col::FLAGS);
+        let cutoff = self.cutoff(now_ns);
+
+        let mut local: Local<'_> = HashMap::new();
+        // (is a parent, key, service, minute, error, peer)
+        let mut calls = Vec::new();
+        for i in 0..n {
+            let minute = start.value(i).div_euclid(MINUTE_NS);
+            if minute < cutoff {
+                continue;
+            }
+            let svc = service
+                .get(i)
+                .unwrap_or(ophion_core::semconv::UNKNOWN_SERVICE);
+            let k = kind.get(i).unwrap_or("");
+            let parent_id = id::<8>(parent, i);
+            let entry = matches!(k, "server" | "consumer") || parent_id.is_none();
+            let error = status.get(i) == Some("error");
+            let cell = local
+                .entry((
+                    minute,
+                    svc,
+                    name.get(i).unwrap_or(""),
+                    route.get(i),
+                    k,
+                    entry,
+                ))
+                .or_default()
+                .entry(bucket(duration.value(i)))
+                .or_default();
+            cell[0] += 1;
+            cell[1] += u64::from(error);
+            let Some(t) = id::<16>(trace, i) else {
+                continue;
+            };
+            let remote = flags.is_some_and(|f| f.value(i) & REMOTE_PARENT == REMOTE_PARENT);
+            if matches!(k, "client" | "producer")
+                && let Some(s) = id::<8>(span, i)
+            {
+                calls.push((true, (t, s), svc, minute, error, peer.get(i)));
+            }
+            if (matches!(k, "server" | "consumer") || remote)
+                && let Some(p) = parent_id
+            {
+                calls.push((false, (t, p), svc, minute, error, None));
+            }
+        }
+
+        let mut tenants = lock(&self.tenants);
+        let r = tenants.entry(tenant.clone()).or_default();
+        if cutoff != i64::MIN {
+            let kept = r.minutes.split_off(&cutoff);
+            r.minutes = kept;
+        }
+        for ((minute, svc, op, rt, k, entry), buckets) in local {
+            let mut key = OpKey {
+                service: r.intern(svc),
+                name: r.intern(op),
+                route: rt.map(|s| r.intern(s)),
+                kind: r.intern(k),
+                entry,
+            };
+            let m = r.minutes.entry(minute).or_default();
+            if !m.ops.contains_key(&key) && m.ops.len() >= MAX_OPERATIONS {
+                key.name = Arc::from(OTHER);
+                key.route = None;
+            }
+            let cells = m.ops.entry(key).or_default();
+            for (b, [s, e]) in buckets {
+                let c = cells.entry(b).or_default();
+                c[0] += s;
+                c[1] += e;
+            }
+        }
+        for (is_parent, key, svc, minute, error, peer) in calls {
+            let svc = r.intern(svc);
+            let other = if is_parent {
+                r.pending.children.remove(&key)
+            } else {
+                r.pending.parents.remove(&key)
+            };
+            match other {
+                // The child's minute and status: the call as the callee saw it.
+                Some(child) if is_parent => r.edge(child.minute, svc, child.service, child.error),
+                Some(client) => r.edge(minute, client.service, svc, error),
+                None => {
+                    r.pending.seq += 1;
+                    let seq = r.pending.seq;
+                    let w = Waiting {
+                        service: svc,
+                        minute,
+                        error,
+                        peer: peer.map(|p| r.intern(p)),
+                        seq,
+                    };
+                    let map = if is_parent {
+                        &mut r.pending.parents
+                    } else {
+                        &mut r.pending.children
+                    };
+                    map.insert(key, w);
+                    r.pending.order.push_back((is_parent, key, seq, now_ns));
+                }
+            }
+        }
+        r.expire(now_ns, false);
+    }
+
+    /// Refuses a scan from `from_ns` unless it is covered.
+    pub(crate) fn check(&self, table: &str, from_ns: i64, now_ns: i64) -> Result<(), QueryError> {
+        if self.window_minutes == Some(0) {
+            return Err(QueryError::NotCovered(format!(
+                "{table} is turned off ([store.query] rollup_hours = 0); query spans"
+            )));
+        }
+        if !self.is_ready() {
+            return Err(QueryError::NotCovered(format!(
+                "{table} is being rebuilt from stored spans after a restart; query spans meanwhile"
+            )));
+        }
+        let cutoff = self.cutoff(now_ns);
+        if cutoff != i64::MIN && from_ns < cutoff.saturating_mul(MINUTE_NS) {
+            return Err(QueryError::NotCovered(format!(
+                "{table} holds the last {} hours only; bound `{MINUTE}` (minute >= now() - INTERVAL '1 hour') \
+                 or query spans for older data",
+                self.window_minutes.unwrap_or(0) / 60
+            )));
+        }
+        Ok(())
+    }
+
+    /// `span_minutes` rows of `tenant` with minutes in `[from_ns, to_ns]`
+    /// (minute starts).
+    pub(crate) fn span_minutes(&self, tenant: &TenantId, from_ns: i64, to_ns: i64) -> RecordBatch {
+        let (lo, hi) = (from_ns.div_euclid(MINUTE_NS), to_ns.div_euclid(MINUTE_NS));
+        let mut minute = Vec::new();
+        let (mut service, mut name, mut route, mut kind) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut entry, mut duration, mut spans, mut errors) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let tenants = lock(&self.tenants);
+        if let Some(r) = tenants.get(tenant).filter(|_| lo <= hi) {
+            for (&m, cells) in r.minutes.range(lo..=hi) {
+                for (k, buckets) in &cells.ops {
+                    for (&b, &[s, e]) in buckets {
+                        minute.push(m * MINUTE_NS);
+                        service.push(Arc::clone(&k.service));
+                        name.push(Arc::clone(&k.name));
+                        route.push(k.route.clone());
+                        kind.push(Arc::clone(&k.kind));
+                        entry.push(k.entry);
+                        duration.push(representative(b));
+                        spans.push(s as i64);
+                        errors.push(e as i64);
+                    }
+                }
+            }
+        }
+        drop(tenants);
+        let views = |v: &[Arc<str>]| StringViewArray::from_iter_values(v.iter().map(|s| &**s));
+        RecordBatch::try_new(
+            span_minutes_schema(),
+            vec![
+                Arc::new(TimestampNanosecondArray::from(minute).with_timezone("UTC")),
+                Arc::new(views(&service)),
+                Arc::new(views(&name)),
+                Arc::new(StringViewArray::from_iter(
+                    route.iter().map(|r| r.as_deref()),
+                )),
+                Arc::new(views(&kind)),
+                Arc::new(BooleanArray::from(entry)),
+                Arc::new(Int64Array::from(duration)),
+                Arc::new(Int64Array::from(spans)),
+                Arc::new(Int64Array::from(errors)),
+            ],
+        )
+        .expect("columns match the span_minutes schema")
+    }
+
+    /// `service_edges` rows of `tenant` with minutes in `[from_ns, to_ns]`.
+    pub(crate) fn service_edges(&self, tenant: &TenantId, from_ns: i64, to_ns: i64) -> RecordBatch {
+        let (lo, hi) = (from_ns.div_euclid(MINUTE_NS), to_ns.div_euclid(MINUTE_NS));
+        let (mut minute, mut caller, mut callee, mut calls, mut errors) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let tenants = lock(&self.tenants);
+        if let Some(r) = tenants.get(tenant).filter(|_| lo <= hi) {
+            // Client spans still waiting for a child count as calls to
+            // their peer for now: a query sees every call it can.
+            let mut waiting: HashMap<(i64, &Arc<str>, &Arc<str>), [u64; 2]> = HashMap::new();
+            for w in r.pending.parents.values() {
+                if let Some(peer) = w.peer.as_ref().filter(|p| **p != w.service)
+                    && (lo..=hi).contains(&w.minute)
+                {
+                    let c = waiting.entry((w.minute, &w.service, peer)).or_default();
+                    c[0] += 1;
+                    c[1] += u64::from(w.error);
+                }
+            }
+            for (&m, cells) in r.minutes.range(lo..=hi) {
+                for ((a, b), &[n, e]) in &cells.edges {
+                    let [wn, we] = waiting.remove(&(m, a, b)).unwrap_or_default();
+                    minute.push(m * MINUTE_NS);
+                    caller.push(Arc::clone(a));
+                    callee.push(Arc::clone(b));
+                    calls.push((n + wn) as i64);
+                    errors.push((e + we) as i64);
+                }
+            }
+            for ((m, a, b), [n, e]) in waiting {
+                minute.push(m * MINUTE_NS);
+                caller.push(Arc::clone(a));
+                callee.push(Arc::clone(b));
+                calls.push(n as i64);
+                errors.push(e as i64);
+            }
+        }
+        drop(tenants);
+        let views = |v: &[Arc<str>]| StringViewArray::from_iter_values(v.iter().map(|s| &**s));
+        RecordBatch::try_new(
+            service_edges_schema(),
+            vec![
+                Arc::new(TimestampNanosecondArray::from(minute).with_timezone("UTC")),
+                Arc::new(views(&caller)),
+                Arc::new(views(&callee)),
+                Arc::new(Int64Array::from(calls)),
+                Arc::new(Int64Array::from(errors)),
+            ],
+        )
+        .expect("columns match the service_edges schema")
+    }
+}
+
+fn minute_field() -> Field {
+    Field::new(
+        MINUTE,
+        DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
+        false,
+    )
+}
+
+/// The schema of `span_minutes`.
+pub fn span_minutes_schema() -> SchemaRef {
+    static S: OnceLock<SchemaRef> = OnceLock::new();
+    Arc::clone(S.get_or_init(|| {
+        Arc::new(Schema::new(vec![
+            minute_field(),
+            Field::new(col::SERVICE_NAME, DataType::Utf8View, false),
+            Field::new(col::NAME, DataType::Utf8View, false),
+            Field::new("http_route", DataType::Utf8View, true),
+            Field::new(col::KIND, DataType::Utf8View, false),
+            Field::new("entry", DataType::Boolean, false),
+            Field::new(col::DURATION_NS, DataType::Int64, false),
+            Field::new("spans", DataType::Int64, false),
+            Field::new("errors", DataType::Int64, false),
+        ]))
+    }))
+}
+
+/// The schema of `service_edges`.
+pub fn service_edges_schema() -> SchemaRef {
+    static S: OnceLock<SchemaRef> = OnceLock::new();
+    Arc::clone(S.get_or_init(|| {
+        Arc::new(Schema::new(vec![
+            minute_field(),
+            Field::new("caller", DataType::Utf8View, false),
+            Field::new("callee", DataType::Utf8View, false),
+            Field::new("calls", DataType::Int64, false),
+            Field::new("errors", DataType::Int64, false),
+        ]))
+    }))
+}
+
+/// Which rollup table a [`RollupTable`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Which {
+    SpanMinutes,
+    ServiceEdges,
+}
+
+/// `span_minutes` or `service_edges` of one tenant, as a DataFusion table:
+/// the scan materializes the minutes the time filters allow.
+#[derive(Debug)]
+pub(crate) struct RollupTable {
+    pub(crate) which: Which,
+    pub(crate) rollups: Arc<Rollups>,
+    pub(crate) tenant: TenantId,
+    /// Now, in nanoseconds (the window's end).
+    pub(crate) now_ns: i64,
+}
+
+impl RollupTable {
+    fn name(&self) -> &'static str {
+        match self.which {
+            Which::SpanMinutes => SPAN_MINUTES,
+            Which::ServiceEdges => SERVICE_EDGES,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl TableProvider for RollupTable {
+    fn schema(&self) -> SchemaRef {
+        match self.which {
+            Which::SpanMinutes => span_minutes_schema(),
+            Which::ServiceEdges => service_edges_schema(),
+        }
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> datafusion::error::Result<Vec<TableProviderFilterPushDown>> {
+        // The scan reads the minutes the time bounds allow; DataFusion
+        // applies every filter to the rows again.
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        let (from, to) = crate::query::time_bounds(filters, MINUTE);
+        self.rollups
+            .check(self.name(), from, self.now_ns)
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let to = to.min(self.now_ns.saturating_add(MINUTE_NS));
+        let batch = match self.which {
+            Which::SpanMinutes => self.rollups.span_minutes(&self.tenant, from, to),
+            Which::ServiceEdges => self.rollups.service_edges(&self.tenant, from, to),
+        };
+        let exec =
+            MemorySourceConfig::try_new_exec(&[vec![batch]], self.schema(), projection.cloned())?;
+        Ok(exec)
+    }
+}
+
+/// One tenant's stored spans, streamed for the rebuild.
+pub(crate) type Rebuild = Vec<(TenantId, SendableRecordBatchStream)>;
+
+/// Plans the rebuild of the rollups from the spans stored in the window:
+/// the scans are planned now (capturing the buffer and the published
+/// files) and read by [`rebuild`] in the background.
+pub(crate) async fn plan_rebuild(store: &crate::Store) -> crate::Result<Rebuild> {
+    let inner = &store.inner;
+    let from = inner
+        .rollups
+        .cutoff(inner.clock.now_nanos())
+        .saturating_mul(MINUTE_NS);
+    let mut tenants: Vec<TenantId> = inner
+        .catalog
+        .all()
+        .iter()
+        .filter(|f| f.signal == ophion_core::Signal::Traces && f.max_time >= from)
+        .map(|f| f.tenant.clone())
+        .collect();
+    tenants.extend(crate::store::buffered_tenants(
+        inner,
+        ophion_core::Signal::Traces,
+    ));
+    tenants.sort();
+    tenants.dedup();
+    let mut out = Vec::new();
+    for tenant in tenants {
+        let ctx = store.session(&tenant)?;
+        let sql = format!(
+            "SELECT {}, {}, {}, {}, {}, {}, http_route, {}, {}, {}, {}, server_address \
+             FROM spans WHERE {} >= $from",
+            col::TRACE_ID,
+            col::SPAN_ID,
+            col::PARENT_SPAN_ID,
+            col::FLAGS,
+            col::SERVICE_NAME,
+            col::NAME,
+            col::KIND,
+            col::START_TIME,
+            col::DURATION_NS,
+            col::STATUS_CODE,
+            col::START_TIME,
+        );
+        let from_value =
+            datafusion::common::ScalarValue::TimestampNanosecond(Some(from), Some("UTC".into()));
+        let stream = ctx
+            .sql(&sql)
+            .await?
+            .with_param_values(vec![("from", from_value)])?
+            .execute_stream()
+            .await?;
+        out.push((tenant, stream));
+    }
+    if out.is_empty() {
+        inner.rollups.set_ready();
+    }
+    Ok(out)
+}
+
+/// Reads the planned scans into the rollups, then opens them to queries.
+/// A failed read leaves them closed (queries fall back to `spans`).
+pub(crate) async fn rebuild(
+    rollups: Arc<Rollups>,
+    clock: Arc<dyn ophion_core::Clock>,
+    plan: Rebuild,
+) {
+    if plan.is_empty() {
+        return;
+    }
+    let started = std::time::Instant::now();
+    let mut rows = 0;
+    for (tenant, mut stream) in plan {
+        while let Some(batch) = stream.next().await {
+            match batch {
+                Ok(b) => {
+                    rows += b.num_rows();
+                    rollups.observe(&tenant, &b, clock.now_nanos());
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "rebuilding the span rollups failed; queries read spans instead");
+                    return;
+                }
+            }
+        }
+    }
+    rollups.set_ready();
+    tracing::info!(
+        rows,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "span rollups rebuilt"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_stand_for_their_durations_within_the_stated_error() {
+        for d in [1_i64, 7, 999, 1_000_000, 123_456_789, 3_600_000_000_000] {
+            let r = representative(bucket(d)) as f64;
+            let err = (r - d as f64).abs() / d as f64;
+            assert!(err <= RELATIVE_ERROR + 1e-9, "{d}: {r} is {err} off");
+        }
+        assert_eq!(representative(bucket(0)), 0);
+        assert!(bucket(1_000) < bucket(1_100));
+    }
+}
