@@ -9,7 +9,8 @@
 //! Run (full): `cargo build --release -p ophion-bin && cargo test -q -p
 //! ophion-benches --bench copilot -- --server target/release/ophion-server
 //! --spans 10000000 --check` (`--check` fails when the p95 of all answers
-//! is over 1 s). CI runs a smoke pass with the debug server and 20,000
+//! is over 1 s; `--hold SECS` keeps the server up after ingest, printing
+//! its address and a token, to probe it by hand). CI runs a smoke pass with the debug server and 20,000
 //! spans (`cargo test --all-targets`), which checks that every question is
 //! answered. Results: docs/benchmarks.md.
 
@@ -28,6 +29,8 @@ struct Args {
     spans: usize,
     rounds: usize,
     check: bool,
+    /// Seconds to keep the server up after ingest (to probe it by hand).
+    hold: u64,
 }
 
 fn args() -> Args {
@@ -36,6 +39,7 @@ fn args() -> Args {
         spans: 20_000,
         rounds: 3,
         check: false,
+        hold: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -44,6 +48,7 @@ fn args() -> Args {
             "--spans" => a.spans = it.next().and_then(|v| v.parse().ok()).unwrap_or(a.spans),
             "--rounds" => a.rounds = it.next().and_then(|v| v.parse().ok()).unwrap_or(a.rounds),
             "--check" => a.check = true,
+            "--hold" => a.hold = it.next().and_then(|v| v.parse().ok()).unwrap_or(0),
             _ => {} // cargo passes --bench
         }
     }
@@ -198,6 +203,10 @@ async fn main() {
     };
     while count("SELECT count(*) FROM spans").await < sent as u64 {
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    if a.hold > 0 {
+        println!("holding {} s: {} token {}", a.hold, s.api, s.token);
+        tokio::time::sleep(Duration::from_secs(a.hold)).await;
     }
     let mut all = Vec::new();
     println!("| question | p50 ms | p95 ms |");

@@ -132,7 +132,14 @@ fn id_hex(c: &dyn Array, row: usize) -> Option<String> {
     if ids.is_null(row) {
         return None;
     }
-    Some(ids.value(row).iter().map(|b| format!("{b:02x}")).collect())
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let bytes = ids.value(row);
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    Some(out)
 }
 
 impl SpanInfo {

@@ -10,7 +10,10 @@
 //!
 //! Ids are fixed-size binary, but `trace_id = '4bf9…'` works: an analyzer
 //! rule, run before type coercion, turns hex string literals compared with
-//! `trace_id`, `span_id` or `parent_span_id` into binary literals.
+//! `trace_id`, `span_id` or `parent_span_id` (`=`, `<>`, `<`, `<=`, `>`,
+//! `>=`, `IN`) into binary literals. Files are sorted by trace id, so
+//! `trace_id < '08000000000000000000000000000000'` (a sample of whole
+//! traces) reads only the row groups that can hold such ids.
 //!
 //! Attribute maps are read with `attributes['key']` and
 //! `resource_attributes['key']`, e.g.
@@ -500,7 +503,15 @@ fn hex_literal(e: &Expr, len: i32) -> Option<Expr> {
 fn rewrite_ids(e: Expr) -> datafusion::error::Result<Transformed<Expr>> {
     match e {
         Expr::BinaryExpr(BinaryExpr { left, op, right })
-            if matches!(op, Operator::Eq | Operator::NotEq) =>
+            if matches!(
+                op,
+                Operator::Eq
+                    | Operator::NotEq
+                    | Operator::Lt
+                    | Operator::LtEq
+                    | Operator::Gt
+                    | Operator::GtEq
+            ) =>
         {
             if let Some(lit) = id_len(&left).and_then(|n| hex_literal(&right, n)) {
                 return Ok(Transformed::yes(Expr::BinaryExpr(BinaryExpr {

@@ -253,6 +253,10 @@ fn id<const N: usize>(a: Option<&FixedSizeBinaryArray>, i: usize) -> Option<[u8;
     a.value(i).try_into().ok()
 }
 
+/// Calls of client spans still waiting: (minute, caller, peer) -> calls
+/// and errors.
+type Waited<'a> = HashMap<(i64, &'a Arc<str>, &'a Arc<str>), [u64; 2]>;
+
 /// One batch's counts before they are merged under the lock:
 /// (minute, service, name, route, kind, entry) -> buckets.
 type Local<'a> = HashMap<(i64, &'a str, &'a str, Option<&'a str>, &'a str, bool), Buckets>;
@@ -496,7 +500,7 @@ impl Rollups {
         if let Some(r) = tenants.get(tenant).filter(|_| lo <= hi) {
             // Client spans still waiting for a child count as calls to
             // their peer for now: a query sees every call it can.
-            let mut waiting: HashMap<(i64, &Arc<str>, &Arc<str>), [u64; 2]> = HashMap::new();
+            let mut waiting: Waited<'_> = HashMap::new();
             for w in r.pending.parents.values() {
                 if let Some(peer) = w.peer.as_ref().filter(|p| **p != w.service)
                     && (lo..=hi).contains(&w.minute)

@@ -156,27 +156,49 @@ impl AiService {
         let sampled = total > MAX_SPANS;
         if sampled {
             let keep = (256 * MAX_SPANS / total).clamp(1, 255);
-            // Ids are binary: compared by their hex text, whose order is the
-            // bytes' order (a trace is kept when its first byte < keep).
-            p.when(format!("encode(trace_id, 'hex') < '{keep:02x}'"));
+            // A trace is kept when its first byte is below `keep`: files
+            // are sorted by trace id, so only their first row groups are read.
+            p.when(format!("trace_id < '{keep:02x}{}'", "0".repeat(30)));
         }
         let sql = format!(
-            "SELECT {COLUMNS} FROM spans WHERE {} ORDER BY start_time LIMIT {}",
+            "SELECT {COLUMNS} FROM spans WHERE {} LIMIT {}",
             p.conditions(),
             MAX_SPANS + 1
         );
-        let out = self
-            .reader
-            .sql(tenant, &sql, &p)
-            .await
-            .map_err(ReadError::from)?;
+        // Log templates of the window.
+        let mut lp = range.filter("timestamp");
+        if let Some(svc) = service {
+            lp.filter("service_name = $service", "service", text(svc));
+        }
+        let log_sql = format!(
+            "SELECT body FROM logs WHERE {} LIMIT {MAX_LOGS}",
+            lp.conditions()
+        );
+        // Three independent reads, together.
+        let (out, series, logs) = futures::try_join!(
+            async {
+                self.reader
+                    .sql(tenant, &sql, &p)
+                    .await
+                    .map_err(ReadError::from)
+            },
+            red_series::series(&self.reader, tenant, baseline, Per::Service, service),
+            async {
+                self.reader
+                    .sql(tenant, &log_sql, &lp)
+                    .await
+                    .map_err(ReadError::from)
+            },
+        )?;
         let mut spans = SpanInfo::from_batches(&out.batches)
             .map_err(|e| ReadError::Query(QueryError::Internal(e.to_string())))?;
+        // Sorted here, not by SQL: a top-k sort keeps every input batch
+        // holding a kept row, which for a sample spread over millions of
+        // wide rows is most of them (it ran out of memory over 10M spans).
+        spans.sort_by_key(|s| s.start_ns);
         let truncated = sampled || spans.len() > MAX_SPANS;
         spans.truncate(MAX_SPANS);
 
-        let series =
-            red_series::series(&self.reader, tenant, baseline, Per::Service, service).await?;
         let anomalies = red_anomalies(&series, &range);
         let root_causes = rca::rank(&spans, range.from, range.to, &RcaConfig::default());
         let in_window: Vec<SpanInfo> = spans
@@ -186,20 +208,6 @@ impl AiService {
         let tip_cfg = TipConfig::default();
         let mut tips = tips::span_tips(&in_window, &tip_cfg);
 
-        // Log templates of the window.
-        let mut lp = range.filter("timestamp");
-        if let Some(svc) = service {
-            lp.filter("service_name = $service", "service", text(svc));
-        }
-        let sql = format!(
-            "SELECT body FROM logs WHERE {} LIMIT {MAX_LOGS}",
-            lp.conditions()
-        );
-        let logs = self
-            .reader
-            .sql(tenant, &sql, &lp)
-            .await
-            .map_err(ReadError::from)?;
         let bodies: Vec<String> = to_json::objects(&logs.batches)
             .into_iter()
             .filter_map(|row| row.get("body").and_then(Value::as_str).map(str::to_owned))

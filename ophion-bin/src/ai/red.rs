@@ -8,10 +8,9 @@ use ophion_ai::red::Minute;
 use ophion_core::TenantId;
 use serde_json::Value;
 
-use crate::read::{Params, Range, ReadError, Reader, json, text};
+use crate::read::{ENTRY_SPANS, Params, Range, ReadError, Reader, json, rollup, text};
 
-/// Nanoseconds in a minute.
-pub(crate) const MINUTE_NS: i64 = 60_000_000_000;
+pub(crate) use crate::read::rollup::MINUTE_NS;
 
 /// What a series is kept per.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,23 +34,57 @@ pub(crate) async fn series(
     per: Per,
     service: Option<&str>,
 ) -> Result<RedSeries, ReadError> {
-    let mut p: Params = range.filter("start_time");
-    p.when("(kind IN ('server', 'consumer') OR parent_span_id IS NULL)");
-    if let Some(s) = service {
-        p.filter("service_name = $service", "service", text(s));
-    }
-    let (name, group) = match per {
-        Per::Operation => ("name", "service_name, name, minute"),
-        Per::Service => ("'' AS name", "service_name, minute"),
+    let name = match per {
+        Per::Operation => "name",
+        Per::Service => "'' AS name",
     };
-    let sql = format!(
-        "SELECT service_name, {name}, CAST(start_time AS BIGINT) / {MINUTE_NS} AS minute, \
-         count(*) AS n, sum(CASE WHEN status_code = 'error' THEN 1 ELSE 0 END) AS errors, \
-         approx_percentile_cont(duration_ns, 0.95) AS p95 \
-         FROM spans WHERE {} GROUP BY {group}",
-        p.conditions()
-    );
-    let out = reader.sql(tenant, &sql, &p).await?;
+    // The rollups first (whole minutes from per-minute buckets, partial
+    // ones from spans); spans alone when they do not cover the range.
+    let mut p = Params::default();
+    let mut out = None;
+    if rollup::bind(range, &mut p).is_some() {
+        let common = match service {
+            Some(s) => {
+                p.bind("service", text(s));
+                "service_name = $service"
+            }
+            None => "TRUE",
+        };
+        let sql = format!(
+            "SELECT service_name, {name}, CAST(minute AS BIGINT) / {MINUTE_NS} AS minute, \
+             CAST(sum(spans) AS BIGINT) AS n, CAST(sum(errors) AS BIGINT) AS errors, \
+             {} AS p95 FROM ({}) r GROUP BY 1, 2, 3",
+            rollup::percentile(0.95),
+            rollup::rows(common, true)
+        );
+        match reader.sql(tenant, &sql, &p).await {
+            Ok(o) => out = Some(o),
+            Err(ophion_core::QueryError::NotCovered(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let out = match out {
+        Some(o) => o,
+        None => {
+            let mut p: Params = range.filter("start_time");
+            p.when(ENTRY_SPANS);
+            if let Some(s) = service {
+                p.filter("service_name = $service", "service", text(s));
+            }
+            let group = match per {
+                Per::Operation => "service_name, name, minute",
+                Per::Service => "service_name, minute",
+            };
+            let sql = format!(
+                "SELECT service_name, {name}, CAST(start_time AS BIGINT) / {MINUTE_NS} AS minute, \
+                 count(*) AS n, sum(CASE WHEN status_code = 'error' THEN 1 ELSE 0 END) AS errors, \
+                 approx_percentile_cont(duration_ns, 0.95) AS p95 \
+                 FROM spans WHERE {} GROUP BY {group}",
+                p.conditions()
+            );
+            reader.sql(tenant, &sql, &p).await?
+        }
+    };
     let mut series = RedSeries::new();
     for r in json::objects(&out.batches) {
         let text = |k: &str| {

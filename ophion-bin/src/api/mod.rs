@@ -210,6 +210,7 @@ impl From<QueryError> for ApiError {
         let (status, code) = match &q {
             QueryError::NotReadOnly(_) => (StatusCode::BAD_REQUEST, "not_read_only"),
             QueryError::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_query"),
+            QueryError::NotCovered(_) => (StatusCode::BAD_REQUEST, "not_covered"),
             QueryError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "query_timeout"),
             QueryError::OutOfMemory => (StatusCode::UNPROCESSABLE_ENTITY, "query_memory_limit"),
             QueryError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),

@@ -18,7 +18,7 @@ use super::{
     question::{Intent, Lang, Question, understand},
     tools::{ToolError, ToolOutput, Toolbox},
 };
-use crate::read::{Reader, now_ns, time};
+use crate::read::{Params, Reader, now_ns, rollup, time};
 
 /// What the engine can answer, for a decline.
 fn capabilities(lang: Lang) -> &'static str {
@@ -47,8 +47,9 @@ fn capabilities(lang: Lang) -> &'static str {
 const NAMES_TTL: Duration = Duration::from_secs(60);
 
 /// The service and operation names of each tenant, read at most once per
-/// [`NAMES_TTL`]: reading them scans a week of spans, which over millions
-/// of spans costs more than answering.
+/// [`NAMES_TTL`]: the last day from the span rollups, the rest of the week
+/// from spans and logs, which over millions of spans costs more than
+/// answering.
 #[derive(Debug, Default)]
 pub(super) struct Names {
     entries: Mutex<HashMap<NamesKey, (Instant, Vec<String>)>>,
@@ -153,26 +154,25 @@ fn decline(lang: Lang, why: &str) -> Answer {
     }
 }
 
-/// Services seen in the last week (spans, their client spans' peers, logs).
-async fn known_services(
+/// Where names are read from the rollups rather than `spans`: the last
+/// 23 hours (inside the rollups' default day, whole minutes).
+const RECENT_NS: i64 = 23 * 3600 * 1_000_000_000;
+
+/// The first column of `fast` as sorted names, or of `slow` when the
+/// rollups `fast` reads do not cover its range. `p` binds `$from` (a week
+/// ago), `$day` (where the rollups take over) and `$to` (now).
+async fn names(
     reader: &Reader,
     tenant: &TenantId,
-    now: i64,
+    fast: &str,
+    slow: &str,
+    p: &Params,
 ) -> Result<Vec<String>, ToolError> {
-    let week = time::resolve_at(Some("now-7d"), Some("now"), now)?;
-    let p = week.filter("start_time");
-    let l = week.filter("timestamp");
-    // Databases and untraced services are known by the name their callers'
-    // client spans give them.
-    let sql = format!(
-        "SELECT DISTINCT service_name FROM spans WHERE {c} \
-         UNION SELECT DISTINCT server_address FROM spans WHERE {c} AND kind = 'client' \
-           AND server_address IS NOT NULL \
-         UNION SELECT DISTINCT service_name FROM logs WHERE {l}",
-        c = p.conditions(),
-        l = l.conditions()
-    );
-    let out = reader.sql(tenant, &sql, &p).await?;
+    let out = match reader.sql(tenant, fast, p).await {
+        Ok(out) => out,
+        Err(ophion_core::QueryError::NotCovered(_)) => reader.sql(tenant, slow, p).await?,
+        Err(e) => return Err(e.into()),
+    };
     let mut names: Vec<String> = crate::read::json::rows(&out.batches)
         .into_iter()
         .filter_map(|r| r.get(0).and_then(Value::as_str).map(str::to_owned))
@@ -182,6 +182,44 @@ async fn known_services(
     Ok(names)
 }
 
+/// `$from`, `$day` and `$to` for [`names`], and the week's conditions.
+fn week(now: i64) -> Result<(Params, String, String), ToolError> {
+    let week = time::resolve_at(Some("now-7d"), Some("now"), now)?;
+    let day = (now - RECENT_NS).div_euclid(rollup::MINUTE_NS) * rollup::MINUTE_NS;
+    let mut p = week.filter("start_time");
+    p.bind("day", crate::read::ts(day));
+    let spans = p.conditions();
+    let logs = week.filter("timestamp").conditions();
+    Ok((p, spans, logs))
+}
+
+/// Services seen in the last week (spans, their client spans' peers, logs).
+async fn known_services(
+    reader: &Reader,
+    tenant: &TenantId,
+    now: i64,
+) -> Result<Vec<String>, ToolError> {
+    let (p, c, l) = week(now)?;
+    // Databases and untraced services are known by the name their callers'
+    // client spans give them.
+    let peers = |c: &str| {
+        format!(
+            "SELECT DISTINCT service_name FROM spans WHERE {c} \
+             UNION SELECT DISTINCT server_address FROM spans WHERE {c} AND kind = 'client' \
+               AND server_address IS NOT NULL"
+        )
+    };
+    let logs = format!("SELECT DISTINCT service_name FROM logs WHERE {l}");
+    let fast = format!(
+        "SELECT DISTINCT service_name FROM span_minutes WHERE minute >= $day \
+         UNION SELECT DISTINCT callee FROM service_edges WHERE minute >= $day \
+         UNION {} UNION {logs}",
+        peers("start_time >= $from AND start_time < $day")
+    );
+    let slow = format!("{} UNION {logs}", peers(&c));
+    names(reader, tenant, &fast, &slow, &p).await
+}
+
 /// A service's span names and HTTP routes seen in the last week.
 async fn known_operations(
     reader: &Reader,
@@ -189,23 +227,21 @@ async fn known_operations(
     service: &str,
     now: i64,
 ) -> Result<Vec<String>, ToolError> {
-    let week = time::resolve_at(Some("now-7d"), Some("now"), now)?;
-    let mut p = week.filter("start_time");
-    p.filter(
-        "service_name = $service",
-        "service",
-        crate::read::text(service),
+    let (mut p, c, _) = week(now)?;
+    p.bind("service", crate::read::text(service));
+    let ops = |table: &str, c: &str| {
+        format!(
+            "SELECT DISTINCT name FROM {table} WHERE {c} AND service_name = $service UNION \
+             SELECT DISTINCT http_route FROM {table} WHERE {c} AND service_name = $service \
+               AND http_route IS NOT NULL"
+        )
+    };
+    let fast = format!(
+        "{} UNION {}",
+        ops("span_minutes", "minute >= $day"),
+        ops("spans", "start_time >= $from AND start_time < $day")
     );
-    let sql = format!(
-        "SELECT DISTINCT name FROM spans WHERE {c} UNION \
-         SELECT DISTINCT http_route FROM spans WHERE {c} AND http_route IS NOT NULL",
-        c = p.conditions()
-    );
-    let out = reader.sql(tenant, &sql, &p).await?;
-    Ok(crate::read::json::rows(&out.batches)
-        .into_iter()
-        .filter_map(|r| r.get(0).and_then(Value::as_str).map(str::to_owned))
-        .collect())
+    names(reader, tenant, &fast, &ops("spans", &c), &p).await
 }
 
 async fn run(tools: &Toolbox, tenant: &TenantId, q: &Question) -> Result<Answer, ToolError> {
@@ -255,9 +291,18 @@ async fn run(tools: &Toolbox, tenant: &TenantId, q: &Question) -> Result<Answer,
                             fmt(num(&cell(&out, 0, "p95_ms"))),
                             fmt(num(&cell(&out, 0, "p99_ms"))),
                         );
+                        // Percentiles from the rollups' latency buckets say so.
+                        let (approx_en, approx_pt) = if cell(&out, 0, "percentiles").is_string() {
+                            (
+                                " Percentiles are from per-minute latency buckets, within 2%.",
+                                " Percentis de buckets de latência por minuto, com erro de até 2%.",
+                            )
+                        } else {
+                            ("", "")
+                        };
                         b.say(
-                            format!("{who}: latency p50 {p50} ms, p95 {p95} ms, p99 {p99} ms over {label} ({} requests).", fmt(requests)),
-                            format!("{who}: latência p50 {p50} ms, p95 {p95} ms, p99 {p99} ms em {label} ({} requisições).", fmt(requests)),
+                            format!("{who}: latency p50 {p50} ms, p95 {p95} ms, p99 {p99} ms over {label} ({} requests).{approx_en}", fmt(requests)),
+                            format!("{who}: latência p50 {p50} ms, p95 {p95} ms, p99 {p99} ms em {label} ({} requisições).{approx_pt}", fmt(requests)),
                         );
                     }
                     _ => b.say(

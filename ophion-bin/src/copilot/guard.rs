@@ -3,8 +3,8 @@
 //!
 //! Parsed with DataFusion's own parser (`sqlparser`, its generic dialect):
 //! exactly one statement, a query (`SELECT`, `WITH`, `VALUES`, set
-//! operations of those), reading only the telemetry tables (`spans`,
-//! `logs`, `metrics`) by their bare names or the query's own `WITH` names.
+//! operations of those), reading only the telemetry tables ([`TABLES`])
+//! by their bare names or the query's own `WITH` names.
 //! Table functions, qualified names (another catalog, schema or tenant),
 //! `information_schema`, URLs and file paths as tables are refused.
 //! Tenant isolation is not the guard's job: the read seam answers for the
@@ -20,8 +20,15 @@ use sqlparser::{
     parser::Parser,
 };
 
-/// The tables a guarded query may read.
-pub const TABLES: [&str; 3] = ["spans", "logs", "metrics"];
+/// The tables a guarded query may read: the telemetry and the store's
+/// per-minute span rollups.
+pub const TABLES: [&str; 5] = [
+    "spans",
+    "logs",
+    "metrics",
+    ophion_store::rollup::SPAN_MINUTES,
+    ophion_store::rollup::SERVICE_EDGES,
+];
 
 /// Why a query was refused; the message is meant for the person (or
 /// model) who wrote it.

@@ -92,51 +92,29 @@ async fn troubleshoot(
     let service = q.services[0].clone();
     let label = q.when.label.clone();
     let secs = q.when.span_ns.unwrap_or(3_600_000_000_000) / 1_000_000_000;
-    let now = b.keep(
-        tools
-            .call(tenant, "service_red", &args(q, json!({"service": service})))
-            .await?,
-    );
-    let before = b.keep(
-        tools
-            .call(
-                tenant,
-                "service_red",
-                &json!({"service": service, "from": format!("now-{}s", 2 * secs), "to": format!("now-{secs}s")}),
-            )
-            .await?,
-    );
-    let errors = b.keep(
-        tools
-            .call(
-                tenant,
-                "top_errors",
-                &args(q, json!({"service": service, "limit": 3})),
-            )
-            .await?,
-    );
-    let logs = b.keep(
-        tools
-            .call(
-                tenant,
-                "search_logs",
-                &args(q, json!({"service": service, "text": "error", "limit": 20})),
-            )
-            .await?,
-    );
-    let calls = b.keep(
-        tools
-            .call(
-                tenant,
-                "service_calls",
-                &args(q, json!({"service": service, "direction": "callees"})),
-            )
-            .await?,
-    );
-    let analysis = b.keep(
-        tools
-            .call(tenant, "analyze", &args(q, json!({"service": service})))
-            .await?,
+    // The six reads are independent: run together, kept in this order.
+    let a = [
+        args(q, json!({"service": service})),
+        json!({"service": service, "from": format!("now-{}s", 2 * secs), "to": format!("now-{secs}s")}),
+        args(q, json!({"service": service, "limit": 3})),
+        args(q, json!({"service": service, "text": "error", "limit": 20})),
+        args(q, json!({"service": service, "direction": "callees"})),
+    ];
+    let (now, before, errors, logs, calls, analysis) = futures::try_join!(
+        tools.call(tenant, "service_red", &a[0]),
+        tools.call(tenant, "service_red", &a[1]),
+        tools.call(tenant, "top_errors", &a[2]),
+        tools.call(tenant, "search_logs", &a[3]),
+        tools.call(tenant, "service_calls", &a[4]),
+        tools.call(tenant, "analyze", &a[0]),
+    )?;
+    let (now, before, errors, logs, calls, analysis) = (
+        b.keep(now),
+        b.keep(before),
+        b.keep(errors),
+        b.keep(logs),
+        b.keep(calls),
+        b.keep(analysis),
     );
     let pt = q.lang == Lang::Pt;
     let mut steps: Vec<(String, Value)> = Vec::new();

@@ -8,13 +8,15 @@
 //!   user values are always bound, never written into SQL text.
 //! - [`Range`]: a `[from, to)` nanosecond range and its filter.
 //! - [`json`]: Arrow values as JSON; [`metrics`]: metric points as series;
-//!   [`time`]: times and ranges as users write them.
+//!   [`time`]: times and ranges as users write them; [`rollup`]: RED over
+//!   the store's per-minute span rollups.
 //!
 //! Nothing here knows about HTTP: errors are [`ReadError`]s, which the API
 //! turns into status codes.
 
 pub mod json;
 pub mod metrics;
+pub mod rollup;
 pub mod time;
 
 use std::{sync::Arc, time::Instant};

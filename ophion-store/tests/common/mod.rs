@@ -217,6 +217,21 @@ pub async fn ids_compare_with_hex_and_attributes_are_reachable(config: &Config) 
             hex::encode(&span.span_id)
         );
         assert_eq!(count(&store, &t, &span_sql).await, 1, "{phase}");
+        // Ordering against a hex bound: a sample of whole traces by id.
+        let bound = [0x40u8; 16];
+        let below = req
+            .resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .flat_map(|s| &s.spans)
+            .filter(|s| s.trace_id.as_slice() < bound.as_slice())
+            .count() as i64;
+        assert!(below > 0, "the sample is not empty");
+        let sampled = format!(
+            "SELECT count(*) FROM spans WHERE trace_id < '{}'",
+            hex::encode(bound)
+        );
+        assert_eq!(count(&store, &t, &sampled).await, below, "{phase}");
         assert_eq!(
             count(
                 &store,

@@ -8,8 +8,12 @@
 //! those rows. `run_sql` takes SQL only through the [`super::guard`].
 //!
 //! A service's requests are its entry spans ([`crate::read::ENTRY_SPANS`]);
-//! latency percentiles are exact (`percentile_cont`, linear
-//! interpolation), in milliseconds.
+//! latency percentiles are in milliseconds, exact (`percentile_cont`,
+//! linear interpolation) up to 10,000 requests, from the store's
+//! per-minute latency buckets above that (within 2 %, and a
+//! `percentiles` column says so; see [`crate::read::rollup`]).
+
+mod rollup;
 
 use std::sync::Arc;
 
@@ -119,7 +123,7 @@ fn object(props: Value, required: &[&str]) -> Value {
 pub const SPECS: &[ToolSpec] = &[
     ToolSpec {
         name: "run_sql",
-        description: "Run one read-only SQL query (DataFusion dialect) over the tables spans, logs and metrics of the caller's tenant; at most 1000 rows.",
+        description: "Run one read-only SQL query (DataFusion dialect) over the caller's tenant: tables spans, logs and metrics, and the per-minute rollups span_minutes (minute, service_name, name, http_route, kind, entry, duration_ns bucket, spans, errors; filter on minute within the last day; p95 = approx_percentile_cont_with_weight(duration_ns, spans, 0.95)) and service_edges (minute, caller, callee, calls, errors); at most 1000 rows.",
         parameters: || object(json!({"sql": {"type": "string"}}), &["sql"]),
     },
     ToolSpec {
@@ -360,6 +364,9 @@ impl Toolbox {
         a: &RangeArgs,
     ) -> Result<ToolOutput, ToolError> {
         let range = self.range(a)?;
+        if let Some(out) = self.red_from_rollups(tenant, name, a, range).await? {
+            return Ok(out);
+        }
         let mut p = range.filter("start_time");
         p.bind("secs", ophion_core::query::Param::Float64(range.secs()));
         let limit = a.limit.unwrap_or(10).clamp(1, 1000);
@@ -402,17 +409,7 @@ impl Toolbox {
                 )
             }
             "top_operations" => {
-                let order = match a.order_by.as_deref().unwrap_or("p95") {
-                    "p95" => "p95_ms DESC",
-                    "errors" => "errors DESC",
-                    "requests" => "requests DESC",
-                    other => {
-                        return Err(ToolError::Arguments {
-                            tool: name.into(),
-                            message: format!("order_by `{other}`: use p95, errors or requests"),
-                        });
-                    }
-                };
+                let order = order_by(name, a)?;
                 let mut ev = Vec::new();
                 if let Some(s) = a.service.as_deref() {
                     p.filter("service_name = $service", "service", text(s));
@@ -475,16 +472,7 @@ impl Toolbox {
             }
             "service_calls" => {
                 let service = required(name, &a.service, "service")?;
-                let callers = match a.direction.as_deref() {
-                    Some("callers") => true,
-                    Some("callees") => false,
-                    _ => {
-                        return Err(ToolError::Arguments {
-                            tool: name.into(),
-                            message: "`direction` is callers or callees".into(),
-                        });
-                    }
-                };
+                let callers = callers(name, a)?;
                 p.bind("service", text(service));
                 // A call is a span whose parent belongs to another
                 // service; a client span to an untraced peer
@@ -566,6 +554,31 @@ impl Toolbox {
             columns,
             rows,
         })
+    }
+}
+
+/// `top_operations`' `order_by` as an `ORDER BY` term.
+fn order_by(tool: &str, a: &RangeArgs) -> Result<&'static str, ToolError> {
+    match a.order_by.as_deref().unwrap_or("p95") {
+        "p95" => Ok("p95_ms DESC"),
+        "errors" => Ok("errors DESC"),
+        "requests" => Ok("requests DESC"),
+        other => Err(ToolError::Arguments {
+            tool: tool.into(),
+            message: format!("order_by `{other}`: use p95, errors or requests"),
+        }),
+    }
+}
+
+/// `service_calls`' `direction`: whether callers are asked for.
+fn callers(tool: &str, a: &RangeArgs) -> Result<bool, ToolError> {
+    match a.direction.as_deref() {
+        Some("callers") => Ok(true),
+        Some("callees") => Ok(false),
+        _ => Err(ToolError::Arguments {
+            tool: tool.into(),
+            message: "`direction` is callers or callees".into(),
+        }),
     }
 }
 
