@@ -72,7 +72,8 @@ pub const RELATIVE_ERROR: f64 = (GAMMA - 1.0) / (GAMMA + 1.0);
 /// Operations kept per tenant and minute; more are counted under
 /// [`OTHER`] (a runaway span name must not eat the memory).
 const MAX_OPERATIONS: usize = 20_000;
-/// The operation name past [`MAX_OPERATIONS`].
+/// The operation name counted once a tenant has 20,000 operations in a
+/// minute.
 pub const OTHER: &str = "<other>";
 /// Spans waiting for the other side of a call, per tenant.
 const MAX_PENDING: usize = 200_000;
@@ -644,7 +645,6 @@ impl TableProvider for RollupTable {
         self.rollups
             .check(self.name(), from, self.now_ns)
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        let to = to.min(self.now_ns.saturating_add(MINUTE_NS));
         let batch = match self.which {
             Which::SpanMinutes => self.rollups.span_minutes(&self.tenant, from, to),
             Which::ServiceEdges => self.rollups.service_edges(&self.tenant, from, to),

@@ -239,7 +239,7 @@ async fn rollups_match_counts_from_the_requests_and_survive_restarts() {
     let dir = tempfile::tempdir().expect("tmp");
     let reqs = requests(0..6);
     let want = expected(&reqs);
-    let store = Store::open(StoreConfig::in_dir(dir.path()))
+    let mut store = Store::open(StoreConfig::in_dir(dir.path()))
         .await
         .expect("open");
     for (i, r) in reqs.iter().enumerate() {
@@ -253,22 +253,19 @@ async fn rollups_match_counts_from_the_requests_and_survive_restarts() {
     }
     check(&store, &want).await;
 
-    // A crash: the last writes are in the log only.
-    drop(store);
-    let store = Store::open(StoreConfig::in_dir(dir.path()))
-        .await
-        .expect("reopen");
-    wait_ready(&store).await;
-    check(&store, &want).await;
-
-    // A clean restart: everything is in Parquet.
-    store.close().await.expect("close");
-    drop(store);
-    let store = Store::open(StoreConfig::in_dir(dir.path()))
-        .await
-        .expect("reopen");
-    wait_ready(&store).await;
-    check(&store, &want).await;
+    // A crash (the last writes are in the log only), then a clean
+    // restart (everything is in Parquet).
+    for clean in [false, true] {
+        if clean {
+            store.close().await.expect("close");
+        }
+        drop(store);
+        store = Store::open(StoreConfig::in_dir(dir.path()))
+            .await
+            .expect("reopen");
+        wait_ready(&store).await;
+        check(&store, &want).await;
+    }
 }
 
 /// Waits for the rebuild after a restart; until then the rollups refuse.

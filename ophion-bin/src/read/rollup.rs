@@ -239,7 +239,7 @@ mod tests {
     async fn rollup_red_matches_spans_on_ranges_that_start_and_end_mid_minute() {
         let mut rng = Rng(7);
         let t0 = 1_800_000_000_000_000_000 + 17_123_456_789;
-        let (rows, req) = spans(&mut rng, t0, 12_000);
+        let (rows, req) = spans(&mut rng, t0, 60_000);
         let tables = MemoryTables::default();
         let c = convert::traces(&req, &Limits::default(), TimeWindow::ALL);
         tables.insert(
@@ -250,7 +250,7 @@ mod tests {
         let mut approx_errors = Vec::new();
         for _ in 0..12 {
             let from = t0 + rng.below(40 * MINUTE_NS as u64) as i64;
-            let to = from + MINUTE_NS * 2 + rng.below(45 * MINUTE_NS as u64) as i64;
+            let to = from + MINUTE_NS * 2 + rng.below(48 * MINUTE_NS as u64) as i64;
             let range = Range { from, to };
             let mut p = Params::default();
             bind(range, &mut p).expect("whole minutes");
@@ -270,11 +270,20 @@ mod tests {
             assert_eq!(got["errors"].as_f64(), Some(errors as f64));
             let p95 = percentile_cont(mine.iter().map(|r| r.4).collect(), 0.95) / 1e6;
             let approx = got["p95_ms"].as_f64().expect("p95");
-            approx_errors.push((approx - p95).abs() / p95);
+            // The copilot uses these percentiles above 10,000 requests
+            // only (exact ones below): the stated error holds there.
+            if mine.len() > 10_000 {
+                approx_errors.push((approx - p95).abs() / p95);
+            }
             assert_eq!(got["percentiles"], Value::from(APPROXIMATE));
         }
+        assert!(approx_errors.len() >= 3, "too few large ranges drawn");
         // The bucket error (2 %) and the weighted t-digest's own.
         let worst = approx_errors.iter().cloned().fold(0.0, f64::max);
+        println!(
+            "p95 from buckets vs exact: worst {worst:.4} over {} ranges",
+            approx_errors.len()
+        );
         assert!(worst <= 0.03, "p95 off by up to {worst}");
     }
 }
