@@ -77,7 +77,9 @@ use crate::{
     error::{Error, Result},
     objstore::STORE_URL,
     persist::{self, time_column},
-    rollup::{RollupTable, Rollups, SERVICE_EDGES, SPAN_MINUTES, Which},
+    rollup::{
+        MINUTE, Rollups, SERVICE_EDGES, SPAN_MINUTES, service_edges_schema, span_minutes_schema,
+    },
     store::{Inner, Store},
 };
 
@@ -668,6 +670,76 @@ fn classify(e: DataFusionError) -> Error {
             }
         }
         _ => Error::DataFusion(e),
+    }
+}
+
+/// Which rollup table a [`RollupTable`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Which {
+    SpanMinutes,
+    ServiceEdges,
+}
+
+/// `span_minutes` or `service_edges` of one tenant, as a DataFusion table:
+/// the scan materializes the minutes the time filters allow.
+#[derive(Debug)]
+pub(crate) struct RollupTable {
+    pub(crate) which: Which,
+    pub(crate) rollups: Arc<Rollups>,
+    pub(crate) tenant: TenantId,
+    /// Now, in nanoseconds (the window's end).
+    pub(crate) now_ns: i64,
+}
+
+impl RollupTable {
+    fn name(&self) -> &'static str {
+        match self.which {
+            Which::SpanMinutes => SPAN_MINUTES,
+            Which::ServiceEdges => SERVICE_EDGES,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl TableProvider for RollupTable {
+    fn schema(&self) -> SchemaRef {
+        match self.which {
+            Which::SpanMinutes => span_minutes_schema(),
+            Which::ServiceEdges => service_edges_schema(),
+        }
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> datafusion::error::Result<Vec<TableProviderFilterPushDown>> {
+        // The scan reads the minutes the time bounds allow; DataFusion
+        // applies every filter to the rows again.
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        let (from, to) = time_bounds(filters, MINUTE);
+        self.rollups
+            .check(self.name(), from, self.now_ns)
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let batch = match self.which {
+            Which::SpanMinutes => self.rollups.span_minutes(&self.tenant, from, to),
+            Which::ServiceEdges => self.rollups.service_edges(&self.tenant, from, to),
+        };
+        let exec =
+            MemorySourceConfig::try_new_exec(&[vec![batch]], self.schema(), projection.cloned())?;
+        Ok(exec)
     }
 }
 

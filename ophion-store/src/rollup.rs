@@ -26,7 +26,9 @@
 //! background and refuse every query until that is done. Callers fall
 //! back to `spans` on [`QueryError::NotCovered`].
 //!
-//! Every row is counted once: live writes are counted as they are
+//! This module aggregates and renders rows; `query.rs` serves them as
+//! tables and `store.rs` plans and runs the rebuild. Every row is counted
+//! once: live writes are counted as they are
 //! acknowledged, and the rebuild reads exactly what was stored before the
 //! store accepted its first write. Pairs split by a restart (one side
 //! before, one after) are lost.
@@ -44,16 +46,6 @@ use arrow_array::{
     StringViewArray, TimestampNanosecondArray, UInt32Array,
 };
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use datafusion::execution::SendableRecordBatchStream;
-use datafusion::{
-    catalog::{Session, TableProvider},
-    datasource::TableType,
-    error::DataFusionError,
-    logical_expr::{Expr, TableProviderFilterPushDown},
-    physical_plan::ExecutionPlan,
-};
-use datafusion_datasource::memory::MemorySourceConfig;
-use futures::StreamExt as _;
 use ophion_core::{QueryError, TenantId, schema::col};
 
 /// The table of per-minute operation latency buckets.
@@ -284,7 +276,7 @@ impl Rollups {
     }
 
     /// The first minute kept at `now_ns`.
-    fn cutoff(&self, now_ns: i64) -> i64 {
+    pub(crate) fn cutoff(&self, now_ns: i64) -> i64 {
         match self.window_minutes {
             Some(w) => now_ns.div_euclid(MINUTE_NS) - w,
             None => i64::MIN,
@@ -583,169 +575,6 @@ pub fn service_edges_schema() -> SchemaRef {
             Field::new("errors", DataType::Int64, false),
         ]))
     }))
-}
-
-/// Which rollup table a [`RollupTable`] is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Which {
-    SpanMinutes,
-    ServiceEdges,
-}
-
-/// `span_minutes` or `service_edges` of one tenant, as a DataFusion table:
-/// the scan materializes the minutes the time filters allow.
-#[derive(Debug)]
-pub(crate) struct RollupTable {
-    pub(crate) which: Which,
-    pub(crate) rollups: Arc<Rollups>,
-    pub(crate) tenant: TenantId,
-    /// Now, in nanoseconds (the window's end).
-    pub(crate) now_ns: i64,
-}
-
-impl RollupTable {
-    fn name(&self) -> &'static str {
-        match self.which {
-            Which::SpanMinutes => SPAN_MINUTES,
-            Which::ServiceEdges => SERVICE_EDGES,
-        }
-    }
-}
-
-#[async_trait::async_trait]
-impl TableProvider for RollupTable {
-    fn schema(&self) -> SchemaRef {
-        match self.which {
-            Which::SpanMinutes => span_minutes_schema(),
-            Which::ServiceEdges => service_edges_schema(),
-        }
-    }
-
-    fn table_type(&self) -> TableType {
-        TableType::Base
-    }
-
-    fn supports_filters_pushdown(
-        &self,
-        filters: &[&Expr],
-    ) -> datafusion::error::Result<Vec<TableProviderFilterPushDown>> {
-        // The scan reads the minutes the time bounds allow; DataFusion
-        // applies every filter to the rows again.
-        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
-    }
-
-    async fn scan(
-        &self,
-        _state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        filters: &[Expr],
-        _limit: Option<usize>,
-    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
-        let (from, to) = crate::query::time_bounds(filters, MINUTE);
-        self.rollups
-            .check(self.name(), from, self.now_ns)
-            .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        let batch = match self.which {
-            Which::SpanMinutes => self.rollups.span_minutes(&self.tenant, from, to),
-            Which::ServiceEdges => self.rollups.service_edges(&self.tenant, from, to),
-        };
-        let exec =
-            MemorySourceConfig::try_new_exec(&[vec![batch]], self.schema(), projection.cloned())?;
-        Ok(exec)
-    }
-}
-
-/// One tenant's stored spans, streamed for the rebuild.
-pub(crate) type Rebuild = Vec<(TenantId, SendableRecordBatchStream)>;
-
-/// Plans the rebuild of the rollups from the spans stored in the window:
-/// the scans are planned now (capturing the buffer and the published
-/// files) and read by [`rebuild`] in the background.
-pub(crate) async fn plan_rebuild(store: &crate::Store) -> crate::Result<Rebuild> {
-    let inner = &store.inner;
-    let from = inner
-        .rollups
-        .cutoff(inner.clock.now_nanos())
-        .saturating_mul(MINUTE_NS);
-    let mut tenants: Vec<TenantId> = inner
-        .catalog
-        .all()
-        .iter()
-        .filter(|f| f.signal == ophion_core::Signal::Traces && f.max_time >= from)
-        .map(|f| f.tenant.clone())
-        .collect();
-    tenants.extend(crate::store::buffered_tenants(
-        inner,
-        ophion_core::Signal::Traces,
-    ));
-    tenants.sort();
-    tenants.dedup();
-    let mut out = Vec::new();
-    for tenant in tenants {
-        let ctx = store.session(&tenant)?;
-        let sql = format!(
-            "SELECT {}, {}, {}, {}, {}, {}, http_route, {}, {}, {}, {}, server_address \
-             FROM spans WHERE {} >= $from",
-            col::TRACE_ID,
-            col::SPAN_ID,
-            col::PARENT_SPAN_ID,
-            col::FLAGS,
-            col::SERVICE_NAME,
-            col::NAME,
-            col::KIND,
-            col::START_TIME,
-            col::DURATION_NS,
-            col::STATUS_CODE,
-            col::START_TIME,
-        );
-        let from_value =
-            datafusion::common::ScalarValue::TimestampNanosecond(Some(from), Some("UTC".into()));
-        let stream = ctx
-            .sql(&sql)
-            .await?
-            .with_param_values(vec![("from", from_value)])?
-            .execute_stream()
-            .await?;
-        out.push((tenant, stream));
-    }
-    if out.is_empty() {
-        inner.rollups.set_ready();
-    }
-    Ok(out)
-}
-
-/// Reads the planned scans into the rollups, then opens them to queries.
-/// A failed read leaves them closed (queries fall back to `spans`).
-pub(crate) async fn rebuild(
-    rollups: Arc<Rollups>,
-    clock: Arc<dyn ophion_core::Clock>,
-    plan: Rebuild,
-) {
-    if plan.is_empty() {
-        return;
-    }
-    let started = std::time::Instant::now();
-    let mut rows = 0;
-    for (tenant, mut stream) in plan {
-        while let Some(batch) = stream.next().await {
-            match batch {
-                Ok(b) => {
-                    rows += b.num_rows();
-                    rollups.observe(&tenant, &b, clock.now_nanos());
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "rebuilding the span rollups failed; queries read spans instead");
-                    return;
-                }
-            }
-        }
-    }
-    rollups.set_ready();
-    tracing::info!(
-        rows,
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        "span rollups rebuilt"
-    );
 }
 
 #[cfg(test)]

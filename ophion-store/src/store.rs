@@ -10,10 +10,13 @@ use std::{
 };
 
 use arrow_array::RecordBatch;
+use datafusion::execution::SendableRecordBatchStream;
+use futures::StreamExt as _;
 use object_store::{ObjectStore, ObjectStoreExt as _, PutPayload, path::Path as ObjectPath};
-use ophion_core::{Clock, Signal, SinkError, SystemClock, TelemetryBatch, TelemetrySink, TenantId};
+use ophion_core::{
+    Clock, Signal, SinkError, SystemClock, TelemetryBatch, TelemetrySink, TenantId, schema::col,
+};
 
-use crate::rollup::{self, Rollups};
 use tokio::sync::{Notify, RwLock};
 
 use crate::{
@@ -22,6 +25,7 @@ use crate::{
     error::{Error, Result},
     metadata::Metadata,
     objstore, persist,
+    rollup::{MINUTE_NS, Rollups},
     wal::{self, Replay, Wal},
 };
 
@@ -243,11 +247,11 @@ impl Store {
         // Planned before the first write or snapshot can happen: the
         // rebuild reads exactly what was stored before the store opened.
         if rollup_minutes > 0 {
-            let rebuild = rollup::plan_rebuild(&store).await?;
-            tokio::spawn(rollup::rebuild(
+            let plan = plan_rebuild(&store).await?;
+            tokio::spawn(rebuild(
                 Arc::clone(&store.inner.rollups),
                 store.inner.clock.clone(),
-                rebuild,
+                plan,
             ));
         }
         tokio::spawn(background(Arc::downgrade(&store.inner)));
@@ -592,4 +596,90 @@ async fn persist_all(
         }
     }
     Ok(files)
+}
+
+/// One tenant's stored spans, streamed for the rebuild.
+type Rebuild = Vec<(TenantId, SendableRecordBatchStream)>;
+
+/// Plans the rebuild of the rollups from the spans stored in the window:
+/// the scans are planned now (capturing the buffer and the published
+/// files) and read by [`rebuild`] in the background.
+async fn plan_rebuild(store: &Store) -> Result<Rebuild> {
+    let inner = &store.inner;
+    let from = inner
+        .rollups
+        .cutoff(inner.clock.now_nanos())
+        .saturating_mul(MINUTE_NS);
+    let mut tenants: Vec<TenantId> = inner
+        .catalog
+        .all()
+        .iter()
+        .filter(|f| f.signal == ophion_core::Signal::Traces && f.max_time >= from)
+        .map(|f| f.tenant.clone())
+        .collect();
+    tenants.extend(buffered_tenants(inner, ophion_core::Signal::Traces));
+    tenants.sort();
+    tenants.dedup();
+    let mut out = Vec::new();
+    for tenant in tenants {
+        let ctx = store.session(&tenant)?;
+        let sql = format!(
+            "SELECT {}, {}, {}, {}, {}, {}, http_route, {}, {}, {}, {}, server_address \
+             FROM spans WHERE {} >= $from",
+            col::TRACE_ID,
+            col::SPAN_ID,
+            col::PARENT_SPAN_ID,
+            col::FLAGS,
+            col::SERVICE_NAME,
+            col::NAME,
+            col::KIND,
+            col::START_TIME,
+            col::DURATION_NS,
+            col::STATUS_CODE,
+            col::START_TIME,
+        );
+        let from_value =
+            datafusion::common::ScalarValue::TimestampNanosecond(Some(from), Some("UTC".into()));
+        let stream = ctx
+            .sql(&sql)
+            .await?
+            .with_param_values(vec![("from", from_value)])?
+            .execute_stream()
+            .await?;
+        out.push((tenant, stream));
+    }
+    if out.is_empty() {
+        inner.rollups.set_ready();
+    }
+    Ok(out)
+}
+
+/// Reads the planned scans into the rollups, then opens them to queries.
+/// A failed read leaves them closed (queries fall back to `spans`).
+async fn rebuild(rollups: Arc<Rollups>, clock: Arc<dyn ophion_core::Clock>, plan: Rebuild) {
+    if plan.is_empty() {
+        return;
+    }
+    let started = std::time::Instant::now();
+    let mut rows = 0;
+    for (tenant, mut stream) in plan {
+        while let Some(batch) = stream.next().await {
+            match batch {
+                Ok(b) => {
+                    rows += b.num_rows();
+                    rollups.observe(&tenant, &b, clock.now_nanos());
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "rebuilding the span rollups failed; queries read spans instead");
+                    return;
+                }
+            }
+        }
+    }
+    rollups.set_ready();
+    tracing::info!(
+        rows,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "span rollups rebuilt"
+    );
 }

@@ -15,6 +15,8 @@
 
 mod rollup;
 
+use rollup::{callers, order_by};
+
 use std::sync::Arc;
 
 use ophion_core::TenantId;
@@ -554,31 +556,6 @@ impl Toolbox {
             columns,
             rows,
         })
-    }
-}
-
-/// `top_operations`' `order_by` as an `ORDER BY` term.
-fn order_by(tool: &str, a: &RangeArgs) -> Result<&'static str, ToolError> {
-    match a.order_by.as_deref().unwrap_or("p95") {
-        "p95" => Ok("p95_ms DESC"),
-        "errors" => Ok("errors DESC"),
-        "requests" => Ok("requests DESC"),
-        other => Err(ToolError::Arguments {
-            tool: tool.into(),
-            message: format!("order_by `{other}`: use p95, errors or requests"),
-        }),
-    }
-}
-
-/// `service_calls`' `direction`: whether callers are asked for.
-fn callers(tool: &str, a: &RangeArgs) -> Result<bool, ToolError> {
-    match a.direction.as_deref() {
-        Some("callers") => Ok(true),
-        Some("callees") => Ok(false),
-        _ => Err(ToolError::Arguments {
-            tool: tool.into(),
-            message: "`direction` is callers or callees".into(),
-        }),
     }
 }
 

@@ -8,10 +8,7 @@
 use ophion_core::TenantId;
 use serde_json::Value;
 
-use super::{
-    QueryRecord, RangeArgs, ToolError, ToolOutput, Toolbox, callers, order_by, required,
-    service_evidence,
-};
+use super::{QueryRecord, RangeArgs, ToolError, ToolOutput, Toolbox, required, service_evidence};
 use crate::read::{
     Params, Range,
     rollup::{bind, calls, not_covered, red},
@@ -120,5 +117,30 @@ impl Toolbox {
             return Ok(None);
         }
         Ok(Some(self.output(vec![q], evidence)))
+    }
+}
+
+/// `top_operations`' `order_by` as an `ORDER BY` term.
+pub(super) fn order_by(tool: &str, a: &RangeArgs) -> Result<&'static str, ToolError> {
+    match a.order_by.as_deref().unwrap_or("p95") {
+        "p95" => Ok("p95_ms DESC"),
+        "errors" => Ok("errors DESC"),
+        "requests" => Ok("requests DESC"),
+        other => Err(ToolError::Arguments {
+            tool: tool.into(),
+            message: format!("order_by `{other}`: use p95, errors or requests"),
+        }),
+    }
+}
+
+/// `service_calls`' `direction`: whether callers are asked for.
+pub(super) fn callers(tool: &str, a: &RangeArgs) -> Result<bool, ToolError> {
+    match a.direction.as_deref() {
+        Some("callers") => Ok(true),
+        Some("callees") => Ok(false),
+        _ => Err(ToolError::Arguments {
+            tool: tool.into(),
+            message: "`direction` is callers or callees".into(),
+        }),
     }
 }
