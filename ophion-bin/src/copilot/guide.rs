@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use super::{
     answer::{Builder, args, cell, fmt, num, pct, quote, rows},
     question::{Intent, Lang, Question},
-    tools::{ToolError, Toolbox},
+    tools::{ToolError, Toolbox, service_link},
 };
 use crate::read::literal;
 
@@ -136,7 +136,7 @@ async fn troubleshoot(
         } else {
             format!("Compare {service} with the window before: requests {} -> {}, error rate {} -> {}, p95 {} -> {} ms.", fmt(r_old), fmt(r_now), pct(e_old), pct(e_now), fmt(l_old), fmt(l_now))
         },
-        json!([{"kind": "service", "link": format!("/api/v1/services/{service}/operations")}]),
+        json!([{"kind": "service", "link": service_link(&service)}]),
     ));
     if let Some((s, op, kind, score)) = candidates(&analysis.result).first() {
         steps.push((
@@ -145,7 +145,7 @@ async fn troubleshoot(
             } else {
                 format!("Look into {s} ({op}): the analysis ranks it as the root cause ({kind}, score {}).", fmt(*score))
             },
-            json!([{"kind": "service", "link": format!("/api/v1/services/{s}/operations")}]),
+            json!([{"kind": "service", "link": service_link(s)}]),
         ));
     }
     if rows(&errors) > 0 {

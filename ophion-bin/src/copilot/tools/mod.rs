@@ -563,8 +563,13 @@ fn service_evidence(service: &str) -> Evidence {
     Evidence {
         kind: "service".into(),
         label: format!("service {service}"),
-        link: format!("/api/v1/services/{}/operations", uri_component(service)),
+        link: service_link(service),
     }
+}
+
+/// The API path of a service's operations, the name percent-encoded.
+pub(super) fn service_link(service: &str) -> String {
+    format!("/api/v1/services/{}/operations", uri_component(service))
 }
 
 /// Percent-encodes everything but unreserved characters.
