@@ -261,7 +261,9 @@ impl Rollups {
         Self {
             window_minutes,
             tenants: Mutex::default(),
-            ready: AtomicBool::new(ready),
+            // Turned off, there is nothing to rebuild (queries are refused
+            // by `check` all the same).
+            ready: AtomicBool::new(ready || window_minutes == Some(0)),
         }
     }
 

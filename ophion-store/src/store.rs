@@ -16,7 +16,6 @@ use object_store::{ObjectStore, ObjectStoreExt as _, PutPayload, path::Path as O
 use ophion_core::{
     Clock, Signal, SinkError, SystemClock, TelemetryBatch, TelemetrySink, TenantId, schema::col,
 };
-
 use tokio::sync::{Notify, RwLock};
 
 use crate::{
@@ -453,7 +452,7 @@ async fn background(weak: Weak<Inner>) {
         }
         let store = Store { inner };
         // Files the rollup rebuild reads stay until it is done.
-        if !store.inner.rollups.is_ready() && store.inner.config.query.rollup_hours > 0 {
+        if !store.inner.rollups.is_ready() {
             continue;
         }
         if let Err(e) = store.enforce_retention().await {
@@ -614,10 +613,10 @@ async fn plan_rebuild(store: &Store) -> Result<Rebuild> {
         .catalog
         .all()
         .iter()
-        .filter(|f| f.signal == ophion_core::Signal::Traces && f.max_time >= from)
+        .filter(|f| f.signal == Signal::Traces && f.max_time >= from)
         .map(|f| f.tenant.clone())
         .collect();
-    tenants.extend(buffered_tenants(inner, ophion_core::Signal::Traces));
+    tenants.extend(buffered_tenants(inner, Signal::Traces));
     tenants.sort();
     tenants.dedup();
     let mut out = Vec::new();
