@@ -160,7 +160,7 @@ const OPS: &str = "SELECT service_name, name, CAST(minute AS BIGINT) / 600000000
 const EDGES: &str = "SELECT caller, callee, CAST(sum(calls) AS BIGINT) FROM service_edges \
      WHERE minute >= now() - INTERVAL '2 hours' GROUP BY 1, 2";
 const P95: &str = "SELECT service_name, \
-     CAST(approx_percentile_cont_with_weight(duration_ns, spans, 0.95) AS BIGINT) \
+     CAST(approx_percentile_cont_with_weight(duration_ns, spans, 0.95, 1000) AS BIGINT) \
      FROM span_minutes WHERE minute >= now() - INTERVAL '2 hours' AND entry GROUP BY 1";
 
 type Ops = HashMap<(String, String, i64), (i64, i64)>;

@@ -78,9 +78,14 @@ const RATE: &str = "CAST(coalesce(sum(spans), 0) AS BIGINT) AS requests, \
      CAST(sum(errors) AS DOUBLE) / sum(spans) AS error_ratio, \
      CAST(coalesce(sum(spans), 0) AS DOUBLE) / $secs AS rate_per_sec";
 
-/// A weighted percentile of [`rows`]' latency buckets, in ns.
+/// A weighted percentile of [`rows`]' latency buckets, in ns. The
+/// t-digest keeps up to 1,000 centroids: more than the buckets a range
+/// has (about 60 per decade of latency), so it hardly merges them, and
+/// the answer stays within the buckets' 2 % whatever order DataFusion's
+/// partitions merge in (with the default 100, that order moved a p95 by
+/// up to 3 %).
 pub fn percentile(q: f64) -> String {
-    format!("approx_percentile_cont_with_weight(duration_ns, spans, {q})")
+    format!("approx_percentile_cont_with_weight(duration_ns, spans, {q}, 1000)")
 }
 
 /// `SELECT {select} <RED columns> FROM <rows> {rest}`: `select` ends with
