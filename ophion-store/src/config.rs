@@ -184,6 +184,9 @@ pub struct QueryConfig {
     /// Hours of per-minute span rollups kept in memory (`span_minutes`,
     /// `service_edges`; default 24; 0 turns them off).
     pub rollup_hours: u32,
+    /// MiB of Parquet footers and page indexes kept in memory across
+    /// queries (default 64; 0 reads them from the file every time).
+    pub metadata_cache_mb: usize,
 }
 
 impl Default for QueryConfig {
@@ -193,6 +196,7 @@ impl Default for QueryConfig {
             memory_limit_bytes: 512 << 20,
             max_rows: 100_000,
             rollup_hours: 24,
+            metadata_cache_mb: 64,
         }
     }
 }

@@ -19,7 +19,8 @@
 //!     ▼
 //!  object_store put ──► catalog commit (+ WAL watermark) ──► WAL truncate
 //!                            ▲
-//!                  queries ──┘ (files pruned by tenant and time)
+//!                  queries ──┘ (files pruned by tenant and time; footers
+//!                              and page indexes cached across queries)
 //! ```
 //!
 //! Metadata lives in SQLite ([`metadata`]): the store's file catalog here,
@@ -48,6 +49,7 @@
 pub mod catalog;
 pub mod config;
 pub mod error;
+mod footers;
 mod maintenance;
 mod memory;
 pub mod metadata;

@@ -410,7 +410,9 @@ async fn delete_retired(inner: &Inner) {
         due.into_iter().map(|(p, _)| p).collect()
     };
     for p in paths {
-        if let Err(e) = inner.objects.delete(&ObjectPath::from(p.as_str())).await {
+        let path = ObjectPath::from(p.as_str());
+        inner.metadata_cache.remove(&path);
+        if let Err(e) = inner.objects.delete(&path).await {
             tracing::warn!(path = %p, error = %e, "cannot delete a retired file; it is no longer queried");
         }
     }

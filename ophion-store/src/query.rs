@@ -44,6 +44,7 @@ use datafusion::{
     error::DataFusionError,
     execution::{
         SessionStateBuilder,
+        cache::cache_manager::{CacheManagerConfig, FileMetadataCache},
         disk_manager::{DiskManagerBuilder, DiskManagerMode},
         object_store::ObjectStoreUrl,
         runtime_env::RuntimeEnvBuilder,
@@ -75,6 +76,7 @@ use ophion_core::{
 use crate::{
     config::QueryConfig,
     error::{Error, Result},
+    footers::CachedFooters,
     objstore::STORE_URL,
     persist::{self, time_column},
     rollup::{
@@ -416,9 +418,15 @@ impl TelemetryTable {
             }
         }
         needed.sort_unstable();
+        let url = ObjectStoreUrl::parse(STORE_URL)?;
+        let runtime = state.runtime_env();
         let mut source = ParquetSource::new(Arc::clone(&storage))
             .with_table_parquet_options(state.table_options().parquet.clone())
-            .with_bloom_filter_on_read(true);
+            .with_bloom_filter_on_read(true)
+            .with_parquet_file_reader_factory(Arc::new(CachedFooters {
+                store: runtime.object_store(&url)?,
+                cache: runtime.cache_manager.get_file_metadata_cache(),
+            }));
         // Prune with the filters that only use stored columns.
         let storable: Vec<Expr> = filters
             .iter()
@@ -439,12 +447,11 @@ impl TelemetryTable {
             let n = groups.len();
             groups[i % n].push(PartitionedFile::new(f.path.clone(), f.bytes));
         }
-        let config =
-            FileScanConfigBuilder::new(ObjectStoreUrl::parse(STORE_URL)?, Arc::new(source))
-                .with_file_groups(groups.into_iter().map(FileGroup::new).collect())
-                .with_projection_indices(Some(needed))?
-                .with_limit(limit)
-                .build();
+        let config = FileScanConfigBuilder::new(url, Arc::new(source))
+            .with_file_groups(groups.into_iter().map(FileGroup::new).collect())
+            .with_projection_indices(Some(needed))?
+            .with_limit(limit)
+            .build();
         let scan: Arc<dyn ExecutionPlan> = DataSourceExec::from_data_source(config);
         // Put the columns in the table's order, computing derived ones.
         let df_scanned = DFSchema::try_from(scan.schema().as_ref().clone())?;
@@ -760,19 +767,28 @@ pub fn table_name(signal: Signal) -> &'static str {
 /// dialect.
 pub(crate) fn new_session(
     limits: &QueryConfig,
-    objects: Option<Arc<dyn object_store::ObjectStore>>,
+    objects: Option<(Arc<dyn object_store::ObjectStore>, Arc<FileMetadataCache>)>,
     mut table: impl FnMut(Signal) -> Arc<dyn TableProvider>,
     rollups: (&Arc<Rollups>, &TenantId, i64),
 ) -> Result<SessionContext> {
     // No spilling to disk: a query over its memory limit fails with a
     // clear error instead of filling the temp directory.
-    let runtime = RuntimeEnvBuilder::new()
+    let mut runtime = RuntimeEnvBuilder::new()
         .with_memory_limit(limits.memory_limit_bytes, 1.0)
         .with_disk_manager_builder(
             DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
-        )
-        .build_arc()?;
-    if let Some(objects) = objects {
+        );
+    if let Some((_, cache)) = &objects {
+        // Files never change once written, so their footers and page
+        // indexes are parsed once for all sessions, not once per query.
+        runtime = runtime.with_cache_manager(
+            CacheManagerConfig::default()
+                .with_file_metadata_cache(Some(Arc::clone(cache)))
+                .with_metadata_cache_limit(limits.metadata_cache_mb << 20),
+        );
+    }
+    let runtime = runtime.build_arc()?;
+    if let Some((objects, _)) = objects {
         runtime.register_object_store(
             &url::Url::parse(STORE_URL).map_err(|e| Error::Config(e.to_string()))?,
             objects,
@@ -880,7 +896,10 @@ impl Store {
         let inner = &self.inner;
         new_session(
             &inner.config.query,
-            Some(Arc::clone(&inner.objects)),
+            Some((
+                Arc::clone(&inner.objects),
+                Arc::clone(&inner.metadata_cache),
+            )),
             |signal| {
                 Arc::new(TelemetryTable {
                     signal,

@@ -10,7 +10,10 @@ use std::{
 };
 
 use arrow_array::RecordBatch;
-use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::{
+    SendableRecordBatchStream,
+    cache::{cache_manager::FileMetadataCache, default_cache::DefaultCache},
+};
 use futures::StreamExt as _;
 use object_store::{ObjectStore, ObjectStoreExt as _, PutPayload, path::Path as ObjectPath};
 use ophion_core::{
@@ -110,6 +113,8 @@ pub(crate) struct Inner {
     pub(crate) clock: Arc<dyn Clock>,
     /// Per-minute span rollups (`span_minutes`, `service_edges`).
     pub(crate) rollups: Arc<Rollups>,
+    /// Parquet footers and page indexes, shared by every query session.
+    pub(crate) metadata_cache: Arc<FileMetadataCache>,
     /// Writers hold it shared from log append to buffer insert; a snapshot
     /// holds it exclusively while it rotates the log and swaps the buffer, so
     /// every row acknowledged from an older segment is in the snapshot.
@@ -205,6 +210,10 @@ impl Store {
         wal.truncate_before(watermark)?;
         let objects = objstore::build(&config)?;
         let rollup_minutes = i64::from(config.query.rollup_hours) * 60;
+        let metadata_cache: Arc<FileMetadataCache> = Arc::new(
+            DefaultCache::new(config.query.metadata_cache_mb << 20)
+                .with_name("ophion parquet metadata"),
+        );
         let inner = Arc::new(Inner {
             config,
             wal,
@@ -214,6 +223,7 @@ impl Store {
             catalog,
             stats: StoreStats::default(),
             rollups: Arc::new(Rollups::new(Some(rollup_minutes), false)),
+            metadata_cache,
             clock,
             gate: RwLock::new(()),
             snapshotting: tokio::sync::Mutex::new(()),
@@ -327,6 +337,12 @@ impl Store {
     /// The published files.
     pub fn files(&self) -> Vec<Arc<crate::catalog::FileMeta>> {
         self.inner.catalog.all()
+    }
+
+    /// How many files' footers and page indexes are held in memory for
+    /// the next query (`[store.query] metadata_cache_mb`).
+    pub fn cached_footers(&self) -> usize {
+        self.inner.metadata_cache.len()
     }
 
     /// The metadata database (users, keys, rules, audit log).

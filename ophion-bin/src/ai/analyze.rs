@@ -20,14 +20,14 @@ use ophion_ai::{
     spans::{COLUMNS, SpanInfo},
     tips::{self, TipConfig},
 };
-use ophion_core::{QueryError, TenantId};
+use ophion_core::{QueryError, QueryOutput, TenantId};
 use serde_json::{Value, json};
 
 use super::{
     AiError, AiService,
     red::{self as red_series, MINUTE_NS, Per},
 };
-use crate::read::{Range, ReadError, hex_id, json as to_json, text, ts_text};
+use crate::read::{Params, Range, ReadError, hex_id, json as to_json, rollup, text, ts_text};
 
 /// Spans read per analysis; more are left out and the answer says so.
 const MAX_SPANS: usize = 100_000;
@@ -140,19 +140,9 @@ impl AiService {
         // Over MAX_SPANS, a sample of whole traces (by trace id, which is
         // random) keeps both windows and every trace complete; cutting by
         // time would drop the incident.
-        let counted = self
-            .reader
-            .sql(
-                tenant,
-                &format!("SELECT count(*) AS n FROM spans WHERE {}", p.conditions()),
-                &p,
-            )
-            .await
-            .map_err(ReadError::from)?;
-        let total = to_json::objects(&counted.batches)
-            .first()
-            .and_then(|r| r.get("n").and_then(Value::as_u64))
-            .unwrap_or(0) as usize;
+        let total = self
+            .span_count(tenant, baseline, &p, trace_id.is_none())
+            .await?;
         let sampled = total > MAX_SPANS;
         if sampled {
             let keep = (256 * MAX_SPANS / total).clamp(1, 255);
@@ -243,6 +233,45 @@ impl AiService {
             root_causes,
             tips,
         })
+    }
+
+    /// Spans passing `p` (a range, perhaps a trace). For a whole range
+    /// (`whole`), its whole minutes are counted from the rollups and the
+    /// partial minutes at each end from `spans`: exact, and milliseconds
+    /// instead of a scan; `spans` alone when the rollups do not cover it.
+    async fn span_count(
+        &self,
+        tenant: &TenantId,
+        range: Range,
+        p: &Params,
+        whole: bool,
+    ) -> Result<usize, ReadError> {
+        let n = |out: &QueryOutput| {
+            to_json::objects(&out.batches)
+                .first()
+                .and_then(|r| r.get("n").and_then(Value::as_u64))
+                .unwrap_or(0) as usize
+        };
+        let mut rp = Params::default();
+        if whole && rollup::bind(range, &mut rp).is_some() {
+            let sql = format!(
+                "SELECT CAST(coalesce(sum(spans), 0) AS BIGINT) AS n FROM ({}) r",
+                rollup::rows("TRUE", false)
+            );
+            match self
+                .reader
+                .sql(tenant, &sql, &rp)
+                .await
+                .map_err(ReadError::from)
+            {
+                Ok(out) => return Ok(n(&out)),
+                Err(e) if rollup::not_covered(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let sql = format!("SELECT count(*) AS n FROM spans WHERE {}", p.conditions());
+        let out = self.reader.sql(tenant, &sql, p).await?;
+        Ok(n(&out))
     }
 
     /// Insights for `range` (the API uses the last 15 minutes): clear root

@@ -272,6 +272,22 @@ mod tests {
                 .collect();
             let errors = mine.iter().filter(|r| r.2).count();
             assert_eq!(got["requests"].as_f64(), Some(mine.len() as f64));
+            // Every span, requests or not (what analyze counts).
+            let all = format!(
+                "SELECT CAST(sum(spans) AS BIGINT) AS n FROM ({}) r",
+                super::rows("service_name = $service", false)
+            );
+            let out = reader
+                .sql(&TenantId::default(), &all, &p)
+                .await
+                .expect(&all);
+            let spans = rows
+                .iter()
+                .filter(|r| r.0 == "api" && r.3 >= from && r.3 < to);
+            assert_eq!(
+                json::objects(&out.batches)[0]["n"].as_u64(),
+                Some(spans.count() as u64)
+            );
             assert_eq!(got["errors"].as_f64(), Some(errors as f64));
             let p95 = percentile_cont(mine.iter().map(|r| r.4).collect(), 0.95) / 1e6;
             let approx = got["p95_ms"].as_f64().expect("p95");
