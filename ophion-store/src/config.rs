@@ -151,8 +151,9 @@ impl Default for WalConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct BufferConfig {
     /// Arrow bytes held in memory (unpersisted and persisting) before writes
-    /// are refused as overload (default 256 MiB). A snapshot needs about
-    /// three times `flush_bytes` more while it sorts and encodes.
+    /// are refused as overload (default 256 MiB). A snapshot needs little
+    /// more while it sorts and encodes: a copy of the sort keys, and the
+    /// rows of 8,192 at a time.
     pub max_bytes: usize,
     /// Persist to Parquet when this many bytes are buffered (default 64 MiB).
     pub flush_bytes: usize,

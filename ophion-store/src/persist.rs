@@ -89,6 +89,24 @@ pub fn sort(batch: &RecordBatch, signal: Signal) -> Result<RecordBatch> {
 /// once: only the sort and time columns are concatenated to find the
 /// order, and the rows are then gathered straight from the inputs.
 pub fn sorted_by_hour(batches: &[RecordBatch], signal: Signal) -> Result<Vec<(i64, RecordBatch)>> {
+    let refs: Vec<&RecordBatch> = batches.iter().collect();
+    sorted_rows_by_hour(batches, signal)?
+        .into_iter()
+        .map(|(h, rows)| {
+            Ok((
+                h,
+                arrow_select::interleave::interleave_record_batch(&refs, &rows)?,
+            ))
+        })
+        .collect()
+}
+
+/// Rows of an hour, in sort order, as (batch, row) positions in the input.
+pub type HourRows = (i64, Vec<(usize, usize)>);
+
+/// The order of [`sorted_by_hour`] without gathering the rows: per hour
+/// (its start, ascending), the (batch, row) positions in sort order.
+pub fn sorted_rows_by_hour(batches: &[RecordBatch], signal: Signal) -> Result<Vec<HourRows>> {
     if batches.iter().all(|b| b.num_rows() == 0) {
         return Ok(Vec::new());
     }
@@ -127,16 +145,10 @@ pub fn sorted_by_hour(batches: &[RecordBatch], signal: Signal) -> Result<Vec<(i6
             .or_default()
             .push(origin[i]);
     }
-    let refs: Vec<&RecordBatch> = batches.iter().collect();
-    hours
+    Ok(hours
         .into_iter()
-        .map(|(h, rows)| {
-            Ok((
-                h * NANOS_PER_HOUR,
-                arrow_select::interleave::interleave_record_batch(&refs, &rows)?,
-            ))
-        })
-        .collect()
+        .map(|(h, rows)| (h * NANOS_PER_HOUR, rows))
+        .collect())
 }
 
 /// Splits sorted-or-not rows by the hour of their time column. Returns
@@ -273,6 +285,48 @@ pub fn writer_properties(
             .set_column_dictionary_enabled(ColumnPath::from(col::PARENT_SPAN_ID), false);
     }
     b.build()
+}
+
+/// Rows gathered and encoded at a time by [`encode_rows`].
+const ENCODE_SLICE_ROWS: usize = 8192;
+
+/// Encodes the rows at `rows` ((batch, row) positions in `batches`, in
+/// sort order) as one Parquet file in the storage schema, gathering
+/// 8,192 at a time: row groups reach their full size
+/// (sorted across every input batch) while memory holds one slice, not
+/// a sorted copy of everything. Returns the time range and the file.
+pub fn encode_rows(
+    batches: &[RecordBatch],
+    rows: &[(usize, usize)],
+    signal: Signal,
+    effort: Effort,
+) -> Result<((i64, i64), Bytes)> {
+    let refs: Vec<&RecordBatch> = batches.iter().collect();
+    let (mut lo, mut hi) = (i64::MAX, i64::MIN);
+    let mut writer: Option<ArrowWriter<Vec<u8>>> = None;
+    for slice in rows.chunks(ENCODE_SLICE_ROWS) {
+        let batch = arrow_select::interleave::interleave_record_batch(&refs, slice)?;
+        let (a, b) = time_range(&batch, signal)?;
+        (lo, hi) = (lo.min(a), hi.max(b));
+        let batch = to_storage(&batch, signal)?;
+        let w = match &mut writer {
+            Some(w) => w,
+            None => {
+                let props = writer_properties(signal, rows.len(), &batch.schema(), effort);
+                writer.insert(ArrowWriter::try_new(
+                    Vec::new(),
+                    batch.schema(),
+                    Some(props),
+                )?)
+            }
+        };
+        w.write(&batch)?;
+    }
+    // `into_inner` writes the footer.
+    let out = writer
+        .ok_or_else(|| Error::Corrupt("no rows to encode".into()))?
+        .into_inner()?;
+    Ok(((lo, hi), Bytes::from(out)))
 }
 
 /// Encodes rows as a Parquet file in the storage schema.
@@ -465,6 +519,53 @@ mod tests {
                 .expect("empty")
                 .is_empty()
         );
+    }
+
+    /// A snapshot's rows, from many small batches, become one file per
+    /// hour holding exactly the rows `sorted_by_hour` gives, in its order,
+    /// written a slice at a time, with the time range of its rows.
+    #[test]
+    fn encoding_rows_a_slice_at_a_time_keeps_the_sorted_rows() {
+        use ophion_receiver::{Limits, convert};
+        let mut batches = Vec::new();
+        for seed in 0..12 {
+            let mut g = ophion_core::testing::Generator::new(seed, 1_700_000_000_000_000_000);
+            let c = convert::traces(
+                &g.traces(2_000),
+                &Limits::default(),
+                convert::TimeWindow::ALL,
+            );
+            batches.push(c.batch.expect("rows"));
+        }
+        let sorted = sorted_by_hour(&batches, Signal::Traces).expect("sorted");
+        let positions = sorted_rows_by_hour(&batches, Signal::Traces).expect("order");
+        assert_eq!(sorted.len(), positions.len());
+        for ((h1, expected), (h2, rows)) in sorted.iter().zip(&positions) {
+            assert_eq!(h1, h2);
+            assert!(rows.len() > ENCODE_SLICE_ROWS, "the test's premise");
+            let (range, bytes) =
+                encode_rows(&batches, rows, Signal::Traces, Effort::Snapshot).expect("encode");
+            assert_eq!(range, time_range(expected, Signal::Traces).expect("range"));
+            let reader =
+                parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
+                    .expect("file");
+            assert_eq!(reader.metadata().num_row_groups(), 1);
+            let read: Vec<RecordBatch> = reader
+                .build()
+                .expect("reader")
+                .collect::<std::result::Result<_, _>>()
+                .expect("rows");
+            let read = concat(&read).expect("concat").expect("rows");
+            let want = to_storage(expected, Signal::Traces).expect("storage");
+            assert_eq!(read.num_rows(), want.num_rows());
+            for name in [col::TRACE_ID, col::SPAN_ID, col::START_TIME, col::NAME] {
+                assert_eq!(
+                    column(&read, name).expect("read").as_ref(),
+                    column(&want, name).expect("want").as_ref(),
+                    "{name}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -555,35 +555,17 @@ async fn persist_all(
     work: Vec<(Key, Vec<RecordBatch>)>,
 ) -> Result<Vec<NewFile>> {
     let mut files = Vec::new();
-    // Encode in chunks of about a quarter of `flush_bytes`: sorting copies
-    // its input about three times, and a chunk at a time bounds that.
-    let chunk_bytes = (inner.config.buffer.flush_bytes / 4).max(1 << 20);
-    let chunks = work.into_iter().flat_map(|(key, batches)| {
-        let mut out: Vec<(Key, Vec<RecordBatch>)> = Vec::new();
-        let mut size = 0;
-        for b in batches {
-            if out.is_empty() || size >= chunk_bytes {
-                out.push((key.clone(), Vec::new()));
-                size = 0;
-            }
-            size += b.get_array_memory_size();
-            if let Some((_, v)) = out.last_mut() {
-                v.push(b);
-            }
-        }
-        out
-    });
-    for ((tenant, signal), batches) in chunks {
+    // One file per hour with the whole snapshot sorted: row groups of full
+    // size, each sorted by the signal's key, so a bound on the key (a
+    // sample of trace ids) skips most of their pages. Only the key columns
+    // are copied to sort; rows are gathered a slice at a time as encoded.
+    for ((tenant, signal), batches) in work {
         let encoded = tokio::task::spawn_blocking(move || -> Result<Vec<Encoded>> {
             let mut out = Vec::new();
-            for (hour, sorted) in persist::sorted_by_hour(&batches, signal)? {
-                let range = persist::time_range(&sorted, signal)?;
-                out.push((
-                    hour,
-                    range,
-                    sorted.num_rows(),
-                    persist::encode(&sorted, signal, persist::Effort::Snapshot)?,
-                ));
+            for (hour, rows) in persist::sorted_rows_by_hour(&batches, signal)? {
+                let (range, bytes) =
+                    persist::encode_rows(&batches, &rows, signal, persist::Effort::Snapshot)?;
+                out.push((hour, range, rows.len(), bytes));
             }
             Ok(out)
         })
