@@ -329,17 +329,6 @@ pub fn encode_rows(
     Ok(((lo, hi), Bytes::from(out)))
 }
 
-/// Encodes rows as a Parquet file in the storage schema.
-pub fn encode(batch: &RecordBatch, signal: Signal, effort: Effort) -> Result<Bytes> {
-    let batch = to_storage(batch, signal)?;
-    let props = writer_properties(signal, batch.num_rows(), &batch.schema(), effort);
-    let mut out = Vec::with_capacity(batch.get_array_memory_size() / 4);
-    let mut w = ArrowWriter::try_new(&mut out, batch.schema(), Some(props))?;
-    w.write(&batch)?;
-    w.close()?;
-    Ok(Bytes::from(out))
-}
-
 /// Concatenates Parquet files of one schema by copying their row groups
 /// byte for byte: column chunks, bloom filters, statistics and page indexes
 /// move over without being decoded or compressed again, so this costs a
@@ -466,7 +455,10 @@ mod tests {
             Signal::Metrics => convert::metrics(&g.metrics(50), &Limits::default(), w),
         };
         let batch = sort(&c.batch.expect("rows"), signal).expect("sort");
-        encode(&batch, signal, Effort::Snapshot).expect("encode")
+        let rows: Vec<(usize, usize)> = (0..batch.num_rows()).map(|r| (0, r)).collect();
+        encode_rows(&[batch], &rows, signal, Effort::Snapshot)
+            .expect("encode")
+            .1
     }
 
     #[test]
