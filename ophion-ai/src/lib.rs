@@ -31,6 +31,10 @@
 //! - [`tips`]: optimisation tips with evidence (N+1 queries, slow
 //!   endpoints, error hot spots, chatty services, oversized payloads, noisy
 //!   log patterns).
+//! - [`incidents`]: Smart Alerts: firing alerts grouped into incidents
+//!   (time, the service graph, labels), the probable root-cause alert
+//!   first, a priority score, and when each incident's notifications go
+//!   out (Alertmanager's group wait, interval and repeat).
 //! - [`llm`]: the [`llm::LlmProvider`] trait and its contract; the
 //!   providers (OpenAI-compatible, Anthropic, Ollama) come with the copilot.
 //!
@@ -46,10 +50,11 @@
 //!
 //! | feature | what it adds |
 //! |---------|--------------|
-//! | `sim`   | `rca_sim`: a seeded fault-injection shop (17 services, databases and an untraced service as client spans, async work, clock skew, timeouts and retries, decoys) for judging root cause and the watch, and its traces as OTLP (pulls `rand` and the OTLP types); used by tests and benches |
+//! | `sim`   | `rca_sim`: a seeded fault-injection shop (17 services, databases and an untraced service as client spans, async work, clock skew, timeouts and retries, decoys) for judging root cause and the watch, and its traces as OTLP (pulls `rand` and the OTLP types); used by tests and benches; `storm_sim`: seeded alert storms over random topologies, with the truth to score Smart Alerts |
 
 pub mod anomaly;
 pub mod forecast;
+pub mod incidents;
 pub mod llm;
 pub mod pattern_watch;
 pub mod patterns;
@@ -59,4 +64,6 @@ pub mod rca_sim;
 pub mod red;
 pub mod series;
 pub mod spans;
+#[cfg(feature = "sim")]
+pub mod storm_sim;
 pub mod tips;
