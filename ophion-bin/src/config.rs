@@ -22,6 +22,8 @@ pub struct ServerConfig {
     pub api_addr: SocketAddr,
     /// Continuous anomaly detection on the RED series.
     pub ai: AiConfig,
+    /// Alert rules, notifications and incidents.
+    pub alerts: crate::alerts::AlertsConfig,
     /// Sign-in sessions and ingest keys.
     pub auth: crate::auth::AuthConfig,
     /// Rate limits.
@@ -46,6 +48,7 @@ impl Default for ServerConfig {
         Self {
             api_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             ai: AiConfig::default(),
+            alerts: Default::default(),
             auth: Default::default(),
             limits: Default::default(),
             tls: Default::default(),

@@ -18,6 +18,10 @@
 //! - [`copilot`]: questions answered from telemetry (the built-in engine or
 //!   a language model through read-only tools), the SQL guard, MCP.
 //! - [`dashboards`]: saved dashboards per tenant.
+//! - [`alerts`]: alert rules evaluated through the read seam, incidents
+//!   (Smart Alerts from `ophion-ai`), notifications (Alertmanager webhook,
+//!   Slack, PagerDuty, Teams, email, an Alertmanager), silences and
+//!   inhibition, with their metadata tables.
 //! - [`auth`]: users, sessions, tenants, ingest keys, roles, limits and the
 //!   hash-chained audit log, with their metadata tables.
 //! - [`config`]: configuration layers (defaults < TOML < `OPHION_*` < flags).
@@ -47,6 +51,7 @@
 //! | `system-alloc` | the system allocator instead of mimalloc (docs/adr/001-allocator.md) |
 
 pub mod ai;
+pub mod alerts;
 pub mod alloc;
 pub mod api;
 pub mod auth;

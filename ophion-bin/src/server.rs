@@ -139,6 +139,12 @@ impl Server {
         .await?;
         let mcp = crate::copilot::mcp::HttpService::new(copilot.tools().clone());
         let dashboards = crate::dashboards::Dashboards::open(store.metadata().clone()).await?;
+        let alerts = crate::alerts::Alerts::open(
+            store.metadata().clone(),
+            reader.clone(),
+            config.alerts.clone(),
+        )
+        .await?;
         let state = Arc::new(ApiState {
             store,
             reader,
@@ -146,6 +152,7 @@ impl Server {
             copilot,
             mcp,
             dashboards,
+            alerts,
             auth: Arc::new(auth),
             receiver: receiver.clone(),
             guard,
@@ -223,6 +230,10 @@ impl Server {
                 Box::pin(async move { auth.tenant_ids().await })
             });
             tokio::spawn(Arc::clone(&self.state.ai).run_watch(tenants, stop_rx.clone()));
+        }
+
+        if self.state.alerts.config().enabled {
+            tokio::spawn(Arc::clone(&self.state.alerts).run(stop_rx.clone()));
         }
 
         let api_listener = self.api;

@@ -15,6 +15,7 @@
 
 mod access;
 mod ai;
+mod alerts;
 mod chat;
 mod dashboards;
 mod logs;
@@ -84,6 +85,8 @@ pub struct ApiState {
     pub mcp: crate::copilot::mcp::HttpService,
     /// Saved dashboards.
     pub dashboards: crate::dashboards::Dashboards,
+    /// Alert rules, channels, silences, incidents.
+    pub alerts: Arc<crate::alerts::Alerts>,
 }
 
 /// The API and operations routes of [`routes::table`], each behind the

@@ -32,6 +32,7 @@ use super::{
 use crate::auth::Permission;
 
 mod ai;
+mod alerts;
 
 /// One route of the API.
 #[derive(Debug)]
@@ -468,5 +469,6 @@ pub fn table() -> Vec<Route> {
     ]
     .into_iter()
     .chain(ai::table())
+    .chain(alerts::table())
     .collect()
 }

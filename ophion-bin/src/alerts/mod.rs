@@ -1,0 +1,630 @@
+//! Alerting and Smart Alerts: rules evaluated on a schedule through the
+//! read seam, alerts grouped into incidents (`ophion_ai::incidents`),
+//! notifications Alertmanager's receivers, Slack, PagerDuty, Teams and
+//! mail servers accept, silences, maintenance windows and inhibition.
+//!
+//! ```text
+//!  rules ──evaluate (Reader)──► engine::apply ──► alerts, history, incidents (SQLite)
+//!                                                         │ every tick
+//!  channels, silences, inhibitions ──► engine::dispatch ──► deliveries (outbox)
+//!                                                         │
+//!                                   deliver (retries, backoff, rate) ──► notify / email
+//! ```
+//!
+//! - [`model`]: what users write and its checks (rules, channels,
+//!   silences, inhibition rules, matchers, templates).
+//! - [`store`]: the tables; [`engine`]: the state machine and the
+//!   dispatcher, each step one transaction; [`notify`] and [`email`]: the
+//!   formats and delivery.
+//!
+//! Restarts: pending and firing alerts, incidents, group schedules and the
+//! outbox are in the metadata database; a restarted server goes on where
+//! it stopped (a `for` already waited counts, a notification queued is
+//! sent once, nothing is sent twice unless a receiver accepted it just as
+//! the process died: deliveries are at least once, with a stable id).
+
+pub mod email;
+pub mod engine;
+pub mod model;
+pub mod notify;
+pub mod store;
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use futures::StreamExt as _;
+use ophion_ai::incidents::{CorrelateConfig, ServiceGraph};
+use ophion_core::{TenantId, query::Param};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::read::{Params, Reader, json, now_ns, ts};
+use model::{Labels, RuleSpec, TemplateData, render, secs};
+use store::{AlertStore, Kind};
+
+/// `[alerts]` settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// Evaluate rules and send notifications.
+    pub enabled: bool,
+    /// The base URL of this server as people reach it, for links in
+    /// notifications (`generatorURL`, incident and trace links).
+    pub external_url: String,
+    /// Rule evaluations run at once.
+    pub concurrency: usize,
+    /// How often the evaluator, dispatcher and deliverer look for work, ms.
+    pub tick_ms: u64,
+    /// How alerts are grouped into incidents.
+    pub correlate: CorrelateConfig,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            external_url: "http://localhost:8080".into(),
+            concurrency: 2,
+            tick_ms: 1000,
+            correlate: CorrelateConfig::default(),
+        }
+    }
+}
+
+/// Most rows a rule's query may return (alerts per rule).
+pub const MAX_ROWS: usize = 1_000;
+/// A delivery is given up after this many attempts.
+pub const MAX_ATTEMPTS: i64 = 12;
+
+/// The alerting service.
+#[derive(Debug)]
+pub struct Alerts {
+    store: AlertStore,
+    reader: Reader,
+    http: reqwest::Client,
+    config: AlertsConfig,
+    graphs: Mutex<HashMap<String, (Instant, Arc<ServiceGraph>)>>,
+    generation: AtomicU64,
+    /// Evaluations that started a whole interval late.
+    pub late: AtomicU64,
+    /// Evaluations run.
+    pub evaluations: AtomicU64,
+    in_flight: Mutex<HashSet<i64>>,
+    sent: Mutex<HashMap<i64, Vec<Instant>>>,
+}
+
+/// Why a rule was refused.
+pub type Refusal = String;
+
+impl Alerts {
+    /// Migrates the tables.
+    pub async fn open(
+        metadata: ophion_store::metadata::Metadata,
+        reader: Reader,
+        config: AlertsConfig,
+    ) -> Result<Arc<Self>, ophion_store::Error> {
+        Ok(Arc::new(Self {
+            store: AlertStore::open(metadata).await?,
+            reader,
+            http: reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .build()
+                .unwrap_or_default(),
+            config,
+            graphs: Mutex::default(),
+            generation: AtomicU64::new(1),
+            late: AtomicU64::new(0),
+            evaluations: AtomicU64::new(0),
+            in_flight: Mutex::default(),
+            sent: Mutex::default(),
+        }))
+    }
+
+    /// The tables.
+    pub fn store(&self) -> &AlertStore {
+        &self.store
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &AlertsConfig {
+        &self.config
+    }
+
+    /// Tells the evaluator that rules changed.
+    pub fn changed(&self) {
+        self.generation.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Checks `spec` fully: its fields, and its query, run once over its
+    /// range, must be a single read-only query with a numeric value
+    /// column.
+    pub async fn check(&self, tenant: &TenantId, spec: &RuleSpec) -> Result<(), Refusal> {
+        spec.validate()?;
+        if spec.kind == "sql" {
+            crate::copilot::guard::check(&spec.query(), MAX_ROWS).map_err(|e| e.to_string())?;
+            let out = self
+                .query(tenant, spec, now_ns())
+                .await
+                .map_err(|e| e.to_string())?;
+            value_column(&out.schema).ok_or_else(|| {
+                "the query returns no numeric value column: name one `value`, or return exactly one numeric column beside the label columns".to_owned()
+            })?;
+        }
+        Ok(())
+    }
+
+    async fn query(
+        &self,
+        tenant: &TenantId,
+        spec: &RuleSpec,
+        now: i64,
+    ) -> Result<ophion_core::query::QueryOutput, ophion_core::query::QueryError> {
+        let range = secs(&spec.range, "range").unwrap_or(300) as i64 * 1_000_000_000;
+        let sql = spec.query();
+        let mut p = Params::default();
+        for (name, v) in [
+            ("from", ts(now - range)),
+            ("to", ts(now)),
+            (
+                "service",
+                Param::Text(spec.service.clone().unwrap_or_default()),
+            ),
+        ] {
+            if sql.contains(&format!("${name}")) {
+                p.bind(name, v);
+            }
+        }
+        self.reader.sql(tenant, &sql, &p).await
+    }
+
+    /// The service graph of `tenant` over the last hour (cached a minute).
+    async fn graph(&self, tenant: &TenantId) -> Arc<ServiceGraph> {
+        if let Ok(g) = self.graphs.lock()
+            && let Some((at, g)) = g.get(tenant.as_str())
+            && at.elapsed() < Duration::from_secs(60)
+        {
+            return Arc::clone(g);
+        }
+        let mut p = Params::default();
+        p.bind("from", ts(now_ns() - 3_600_000_000_000));
+        let sql = "SELECT DISTINCT caller, callee FROM service_edges WHERE minute >= $from";
+        let edges = match self.reader.sql(tenant, sql, &p).await {
+            Ok(out) => json::rows(&out.batches)
+                .into_iter()
+                .filter_map(|r| Some((r[0].as_str()?.to_owned(), r[1].as_str()?.to_owned())))
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        let g = Arc::new(ServiceGraph::from_edges(edges));
+        if let Ok(mut m) = self.graphs.lock() {
+            m.insert(tenant.as_str().to_owned(), (Instant::now(), Arc::clone(&g)));
+        }
+        g
+    }
+
+    /// Samples of one evaluation and the template error, if any.
+    async fn samples(
+        &self,
+        tenant: &TenantId,
+        spec: &RuleSpec,
+        now: i64,
+    ) -> Result<(Vec<engine::Sample>, Option<String>), String> {
+        let rows: Vec<(Labels, f64)> = if spec.kind == "anomaly" {
+            self.anomaly(tenant, spec, now).await?.into_iter().collect()
+        } else {
+            let out = self
+                .query(tenant, spec, now)
+                .await
+                .map_err(|e| e.to_string())?;
+            let vc =
+                value_column(&out.schema).ok_or("the query returns no numeric value column")?;
+            let names: Vec<String> = out
+                .schema
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect();
+            json::rows(&out.batches)
+                .into_iter()
+                .filter_map(|r| {
+                    let v = r.get(vc)?.as_f64()?;
+                    let mut l = Labels::new();
+                    for (i, n) in names.iter().enumerate() {
+                        if i == vc {
+                            continue;
+                        }
+                        match &r[i] {
+                            Value::Null => {}
+                            Value::String(s) => {
+                                l.insert(n.clone(), s.clone());
+                            }
+                            other => {
+                                l.insert(n.clone(), other.to_string());
+                            }
+                        }
+                    }
+                    Some((l, v))
+                })
+                .collect()
+        };
+        if spec.kind == "absence" && rows.is_empty() {
+            // count(*) always answers a row; nothing at all is absence too.
+            return Ok((Vec::new(), None));
+        }
+        let cond = spec.condition();
+        let mut template_error = None;
+        let out = rows
+            .into_iter()
+            .filter(|(_, v)| cond.holds(*v))
+            .map(|(mut labels, value)| {
+                labels.extend(spec.labels.clone());
+                if let Some(s) = &spec.service {
+                    labels.entry("service".into()).or_insert_with(|| s.clone());
+                }
+                labels.insert("alertname".into(), spec.name.clone());
+                labels.insert("severity".into(), spec.severity.clone());
+                let ext = &self.config.external_url;
+                let service = ophion_ai::incidents::service_of(&labels).unwrap_or_default();
+                let d = TemplateData {
+                    value,
+                    labels: &labels,
+                    traces: format!("{ext}/traces?service={service}"),
+                    logs: format!("{ext}/logs?service={service}"),
+                };
+                let annotations = spec
+                    .annotations
+                    .iter()
+                    .map(|(k, t)| {
+                        let text = render(t, &d).unwrap_or_else(|e| {
+                            template_error = Some(format!("annotation `{k}`: {e}"));
+                            t.clone()
+                        });
+                        (k.clone(), text)
+                    })
+                    .collect();
+                engine::Sample {
+                    labels,
+                    annotations,
+                    value,
+                }
+            })
+            .collect();
+        Ok((out, template_error))
+    }
+
+    /// The anomaly score of the last whole minute of a service's RED series
+    /// (three hours of history), by the insights engine's detector.
+    async fn anomaly(
+        &self,
+        tenant: &TenantId,
+        spec: &RuleSpec,
+        now: i64,
+    ) -> Result<Option<(Labels, f64)>, String> {
+        const MIN: i64 = 60_000_000_000;
+        let to = now.div_euclid(MIN) * MIN;
+        let mut p = Params::default();
+        p.bind("from", ts(to - 180 * MIN)).bind("to", ts(to)).bind(
+            "service",
+            Param::Text(spec.service.clone().unwrap_or_default()),
+        );
+        let measure = match spec.signal.as_deref() {
+            Some("errors") => "CAST(sum(errors) AS DOUBLE) / sum(spans)",
+            Some("latency") => "sum(CAST(duration_ns AS DOUBLE) * spans) / sum(spans) / 1e6",
+            _ => "CAST(sum(spans) AS DOUBLE)",
+        };
+        let sql = format!(
+            "SELECT minute, {measure} AS v FROM span_minutes WHERE service_name = $service AND entry AND minute >= $from AND minute < $to GROUP BY minute ORDER BY minute"
+        );
+        let out = self
+            .reader
+            .sql(tenant, &sql, &p)
+            .await
+            .map_err(|e| e.to_string())?;
+        let points: Vec<(i64, f64)> = json::rows(&out.batches)
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, r)| Some((i as i64, r[1].as_f64()?)))
+            .collect();
+        let scores =
+            ophion_ai::anomaly::detect(&points, &ophion_ai::anomaly::DetectorConfig::minutes());
+        Ok(scores.last().map(|s| (Labels::new(), s.score)))
+    }
+
+    /// Evaluates one rule now and applies the result.
+    async fn evaluate(&self, tenant: TenantId, id: i64, spec: RuleSpec) {
+        let now = now_ns();
+        self.evaluations.fetch_add(1, Ordering::Relaxed);
+        let for_ns = secs(&spec.for_, "for").unwrap_or(0) as i64 * 1_000_000_000;
+        let (health, error, samples) = match self.samples(&tenant, &spec, now).await {
+            Ok((s, None)) => ("ok", None, Some(s)),
+            Ok((s, Some(e))) => ("template_error", Some(e), Some(s)),
+            Err(e) => ("error", Some(e), None),
+        };
+        if let Some(samples) = samples {
+            let graph = self.graph(&tenant).await;
+            let cfg = self.config.correlate.clone();
+            let t = tenant.as_str().to_owned();
+            let r = self
+                .store
+                .metadata
+                .call(move |c| {
+                    let tx = c.transaction()?;
+                    engine::apply(&tx, &t, id, for_ns, &samples, &graph, &cfg, now)?;
+                    tx.commit()
+                })
+                .await;
+            if let Err(e) = r {
+                tracing::warn!(rule = id, error = %e, "alerts: could not record an evaluation");
+            }
+        }
+        let _ = self.store.set_health(id, health, error, now).await;
+    }
+
+    /// Runs the evaluator, the dispatcher and the deliverer until `stop`.
+    pub async fn run(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let tick = Duration::from_millis(self.config.tick_ms.max(50));
+        let mut rules: Vec<(TenantId, i64, RuleSpec, i64)> = Vec::new();
+        let mut loaded = 0;
+        let mut every = tokio::time::interval(tick);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = every.tick() => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            let generation = self.generation.load(Ordering::Relaxed);
+            if generation != loaded
+                && let Ok(all) = self.store.list(Kind::Rule, None).await
+            {
+                {
+                    let next: HashMap<i64, i64> = rules.iter().map(|r| (r.1, r.3)).collect();
+                    rules = all
+                        .into_iter()
+                        .filter_map(|s| {
+                            let spec: RuleSpec = serde_json::from_value(s.spec).ok()?;
+                            let tenant = TenantId::new(&s.tenant).ok()?;
+                            let due = next.get(&s.id).copied().unwrap_or(0);
+                            Some((tenant, s.id, spec, due))
+                        })
+                        .collect();
+                    loaded = generation;
+                }
+            }
+            let now = now_ns();
+            let mut due = Vec::new();
+            for r in rules.iter_mut().filter(|r| r.3 <= now) {
+                let every_ns =
+                    secs(&r.2.interval, "interval").unwrap_or(60).max(1) as i64 * 1_000_000_000;
+                if r.3 > 0 && now - r.3 >= every_ns {
+                    self.late.fetch_add(1, Ordering::Relaxed);
+                }
+                r.3 = if r.3 == 0 {
+                    now + every_ns
+                } else {
+                    (r.3 + every_ns).max(now)
+                };
+                due.push((r.0.clone(), r.1, r.2.clone()));
+            }
+            let me = &self;
+            futures::stream::iter(due)
+                .for_each_concurrent(self.config.concurrency.max(1), |(t, id, spec)| async move {
+                    me.evaluate(t, id, spec).await;
+                })
+                .await;
+            self.dispatch_all(&rules).await;
+            self.deliver();
+        }
+    }
+
+    async fn dispatch_all(&self, rules: &[(TenantId, i64, RuleSpec, i64)]) {
+        let tenants: HashSet<&TenantId> = rules.iter().map(|r| &r.0).collect();
+        for t in tenants {
+            let graph = self.graph(t).await;
+            let cfg = self.config.correlate.clone();
+            let ext = self.config.external_url.clone();
+            let tid = t.as_str().to_owned();
+            let r = self
+                .store
+                .metadata
+                .call(move |c| {
+                    let tx = c.transaction()?;
+                    let n = engine::dispatch(&tx, &tid, &graph, &cfg, &ext, now_ns())?;
+                    tx.commit()?;
+                    Ok(n)
+                })
+                .await;
+            if let Err(e) = r {
+                tracing::warn!(error = %e, "alerts: dispatch failed");
+            }
+        }
+    }
+
+    /// Starts the deliveries that are due, each in its own task: a slow or
+    /// failing receiver holds up nothing else.
+    fn deliver(self: &Arc<Self>) {
+        let me = Arc::clone(self);
+        tokio::spawn(async move {
+            let due = me
+                .store
+                .metadata
+                .call(|c| {
+                    // The oldest pending delivery of each group, in order.
+                    let mut st = c.prepare(
+                        "SELECT d.id, d.tenant_id, d.channel_id, d.message, d.attempts, ch.spec FROM deliveries d
+                         JOIN alert_channels ch ON ch.id = d.channel_id
+                         WHERE d.state = 'pending' AND d.next_ns <= ?1
+                           AND NOT EXISTS (SELECT 1 FROM deliveries o WHERE o.state = 'pending' AND o.channel_id = d.channel_id AND o.group_key = d.group_key AND o.id < d.id)
+                         ORDER BY d.id LIMIT 200",
+                    )?;
+                    st.query_map([now_ns()], |r| {
+                        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, String>(3)?, r.get::<_, i64>(4)?, r.get::<_, String>(5)?))
+                    })?
+                    .collect::<Result<Vec<_>, _>>()
+                })
+                .await
+                .unwrap_or_default();
+            for (id, _tenant, channel, message, attempts, spec) in due {
+                let Ok(ch) = serde_json::from_str::<model::ChannelSpec>(&spec) else {
+                    continue;
+                };
+                let Ok(msg) = serde_json::from_str::<Value>(&message) else {
+                    continue;
+                };
+                if !me.in_flight.lock().is_ok_and(|mut f| f.insert(id)) {
+                    continue;
+                }
+                // Per-channel rate limit over the last minute.
+                let limit = ch.rate_per_minute.unwrap_or(30).max(1) as usize;
+                let allowed = me.sent.lock().is_ok_and(|mut s| {
+                    let v = s.entry(channel).or_default();
+                    v.retain(|t| t.elapsed() < Duration::from_secs(60));
+                    if v.len() < limit {
+                        v.push(Instant::now());
+                        true
+                    } else {
+                        false
+                    }
+                });
+                if !allowed {
+                    if let Ok(mut f) = me.in_flight.lock() {
+                        f.remove(&id);
+                    }
+                    continue;
+                }
+                let me = Arc::clone(&me);
+                tokio::spawn(async move {
+                    let ext = me.config.external_url.clone();
+                    let r = notify::send(&me.http, &ch, &msg, id, &ext).await;
+                    let now = now_ns();
+                    let _ = me
+                        .store
+                        .metadata
+                        .call(move |c| {
+                            match r {
+                                Ok(()) => c.execute(
+                                    "UPDATE deliveries SET state = 'delivered', attempts = attempts + 1, done_ns = ?2, last_error = NULL WHERE id = ?1",
+                                    rusqlite::params![id, now],
+                                ),
+                                Err(e) => {
+                                    let n = attempts + 1;
+                                    let backoff = (1i64 << n.min(8)).min(300) * 1_000_000_000;
+                                    let state = if n >= MAX_ATTEMPTS { "failed" } else { "pending" };
+                                    c.execute(
+                                        "UPDATE deliveries SET state = ?2, attempts = ?3, next_ns = ?4, last_error = ?5, done_ns = CASE WHEN ?2 = 'failed' THEN ?6 END WHERE id = ?1",
+                                        rusqlite::params![id, state, n, now + backoff, e, now],
+                                    )
+                                }
+                            }
+                        })
+                        .await;
+                    if let Ok(mut f) = me.in_flight.lock() {
+                        f.remove(&id);
+                    }
+                });
+            }
+        });
+    }
+}
+
+/// The value column of a rule's result: `value` if numeric, else the only
+/// numeric column.
+pub fn value_column(schema: &arrow_schema::Schema) -> Option<usize> {
+    let numeric: Vec<usize> = schema
+        .fields()
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| f.data_type().is_numeric())
+        .map(|(i, _)| i)
+        .collect();
+    schema
+        .fields()
+        .iter()
+        .position(|f| f.name() == "value" && f.data_type().is_numeric())
+        .or(if numeric.len() == 1 {
+            Some(numeric[0])
+        } else {
+            None
+        })
+}
+
+impl Alerts {
+    /// `tenant`'s incidents, newest first (at most 200): members ranked
+    /// with the probable root cause first, priority, services.
+    pub async fn incidents(&self, tenant: &TenantId) -> Result<Vec<Value>, ophion_store::Error> {
+        let graph = self.graph(tenant).await;
+        let t = tenant.as_str().to_owned();
+        let rows = self
+            .store
+            .metadata
+            .call(move |c| {
+                let mut st = c.prepare(
+                    "SELECT i.id, i.opened_ns, i.resolved_ns, a.fingerprint, a.labels, a.state, a.fired_ns FROM
+                     (SELECT * FROM incidents WHERE tenant_id = ?1 ORDER BY id DESC LIMIT 200) i
+                     LEFT JOIN alerts a ON a.tenant_id = ?1 AND a.incident_id = i.id ORDER BY i.id DESC",
+                )?;
+                st.query_map([&t], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, Option<i64>>(2)?,
+                        r.get::<_, Option<String>>(3)?,
+                        r.get::<_, Option<String>>(4)?,
+                        r.get::<_, Option<String>>(5)?,
+                        r.get::<_, Option<i64>>(6)?,
+                    ))
+                })?
+                .collect::<Result<Vec<_>, _>>()
+            })
+            .await?;
+        type Members = Vec<(ophion_ai::incidents::Alert, String)>;
+        let mut out: Vec<(i64, i64, Option<i64>, Members)> = Vec::new();
+        for (id, opened, resolved, fp, labels, state, fired) in rows {
+            if out.last().is_none_or(|l| l.0 != id) {
+                out.push((id, opened, resolved, Vec::new()));
+            }
+            if let (Some(fp), Some(labels), Some(last)) = (fp, labels, out.last_mut()) {
+                let labels: Labels = serde_json::from_str(&labels).unwrap_or_default();
+                last.3.push((
+                    ophion_ai::incidents::Alert {
+                        key: fp,
+                        service: ophion_ai::incidents::service_of(&labels),
+                        severity: ophion_ai::incidents::Severity::parse(
+                            labels.get("severity").map_or("", String::as_str),
+                        ),
+                        labels,
+                        starts_ns: fired.unwrap_or(opened),
+                    },
+                    state.unwrap_or_default(),
+                ));
+            }
+        }
+        Ok(out
+            .into_iter()
+            .map(|(id, opened, resolved, members)| {
+                let alerts: Vec<_> = members.iter().map(|m| m.0.clone()).collect();
+                let order = ophion_ai::incidents::rank(&graph, &alerts, &[]);
+                let p = ophion_ai::incidents::priority(&alerts, graph.len(), true);
+                let services: std::collections::BTreeSet<&str> = alerts.iter().filter_map(|a| a.service.as_deref()).collect();
+                serde_json::json!({
+                    "id": id,
+                    "status": if resolved.is_some() { "resolved" } else { "open" },
+                    "opened_at": crate::read::ts_text(opened),
+                    "resolved_at": resolved.map(crate::read::ts_text),
+                    "priority": p,
+                    "root_cause": order.first().map(|&i| &alerts[i].key),
+                    "services": services,
+                    "alerts": order.iter().map(|&i| serde_json::json!({
+                        "fingerprint": alerts[i].key, "labels": alerts[i].labels, "state": members[i].1,
+                        "started_at": crate::read::ts_text(alerts[i].starts_ns),
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect())
+    }
+}
