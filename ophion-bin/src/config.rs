@@ -23,7 +23,7 @@ pub struct ServerConfig {
     /// Continuous anomaly detection on the RED series.
     pub ai: AiConfig,
     /// Alert rules, notifications and incidents.
-    pub alerts: crate::alerts::AlertsConfig,
+    pub alerts: AlertsConfig,
     /// Sign-in sessions and ingest keys.
     pub auth: crate::auth::AuthConfig,
     /// Rate limits.
@@ -383,6 +383,35 @@ fn merge(base: &mut toml::Table, layer: toml::Table) {
             (_, v) => {
                 base.insert(k, v);
             }
+        }
+    }
+}
+
+/// `[alerts]`: alert rules, notifications and incidents ([`crate::alerts`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// Evaluate rules and send notifications.
+    pub enabled: bool,
+    /// The base URL of this server as people reach it, for links in
+    /// notifications (`generatorURL`, incident and trace links).
+    pub external_url: String,
+    /// Rule evaluations run at once.
+    pub concurrency: usize,
+    /// How often the evaluator, dispatcher and deliverer look for work, ms.
+    pub tick_ms: u64,
+    /// How alerts are grouped into incidents.
+    pub correlate: ophion_ai::incidents::CorrelateConfig,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            external_url: "http://localhost:8080".into(),
+            concurrency: 2,
+            tick_ms: 1000,
+            correlate: Default::default(),
         }
     }
 }
