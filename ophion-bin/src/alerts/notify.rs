@@ -84,7 +84,7 @@ fn lines(msg: &Value) -> Vec<String> {
 }
 
 /// The body `ch` receives for `msg`.
-pub fn body(ch: &ChannelSpec, msg: &Value, external: &str, now_rfc3339: &str) -> Value {
+pub fn body(ch: &ChannelSpec, msg: &Value, external: &str) -> Value {
     let alerts = msg["alerts"].as_array().cloned().unwrap_or_default();
     let status = msg["status"].as_str().unwrap_or("firing");
     match ch.kind.as_str() {
@@ -152,7 +152,6 @@ pub fn body(ch: &ChannelSpec, msg: &Value, external: &str, now_rfc3339: &str) ->
             )
         }
         _ => {
-            let _ = now_rfc3339;
             json!({
                 "version": "4",
                 "groupKey": msg["groupKey"],
@@ -184,7 +183,7 @@ pub async fn send(
     if ch.kind == "email" {
         return super::email::send(ch, msg).await;
     }
-    let payload = body(ch, msg, external, "");
+    let payload = body(ch, msg, external);
     let bytes = serde_json::to_vec(&payload).map_err(|e| e.to_string())?;
     let url = if ch.kind == "alertmanager" {
         format!("{}/api/v2/alerts", ch.url.trim_end_matches('/'))

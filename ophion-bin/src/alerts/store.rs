@@ -152,12 +152,23 @@ impl Kind {
         }
     }
 
-    fn extra_columns(self) -> &'static str {
+    /// Columns shown beside the spec.
+    fn extra(self) -> &'static [&'static str] {
         match self {
-            Kind::Rule => ", health, last_error, last_eval_ns, updated_by, updated_at",
-            Kind::Silence => ", created_by",
-            _ => "",
+            Kind::Rule => &[
+                "health",
+                "last_error",
+                "last_eval_ns",
+                "updated_by",
+                "updated_at",
+            ],
+            Kind::Silence => &["created_by"],
+            _ => &[],
         }
+    }
+
+    fn extra_columns(self) -> String {
+        self.extra().iter().map(|c| format!(", {c}")).collect()
     }
 }
 
@@ -168,18 +179,7 @@ pub(super) fn now_ns() -> i64 {
 fn stored(kind: Kind, r: &rusqlite::Row<'_>) -> rusqlite::Result<Stored> {
     let spec: String = r.get(2)?;
     let mut extra = serde_json::Map::new();
-    let names: &[&str] = match kind {
-        Kind::Rule => &[
-            "health",
-            "last_error",
-            "last_eval_ns",
-            "updated_by",
-            "updated_at",
-        ],
-        Kind::Silence => &["created_by"],
-        _ => &[],
-    };
-    for (i, n) in names.iter().enumerate() {
+    for (i, n) in kind.extra().iter().enumerate() {
         let v: rusqlite::types::Value = r.get(3 + i)?;
         let v = match v {
             rusqlite::types::Value::Integer(x) => Value::from(x),
