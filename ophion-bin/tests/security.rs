@@ -88,7 +88,7 @@ async fn callers(http: &reqwest::Client, s: &Server) -> Callers {
 fn request(method: &str, path: &str, c: &Callers, n: usize) -> (String, Option<Value>) {
     let id = if path.starts_with("/api/v1/keys") {
         c.key_id
-    } else if path.starts_with("/api/v1/dashboards") {
+    } else if path.starts_with("/api/v1/dashboards") || alerting(path) {
         999_999
     } else {
         c.viewer_id
@@ -120,9 +120,35 @@ fn request(method: &str, path: &str, c: &Callers, n: usize) -> (String, Option<V
         ("POST", "/api/v1/ai/chat") => Some(json!({"message": "error rate of checkout"})),
         ("POST", "/api/v1/ai/tools/{name}") => Some(json!({})),
         ("POST", "/api/v1/dashboards") | ("PUT", "/api/v1/dashboards/{id}") => Some(dashboard),
+        ("POST", "/api/v1/alerts/rules") | ("PUT", "/api/v1/alerts/rules/{id}") => Some(
+            json!({"name": format!("rule{n}"), "kind": "sql", "sql": "SELECT count(*) AS value FROM spans", "condition": {"op": ">", "threshold": 0}}),
+        ),
+        ("POST", "/api/v1/alerts/apply") => Some(json!({"rules": []})),
+        ("POST", "/api/v1/alerts/inhibitions") => Some(json!({
+            "source_matchers": [{"name": "severity", "value": "critical"}],
+            "target_matchers": [{"name": "severity", "value": "warning"}],
+            "equal": ["service"]})),
+        ("POST", "/api/v1/channels") => Some(
+            json!({"name": format!("channel{n}"), "kind": "webhook", "url": "http://127.0.0.1:9/hook"}),
+        ),
+        ("POST", "/api/v1/silences") => Some(json!({
+            "matchers": [{"name": "service", "value": "checkout"}],
+            "startsAt": "2026-01-01T00:00:00Z", "endsAt": "2026-01-01T01:00:00Z"})),
         _ => None,
     };
     (url, body)
+}
+
+/// Whether `path` is one of alerting's routes.
+fn alerting(path: &str) -> bool {
+    [
+        "/api/v1/alerts",
+        "/api/v1/channels",
+        "/api/v1/silences",
+        "/api/v1/incidents",
+    ]
+    .iter()
+    .any(|p| path.starts_with(p))
 }
 
 /// The roles as documented (docs/security.md), written out here rather
@@ -155,6 +181,12 @@ fn allowed_status(method: &str, path: &str, other_tenant: bool) -> u16 {
         | ("POST", "/api/v1/keys")
         | ("POST", "/api/v1/dashboards") => 201,
         (_, "/api/v1/dashboards/{id}") => 404,
+        ("POST", "/api/v1/alerts/rules")
+        | ("POST", "/api/v1/alerts/inhibitions")
+        | ("POST", "/api/v1/channels")
+        | ("POST", "/api/v1/silences") => 201,
+        // No such rule, channel, silence or inhibition rule.
+        (_, p) if alerting(p) && p.contains("{id}") => 404,
         // Another tenant's user and key ids do not exist for this caller.
         ("PATCH", "/api/v1/users/{id}") | ("DELETE", "/api/v1/keys/{id}") if other_tenant => 404,
         ("DELETE", "/api/v1/keys/{id}") => 204,
