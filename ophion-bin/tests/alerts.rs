@@ -7,57 +7,13 @@
 
 mod common;
 
-use std::{
-    sync::{Arc, Mutex},
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
-use axum::{Router, body::Bytes, extract::State, http::HeaderMap, http::StatusCode, routing::post};
+use common::inbox::{AmWebhook, receiver, until};
 use common::{Server, client, login_blocking, post_otlp};
 use ophion_core::testing::{Generator, now_ns};
 use prost::Message as _;
 use serde_json::{Value, json};
-
-#[derive(Default)]
-struct Inbox {
-    /// (path, headers, body) of accepted requests.
-    got: Vec<(String, HeaderMap, Value, Vec<u8>)>,
-    /// Answer 503 while set.
-    refuse: bool,
-    refused: usize,
-}
-
-type Shared = Arc<Mutex<Inbox>>;
-
-async fn receive(
-    State(inbox): State<Shared>,
-    uri: axum::http::Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> StatusCode {
-    let mut i = inbox.lock().expect("inbox");
-    if i.refuse {
-        i.refused += 1;
-        return StatusCode::SERVICE_UNAVAILABLE;
-    }
-    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    i.got
-        .push((uri.path().to_owned(), headers, v, body.to_vec()));
-    StatusCode::OK
-}
-
-async fn receiver() -> (String, Shared) {
-    let inbox: Shared = Arc::default();
-    let app = Router::new()
-        .fallback(post(receive))
-        .with_state(Arc::clone(&inbox));
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = l.local_addr().expect("addr");
-    tokio::spawn(async move { axum::serve(l, app).await });
-    (format!("http://{addr}"), inbox)
-}
 
 async fn call(
     http: &reqwest::Client,
@@ -78,24 +34,12 @@ async fn call(
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
-async fn until<F: FnMut() -> bool>(what: &str, limit: Duration, mut f: F) {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 const ENV: &[(&str, &str)] = &[
     ("OPHION__ALERTS__TICK_MS", "200"),
     ("OPHION__ALERTS__EXTERNAL_URL", "http://ophion.test"),
     ("OPHION__ALERTS__CORRELATE__QUIET_SECS", "1"),
     ("OPHION__AI__WATCH", "false"),
 ];
-
-fn by_path<'a>(i: &'a Inbox, p: &str) -> Vec<&'a (String, HeaderMap, Value, Vec<u8>)> {
-    i.got.iter().filter(|g| g.0 == p).collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rule_fires_once_per_channel_across_a_crash_and_resolves_once() {
@@ -268,12 +212,15 @@ async fn a_rule_fires_once_per_channel_across_a_crash_and_resolves_once() {
         let i = inbox.lock().expect("inbox");
         ["/webhook", "/slack", "/pd"]
             .iter()
-            .all(|p| !by_path(&i, p).is_empty())
+            .all(|p| !i.on(p).is_empty())
     })
     .await;
     {
         let i = inbox.lock().expect("inbox");
-        let (_, h, am, raw) = by_path(&i, "/webhook")[0];
+        let hook = i.on("/webhook")[0];
+        let (h, am, raw) = (&hook.headers, &hook.json, &hook.raw);
+        let parsed = AmWebhook::parse(raw).expect("an Alertmanager receiver reads it");
+        assert_eq!(parsed.alerts.len(), 1);
         // A receiver written for Alertmanager's webhook reads it.
         assert_eq!(am["version"], "4");
         assert_eq!(am["status"], "firing");
@@ -308,7 +255,7 @@ async fn a_rule_fires_once_per_channel_across_a_crash_and_resolves_once() {
             .and_then(|v| v.to_str().ok())
             .expect("signed");
         assert_eq!(sig, ophion_bin::alerts::notify::sign("s3cret", raw));
-        let (_, _, slack, _) = by_path(&i, "/slack")[0];
+        let slack = &i.on("/slack")[0].json;
         assert!(
             slack["text"]
                 .as_str()
@@ -316,7 +263,7 @@ async fn a_rule_fires_once_per_channel_across_a_crash_and_resolves_once() {
             "{slack}"
         );
         assert_eq!(slack["blocks"][0]["type"], "header");
-        let (_, _, pd, _) = by_path(&i, "/pd")[0];
+        let pd = &i.on("/pd")[0].json;
         assert_eq!(pd["routing_key"], "routing-key-1");
         assert_eq!(pd["event_action"], "trigger");
         assert_eq!(pd["payload"]["severity"], "critical");
@@ -331,7 +278,7 @@ async fn a_rule_fires_once_per_channel_across_a_crash_and_resolves_once() {
             let i = inbox.lock().expect("inbox");
             ["/webhook", "/slack", "/pd"]
                 .iter()
-                .all(|p| by_path(&i, p).len() >= 2)
+                .all(|p| i.on(p).len() >= 2)
         },
     )
     .await;
@@ -339,22 +286,22 @@ async fn a_rule_fires_once_per_channel_across_a_crash_and_resolves_once() {
     {
         let i = inbox.lock().expect("inbox");
         for p in ["/webhook", "/slack", "/pd"] {
-            let got = by_path(&i, p);
+            let got = i.on(p);
             assert_eq!(
                 got.len(),
                 2,
                 "{p}: exactly one firing and one resolution: {:?}",
-                got.iter().map(|g| &g.2).collect::<Vec<_>>()
+                got.iter().map(|g| &g.json).collect::<Vec<_>>()
             );
         }
-        assert_eq!(by_path(&i, "/webhook")[1].2["status"], "resolved");
-        assert!(by_path(&i, "/webhook")[1].2["alerts"][0]["endsAt"] != "0001-01-01T00:00:00Z");
+        assert_eq!(i.on("/webhook")[1].json["status"], "resolved");
+        assert!(i.on("/webhook")[1].json["alerts"][0]["endsAt"] != "0001-01-01T00:00:00Z");
         assert!(
-            by_path(&i, "/slack")[1].2["text"]
+            i.on("/slack")[1].json["text"]
                 .as_str()
                 .is_some_and(|t| t.contains("RESOLVED"))
         );
-        let pd: Vec<&Value> = by_path(&i, "/pd").iter().map(|g| &g.2).collect();
+        let pd: Vec<&Value> = i.on("/pd").iter().map(|g| &g.json).collect();
         assert_eq!(pd[1]["event_action"], "resolve");
         assert_eq!(pd[0]["dedup_key"], pd[1]["dedup_key"]);
     }

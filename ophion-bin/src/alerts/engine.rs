@@ -482,6 +482,31 @@ pub fn dispatch(
                     |r| Ok((Some(r.get(0)?), r.get::<_, i64>(1)? != 0)),
                 )
                 .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok((None, false)) } else { Err(e) })?;
+            let prior: Option<Schedule> = sched
+                .as_deref()
+                .filter(|_| !closed)
+                .and_then(|t| serde_json::from_str(t).ok());
+            // As Alertmanager: a resolved alert is told only to a group
+            // that was told it fired (an alert inhibited while it fired
+            // resolves silently).
+            let members: Vec<&Routed> = members
+                .into_iter()
+                .filter(|a| {
+                    a.firing
+                        || prior
+                            .as_ref()
+                            .is_some_and(|p| p.sent_firing.contains(&a.alert.key))
+                })
+                .collect();
+            if members.is_empty() {
+                if prior.is_some() {
+                    tx.execute(
+                        "UPDATE notify_groups SET closed = 1 WHERE tenant_id = ?1 AND channel_id = ?2 AND group_key = ?3",
+                        params![t, cid, key],
+                    )?;
+                }
+                continue;
+            }
             let mut firing: Vec<String> = members
                 .iter()
                 .filter(|a| a.firing)
@@ -498,9 +523,9 @@ pub fn dispatch(
             } else {
                 firing.is_empty()
             };
-            let mut s: Schedule = match sched.as_deref().map(serde_json::from_str) {
-                Some(Ok(s)) if !closed => s,
-                Some(_) if resolved => continue,
+            let mut s: Schedule = match (prior, &sched) {
+                (Some(s), _) => s,
+                (None, Some(_)) if resolved => continue,
                 _ => Schedule {
                     opened_ns: members.iter().map(|a| a.fired_ns).min().unwrap_or(now),
                     ..Schedule::default()

@@ -228,10 +228,12 @@ impl Alerts {
                 })
                 .collect()
         };
-        if spec.kind == "absence" && rows.is_empty() {
-            // count(*) always answers a row; nothing at all is absence too.
-            return Ok((Vec::new(), None));
-        }
+        let rows = if spec.kind == "absence" && rows.is_empty() {
+            // count(*) answers a row; no row at all is absence too.
+            vec![(Labels::new(), 0.0)]
+        } else {
+            rows
+        };
         let cond = spec.condition();
         let mut template_error = None;
         let out = rows

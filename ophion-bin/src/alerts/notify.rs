@@ -136,10 +136,12 @@ pub fn body(ch: &ChannelSpec, msg: &Value, external: &str) -> Value {
         }),
         "alertmanager" => {
             // Firing alerts say how long they hold unless refreshed, as
-            // Prometheus does (four repeat intervals).
-            let until = ch
-                .policy()
-                .map_or(240, |p| p.repeat_interval_secs.max(60) * 4);
+            // Prometheus does (four repeat intervals; a day when the
+            // channel never repeats).
+            let until = ch.policy().map_or(240, |p| match p.repeat_interval_secs {
+                0 => 24 * 3600,
+                r => r.max(60) * 4,
+            });
             let ends = crate::read::ts_text(crate::read::now_ns() + until as i64 * 1_000_000_000);
             Value::Array(
                 alerts
@@ -181,7 +183,11 @@ pub async fn send(
     external: &str,
 ) -> Result<(), String> {
     if ch.kind == "email" {
-        return super::email::send(ch, msg).await;
+        // lettre's own timeout does not cover every wait of a session (a
+        // server that stops answering mid-way); this bounds the whole of it.
+        return tokio::time::timeout(Duration::from_secs(30), super::email::send(ch, msg))
+            .await
+            .unwrap_or_else(|_| Err("SMTP: timed out after 30 s".into()));
     }
     let payload = body(ch, msg, external);
     let bytes = serde_json::to_vec(&payload).map_err(|e| e.to_string())?;

@@ -353,8 +353,17 @@ pub(super) async fn create_silence(
     who: Principal,
     b: Body,
 ) -> Result<Response, ApiError> {
-    let spec: SilenceSpec = parse(b)?;
-    let (_, end, every) = spec.window().map_err(ApiError::bad_request)?;
+    let mut spec: SilenceSpec = parse(b)?;
+    let (start, end, every) = spec.window().map_err(ApiError::bad_request)?;
+    // Relative times (`now`, `now+2h`) are fixed when the silence is made.
+    let text = |ns| {
+        crate::read::ts_text(ns)
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    spec.starts_at = text(start);
+    spec.ends_at = text(end);
     let id = s
         .alerts
         .store()

@@ -43,12 +43,19 @@ pub fn instant(text: &str, now: i64) -> Result<i64, ReadError> {
                 ReadError::BadRequest(format!("`{t}`: use now-<n><s|m|h|d>, e.g. now-15m"))
             });
     }
+    if let Some(rest) = t.strip_prefix("now+") {
+        return duration_ns(rest)
+            .and_then(|d| now.checked_add(d))
+            .ok_or_else(|| {
+                ReadError::BadRequest(format!("`{t}`: use now+<n><s|m|h|d>, e.g. now+2h"))
+            });
+    }
     if let Ok(ns) = t.parse::<i64>() {
         return Ok(ns);
     }
     arrow_cast::parse::string_to_timestamp_nanos(t).map_err(|_| {
         ReadError::BadRequest(format!(
-            "`{t}` is not a time: use RFC 3339 (2026-11-28T10:00:00Z), unix nanoseconds, now or now-15m"
+            "`{t}` is not a time: use RFC 3339 (2026-11-28T10:00:00Z), unix nanoseconds, now, now-15m or now+2h"
         ))
     })
 }
@@ -92,6 +99,7 @@ mod tests {
         let now = 1_800_000_000_000_000_000;
         assert_eq!(instant("now", now).expect("now"), now);
         assert_eq!(instant("now-15m", now).expect("rel"), now - 900_000_000_000);
+        assert_eq!(instant("now+2h", now).expect("ahead"), now + 2 * HOUR_NS);
         assert_eq!(instant("12345", now).expect("ns"), 12345);
         assert_eq!(
             instant("2023-11-14T22:13:20Z", now).expect("rfc3339"),

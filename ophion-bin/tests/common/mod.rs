@@ -2,6 +2,8 @@
 //! Runs the real `ophion-server` binary on OS-chosen ports with a temporary
 //! data directory, and talks to it over HTTP.
 
+pub mod inbox;
+
 use std::{
     io::{BufRead as _, BufReader},
     net::SocketAddr,
