@@ -794,4 +794,99 @@ async fn anomaly_and_absence_rules_fire_on_ingested_data() {
         .cloned()
         .expect("spike alert");
     assert!(spike["value"].as_f64().is_some_and(|v| v > 0.8), "{spike}");
+
+    // The same from the command line: list, silence, incidents, and rules
+    // from a TOML file (GitOps), pruning what the file does not name.
+    let ophion = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_ophion"))
+            .args(args)
+            .env("OPHION_SERVER", &s.api)
+            .env("OPHION_TOKEN", &s.token)
+            .output()
+            .expect("ophion");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, list, err) = ophion(&["alerts", "list"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        list.contains("firing") && list.contains("GhostSilent") && list.contains("service=ghost"),
+        "{list}"
+    );
+    let (code, inc, err) = ophion(&["incidents", "--open"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        inc.contains("root cause?") && inc.contains("TrafficSpike"),
+        "{inc}"
+    );
+    let (code, out, err) = ophion(&[
+        "alerts",
+        "silence",
+        "service=ghost",
+        "alertname=~Ghost.*",
+        "--duration",
+        "1h",
+        "--comment",
+        "known",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.starts_with("silence "), "{out}");
+    let (_, silences, _) = ophion(&["alerts", "silence"]);
+    assert!(
+        silences.contains("service=ghost,alertname=~Ghost.*") && silences.contains("known"),
+        "{silences}"
+    );
+    let (code, _, err) = ophion(&["alerts", "silence", "service"]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("not a matcher"), "{err}");
+    let file = dir.path().join("rules.toml");
+    std::fs::write(&file, r#"
+[[rules]]
+name = "CartSilent"
+kind = "absence"
+service = "cart"
+range = "15m"
+interval = "1m"
+
+[[rules]]
+name = "SlowCheckout"
+kind = "sql"
+sql = "SELECT service_name AS service, max(duration_ns) / 1e6 AS value FROM spans WHERE start_time >= $from AND start_time < $to AND service_name = 'checkout' GROUP BY 1"
+for = "5m"
+severity = "warning"
+labels = { team = "payments" }
+channels = ["hook"]
+[rules.condition]
+op = ">"
+threshold = 2000
+"#).expect("rules file");
+    let (code, out, err) = ophion(&["alerts", "apply", file.to_str().expect("path")]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out.trim(), "1 rules created, 1 updated, 0 deleted");
+    let (code, out, err) = ophion(&["alerts", "apply", "--prune", file.to_str().expect("path")]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out.trim(), "0 rules created, 2 updated, 3 deleted");
+    let (_, rules, _) = ophion(&["alerts", "rules"]);
+    assert!(
+        rules.contains("SlowCheckout")
+            && rules.contains("CartSilent")
+            && !rules.contains("GhostSilent"),
+        "{rules}"
+    );
+    // A bad rule in the file: nothing applied, the reason named.
+    std::fs::write(&file, "[[rules]]\nname = \"Broken\"\nkind = \"sql\"\nsql = \"SELEC x\"\ncondition = { op = \">\", threshold = 1 }\n").expect("file");
+    let (code, _, err) = ophion(&["alerts", "apply", "--prune", file.to_str().expect("path")]);
+    assert_ne!(code, Some(0));
+    assert!(
+        err.contains("Broken") && err.contains("not valid SQL"),
+        "{err}"
+    );
+    let (_, rules, _) = ophion(&["alerts", "rules"]);
+    assert!(
+        rules.contains("SlowCheckout"),
+        "a refused file changes nothing: {rules}"
+    );
 }

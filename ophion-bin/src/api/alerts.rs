@@ -189,6 +189,9 @@ pub(super) async fn apply(
     struct Bundle {
         #[serde(default)]
         rules: Vec<RuleSpec>,
+        /// Also delete the rules not named here.
+        #[serde(default)]
+        prune: bool,
     }
     let bundle: Bundle = parse(b)?;
     for (i, r) in bundle.rules.iter().enumerate() {
@@ -197,7 +200,27 @@ pub(super) async fn apply(
             .await
             .map_err(|e| ApiError::bad_request(format!("rule {} (`{}`): {e}", i + 1, r.name)))?;
     }
+    let mut names = std::collections::HashSet::new();
+    if let Some(r) = bundle.rules.iter().find(|r| !names.insert(r.name.as_str())) {
+        return Err(ApiError::bad_request(format!(
+            "rule `{}` is named twice",
+            r.name
+        )));
+    }
     let existing = s.alerts.store().list(Kind::Rule, Some(&who.tenant)).await?;
+    let mut deleted = 0;
+    if bundle.prune {
+        for e in &existing {
+            if !bundle.rules.iter().any(|r| e.spec["name"] == json!(r.name)) {
+                deleted += usize::from(
+                    s.alerts
+                        .store()
+                        .delete(Kind::Rule, &who.tenant, e.id)
+                        .await?,
+                );
+            }
+        }
+    }
     let (mut created, mut updated) = (0, 0);
     for r in bundle.rules {
         let id = existing
@@ -224,7 +247,9 @@ pub(super) async fn apply(
             .map_err(write_error)?;
     }
     s.alerts.changed();
-    Ok(Json(json!({"created": created, "updated": updated})))
+    Ok(Json(
+        json!({"created": created, "updated": updated, "deleted": deleted}),
+    ))
 }
 
 pub(super) async fn alerts(

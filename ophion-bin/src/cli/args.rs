@@ -96,6 +96,58 @@ pub enum Command {
     /// AI tools that work offline, on files (no server needed).
     #[command(subcommand)]
     Ai(AiCommand),
+    /// Alert rules, current alerts, silences; rules from a file (GitOps).
+    #[command(subcommand)]
+    Alerts(AlertsCommand),
+    /// Incidents: related alerts grouped, the probable root cause first.
+    Incidents {
+        /// Only open incidents.
+        #[arg(long)]
+        open: bool,
+        /// Print the API's JSON instead.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Alerting commands.
+#[derive(Debug, Subcommand)]
+pub enum AlertsCommand {
+    /// The rules, with their health.
+    Rules {
+        /// Print the API's JSON instead.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Current alerts (pending, firing, recently resolved).
+    List {
+        /// Print the API's JSON instead.
+        #[arg(long)]
+        json: bool,
+    },
+    /// State changes, newest first.
+    History,
+    /// Silence alerts whose labels match every matcher, from now on (or
+    /// list the silences when no matcher is given).
+    Silence {
+        /// `name=value`, `name!=value`, `name=~regex` or `name!~regex`.
+        matchers: Vec<String>,
+        /// How long, e.g. 2h.
+        #[arg(long, default_value = "2h")]
+        duration: String,
+        /// Why (shown with the silence).
+        #[arg(long, default_value = "")]
+        comment: String,
+    },
+    /// Create or update the rules of a TOML file (`[[rules]]` tables with
+    /// the fields of `POST /api/v1/alerts/rules`), matched by name.
+    Apply {
+        /// The TOML file.
+        file: std::path::PathBuf,
+        /// Also delete the rules the file does not name.
+        #[arg(long)]
+        prune: bool,
+    },
 }
 
 /// Server administration.

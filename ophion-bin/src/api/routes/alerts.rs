@@ -28,7 +28,7 @@ pub(super) fn table() -> Vec<Route> {
         Route::new(Method::DELETE, "/api/v1/alerts/rules/{id}", Permission::Edit, a::delete_rule,
             id(Doc::new("Delete an alert rule (editor); its firing alerts resolve")).ok_content(204, "Deleted", json!({})).errors(&[404])),
         Route::new(Method::POST, "/api/v1/alerts/apply", Permission::Edit, a::apply,
-            Doc::new("Create or replace rules by name (editor): what `ophion alerts apply FILE` sends").body(true, json!({"type": "object", "properties": {"rules": {"type": "array"}}})).ok(200, "{created, updated}").errors(&[400])),
+            Doc::new("Create or replace rules by name, and with `prune` delete the others (editor): what `ophion alerts apply FILE` sends; all are checked before any is written").body(true, json!({"type": "object", "properties": {"rules": {"type": "array"}, "prune": {"type": "boolean"}}})).ok(200, "{created, updated, deleted}").errors(&[400])),
         Route::new(Method::GET, "/api/v1/alerts", Permission::Read, a::alerts,
             Doc::new("Current alerts with their state: pending, firing, or resolved within an open incident (viewer)").ok(200, "{alerts: [{fingerprint, rule_id, labels, annotations, value, state, active_since, fired_at, resolved_at, incident_id}]}")),
         Route::new(Method::GET, "/api/v1/alerts/history", Permission::Read, a::history,
