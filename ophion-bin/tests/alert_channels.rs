@@ -890,3 +890,102 @@ threshold = 2000
         "a refused file changes nothing: {rules}"
     );
 }
+
+/// OTLP/JSON server spans, written here by hand (not by the seeded
+/// generator): `(service, route, user, error)` each one request, 30 s ago.
+fn json_spans(requests: &[(&str, &str, Option<&str>, bool)]) -> Value {
+    let start = now_ns() - 30_000_000_000;
+    let mut by_service: std::collections::BTreeMap<&str, Vec<Value>> = Default::default();
+    for (i, (svc, route, user, error)) in requests.iter().enumerate() {
+        let mut attrs = vec![json!({"key": "http.route", "value": {"stringValue": route}})];
+        if let Some(u) = user {
+            attrs.push(json!({"key": "enduser.id", "value": {"stringValue": u}}));
+        }
+        let t = start + i as u64 * 1_000_000;
+        by_service.entry(svc).or_default().push(json!({
+            "traceId": format!("{:032x}", 0xabc0_0000 + i), "spanId": format!("{:016x}", 0x10_0000 + i),
+            "name": format!("POST {route}"), "kind": 2,
+            "startTimeUnixNano": t.to_string(), "endTimeUnixNano": (t + 5_000_000).to_string(),
+            "attributes": attrs,
+            "status": {"code": if *error { 2 } else { 1 }},
+        }));
+    }
+    json!({"resourceSpans": by_service.into_iter().map(|(svc, spans)| json!({
+        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": svc}}]},
+        "scopeSpans": [{"scope": {"name": "hand-written"}, "spans": spans}],
+    })).collect::<Vec<_>>()})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incident_reports_its_impact_from_traces() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let http = client();
+    let s = Server::start(&dir.path().join("data"), ENV);
+    // checkout: 30 good requests from users u1..u8, 10 failing from u1..u3,
+    // on one route; 5 good ones on another. search fails too but is not
+    // part of the incident.
+    let mut reqs: Vec<(&str, &str, Option<&str>, bool)> = Vec::new();
+    let users = ["u1", "u2", "u3", "u4", "u5", "u6", "u7", "u8"];
+    for i in 0..30 {
+        reqs.push(("checkout", "/api/checkout", Some(users[i % 8]), false));
+    }
+    for i in 0..10 {
+        reqs.push(("checkout", "/api/checkout", Some(users[i % 3]), true));
+    }
+    for _ in 0..5 {
+        reqs.push(("checkout", "/api/cart", None, false));
+    }
+    for _ in 0..7 {
+        reqs.push(("search", "/api/search", Some("u9"), true));
+    }
+    let r = http
+        .post(format!("{}/v1/traces", s.otlp_http))
+        .json(&json_spans(&reqs))
+        .send()
+        .await
+        .expect("otlp");
+    assert!(r.status().is_success(), "{}", r.status());
+    post(&http, &s, "/api/v1/alerts/rules", json!({
+        "name": "CheckoutErrors", "kind": "sql", "interval": "1s", "range": "5m", "severity": "critical",
+        "sql": "SELECT service_name AS service, CAST(sum(CASE WHEN status_code = 'error' THEN 1 ELSE 0 END) AS DOUBLE) AS value FROM spans WHERE start_time >= $from AND start_time < $to AND service_name = 'checkout' GROUP BY 1",
+        "condition": {"op": ">", "threshold": 0},
+    }))
+    .await;
+    let start = Instant::now();
+    let id = loop {
+        let v = get(&http, &s, "/api/v1/incidents").await;
+        if let Some(id) = v["incidents"][0]["id"].as_i64() {
+            break id;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no incident: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let inc = get(&http, &s, &format!("/api/v1/incidents/{id}")).await;
+    let imp = &inc["impact"];
+    assert_eq!(imp["services"], json!(["checkout"]), "{inc}");
+    assert_eq!(imp["requests"], 45, "{imp}");
+    assert_eq!(imp["errors"], 10, "{imp}");
+    assert_eq!(imp["users"], 8, "{imp}");
+    assert_eq!(imp["users_with_errors"], 3, "{imp}");
+    assert_eq!(
+        imp["endpoints"],
+        json!([
+            {"service": "checkout", "endpoint": "/api/checkout", "requests": 40, "errors": 10},
+            {"service": "checkout", "endpoint": "/api/cart", "requests": 5, "errors": 0},
+        ]),
+        "{imp}"
+    );
+    let (st, _) = call(
+        &http,
+        &s,
+        "GET",
+        "/api/v1/incidents/999",
+        Some(&s.token),
+        None,
+    )
+    .await;
+    assert_eq!(st, 404);
+}

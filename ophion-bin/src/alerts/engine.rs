@@ -262,11 +262,13 @@ fn message(
     alerts: &[&Routed],
     graph: &ServiceGraph,
     external: &str,
+    fired_before: &dyn Fn(&str, i64) -> bool,
 ) -> Value {
     let members: Vec<Alert> = alerts.iter().map(|r| r.alert.clone()).collect();
     let order = incidents::rank(graph, &members, &[]);
-    let p = incidents::priority(&members, graph.len(), true);
     let root = order.first().map(|&i| alerts[i]);
+    let novel = root.is_none_or(|r| !fired_before(&r.alert.key, r.fired_ns));
+    let p = incidents::priority(&members, graph.len(), novel);
     let services: std::collections::BTreeSet<&str> = members
         .iter()
         .filter_map(|a| a.service.as_deref())
@@ -549,7 +551,9 @@ pub fn dispatch(
                     continue;
                 }
             };
-            let msg = message(status, &key, &gl, &members, graph, external);
+            let before =
+                |fp: &str, at: i64| super::store::fired_before(tx, t, fp, at).unwrap_or(false);
+            let msg = message(status, &key, &gl, &members, graph, external, &before);
             tx.execute(
                 "INSERT INTO deliveries (tenant_id, channel_id, group_key, status, message, created_ns, next_ns) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
                 params![t, cid, key, status, msg.to_string(), now],

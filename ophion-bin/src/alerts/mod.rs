@@ -25,6 +25,8 @@
 
 pub mod email;
 pub mod engine;
+#[cfg(test)]
+mod engine_tests;
 mod incidents;
 pub mod model;
 pub mod notify;

@@ -17,7 +17,8 @@ use serde_json::Value;
 use ophion_core::TenantId;
 
 /// The tables, in order. Never edit a released migration.
-const MIGRATIONS: &[&str] = &["CREATE TABLE alert_rules (
+pub(super) const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE alert_rules (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         tenant_id TEXT NOT NULL,
         name TEXT NOT NULL,
@@ -105,7 +106,30 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE alert_rules (
         last_error TEXT,
         done_ns INTEGER
     );
-    CREATE INDEX deliveries_pending ON deliveries (state, next_ns);"];
+    CREATE INDEX deliveries_pending ON deliveries (state, next_ns);",
+    // Novelty (has this alert fired before?) looks alerts up by fingerprint.
+    "CREATE INDEX alert_history_by_fingerprint ON alert_history (tenant_id, fingerprint, at_ns);",
+];
+
+/// How far back an alert's earlier firings make it not novel.
+const NOVELTY_LOOKBACK_NS: i64 = 7 * 24 * 3600 * 1_000_000_000;
+
+/// Whether the alert `fingerprint` of tenant `t` fired in the week before
+/// `at_ns` (its firing at `at_ns` itself excluded): an incident whose root
+/// cause never fired before is novel, and ranks higher.
+pub(super) fn fired_before(
+    c: &rusqlite::Connection,
+    t: &str,
+    fingerprint: &str,
+    at_ns: i64,
+) -> rusqlite::Result<bool> {
+    c.query_row(
+        "SELECT EXISTS (SELECT 1 FROM alert_history WHERE tenant_id = ?1 AND fingerprint = ?2
+           AND to_state = 'firing' AND at_ns < ?3 AND at_ns >= ?3 - ?4)",
+        params![t, fingerprint, at_ns, NOVELTY_LOOKBACK_NS],
+        |r| r.get(0),
+    )
+}
 
 /// The alerting tables.
 #[derive(Debug, Clone)]

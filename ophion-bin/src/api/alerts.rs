@@ -472,3 +472,15 @@ pub(super) async fn incidents(
         json!({"incidents": s.alerts.incidents(&who.tenant).await?}),
     ))
 }
+
+pub(super) async fn incident(
+    State(s): State<Arc<ApiState>>,
+    who: Principal,
+    Path(id): Path<i64>,
+) -> Result<Json<Value>, ApiError> {
+    s.alerts
+        .incident(&who.tenant, id)
+        .await?
+        .map(Json)
+        .ok_or_else(missing)
+}

@@ -61,5 +61,7 @@ pub(super) fn table() -> Vec<Route> {
             id(Doc::new("Expire a silence (editor)")).ok_content(204, "Deleted", json!({})).errors(&[404])),
         Route::new(Method::GET, "/api/v1/incidents", Permission::Read, a::incidents,
             Doc::new("Incidents (viewer): related alerts grouped, the probable root-cause alert first, priority and services").ok(200, "{incidents: [{id, status, opened_at, resolved_at, priority, root_cause, services, alerts}]}")),
+        Route::new(Method::GET, "/api/v1/incidents/{id}", Permission::Read, a::incident,
+            id(Doc::new("One incident with its impact read from traces (viewer): requests and errors of the affected services and endpoints, distinct users where entry spans carry a user id attribute (enduser.id and the like)")).ok(200, "{id, status, ..., impact: {services, from, to, requests, errors, endpoints: [{service, endpoint, requests, errors}], users, users_with_errors}}").errors(&[404])),
     ]
 }
