@@ -74,6 +74,22 @@ fn main() {
     if has("--full") {
         show("development", &score(DEVELOPMENT_SEEDS, &defaults, &policy));
         show("held-out", &score(HELD_OUT_SEEDS, &defaults, &policy));
+        // A channel with a digest of low-priority incidents (opt-in):
+        // the period is chosen on the development seeds, reported on both.
+        for digest_secs in [600, 900, 1800] {
+            let p = Policy {
+                digest_secs,
+                ..policy
+            };
+            show(
+                &format!("development, digest {digest_secs} s"),
+                &score(DEVELOPMENT_SEEDS, &defaults, &p),
+            );
+            show(
+                &format!("held-out, digest {digest_secs} s"),
+                &score(HELD_OUT_SEEDS, &defaults, &p),
+            );
+        }
         return;
     }
     let s = score(0..10, &defaults, &policy);

@@ -403,6 +403,12 @@ pub struct Policy {
     pub group_interval_secs: u64,
     /// Send an unchanged firing group again after this long (0: never).
     pub repeat_interval_secs: u64,
+    /// Low-priority incidents ([`low_priority`]) are not told one by one
+    /// but together, in one digest group whose first message waits this
+    /// long and whose updates come at most this often (0: off, the
+    /// default). Opsgenie and PagerDuty bundle low-urgency alerts the same
+    /// way; an incident that gains a critical alert leaves the digest.
+    pub digest_secs: u64,
 }
 
 impl Default for Policy {
@@ -412,8 +418,14 @@ impl Default for Policy {
             group_wait_secs: 30,
             group_interval_secs: 300,
             repeat_interval_secs: 4 * 3600,
+            digest_secs: 0,
         }
     }
+}
+
+/// Whether an incident of `alerts` is low-priority: none is critical.
+pub fn low_priority(alerts: &[Alert]) -> bool {
+    alerts.iter().all(|a| a.severity < Severity::Critical)
 }
 
 /// What a group's last notification said, to decide the next.
@@ -441,6 +453,16 @@ pub enum Due {
 }
 
 impl Policy {
+    /// The timing of the digest group, when digests are on.
+    pub fn digest(&self) -> Option<Policy> {
+        (self.digest_secs > 0).then_some(Policy {
+            group_wait_secs: self.digest_secs,
+            group_interval_secs: self.digest_secs,
+            repeat_interval_secs: self.repeat_interval_secs,
+            digest_secs: 0,
+        })
+    }
+
     /// What is due at `now_ns` for a group whose firing members are
     /// `firing` (keys, sorted) and which is `resolved` (all its members
     /// resolved and its quiet time over).
@@ -568,6 +590,7 @@ mod tests {
             group_wait_secs: 10,
             group_interval_secs: 60,
             repeat_interval_secs: 0,
+            digest_secs: 0,
         };
         let s0 = Schedule::default();
         let k = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();

@@ -19,6 +19,9 @@ use serde_json::{Value, json};
 
 use super::model::{ChannelSpec, InhibitSpec, Labels, SilenceSpec, all_match, fingerprint};
 
+/// The group key of a channel's digest of low-priority incidents.
+const DIGEST: &str = "digest";
+
 /// One row of a rule's result.
 #[derive(Debug, Clone)]
 pub struct Sample {
@@ -273,25 +276,34 @@ fn message(
         .iter()
         .filter_map(|a| a.service.as_deref())
         .collect();
-    let title = root.map_or_else(String::new, |r| {
-        let name = r
-            .alert
-            .labels
-            .get("alertname")
-            .map_or("alert", String::as_str);
-        let on = r
-            .alert
-            .service
-            .as_deref()
-            .map(|s| format!(" on {s}"))
-            .unwrap_or_default();
-        let more = if alerts.len() > 1 {
-            format!(" (+{} related)", alerts.len() - 1)
-        } else {
-            String::new()
-        };
-        format!("{name}{on}{more}")
-    });
+    let incidents_in: std::collections::BTreeSet<i64> = alerts.iter().map(|r| r.incident).collect();
+    let title = if key == DIGEST {
+        format!(
+            "Digest: {} low-priority incident(s), {} alert(s)",
+            incidents_in.len(),
+            alerts.len()
+        )
+    } else {
+        root.map_or_else(String::new, |r| {
+            let name = r
+                .alert
+                .labels
+                .get("alertname")
+                .map_or("alert", String::as_str);
+            let on = r
+                .alert
+                .service
+                .as_deref()
+                .map(|s| format!(" on {s}"))
+                .unwrap_or_default();
+            let more = if alerts.len() > 1 {
+                format!(" (+{} related)", alerts.len() - 1)
+            } else {
+                String::new()
+            };
+            format!("{name}{on}{more}")
+        })
+    };
     let items: Vec<Value> = order
         .iter()
         .map(|&i| {
@@ -314,12 +326,13 @@ fn message(
         "groupLabels": group_labels,
         "alerts": items,
         "incident": {
-            "id": alerts.first().map(|r| r.incident),
+            "id": if key == DIGEST { None } else { alerts.first().map(|r| r.incident) },
+            "incidents": incidents_in,
             "title": title,
             "priority": p.score,
             "root_cause": root.map(|r| r.alert.key.clone()),
             "services": services,
-            "link": format!("{external}/incidents/{}", alerts.first().map_or(0, |r| r.incident)),
+            "link": if key == DIGEST { format!("{external}/incidents") } else { format!("{external}/incidents/{}", alerts.first().map_or(0, |r| r.incident)) },
         },
     })
 }
@@ -443,8 +456,15 @@ pub fn dispatch(
                     .any(|i| i.inhibits(&a.alert.labels, &firing_labels)))
     };
     let mut queued = 0;
+    // Incidents with no critical member: a channel's digest takes them.
+    let mut low: HashMap<i64, bool> = HashMap::new();
+    for a in &alerts {
+        let l = low.entry(a.incident).or_insert(true);
+        *l &= a.alert.severity < Severity::Critical;
+    }
     for (cid, ch) in &channels {
         let Ok(policy) = ch.policy() else { continue };
+        let digest = policy.digest();
         let mut groups: BTreeMap<String, (Labels, Vec<&Routed>)> = BTreeMap::new();
         for a in &alerts {
             let named = rule_channels
@@ -455,7 +475,9 @@ pub fn dispatch(
             if !routed || muted(a) {
                 continue;
             }
-            let (key, gl) = if ch.group_by.is_empty() {
+            let (key, gl) = if digest.is_some() && low.get(&a.incident) == Some(&true) {
+                (DIGEST.to_owned(), Labels::new())
+            } else if ch.group_by.is_empty() {
                 (format!("incident-{}", a.incident), Labels::new())
             } else {
                 let gl: Labels = ch
@@ -515,7 +537,7 @@ pub fn dispatch(
                 .map(|a| a.alert.key.clone())
                 .collect();
             firing.sort();
-            let resolved = if ch.group_by.is_empty() {
+            let resolved = if ch.group_by.is_empty() || key == DIGEST {
                 members.iter().all(|a| {
                     resolved_incidents
                         .get(&a.incident)
@@ -533,7 +555,11 @@ pub fn dispatch(
                     ..Schedule::default()
                 },
             };
-            let status = match policy.due(&s, &firing, resolved, now) {
+            let timing = match digest {
+                Some(d) if key == DIGEST => d,
+                _ => policy,
+            };
+            let status = match timing.due(&s, &firing, resolved, now) {
                 Due::Firing => "firing",
                 Due::Resolved => "resolved",
                 Due::Wait(_) => {

@@ -14,12 +14,22 @@ use super::{
 const S: i64 = 1_000_000_000;
 
 fn db() -> Connection {
+    db_with(json!({}))
+}
+
+/// A database with one rule notifying channel `hook`, whose spec has
+/// `extra` besides fast timing.
+fn db_with(extra: Value) -> Connection {
     let c = Connection::open_in_memory().expect("sqlite");
     for m in MIGRATIONS {
         c.execute_batch(m).expect("migration");
     }
-    let channel = json!({"name": "hook", "kind": "webhook", "url": "http://127.0.0.1:9/",
+    let mut channel = json!({"name": "hook", "kind": "webhook", "url": "http://127.0.0.1:9/",
         "group_wait": "0s", "group_interval": "1s", "repeat_interval": "0s"});
+    channel
+        .as_object_mut()
+        .expect("object")
+        .extend(extra.as_object().cloned().unwrap_or_default());
     c.execute(
         "INSERT INTO alert_channels (tenant_id, name, spec) VALUES ('t', 'hook', ?1)",
         [channel.to_string()],
@@ -36,10 +46,14 @@ fn db() -> Connection {
 }
 
 fn busy(service: &str) -> Sample {
+    alert("Busy", service, "critical")
+}
+
+fn alert(name: &str, service: &str, severity: &str) -> Sample {
     let labels: Labels = [
-        ("alertname", "Busy"),
+        ("alertname", name),
         ("service", service),
-        ("severity", "critical"),
+        ("severity", severity),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -110,4 +124,50 @@ fn an_alert_that_fired_last_week_makes_a_less_novel_incident() {
     // A dispatcher pass that finds nothing new queues nothing.
     step(&mut c, &[busy("checkout")], t1 + 2 * S);
     assert_eq!(outbox(&c).len(), 3);
+}
+
+#[test]
+fn a_digest_tells_low_priority_incidents_together_and_critical_ones_at_once() {
+    let mut c = db_with(json!({"digest": "10s"}));
+    let t0 = 1_800_000_000 * S;
+    let warn_a = alert("DiskSpaceLow", "billing", "warning");
+    let warn_b = alert("CertificateExpiring", "search", "info");
+    let crit = alert("Busy", "checkout", "critical");
+    step(&mut c, &[warn_a.clone(), crit.clone()], t0);
+    let now = outbox(&c);
+    assert_eq!(now.len(), 1, "the critical incident at once: {now:?}");
+    assert_eq!(now[0]["alerts"][0]["labels"]["alertname"], "Busy");
+    // Another low-priority alert a few seconds later joins the same digest.
+    step(
+        &mut c,
+        &[warn_a.clone(), warn_b.clone(), crit.clone()],
+        t0 + 4 * S,
+    );
+    assert_eq!(outbox(&c).len(), 1, "the digest waits");
+    step(
+        &mut c,
+        &[warn_a.clone(), warn_b.clone(), crit.clone()],
+        t0 + 10 * S,
+    );
+    let all = outbox(&c);
+    assert_eq!(all.len(), 2, "{all:?}");
+    let d = &all[1];
+    assert_eq!(d["groupKey"], "digest");
+    let names: Vec<&str> = d["alerts"]
+        .as_array()
+        .expect("alerts")
+        .iter()
+        .filter_map(|a| a["labels"]["alertname"].as_str())
+        .collect();
+    assert_eq!(names.len(), 2, "{d}");
+    assert!(names.contains(&"DiskSpaceLow") && names.contains(&"CertificateExpiring"));
+    assert!(
+        d["incident"]["title"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("Digest: 2 low-priority")),
+        "{d}"
+    );
+    // Nothing new: no more digests.
+    step(&mut c, &[warn_a, warn_b, crit], t0 + 30 * S);
+    assert_eq!(outbox(&c).len(), 2);
 }

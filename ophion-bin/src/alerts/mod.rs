@@ -72,6 +72,12 @@ pub struct Alerts {
     pub late: AtomicU64,
     /// Evaluations run.
     pub evaluations: AtomicU64,
+    /// Evaluations whose query failed.
+    pub failures: AtomicU64,
+    /// How long evaluations take.
+    pub eval_seconds: ophion_core::Histogram,
+    /// How long after it was due each evaluation started.
+    pub delay_seconds: ophion_core::Histogram,
     in_flight: Mutex<HashSet<i64>>,
     sent: Mutex<HashMap<i64, Vec<Instant>>>,
 }
@@ -98,6 +104,9 @@ impl Alerts {
             generation: AtomicU64::new(1),
             late: AtomicU64::new(0),
             evaluations: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            eval_seconds: ophion_core::Histogram::default(),
+            delay_seconds: ophion_core::Histogram::default(),
             in_flight: Mutex::default(),
             sent: Mutex::default(),
         }))
@@ -318,12 +327,16 @@ impl Alerts {
     /// Evaluates one rule now and applies the result.
     async fn evaluate(&self, tenant: TenantId, id: i64, spec: RuleSpec) {
         let now = now_ns();
+        let started = Instant::now();
         self.evaluations.fetch_add(1, Ordering::Relaxed);
         let for_ns = secs(&spec.for_, "for").unwrap_or(0) as i64 * 1_000_000_000;
         let (health, error, samples) = match self.samples(&tenant, &spec, now).await {
             Ok((s, None)) => ("ok", None, Some(s)),
             Ok((s, Some(e))) => ("template_error", Some(e), Some(s)),
-            Err(e) => ("error", Some(e), None),
+            Err(e) => {
+                self.failures.fetch_add(1, Ordering::Relaxed);
+                ("error", Some(e), None)
+            }
         };
         if let Some(samples) = samples {
             let graph = self.graph(&tenant).await;
@@ -343,6 +356,7 @@ impl Alerts {
             }
         }
         let _ = self.store.set_health(id, health, error, now).await;
+        self.eval_seconds.observe(started.elapsed());
     }
 
     /// Runs the evaluator, the dispatcher and the deliverer until `stop`.
@@ -363,12 +377,16 @@ impl Alerts {
             {
                 {
                     let next: HashMap<i64, i64> = rules.iter().map(|r| (r.1, r.3)).collect();
+                    let now = now_ns();
                     rules = all
                         .into_iter()
                         .filter_map(|s| {
                             let spec: RuleSpec = serde_json::from_value(s.spec).ok()?;
                             let tenant = TenantId::new(&s.tenant).ok()?;
-                            let due = next.get(&s.id).copied().unwrap_or(0);
+                            let due = next
+                                .get(&s.id)
+                                .copied()
+                                .unwrap_or_else(|| now + offset(s.id, interval_ns(&spec)));
                             Some((tenant, s.id, spec, due))
                         })
                         .collect();
@@ -378,16 +396,15 @@ impl Alerts {
             let now = now_ns();
             let mut due = Vec::new();
             for r in rules.iter_mut().filter(|r| r.3 <= now) {
-                let every_ns =
-                    secs(&r.2.interval, "interval").unwrap_or(60).max(1) as i64 * 1_000_000_000;
-                if r.3 > 0 && now - r.3 >= every_ns {
+                let every_ns = interval_ns(&r.2);
+                let behind = now - r.3;
+                self.delay_seconds
+                    .observe(Duration::from_nanos(behind.max(0) as u64));
+                if behind >= every_ns {
                     self.late.fetch_add(1, Ordering::Relaxed);
                 }
-                r.3 = if r.3 == 0 {
-                    now + every_ns
-                } else {
-                    (r.3 + every_ns).max(now)
-                };
+                // The next slot in phase; slots already missed are skipped.
+                r.3 += every_ns * (behind / every_ns + 1);
                 due.push((r.0.clone(), r.1, r.2.clone()));
             }
             let me = &self;
@@ -509,6 +526,17 @@ impl Alerts {
             }
         });
     }
+}
+
+fn interval_ns(spec: &RuleSpec) -> i64 {
+    secs(&spec.interval, "interval").unwrap_or(60).max(1) as i64 * 1_000_000_000
+}
+
+/// Where in its interval rule `id` is evaluated: spread evenly by a hash
+/// of the id, so that many rules with one interval do not all run in the
+/// same tick (Prometheus offsets its rule groups the same way).
+fn offset(id: i64, every_ns: i64) -> i64 {
+    ((id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) % every_ns.max(1) as u64) as i64
 }
 
 /// The value column of a rule's result: `value` if numeric, else the only

@@ -391,6 +391,11 @@ pub struct ChannelSpec {
     /// Most messages a minute (default 30).
     #[serde(default)]
     pub rate_per_minute: Option<u32>,
+    /// Tell incidents with no critical alert together, in one digest
+    /// message at most this often (`30m`), instead of one by one (off by
+    /// default; see [`ophion_ai::incidents::Policy::digest_secs`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
     /// Kind-specific fields (email: `to`, `from`, `username`, `starttls`,
     /// `ca_pem`).
     #[serde(flatten)]
@@ -457,6 +462,7 @@ impl ChannelSpec {
                 "repeat_interval",
                 d.repeat_interval_secs,
             )?,
+            digest_secs: pick(&self.digest, "digest", 0)?,
         })
     }
 }

@@ -342,6 +342,35 @@ pub(super) async fn prometheus(State(s): State<Arc<ApiState>>) -> Response {
         "Time to answer queries (SQL and API endpoints).",
         s.reader.latency(),
     );
+    let al = &s.alerts;
+    e.one(
+        "ophion_alert_evaluations_total",
+        "counter",
+        "Alert rule evaluations run.",
+        al.evaluations.load(Relaxed),
+    );
+    e.one(
+        "ophion_alert_evaluation_failures_total",
+        "counter",
+        "Alert rule evaluations whose query failed (the rule's health says why).",
+        al.failures.load(Relaxed),
+    );
+    e.one(
+        "ophion_alert_evaluations_late_total",
+        "counter",
+        "Evaluations that started a whole interval or more after they were due: the evaluator fell behind.",
+        al.late.load(Relaxed),
+    );
+    e.histogram(
+        "ophion_alert_evaluation_seconds",
+        "Time to evaluate one alert rule (query, states, history).",
+        &al.eval_seconds,
+    );
+    e.histogram(
+        "ophion_alert_evaluation_delay_seconds",
+        "How long after it was due an alert rule's evaluation started.",
+        &al.delay_seconds,
+    );
     e.family(
         "ophion_api_errors_total",
         "counter",

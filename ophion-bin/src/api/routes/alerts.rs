@@ -43,7 +43,7 @@ pub(super) fn table() -> Vec<Route> {
             Doc::new("Notification channels (admin); secrets are never returned (`has_secret` says whether one is set)").ok(200, "{channels: [...]}")),
         Route::new(Method::POST, "/api/v1/channels", Permission::Admin, a::create_channel,
             Doc::new("Add a notification channel (admin)")
-            .description("`kind` webhook (Alertmanager's webhook payload, HMAC-SHA256 signed with `secret` in X-Ophion-Signature), slack, pagerduty (`secret`: routing key; `url` the Events API v2 endpoint), teams, email (`url` smtp:// or smtps://, `to`, `from`, `starttls`, `username`, `secret`, `ca_pem`), alertmanager (posts to `url`/api/v2/alerts). Routing: `matchers`; grouping: `group_by`, `group_wait`, `group_interval`, `repeat_interval`; `rate_per_minute`.")
+            .description("`kind` webhook (Alertmanager's webhook payload, HMAC-SHA256 signed with `secret` in X-Ophion-Signature), slack, pagerduty (`secret`: routing key; `url` the Events API v2 endpoint), teams, email (`url` smtp:// or smtps://, `to`, `from`, `starttls`, `username`, `secret`, `ca_pem`), alertmanager (posts to `url`/api/v2/alerts). Routing: `matchers`; grouping: `group_by`, `group_wait`, `group_interval`, `repeat_interval`; `rate_per_minute`; `digest` (e.g. `30m`): incidents with no critical alert told together, at most that often.")
             .body(true, json!({"type": "object", "required": ["name", "kind", "url"]})).ok(201, "The channel, without its secret").errors(&[400, 409])),
         Route::new(Method::DELETE, "/api/v1/channels/{id}", Permission::Admin, a::delete_channel,
             id(Doc::new("Delete a channel (admin)")).ok_content(204, "Deleted", json!({})).errors(&[404])),
