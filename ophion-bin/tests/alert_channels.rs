@@ -735,6 +735,25 @@ async fn anomaly_and_absence_rules_fire_on_ingested_data() {
         send_spans(&http, &s, k, this_minute - k * MIN + 1_000_000_000, 80).await;
     }
     send_spans(&http, &s, 1, this_minute - MIN + 1_000_000_000, 1200).await;
+    // A gauge of a worker, OTLP/JSON written by hand: steady around 10 for
+    // two hours, then 100 in the last whole minute.
+    let points: Vec<Value> = (1..=120u64)
+        .rev()
+        .map(|k| {
+            let v = if k == 1 { 100.0 } else { 10.0 + (k % 3) as f64 * 0.5 };
+            json!({"timeUnixNano": (this_minute - k * MIN + 2_000_000_000).to_string(), "asDouble": v})
+        })
+        .collect();
+    let r = http
+        .post(format!("{}/v1/metrics", s.otlp_http))
+        .json(&json!({"resourceMetrics": [{
+            "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "worker"}}]},
+            "scopeMetrics": [{"metrics": [{"name": "queue_depth", "gauge": {"dataPoints": points}}]}],
+        }]}))
+        .send()
+        .await
+        .expect("metrics");
+    assert!(r.status().is_success(), "{}", r.status());
     post(
         &http,
         &s,
@@ -742,6 +761,13 @@ async fn anomaly_and_absence_rules_fire_on_ingested_data() {
         channel("hook", "webhook", &format!("{url}/hook"), json!({})),
     )
     .await;
+    for rule in [
+        json!({"name": "QueueSpike", "kind": "anomaly", "metric": "queue_depth", "service": "worker", "interval": "1s", "channels": ["hook"]}),
+        json!({"name": "QueueGone", "kind": "absence", "metric": "queue_depth", "range": "10m", "interval": "1s", "channels": ["hook"]}),
+        json!({"name": "HeartbeatGone", "kind": "absence", "metric": "heartbeat", "range": "10m", "interval": "1s", "channels": ["hook"]}),
+    ] {
+        post(&http, &s, "/api/v1/alerts/rules", rule).await;
+    }
     post(
         &http,
         &s,
@@ -776,7 +802,12 @@ async fn anomaly_and_absence_rules_fire_on_ingested_data() {
         "service": "cart", "range": "10m", "interval": "1s", "channels": ["hook"]}),
     )
     .await;
-    let expected = pairs(&[("GhostSilent", "ghost"), ("TrafficSpike", "frontend")]);
+    let expected = pairs(&[
+        ("GhostSilent", "ghost"),
+        ("TrafficSpike", "frontend"),
+        ("QueueSpike", "worker"),
+        ("HeartbeatGone", ""),
+    ]);
     until(
         "the anomaly and the absence",
         Duration::from_secs(40),
@@ -868,7 +899,7 @@ threshold = 2000
     assert_eq!(out.trim(), "1 rules created, 1 updated, 0 deleted");
     let (code, out, err) = ophion(&["alerts", "apply", "--prune", file.to_str().expect("path")]);
     assert_eq!(code, Some(0), "{err}");
-    assert_eq!(out.trim(), "0 rules created, 2 updated, 3 deleted");
+    assert_eq!(out.trim(), "0 rules created, 2 updated, 6 deleted");
     let (_, rules, _) = ophion(&["alerts", "rules"]);
     assert!(
         rules.contains("SlowCheckout")

@@ -161,6 +161,10 @@ impl Alerts {
                 "service",
                 Param::Text(spec.service.clone().unwrap_or_default()),
             ),
+            (
+                "metric",
+                Param::Text(spec.metric.clone().unwrap_or_default()),
+            ),
         ] {
             if sql.contains(&format!("${name}")) {
                 p.bind(name, v);
@@ -255,6 +259,9 @@ impl Alerts {
                 if let Some(s) = &spec.service {
                     labels.entry("service".into()).or_insert_with(|| s.clone());
                 }
+                if let Some(m) = &spec.metric {
+                    labels.entry("metric".into()).or_insert_with(|| m.clone());
+                }
                 labels.insert("alertname".into(), spec.name.clone());
                 labels.insert("severity".into(), spec.severity.clone());
                 let ext = &self.config.external_url;
@@ -301,14 +308,27 @@ impl Alerts {
             "service",
             Param::Text(spec.service.clone().unwrap_or_default()),
         );
-        let measure = match spec.signal.as_deref() {
-            Some("errors") => "CAST(sum(errors) AS DOUBLE) / sum(spans)",
-            Some("latency") => "sum(CAST(duration_ns AS DOUBLE) * spans) / sum(spans) / 1e6",
-            _ => "CAST(sum(spans) AS DOUBLE)",
+        let sql = if let Some(metric) = &spec.metric {
+            // A metric: the mean of its points per minute.
+            p.bind("metric", Param::Text(metric.clone()));
+            format!(
+                "SELECT date_bin(INTERVAL '1 minute', timestamp) AS minute, avg(value) AS v FROM metrics WHERE metric_name = $metric{} AND timestamp >= $from AND timestamp < $to GROUP BY 1 ORDER BY 1",
+                if spec.service.is_some() {
+                    " AND service_name = $service"
+                } else {
+                    ""
+                }
+            )
+        } else {
+            let measure = match spec.signal.as_deref() {
+                Some("errors") => "CAST(sum(errors) AS DOUBLE) / sum(spans)",
+                Some("latency") => "sum(CAST(duration_ns AS DOUBLE) * spans) / sum(spans) / 1e6",
+                _ => "CAST(sum(spans) AS DOUBLE)",
+            };
+            format!(
+                "SELECT minute, {measure} AS v FROM span_minutes WHERE service_name = $service AND entry AND minute >= $from AND minute < $to GROUP BY minute ORDER BY minute"
+            )
         };
-        let sql = format!(
-            "SELECT minute, {measure} AS v FROM span_minutes WHERE service_name = $service AND entry AND minute >= $from AND minute < $to GROUP BY minute ORDER BY minute"
-        );
         let out = self
             .reader
             .sql(tenant, &sql, &p)

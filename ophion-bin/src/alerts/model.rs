@@ -68,6 +68,10 @@ pub struct RuleSpec {
     /// `anomaly`: `errors`, `latency` or `rate` (a RED series).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signal: Option<String>,
+    /// `anomaly` and `absence`: a metric watched instead of a service's
+    /// spans (its per-minute mean; with `service`, that service's points).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric: Option<String>,
     /// `sql`: when an alert is active; `anomaly`: on the anomaly score
     /// (default `> 0.8`); `absence`: not used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -176,17 +180,20 @@ impl RuleSpec {
                     );
                 }
             }
-            "anomaly" => {
+            "anomaly" if self.metric.is_none() => {
                 if self.service.is_none() {
-                    return Err("an `anomaly` rule needs `service`".into());
+                    return Err(
+                        "an `anomaly` rule needs `metric`, or `service` and `signal`".into(),
+                    );
                 }
                 if !["errors", "latency", "rate"].contains(&self.signal.as_deref().unwrap_or("")) {
                     return Err("an `anomaly` rule needs `signal`: errors, latency or rate".into());
                 }
             }
+            "anomaly" => {}
             _ => {
-                if self.service.is_none() {
-                    return Err("an `absence` rule needs `service`".into());
+                if self.service.is_none() && self.metric.is_none() {
+                    return Err("an `absence` rule needs `service` or `metric`".into());
                 }
             }
         }
@@ -196,6 +203,10 @@ impl RuleSpec {
     /// The query this rule runs, whatever its kind.
     pub fn query(&self) -> String {
         match self.kind.as_str() {
+            "absence" if self.metric.is_some() => format!(
+                "SELECT count(*) AS value FROM metrics WHERE metric_name = $metric{} AND timestamp >= $from AND timestamp < $to",
+                if self.service.is_some() { " AND service_name = $service" } else { "" }
+            ),
             "absence" => "SELECT count(*) AS value FROM spans WHERE service_name = $service AND start_time >= $from AND start_time < $to".into(),
             _ => self.sql.clone().unwrap_or_default(),
         }
