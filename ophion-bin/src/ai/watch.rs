@@ -323,6 +323,9 @@ impl AiService {
                     "from": at,
                     "to": ts_text((m + 1) * MINUTE_NS),
                     "score": point.score,
+                    "value": v,
+                    "expected_low": point.expected_low,
+                    "expected_high": point.expected_high,
                 }),
             );
         }

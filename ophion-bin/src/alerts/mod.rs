@@ -28,6 +28,7 @@ pub mod engine;
 #[cfg(test)]
 mod engine_tests;
 mod incidents;
+mod message;
 pub mod model;
 pub mod notify;
 pub mod store;

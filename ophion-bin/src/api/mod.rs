@@ -29,6 +29,7 @@ mod services;
 pub mod tail;
 mod time;
 mod traces;
+pub mod ui;
 mod users;
 
 pub use openapi::Doc;
@@ -136,12 +137,22 @@ fn panicked(why: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Res
     .into_response()
 }
 
-async fn not_found() -> ApiError {
+/// What no route answers: the dashboard's files and pages ([`ui`]), else
+/// a 404.
+async fn not_found(
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    headers: axum::http::HeaderMap,
+) -> axum::response::Response {
+    if let Some(page) = ui::serve(&method, &uri, &headers) {
+        return page;
+    }
     ApiError::new(
         StatusCode::NOT_FOUND,
         "not_found",
         "no such endpoint; see /api/v1/openapi.json",
     )
+    .into_response()
 }
 
 /// An API error: status, a stable machine code and a readable message.

@@ -81,7 +81,7 @@ pub(super) fn table() -> Vec<Route> {
             "/api/v1/ai/insights",
             Permission::Read,
             ai::insights,
-            Doc::new("Current insights (viewer): the analysis of the last 15 minutes and the findings of the continuous watch (RED series, the metrics in [ai] watch_metrics, log patterns) as one list of {kind, severity, service, operation?, metric?, title, detail, evidence, from, to, score?}")
+            Doc::new("Current insights (viewer): the analysis of the last 15 minutes and the findings of the continuous watch (RED series, the metrics in [ai] watch_metrics, log patterns) as one list of {kind, severity, service, operation?, metric?, title, detail, evidence, from, to, score?, value?, expected_low?, expected_high?} (anomalies of the watch carry the value and the expected band)")
             .query("service", "string", "")
             .ok(200, "insights"),
         ),

@@ -1,0 +1,197 @@
+// The dashboard in Debian's Chromium, driven by playwright-core, against a
+// running ophion-server filled by ophion-bin/tests/dashboard.rs.
+// Env: OPHION_URL, OPHION_USER, OPHION_PASSWORD, BIG_TRACE (a trace id of
+// at least 1,000 spans), OPHION_SCREENSHOTS (a directory), CHROMIUM (the
+// browser, default /usr/bin/chromium).
+// Fails on any console error, page error, failed request or API error.
+import { mkdirSync } from "node:fs";
+import { chromium } from "playwright-core";
+
+const base = process.env.OPHION_URL;
+const shots = process.env.OPHION_SCREENSHOTS ?? "screenshots";
+const big = process.env.BIG_TRACE;
+mkdirSync(shots, { recursive: true });
+
+const problems = [];
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+  args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
+});
+const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+const page = await context.newPage();
+page.setDefaultTimeout(20_000);
+page.on("console", (m) => m.type() === "error" && problems.push(`console: ${m.text()}`));
+page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
+page.on("requestfailed", (r) => {
+  const why = r.failure()?.errorText ?? "";
+  // A request cut short by leaving the page is not a failure.
+  if (!why.includes("ERR_ABORTED")) problems.push(`request failed: ${r.url()} ${why}`);
+});
+page.on("response", (r) => r.status() >= 400 && problems.push(`HTTP ${r.status()}: ${r.url()}`));
+
+let step = 0;
+async function check(name, fn) {
+  step += 1;
+  const t = Date.now();
+  try {
+    await fn();
+  } catch (e) {
+    await page.screenshot({ path: `${shots}/failed-${step}.png`, fullPage: true }).catch(() => undefined);
+    console.log(`FAIL ${step}. ${name}: ${e.message}`);
+    await browser.close();
+    process.exit(1);
+  }
+  if (problems.length) {
+    console.log(`FAIL ${step}. ${name}: ${problems.join("; ")}`);
+    await browser.close();
+    process.exit(1);
+  }
+  console.log(`ok ${step}. ${name} (${Date.now() - t} ms)`);
+}
+
+const nav = (name) => page.getByRole("navigation", { name: "Main" }).getByRole("link", { name, exact: true }).click();
+
+const expectText = async (locator, re) => {
+  await locator.first().waitFor();
+  const text = await locator.first().innerText();
+  if (!re.test(text)) throw new Error(`expected ${re} in: ${text.slice(0, 300)}`);
+};
+
+await check("sign in", async () => {
+  await page.goto(base + "/");
+  await page.getByLabel("User name").fill(process.env.OPHION_USER);
+  await page.getByLabel("Password").fill(process.env.OPHION_PASSWORD);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.waitForURL(/\/services/);
+});
+
+await check("services and the service map", async () => {
+  await expectText(page.getByTestId("services"), /frontend/);
+  await expectText(page.getByTestId("services"), /checkout/);
+  const map = page.getByTestId("service-map");
+  await map.waitFor();
+  if ((await map.locator("circle").count()) < 5) throw new Error("fewer than 5 services on the map");
+  if ((await map.locator("line").count()) < 4) throw new Error("fewer than 4 calls on the map");
+});
+
+await check("search traces", async () => {
+  await nav("Traces");
+  await page.getByLabel("Service").fill("frontend");
+  await page.getByRole("button", { name: "Search" }).click();
+  await page.waitForURL(/service=frontend/);
+  await expectText(page.getByTestId("traces"), /frontend/);
+  await page.getByTestId("chart").first().locator("canvas").waitFor();
+});
+
+await check("a trace of 1,200 spans as a waterfall", async () => {
+  const t = Date.now();
+  await page.goto(`${base}/traces/${big}`);
+  const wf = page.getByTestId("waterfall");
+  await wf.locator(".vrow").first().waitFor();
+  const ms = Date.now() - t;
+  await expectText(page.locator("main p").first(), /1200 spans/);
+  const rows = await wf.locator(".vrow").count();
+  if (rows >= 1200) throw new Error(`${rows} rows in the DOM: not virtualised`);
+  // The root is on the critical path, drawn outlined.
+  if (!(await wf.locator(".vrow").first().locator(".crit").count())) throw new Error("no critical path drawn");
+  await wf.evaluate((el) => (el.scrollTop = el.scrollHeight));
+  await page.waitForTimeout(200);
+  await wf.locator(".vrow").last().click();
+  await page.getByTestId("span-details").waitFor();
+  // Collapse the root: one row left.
+  await wf.evaluate((el) => (el.scrollTop = 0));
+  await wf.getByRole("button", { name: "Collapse" }).first().click();
+  if ((await wf.locator(".vrow").count()) !== 1) throw new Error("collapsing the root leaves more than one row");
+  console.log(`   waterfall shown in ${ms} ms`);
+});
+
+await check("search logs and jump to their trace", async () => {
+  await nav("Logs");
+  await page.getByLabel("Text").fill("payment declined");
+  await page.getByRole("button", { name: "Search" }).click();
+  const list = page.getByTestId("log-list");
+  await list.locator(".vrow").first().click();
+  await page.getByTestId("log-details").waitFor();
+  await page.getByRole("link", { name: /Open trace/ }).click();
+  await page.waitForURL(new RegExp(`/traces/${big}`));
+  await page.getByTestId("waterfall").locator(".vrow").first().waitFor();
+  await expectText(page.getByTestId("trace-logs"), /payment declined/);
+});
+
+await check("log patterns", async () => {
+  await page.goto(`${base}/logs?from=now-1h`);
+  await page.getByRole("tab", { name: "Patterns" }).click();
+  await page.getByTestId("patterns").waitFor({ timeout: 60_000 });
+});
+
+await check("chart a metric and save it to a dashboard", async () => {
+  await nav("Metrics");
+  await page.getByLabel("Metric").selectOption("queue.depth");
+  await page.getByTestId("chart").first().locator("canvas").waitFor();
+  await page.getByLabel("Panel title").fill("Queue depth");
+  await page.getByRole("button", { name: "Save to dashboard" }).click();
+  await page.waitForURL(/\/dashboards\/\d+/);
+  const panel = page.getByTestId("panel").first();
+  await expectText(panel, /Queue depth/);
+  await panel.locator("canvas").waitFor();
+  await nav("Dashboards");
+  await expectText(page.getByTestId("dashboards"), /Queue depth/);
+});
+
+await check("run SQL", async () => {
+  await nav("SQL");
+  await page.getByLabel("SQL").fill("SELECT service_name, count(*) AS spans FROM spans GROUP BY 1 ORDER BY 1");
+  await page.getByRole("button", { name: /Run/ }).click();
+  await expectText(page.getByTestId("result"), /checkout/);
+});
+
+await check("the injected anomaly marked on its chart", async () => {
+  const deadline = Date.now() + 90_000;
+  for (;;) {
+    await page.goto(`${base}/insights`);
+    const card = page.getByTestId("anomaly").filter({ hasText: "queue.depth" });
+    try {
+      await card.first().waitFor({ timeout: 5_000 });
+      await card.first().locator("canvas").waitFor();
+      await expectText(card, /expected/);
+      break;
+    } catch (e) {
+      if (Date.now() > deadline) throw e;
+    }
+  }
+});
+
+await check("alerts and settings", async () => {
+  await nav("Alerts");
+  await page.getByRole("tab", { name: "Rules" }).click();
+  await page.getByText(/No rules/).waitFor();
+  await nav("Settings");
+  await expectText(page.getByTestId("users"), /admin/);
+});
+
+await check("screenshots of every page, 1280 and 390 px, light and dark", async () => {
+  const pages = ["services", "traces?service=frontend", `traces/${big}`, "logs?q=payment", "explore?metric=queue.depth", "dashboards", "insights", "sql", "alerts", "settings"];
+  for (const theme of ["light", "dark"]) {
+    await page.evaluate((t) => localStorage.setItem("ophion.theme", t), theme);
+    for (const width of [1280, 390]) {
+      await page.setViewportSize({ width, height: 900 });
+      for (const p of pages) {
+        await page.goto(`${base}/${p}`);
+        await page.locator("main").waitFor();
+        await page.waitForLoadState("networkidle");
+        const name = p.split(/[/?]/)[0] + (p.includes("/") ? "-trace" : "");
+        await page.screenshot({ path: `${shots}/${name}-${width}-${theme}.png`, fullPage: width > 400 });
+      }
+    }
+  }
+  await page.setViewportSize({ width: 1280, height: 900 });
+});
+
+await check("sign out", async () => {
+  await page.goto(`${base}/services`);
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await page.getByRole("button", { name: "Sign in" }).waitFor();
+});
+
+await browser.close();
+console.log(`all steps passed; screenshots in ${shots}`);
