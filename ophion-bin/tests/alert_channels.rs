@@ -762,46 +762,22 @@ async fn anomaly_and_absence_rules_fire_on_ingested_data() {
     )
     .await;
     for rule in [
-        json!({"name": "QueueSpike", "kind": "anomaly", "metric": "queue_depth", "service": "worker", "interval": "1s", "channels": ["hook"]}),
-        json!({"name": "QueueGone", "kind": "absence", "metric": "queue_depth", "range": "10m", "interval": "1s", "channels": ["hook"]}),
-        json!({"name": "HeartbeatGone", "kind": "absence", "metric": "heartbeat", "range": "10m", "interval": "1s", "channels": ["hook"]}),
+        // A gauge's per-minute mean jumps; it keeps reporting; one never came.
+        json!({"name": "QueueSpike", "kind": "anomaly", "metric": "queue_depth", "service": "worker"}),
+        json!({"name": "QueueGone", "kind": "absence", "metric": "queue_depth", "range": "10m"}),
+        json!({"name": "HeartbeatGone", "kind": "absence", "metric": "heartbeat", "range": "10m"}),
+        // The spike in frontend's rate; its error ratio stays steady.
+        json!({"name": "TrafficSpike", "kind": "anomaly", "service": "frontend", "signal": "rate"}),
+        json!({"name": "ErrorSpike", "kind": "anomaly", "service": "frontend", "signal": "errors"}),
+        // A service that never sent anything, and one that did.
+        json!({"name": "GhostSilent", "kind": "absence", "service": "ghost", "range": "10m"}),
+        json!({"name": "CartSilent", "kind": "absence", "service": "cart", "range": "10m"}),
     ] {
+        let mut rule = rule;
+        rule["interval"] = json!("1s");
+        rule["channels"] = json!(["hook"]);
         post(&http, &s, "/api/v1/alerts/rules", rule).await;
     }
-    post(
-        &http,
-        &s,
-        "/api/v1/alerts/rules",
-        json!({"name": "TrafficSpike", "kind": "anomaly",
-        "service": "frontend", "signal": "rate", "interval": "1s", "channels": ["hook"]}),
-    )
-    .await;
-    // Steady error ratio: no anomaly there.
-    post(
-        &http,
-        &s,
-        "/api/v1/alerts/rules",
-        json!({"name": "ErrorSpike", "kind": "anomaly",
-        "service": "frontend", "signal": "errors", "interval": "1s", "channels": ["hook"]}),
-    )
-    .await;
-    // A service that never sent anything, and one that did.
-    post(
-        &http,
-        &s,
-        "/api/v1/alerts/rules",
-        json!({"name": "GhostSilent", "kind": "absence",
-        "service": "ghost", "range": "10m", "interval": "1s", "channels": ["hook"]}),
-    )
-    .await;
-    post(
-        &http,
-        &s,
-        "/api/v1/alerts/rules",
-        json!({"name": "CartSilent", "kind": "absence",
-        "service": "cart", "range": "10m", "interval": "1s", "channels": ["hook"]}),
-    )
-    .await;
     let expected = pairs(&[
         ("GhostSilent", "ghost"),
         ("TrafficSpike", "frontend"),

@@ -1,14 +1,14 @@
 // Logs explorer: search and filters in the URL, a volume histogram, a
-// virtualised list (100,000 rows scroll smoothly), record details with a
+// virtualised list (only the rows in view are drawn), record details with a
 // jump to the trace, live tail, and the patterns of the range.
 import { useQuery } from "@tanstack/react-query";
-import { useEffect, useRef, useState, type FormEvent, type UIEvent } from "react";
-import { raw, send, session, toIso, url } from "../api";
+import { useEffect, useRef, useState, type UIEvent } from "react";
+import { get, raw, send, session, toIso, url } from "../api";
 import { TimeChart } from "../chart";
-import { Link, setParams, useRoute } from "../router";
+import { Link } from "../router";
+import { useUrlForm } from "../form";
 import { useRange } from "../time";
 import { Table, Tabs, View, cell, time } from "../ui";
-import { get } from "../api";
 
 type Log = {
   timestamp: string; severity_text: string | null; severity_number: number | null; body: unknown; service_name: string;
@@ -128,9 +128,7 @@ function Patterns() {
 
 export default function Logs() {
   const r = useRange();
-  const { params } = useRoute();
-  const q = Object.fromEntries(FIELDS.map((k) => [k, params.get(k) ?? ""])) as Record<(typeof FIELDS)[number], string>;
-  const [form, setForm] = useState(q);
+  const { q, form, setForm, submit, input } = useUrlForm(FIELDS, () => setPicked(null));
   const [tab, setTab] = useState<"search" | "tail" | "patterns">("search");
   const [picked, setPicked] = useState<number | null>(null);
   const found = useQuery({
@@ -138,17 +136,6 @@ export default function Logs() {
     queryFn: () => get<Found>("/api/v1/logs", { ...q, limit: q.limit || 1000, from: r.from, to: r.to }),
     enabled: tab === "search",
   });
-  const submit = (e: FormEvent) => {
-    e.preventDefault();
-    setPicked(null);
-    setParams(Object.fromEntries(FIELDS.map((k) => [k, form[k] || undefined])), false);
-  };
-  const input = (k: (typeof FIELDS)[number], label: string, placeholder = "") => (
-    <label>
-      {label}
-      <input name={k} value={form[k]} placeholder={placeholder} onChange={(e) => setForm({ ...form, [k]: e.target.value })} />
-    </label>
-  );
   return (
     <>
       <h2>Logs</h2>

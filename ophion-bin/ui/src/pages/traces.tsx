@@ -1,9 +1,9 @@
 // Trace search: a form kept in the URL, a duration scatter and results.
 import { useQuery } from "@tanstack/react-query";
-import { useState, type FormEvent } from "react";
 import { get } from "../api";
 import { TimeChart } from "../chart";
-import { Link, setParams, useRoute } from "../router";
+import { Link } from "../router";
+import { useUrlForm } from "../form";
 import { useRange } from "../time";
 import { Table, View, dur, time } from "../ui";
 
@@ -12,23 +12,11 @@ const FIELDS = ["service", "operation", "attribute", "min_duration", "max_durati
 
 export default function Traces() {
   const r = useRange();
-  const { params } = useRoute();
-  const q = Object.fromEntries(FIELDS.map((k) => [k, params.get(k) ?? ""])) as Record<(typeof FIELDS)[number], string>;
-  const [form, setForm] = useState(q);
+  const { q, form, setForm, submit, input } = useUrlForm(FIELDS);
   const found = useQuery({
     queryKey: ["traces", r.from, r.to, r.tick, ...FIELDS.map((k) => q[k])],
     queryFn: () => get<{ traces: Found[] }>("/api/v1/traces", { ...q, limit: q.limit || 100, from: r.from, to: r.to }),
   });
-  const submit = (e: FormEvent) => {
-    e.preventDefault();
-    setParams(Object.fromEntries(FIELDS.map((k) => [k, form[k] || undefined])), false);
-  };
-  const input = (k: (typeof FIELDS)[number], label: string, placeholder = "") => (
-    <label>
-      {label}
-      <input name={k} value={form[k]} placeholder={placeholder} onChange={(e) => setForm({ ...form, [k]: e.target.value })} />
-    </label>
-  );
   return (
     <>
       <h2>Traces</h2>
