@@ -146,3 +146,40 @@ async fn the_dashboard_in_a_real_browser() {
     assert!(stdout.contains("all steps passed"), "{stdout}");
     println!("screenshots in {shots}");
 }
+
+/// The JavaScript the first page loads (the entry and what it preloads),
+/// gzipped as served: at most 300 KB.
+#[test]
+fn the_initial_javascript_is_small() {
+    use std::io::Read as _;
+    let assets = ophion_bin::api::ui::ASSETS;
+    let index = assets
+        .iter()
+        .find(|a| a.path == "/index.html")
+        .expect("the dashboard is embedded (built without OPHION_UI=off)");
+    let mut html = String::new();
+    flate2::read::GzDecoder::new(index.gzip)
+        .read_to_string(&mut html)
+        .expect("gunzip index.html");
+    let loaded: Vec<&str> = html
+        .split(['"', '\''])
+        .filter(|p| p.starts_with("/assets/") && p.ends_with(".js"))
+        .collect();
+    assert!(!loaded.is_empty(), "{html}");
+    let bytes: usize = loaded
+        .iter()
+        .map(|p| {
+            assets
+                .iter()
+                .find(|a| a.path == *p)
+                .unwrap_or_else(|| panic!("{p} is embedded"))
+                .gzip
+                .len()
+        })
+        .sum();
+    println!(
+        "initial JavaScript: {} files, {bytes} bytes gzipped",
+        loaded.len()
+    );
+    assert!(bytes <= 300 * 1024, "{bytes} bytes gzipped");
+}

@@ -169,8 +169,17 @@ await check("alerts and settings", async () => {
   await expectText(page.getByTestId("users"), /admin/);
 });
 
+await check("ask the copilot: a streamed answer with its query", async () => {
+  await nav("Copilot");
+  await page.getByLabel("Question").fill("error rate of checkout in the last hour");
+  await page.getByRole("button", { name: "Ask" }).click();
+  const turn = page.getByTestId("turn").first();
+  await turn.locator("pre.mono").first().waitFor({ timeout: 60_000 });
+  await expectText(turn, /checkout/);
+});
+
 await check("screenshots of every page, 1280 and 390 px, light and dark", async () => {
-  const pages = ["services", "traces?service=frontend", `traces/${big}`, "logs?q=payment", "explore?metric=queue.depth", "dashboards", "insights", "sql", "alerts", "settings"];
+  const pages = ["services", "traces?service=frontend", `traces/${big}`, "logs?q=payment", "explore?metric=queue.depth", "dashboards", "insights", "sql", "alerts", "copilot", "settings"];
   for (const theme of ["light", "dark"]) {
     await page.evaluate((t) => localStorage.setItem("ophion.theme", t), theme);
     for (const width of [1280, 390]) {

@@ -18,6 +18,7 @@ const Dashboards = lazy(() => import("./pages/dashboards"));
 const Insights = lazy(() => import("./pages/insights"));
 const Sql = lazy(() => import("./pages/sql"));
 const Alerts = lazy(() => import("./pages/alerts"));
+const Copilot = lazy(() => import("./pages/copilot"));
 const Settings = lazy(() => import("./pages/settings"));
 
 /** Navigation: path, label, whether the time range applies. */
@@ -30,6 +31,7 @@ const NAV: [string, string, boolean][] = [
   ["/dashboards", "Dashboards", true],
   ["/insights", "Insights", false],
   ["/alerts", "Alerts", false],
+  ["/copilot", "Copilot", false],
   ["/sql", "SQL", true],
   ["/settings", "Settings", false],
 ];
@@ -116,6 +118,8 @@ function Page({ path, me }: { path: string; me: Me }) {
       return <Sql />;
     case "/alerts":
       return <Alerts me={me} />;
+    case "/copilot":
+      return <Copilot me={me} />;
     case "/settings":
       return <Settings me={me} />;
     default:

@@ -95,7 +95,7 @@ function Waterfall({ tree, onPick, picked }: { tree: Tree; onPick: (id: string) 
           const color = s.status_code === "error" ? "var(--bad)" : PALETTE[services.indexOf(s.service_name) % PALETTE.length];
           return (
             <div key={id} className={`vrow${picked === id ? " sel" : ""}`} style={{ top: (first + i) * ROW, height: ROW }} data-span={id} onClick={() => onPick(id)}>
-              <span className="wf-name" style={{ paddingLeft: depth * 12 }}>
+              <span className="wf-name" style={{ paddingLeft: Math.min(depth, 20) * 12 }} title={`depth ${depth}`}>
                 {kids ? (
                   <button className="twisty" aria-label={collapsed.has(id) ? "Expand" : "Collapse"} onClick={(e) => { e.stopPropagation(); toggle(id); }}>
                     {collapsed.has(id) ? "▸" : "▾"}
