@@ -79,7 +79,8 @@ export function TimeChart({
         bands,
         legend: { show: series.length > 1 || !!band || !!marks },
         axes: [{ stroke: "currentColor" }, { stroke: "currentColor", size: 60 }],
-        scales: { x: { time: true } },
+        // One point alone would stretch the axis over years: half an hour each side.
+        scales: { x: { time: true, range: (_u, min, max) => (min === max ? [min - 1800, max + 1800] : [min, max]) } },
       },
       data as uPlot.AlignedData,
       el,

@@ -172,12 +172,12 @@ function Shell() {
       <main>
         {me.error ? (
           <Failed error={me.error} />
-        ) : me.data ? (
-          <Suspense fallback={<Loading />}>
-            <Page path={path} me={me.data} />
-          </Suspense>
         ) : (
-          <Loading />
+          // The page starts loading at once; until the user is known it
+          // offers only what a viewer may do.
+          <Suspense fallback={<Loading />}>
+            <Page path={path} me={me.data ?? { id: 0, username: "", tenant: "", role: "viewer" }} />
+          </Suspense>
         )}
       </main>
     </div>
