@@ -132,7 +132,7 @@ impl Alerts {
     /// What `services` served between `from` and `to` (ns): requests and
     /// errors in total and per endpoint (the ten with the most errors),
     /// and distinct users (all, and those who met an error) where entry
-    /// spans carry one of [`USER_ATTRIBUTES`].
+    /// spans carry one of the `USER_ATTRIBUTES`.
     pub async fn impact(
         &self,
         tenant: &TenantId,
