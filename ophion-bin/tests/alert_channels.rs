@@ -529,8 +529,9 @@ async fn silences_maintenance_and_inhibition_suppress_exactly_what_they_match() 
     .await;
     let all = ["hook", "fail", "hang", "limited"];
     // Critical for every service but payment; warning for every service,
-    // a little later (inhibition needs its source firing first, as in
-    // Alertmanager).
+    // firing a little later and resolving well before (inhibition holds
+    // only while its source fires, as in Alertmanager: a target that
+    // outlives its source is told).
     post(
         &http,
         &s,
@@ -549,7 +550,7 @@ async fn silences_maintenance_and_inhibition_suppress_exactly_what_they_match() 
         &http,
         &s,
         "/api/v1/alerts/rules",
-        busy_rule("SlowLoad", "warning", "", &all, "3s", "30s"),
+        busy_rule("SlowLoad", "warning", "", &all, "3s", "20s"),
     )
     .await;
     let m = |n: &str, v: &str| json!({"name": n, "value": v, "isRegex": false, "isEqual": true});
