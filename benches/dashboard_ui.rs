@@ -238,16 +238,7 @@ async fn main() {
     .await;
 
     // A fresh token: loading may have outlived the first one.
-    let login: serde_json::Value = web
-        .post(format!("{}/api/v1/auth/login", s.api))
-        .json(&serde_json::json!({"username": "admin", "password": ophion_benches::ADMIN_PASSWORD}))
-        .send()
-        .await
-        .expect("login")
-        .json()
-        .await
-        .expect("login answer");
-    let token = login["token"].as_str().expect("token").to_owned();
+    let token = s.login().await;
     let ui = concat!(env!("CARGO_MANIFEST_DIR"), "/../ophion-bin/ui");
     let out = Command::new("node")
         .arg("e2e/perf.mjs")

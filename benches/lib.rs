@@ -86,16 +86,7 @@ impl Started {
         let v: serde_json::Value = serde_json::from_str(&line).expect("json");
         let url = |k: &str| format!("http://{}", v[k].as_str().expect("address"));
         let (grpc, http, api) = (url("grpc"), url("otlp_http"), url("api"));
-        let login: serde_json::Value = reqwest::Client::new()
-            .post(format!("{api}/api/v1/auth/login"))
-            .json(&serde_json::json!({"username": "admin", "password": ADMIN_PASSWORD}))
-            .send()
-            .await
-            .expect("login")
-            .json()
-            .await
-            .expect("login answer");
-        let token = login["token"].as_str().expect("token").to_owned();
+        let token = login(&api).await;
         Self {
             child,
             grpc,
@@ -105,8 +96,28 @@ impl Started {
         }
     }
 
+    /// A fresh access token of the first admin (the one from `start`
+    /// expires after 15 minutes).
+    pub async fn login(&self) -> String {
+        login(&self.api).await
+    }
+
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+}
+
+/// Signs in as the first admin at `api`; the access token.
+async fn login(api: &str) -> String {
+    let v: serde_json::Value = reqwest::Client::new()
+        .post(format!("{api}/api/v1/auth/login"))
+        .json(&serde_json::json!({"username": "admin", "password": ADMIN_PASSWORD}))
+        .send()
+        .await
+        .expect("login")
+        .json()
+        .await
+        .expect("login answer");
+    v["token"].as_str().expect("token").to_owned()
 }

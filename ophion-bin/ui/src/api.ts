@@ -144,3 +144,24 @@ export function toMs(t: string): number {
   const n = Date.parse(t);
   return Number.isNaN(n) ? Date.now() : n;
 }
+
+/** Reads a server-sent event stream to its end, calling `on` with each
+ * event's name and data (data lines joined, one leading space dropped). */
+export async function events(r: Response, on: (kind: string | undefined, data: string) => void): Promise<void> {
+  const reader = r.body!.getReader();
+  const dec = new TextDecoder();
+  let buf = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buf += dec.decode(value, { stream: true });
+    let cut;
+    while ((cut = buf.indexOf("\n\n")) >= 0) {
+      const ev = buf.slice(0, cut);
+      buf = buf.slice(cut + 2);
+      const kind = /^event: ?(.*)$/m.exec(ev)?.[1];
+      const data = ev.split("\n").filter((l) => l.startsWith("data:")).map((l) => l.slice(5).replace(/^ /, "")).join("\n");
+      on(kind, data);
+    }
+  }
+}

@@ -3,7 +3,7 @@
 // dashboard" when it proposes one.
 import { useMutation, useQueryClient } from "@tanstack/react-query";
 import { useState, type FormEvent } from "react";
-import { raw, send, type Rows } from "../api";
+import { events, raw, send, type Rows } from "../api";
 import type { Me } from "../main";
 import { navigate } from "../router";
 import { Failed, Tabs } from "../ui";
@@ -54,27 +54,14 @@ export default function Copilot({ me }: { me: Me }) {
         headers: { accept: "text/event-stream" },
         body: JSON.stringify(conversation ? { message: question, conversation_id: conversation } : { message: question }),
       });
-      const reader = r.body!.getReader();
-      const dec = new TextDecoder();
-      let buf = "";
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        buf += dec.decode(value, { stream: true });
-        let cut;
-        while ((cut = buf.indexOf("\n\n")) >= 0) {
-          const ev = buf.slice(0, cut);
-          buf = buf.slice(cut + 2);
-          const kind = /^event: (.*)$/m.exec(ev)?.[1];
-          const data = ev.split("\n").filter((l) => l.startsWith("data:")).map((l) => l.slice(5).replace(/^ /, "")).join("\n");
-          if (kind === "delta") update((t) => ({ ...t, text: t.text + data }));
-          if (kind === "answer") {
-            const a = JSON.parse(data) as Answer;
-            update((t) => ({ ...t, text: a.answer, answer: a }));
-          }
-          if (kind === "error") update((t) => ({ ...t, error: JSON.parse(data)?.error?.message ?? data }));
+      await events(r, (kind, data) => {
+        if (kind === "delta") update((t) => ({ ...t, text: t.text + data }));
+        if (kind === "answer") {
+          const a = JSON.parse(data) as Answer;
+          update((t) => ({ ...t, text: a.answer, answer: a }));
         }
-      }
+        if (kind === "error") update((t) => ({ ...t, error: JSON.parse(data)?.error?.message ?? data }));
+      });
     } catch (err) {
       update((t) => ({ ...t, error: String(err) }));
     }

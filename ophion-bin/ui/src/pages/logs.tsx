@@ -3,7 +3,7 @@
 // jump to the trace, live tail, and the patterns of the range.
 import { useQuery } from "@tanstack/react-query";
 import { useEffect, useRef, useState, type UIEvent } from "react";
-import { get, raw, send, session, toIso, url } from "../api";
+import { events, get, raw, send, session, toIso, url } from "../api";
 import { TimeChart } from "../chart";
 import { Link } from "../router";
 import { useUrlForm } from "../form";
@@ -78,24 +78,12 @@ function Tail({ filter }: { filter: Record<string, string> }) {
     (async () => {
       try {
         const r = await raw(url("/api/v1/logs/tail", JSON.parse(key)), { signal: ctl.signal, headers: { accept: "text/event-stream" } });
-        const reader = r.body!.getReader();
-        const dec = new TextDecoder();
-        let buf = "";
-        for (;;) {
-          const { value, done } = await reader.read();
-          if (done) break;
-          buf += dec.decode(value, { stream: true });
-          let at;
-          while ((at = buf.indexOf("\n\n")) >= 0) {
-            const ev = buf.slice(0, at);
-            buf = buf.slice(at + 2);
-            const data = ev.split("\n").filter((x) => x.startsWith("data:")).map((x) => x.slice(5).trim()).join("\n");
-            if (ev.includes("event: log") && data) {
-              const rec = JSON.parse(data) as Log;
-              setLines((old) => [rec, ...old].slice(0, 2000));
-            }
+        await events(r, (kind, data) => {
+          if (kind === "log" && data) {
+            const rec = JSON.parse(data) as Log;
+            setLines((old) => [rec, ...old].slice(0, 2000));
           }
-        }
+        });
       } catch (e) {
         if (!ctl.signal.aborted) setError(String(e));
       }
