@@ -1,8 +1,10 @@
 //! Saved dashboards, per tenant, in the metadata database (their own
 //! table, by their own migration). A dashboard is a title and panels, each
-//! a title, a chart kind and one read-only query over `$from`/`$to` that
-//! passes the copilot's SQL guard when saved. The copilot writes them
-//! ("dashboard for checkout"); the web dashboard will draw them.
+//! a title, a chart kind and either one read-only query over `$from`/`$to`
+//! that passes the copilot's SQL guard when saved, or a metric as the
+//! builder states it (name, aggregation, group-by, service: what
+//! `GET /api/v1/metrics/query` draws). The copilot writes them
+//! ("dashboard for checkout"); the web dashboard draws and edits them.
 
 use ophion_core::TenantId;
 use ophion_store::metadata::Metadata;
@@ -10,7 +12,10 @@ use rusqlite::OptionalExtension as _;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::copilot::guard;
+use crate::{
+    copilot::guard,
+    read::{attribute_key, metrics::Agg},
+};
 
 /// The table, in order. Never edit a released migration.
 const MIGRATIONS: &[&str] = &["CREATE TABLE dashboards (
@@ -37,8 +42,46 @@ pub struct Panel {
     pub title: String,
     /// One of [`CHARTS`].
     pub chart: String,
-    /// One read-only query; `$from` and `$to` are the dashboard's range.
+    /// One read-only query; `$from` and `$to` are the dashboard's range
+    /// (empty when the panel is a `metric`).
+    #[serde(default)]
     pub sql: String,
+    /// A metric built without SQL, instead of `sql`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric: Option<MetricPanel>,
+}
+
+/// A panel's metric, as the metrics explorer picks it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricPanel {
+    /// Metric name.
+    pub name: String,
+    /// `avg`, `sum`, `min`, `max`, `rate`, `p50`, `p95` or `p99`; absent:
+    /// what the metric's type calls for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aggregation: Option<String>,
+    /// Attribute keys the series are split by.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub group_by: Vec<String>,
+    /// One service only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+}
+
+impl MetricPanel {
+    fn validate(&self) -> Result<(), String> {
+        if self.name.trim().is_empty() {
+            return Err("the metric needs a name".into());
+        }
+        if let Some(a) = &self.aggregation {
+            Agg::parse(a).map_err(|e| e.to_string())?;
+        }
+        for k in &self.group_by {
+            attribute_key(k).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
 }
 
 /// A dashboard as sent and stored.
@@ -55,7 +98,7 @@ pub struct Spec {
 
 impl Spec {
     /// Checks a spec: a title, 1 to [`MAX_PANELS`] panels with known chart
-    /// kinds and SQL the guard accepts.
+    /// kinds, each with SQL the guard accepts or a valid metric (not both).
     pub fn validate(&self) -> Result<(), String> {
         if self.title.trim().is_empty() || self.title.len() > 200 {
             return Err("the title must hold 1 to 200 characters".into());
@@ -72,7 +115,15 @@ impl Spec {
                     CHARTS.join(", ")
                 ));
             }
-            guard::check(&p.sql, 10_000).map_err(|e| format!("panel {}: {e}", i + 1))?;
+            match (&p.metric, p.sql.trim().is_empty()) {
+                (Some(m), true) => m.validate(),
+                (None, false) => guard::check(&p.sql, 10_000)
+                    .map(drop)
+                    .map_err(|e| e.to_string()),
+                (Some(_), false) => Err("give either sql or metric, not both".into()),
+                (None, true) => Err("give sql or a metric".into()),
+            }
+            .map_err(|e| format!("panel {}: {e}", i + 1))?;
         }
         Ok(())
     }
@@ -226,9 +277,52 @@ impl Dashboards {
 pub fn spec_from(body: Value) -> Result<Spec, String> {
     let spec: Spec = serde_json::from_value(body).map_err(|e| {
         format!(
-            "a dashboard is {{\"title\", \"panels\": [{{\"title\", \"chart\", \"sql\"}}]}}: {e}"
+            "a dashboard is {{\"title\", \"panels\": [{{\"title\", \"chart\", \"sql\" or \"metric\": {{\"name\", \"aggregation\", \"group_by\", \"service\"}}}}]}}: {e}"
         )
     })?;
     spec.validate()?;
     Ok(spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn one(panel: Value) -> Result<Spec, String> {
+        spec_from(json!({"title": "t", "panels": [panel]}))
+    }
+
+    #[test]
+    fn a_panel_is_sql_or_a_built_metric_never_both_or_neither() {
+        let built = one(json!({"title": "p95 of rpc", "chart": "timeseries",
+            "metric": {"name": "rpc.server.duration", "aggregation": "p95", "group_by": ["rpc.method"], "service": "cart"}}))
+        .expect("a built metric panel");
+        let m = built.panels[0].metric.as_ref().expect("metric");
+        assert_eq!(
+            (m.aggregation.as_deref(), m.group_by.as_slice()),
+            (Some("p95"), &["rpc.method".to_owned()][..])
+        );
+        // Stored and read back the same; no empty sql written out as a query.
+        let back: Spec = serde_json::from_value(json!(built)).expect("round trip");
+        assert_eq!(back, built);
+        assert!(
+            one(json!({"title": "n", "chart": "stat", "metric": {"name": "queue.depth"}})).is_ok()
+        );
+        let err = |panel: Value| one(panel).expect_err("refused");
+        assert!(err(json!({"title": "x", "chart": "timeseries", "metric": {"name": "m", "aggregation": "median"}})).contains("aggregation `median`"));
+        assert!(err(json!({"title": "x", "chart": "timeseries", "metric": {"name": "m", "group_by": ["a'b"]}})).contains("panel 1"));
+        assert!(
+            err(json!({"title": "x", "chart": "timeseries", "metric": {"name": " "}}))
+                .contains("name")
+        );
+        assert!(err(json!({"title": "x", "chart": "timeseries", "metric": {"name": "m"}, "sql": "SELECT 1"})).contains("not both"));
+        assert!(err(json!({"title": "x", "chart": "timeseries"})).contains("sql or a metric"));
+        assert!(
+            err(
+                json!({"title": "x", "chart": "timeseries", "metric": {"name": "m", "step": "1m"}})
+            )
+            .contains("step")
+        );
+    }
 }

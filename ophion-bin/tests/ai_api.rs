@@ -558,3 +558,138 @@ async fn the_watch_reports_a_disk_filling_up() {
     let when = (last * 60) as f64 + expected * 60.0;
     assert!((to as f64 - when).abs() <= 61.0, "{to} vs {when}: {c}");
 }
+
+/// `GET /api/v1/ai/forecast`: the history is what was sent, per minute,
+/// and the forecast of a seasonal series continues its shape inside its
+/// intervals; for a service's requests (RED) and for a stored gauge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forecasts_continue_a_seasonal_series_inside_their_intervals() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let server = Server::start(dir.path(), &[]);
+    let http = client();
+    let minute = 60_000_000_000u64;
+    let now_min = now_ns() / minute;
+    let (first, end) = (now_min - 150, now_min - 2);
+    // Requests a minute: a 12-minute cycle, 4 to 37 a minute.
+    let requests = |m: u64| 4 + (m % 12) * 3;
+    let mut spans = Vec::new();
+    for m in first..end {
+        for i in 0..requests(m) {
+            spans.push(SpanInfo {
+                trace_id: format!("{m:016x}{:016x}", i + 1),
+                span_id: format!("{m:08x}{:08x}", i + 1),
+                service: "cycle".into(),
+                name: "GET /".into(),
+                kind: "server".into(),
+                start_ns: (m * minute + i * 1_000_000_000) as i64,
+                duration_ns: 5_000_000,
+                ..Default::default()
+            });
+        }
+    }
+    for req in rca_sim::to_otlp(&spans, 0) {
+        export(&http, &server, "/v1/traces", &req).await;
+    }
+    // A pool's use: a 6-minute cycle.
+    let used = |m: u64| 100.0 + (m % 6) as f64 * 5.0;
+    let gauge = ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            resource: Some(Resource {
+                attributes: vec![kv("service.name", "cycle")],
+                ..Default::default()
+            }),
+            scope_metrics: vec![ScopeMetrics {
+                metrics: vec![Metric {
+                    name: "pool.used".into(),
+                    data: Some(Data::Gauge(Gauge {
+                        data_points: (first..end)
+                            .map(|m| NumberDataPoint {
+                                time_unix_nano: m * minute + 20_000_000_000,
+                                value: Some(number_data_point::Value::AsDouble(used(m))),
+                                ..Default::default()
+                            })
+                            .collect(),
+                    })),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    export(&http, &server, "/v1/metrics", &gauge).await;
+    let range = |series: &str| {
+        vec![
+            ("series", series.to_owned()),
+            ("service", "cycle".to_owned()),
+            ("from", (first * minute).to_string()),
+            ("to", (end * minute).to_string()),
+            ("horizon", "24".to_owned()),
+        ]
+    };
+    for (series, truth, period) in [
+        (
+            "requests",
+            &(|m| requests(m) as f64) as &dyn Fn(u64) -> f64,
+            12,
+        ),
+        ("pool.used", &used, 6),
+    ] {
+        let v = get_ok(&http, &server, "/api/v1/ai/forecast", &range(series)).await;
+        let history = v["history"].as_array().expect("history");
+        assert_eq!(history.len() as u64, end - first, "{series}");
+        for (k, h) in history.iter().enumerate() {
+            assert_eq!(
+                h[1].as_f64(),
+                Some(truth(first + k as u64)),
+                "{series} minute {k}"
+            );
+        }
+        assert_eq!(
+            v["period_minutes"], period,
+            "{series}: {}",
+            v["period_minutes"]
+        );
+        let ahead = v["forecast"].as_array().expect("forecast");
+        assert_eq!(ahead.len(), 24);
+        for (k, f) in ahead.iter().enumerate() {
+            let at = |key: &str| f[key].as_f64().expect("number");
+            let want = truth(end + k as u64);
+            assert!(
+                (at("value") - want).abs() <= 0.05 * want,
+                "{series} step {k}: {f} (the cycle says {want})"
+            );
+            assert!(
+                at("lower") <= at("value") && at("value") <= at("upper"),
+                "{f}"
+            );
+            assert_eq!(
+                f["time"]
+                    .as_str()
+                    .and_then(|t| t.get(..19))
+                    .and_then(ophion_ai::series::parse_timestamp),
+                Some(((end + k as u64) * 60) as i64)
+            );
+        }
+    }
+    for (q, why) in [
+        (vec![("series", "requests".to_owned())], "name the service"),
+        (range("no.such.metric"), "no series `no.such.metric`"),
+        (
+            range("requests")
+                .into_iter()
+                .map(|(k, v)| (k, if k == "horizon" { "0".to_owned() } else { v }))
+                .collect(),
+            "horizon",
+        ),
+    ] {
+        let (status, v) = common::get(&http, &server, "/api/v1/ai/forecast", &q).await;
+        assert_eq!(status, 400, "{v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(why)),
+            "{v}"
+        );
+    }
+}

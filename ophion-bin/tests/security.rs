@@ -171,7 +171,7 @@ fn allowed_status(method: &str, path: &str, other_tenant: bool) -> u16 {
         ("POST", "/api/v1/auth/login") | ("POST", "/api/v1/auth/refresh") => 401,
         ("POST", "/api/v1/auth/password") => 400,
         ("GET", "/api/v1/traces/{trace_id}") => 404,
-        ("GET", "/api/v1/metrics/query") => 400,
+        ("GET", "/api/v1/metrics/query") | ("GET", "/api/v1/ai/forecast") => 400,
         // The MCP endpoint's own answers to a request without the
         // protocol's headers (the protocol itself: tests/copilot_mcp.rs).
         ("POST" | "GET", "/api/v1/mcp") => 406,

@@ -733,3 +733,130 @@ async fn the_log_tail_streams_new_records() {
         "non-matching records are filtered: {text}"
     );
 }
+
+/// Paging through a search with `before = next` returns every match exactly
+/// once, newest first, even when many records share a timestamp (900 sent,
+/// 40 distinct timestamps; pages of 7).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_search_pages_lose_and_repeat_nothing() {
+    use opentelemetry_proto::tonic::{
+        common::v1::AnyValue,
+        logs::v1::{LogRecord, ResourceLogs, ScopeLogs},
+    };
+    let dir = tempfile::tempdir().expect("tmp");
+    let server = Server::start(&dir.path().join("data"), &[]);
+    let http = client();
+    let base = now_ns() - 60_000_000_000;
+    let mut expected: Vec<(u64, String)> = Vec::new();
+    for batch in 0..3u64 {
+        let log_records = (0..300u64)
+            .map(|i| {
+                let n = batch * 300 + i;
+                // A multiplicative walk over 40 slots: ties everywhere, sent
+                // out of order.
+                let at = base + (n * 17 % 40) * 1_000_000;
+                let body = format!(
+                    "{} record {n}",
+                    if n % 3 == 0 { "other" } else { "page-me" }
+                );
+                if n % 3 != 0 {
+                    expected.push((at, body.clone()));
+                }
+                LogRecord {
+                    time_unix_nano: at,
+                    severity_number: 9,
+                    body: Some(AnyValue {
+                        value: Some(Av::StringValue(body)),
+                    }),
+                    ..Default::default()
+                }
+            })
+            .collect();
+        let req = ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                resource: Some(opentelemetry_proto::tonic::resource::v1::Resource {
+                    attributes: vec![ophion_core::testing::kv_str("service.name", "pager")],
+                    ..Default::default()
+                }),
+                scope_logs: vec![ScopeLogs {
+                    log_records,
+                    ..Default::default()
+                }],
+                schema_url: String::new(),
+            }],
+        };
+        export(&http, &server, "/v1/logs", &req).await;
+    }
+    let from = (base - 1_000_000_000).to_string();
+    let to = (base + 1_000_000_000).to_string();
+    let mut got: Vec<(u64, String)> = Vec::new();
+    let mut before: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let mut q = vec![
+            ("q", "PAGE-ME".to_owned()),
+            ("from", from.clone()),
+            ("to", to.clone()),
+            ("limit", "7".to_owned()),
+            (
+                "buckets",
+                if before.is_some() { "0" } else { "60" }.to_owned(),
+            ),
+        ];
+        if let Some(b) = &before {
+            q.push(("before", b.clone()));
+        }
+        let v = get_ok(&http, &server, "/api/v1/logs", &q).await;
+        if before.is_none() {
+            assert_eq!(
+                v["total"].as_u64(),
+                Some(expected.len() as u64),
+                "{}",
+                v["total"]
+            );
+        } else {
+            assert!(
+                v.get("histogram").is_none(),
+                "buckets=0 asks for no histogram"
+            );
+        }
+        let logs = v["logs"].as_array().expect("logs");
+        for l in logs {
+            got.push((
+                l["timestamp_unix_nano"].as_u64().expect("ts"),
+                l["body"].as_str().expect("body").to_owned(),
+            ));
+        }
+        pages += 1;
+        assert!(pages < 200, "paging does not end");
+        match v["next"].as_str() {
+            Some(n) => before = Some(n.to_owned()),
+            None => break,
+        }
+    }
+    assert!(
+        got.windows(2).all(|w| w[0].0 >= w[1].0),
+        "newest first across pages"
+    );
+    let seen: BTreeSet<&String> = got.iter().map(|g| &g.1).collect();
+    assert_eq!(seen.len(), got.len(), "no record twice");
+    got.sort();
+    expected.sort();
+    assert_eq!(got, expected, "every match once");
+    assert!(pages > 20, "{pages} pages: the test pages for real");
+    let (status, v) = get(
+        &http,
+        &server,
+        "/api/v1/logs",
+        &[("before", "yesterday".to_owned())],
+    )
+    .await;
+    assert_eq!(status, 400, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .expect("message")
+            .contains("next"),
+        "{v}"
+    );
+}

@@ -10,6 +10,8 @@
 //! - `miners`: each tenant's log-template miner, kept in memory and saved in
 //!   the metadata database (its own table, created by its own migration).
 //! - `red`: the one query that computes RED series per minute.
+//! - [`forecast`]: one series per minute and its forecast with intervals
+//!   (`GET /api/v1/ai/forecast`).
 //!
 //! It reads only through [`crate::read::Reader`] (the read seam,
 //! [`ophion_core::TelemetryQuery`]), so it runs the same over the store
@@ -17,6 +19,7 @@
 
 mod analyze;
 mod confirm;
+pub mod forecast;
 mod miners;
 mod red;
 #[cfg(test)]

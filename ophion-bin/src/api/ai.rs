@@ -1,5 +1,6 @@
-//! `POST /api/v1/ai/analyze` and `GET /api/v1/ai/insights`: thin handlers
-//! over the AI service ([`crate::ai::AiService`]).
+//! `POST /api/v1/ai/analyze`, `GET /api/v1/ai/insights` and
+//! `GET /api/v1/ai/forecast`: thin handlers over the AI service
+//! ([`crate::ai::AiService`]).
 
 use std::sync::Arc;
 
@@ -11,7 +12,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{ApiError, ApiState, time::RangeParams};
-use crate::{ai::AiError, auth::Principal, read::ts_text};
+use crate::{
+    ai::{AiError, forecast::ForecastRequest},
+    auth::Principal,
+    read::ts_text,
+};
 
 impl From<AiError> for ApiError {
     fn from(e: AiError) -> Self {
@@ -75,4 +80,36 @@ pub(super) async fn insights(
     Ok(Json(
         json!({ "insights": out, "from": ts_text(range.from), "to": ts_text(range.to) }),
     ))
+}
+
+/// `GET /api/v1/ai/forecast` parameters.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ForecastParams {
+    series: String,
+    service: Option<String>,
+    operation: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    horizon: Option<usize>,
+}
+
+pub(super) async fn forecast(
+    State(s): State<Arc<ApiState>>,
+    who: Principal,
+    Query(q): Query<ForecastParams>,
+) -> Result<Json<Value>, ApiError> {
+    let history = RangeParams {
+        from: Some(q.from.unwrap_or_else(|| "now-24h".into())),
+        to: Some(q.to.unwrap_or_else(|| "now".into())),
+    }
+    .resolve()?;
+    let req = ForecastRequest {
+        series: q.series,
+        service: q.service.filter(|v| !v.is_empty()),
+        operation: q.operation.filter(|v| !v.is_empty()),
+        history,
+        horizon: q.horizon.unwrap_or(60),
+    };
+    Ok(Json(s.ai.forecast(&who.tenant, &req).await?))
 }

@@ -16,7 +16,7 @@ use serde_json::{Map, Value, json};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::{ApiError, ApiState, time::resolve, traces::fold_promoted};
-use crate::read::{Params, attribute_filter, hex_id, json as to_json, text, ts_text};
+use crate::read::{Params, attribute_filter, hex_id, json as to_json, text, ts, ts_text};
 use ophion_core::Param;
 
 /// Search parameters.
@@ -35,8 +35,10 @@ pub(super) struct LogParams {
     from: Option<String>,
     to: Option<String>,
     limit: Option<usize>,
-    /// Histogram buckets (default 60).
+    /// Histogram buckets (default 60; 0: no histogram, as for later pages).
     buckets: Option<usize>,
+    /// The cursor of a later page: the `next` of the page before.
+    before: Option<String>,
 }
 
 /// The lowest severity number of a level name, per the OpenTelemetry log
@@ -90,6 +92,38 @@ impl LogParams {
     }
 }
 
+/// The records of one page, newest first. A full page is completed with
+/// every record sharing its last timestamp, so the next page (`timestamp <
+/// next`) neither repeats nor skips a record however many share a
+/// timestamp; such a page may hold more than `limit` records.
+async fn page(
+    s: &ApiState,
+    who: &Principal,
+    p: &Params,
+    limit: usize,
+) -> Result<(Vec<Map<String, Value>>, Option<i64>), ApiError> {
+    let select = "SELECT *, CAST(timestamp AS BIGINT) AS timestamp_unix_nano FROM logs";
+    let where_ = p.conditions();
+    let sql = format!("{select} WHERE {where_} ORDER BY timestamp DESC LIMIT {limit}");
+    let mut logs = to_json::objects(&s.reader.sql(&who.tenant, &sql, p).await?.batches);
+    let stamp = |r: &Map<String, Value>| r.get("timestamp_unix_nano").and_then(Value::as_i64);
+    let last = match logs.last() {
+        Some(r) if logs.len() >= limit => stamp(r),
+        _ => None,
+    };
+    if let Some(last) = last {
+        logs.retain(|r| stamp(r) != Some(last));
+        let mut tp = p.clone();
+        tp.filter("timestamp = $last", "last", ts(last));
+        let sql = format!("{select} WHERE {}", tp.conditions());
+        logs.extend(to_json::objects(
+            &s.reader.sql(&who.tenant, &sql, &tp).await?.batches,
+        ));
+    }
+    logs.iter_mut().for_each(fold_promoted);
+    Ok((logs, last))
+}
+
 pub(super) async fn search(
     State(s): State<Arc<ApiState>>,
     who: Principal,
@@ -97,60 +131,58 @@ pub(super) async fn search(
 ) -> Result<Json<Value>, ApiError> {
     let range = resolve(q.from.as_deref(), q.to.as_deref())?;
     let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
-    let buckets = q.buckets.unwrap_or(60).clamp(1, 1000) as i64;
+    let buckets = q.buckets.unwrap_or(60).min(1000) as i64;
     let mut p = range.filter("timestamp");
     q.filters(&mut p)?;
-    let where_ = p.conditions();
-    let rows = s
-        .reader
-        .sql(
-            &who.tenant,
-            &format!(
-                "SELECT *, CAST(timestamp AS BIGINT) AS timestamp_unix_nano FROM logs \
-                 WHERE {where_} ORDER BY timestamp DESC LIMIT {limit}"
-            ),
-            &p,
-        )
-        .await?;
-    let width = ((range.to - range.from) / buckets).max(1);
-    let mut hp = p.clone();
-    hp.bind("from_ns", Param::Int64(range.from))
-        .bind("width", Param::Int64(width));
-    let hist = s
-        .reader
-        .sql(
-            &who.tenant,
-            &format!(
-                "SELECT (CAST(timestamp AS BIGINT) - $from_ns) / $width AS bucket, count(*) AS n \
-                 FROM logs WHERE {where_} GROUP BY 1 ORDER BY 1"
-            ),
-            &hp,
-        )
-        .await?;
-    let mut counts = vec![0i64; buckets as usize];
-    for row in to_json::rows(&hist.batches) {
-        if let (Some(b), Some(n)) = (row[0].as_i64(), row[1].as_i64())
-            && let Some(slot) = usize::try_from(b).ok().and_then(|b| counts.get_mut(b))
-        {
-            *slot += n;
-        }
+    let mut paged = p.clone();
+    if let Some(b) = &q.before {
+        let b = b.parse::<i64>().map_err(|_| {
+            ApiError::bad_request(format!("before `{b}`: pass the `next` of the page before"))
+        })?;
+        paged.filter("timestamp < $before", "before", ts(b));
     }
-    let total: i64 = counts.iter().sum();
-    let histogram: Vec<Value> = counts
-        .iter()
-        .enumerate()
-        .map(|(i, n)| json!({"start": ts_text(range.from + i as i64 * width), "count": n}))
-        .collect();
-    let mut logs = to_json::objects(&rows.batches);
-    logs.iter_mut().for_each(fold_promoted);
-    Ok(Json(json!({
+    let (logs, next) = page(&s, &who, &paged, limit).await?;
+    let mut out = json!({
         "logs": logs,
-        "total": total,
-        "histogram": histogram,
-        "bucket_ns": width,
+        "next": next.map(|n| n.to_string()),
         "from": ts_text(range.from),
         "to": ts_text(range.to),
-    })))
+    });
+    if buckets > 0 {
+        let width = ((range.to - range.from) / buckets).max(1);
+        let mut hp = p.clone();
+        hp.bind("from_ns", Param::Int64(range.from))
+            .bind("width", Param::Int64(width));
+        let hist = s
+            .reader
+            .sql(
+                &who.tenant,
+                &format!(
+                    "SELECT (CAST(timestamp AS BIGINT) - $from_ns) / $width AS bucket, count(*) AS n \
+                     FROM logs WHERE {} GROUP BY 1 ORDER BY 1",
+                    p.conditions()
+                ),
+                &hp,
+            )
+            .await?;
+        let mut counts = vec![0i64; buckets as usize];
+        for row in to_json::rows(&hist.batches) {
+            if let (Some(b), Some(n)) = (row[0].as_i64(), row[1].as_i64())
+                && let Some(slot) = usize::try_from(b).ok().and_then(|b| counts.get_mut(b))
+            {
+                *slot += n;
+            }
+        }
+        let histogram: Vec<Value> = counts
+            .iter()
+            .enumerate()
+            .map(|(i, n)| json!({"start": ts_text(range.from + i as i64 * width), "count": n}))
+            .collect();
+        out["total"] = json!(counts.iter().sum::<i64>());
+        out["histogram"] = json!(histogram);
+        out["bucket_ns"] = json!(width);
+    }
+    Ok(Json(out))
 }
 
 /// Whether a tailed record passes the filters (checked in memory).

@@ -30,8 +30,11 @@ pub enum Agg {
     Quantile(f64),
 }
 
+/// The aggregations [`Agg::parse`] reads.
+pub const AGGREGATIONS: [&str; 8] = ["avg", "sum", "min", "max", "rate", "p50", "p95", "p99"];
+
 impl Agg {
-    /// `avg`, `sum`, `min`, `max`, `rate`, `p50`, `p95` or `p99`.
+    /// One of [`AGGREGATIONS`].
     pub fn parse(text: &str) -> Result<Self, ReadError> {
         Ok(match text {
             "avg" => Agg::Avg,
@@ -44,7 +47,8 @@ impl Agg {
             "p99" => Agg::Quantile(0.99),
             _ => {
                 return Err(ReadError::BadRequest(format!(
-                    "aggregation `{text}`: use avg, sum, min, max, rate, p50, p95 or p99"
+                    "aggregation `{text}`: use one of {}",
+                    AGGREGATIONS.join(", ")
                 )));
             }
         })

@@ -87,11 +87,25 @@ pub(super) fn table() -> Vec<Route> {
         ),
         Route::new(
             Method::GET,
+            "/api/v1/ai/forecast",
+            Permission::Read,
+            ai::forecast,
+            Doc::new("Forecast one series per minute (viewer): a service's RED series or a stored metric, with 95% intervals")
+            .required_query("series", "string", "`requests`, `error_ratio`, `p95_ms` (of `service`), or a metric's name.")
+            .query("service", "string", "Service (required for RED series).")
+            .query("operation", "string", "One operation of the service (RED series).")
+            .query("horizon", "integer", "Minutes ahead (default 60, at most 1440).")
+            .range()
+            .ok(200, "{series, service, operation, step_seconds, period_minutes, history: [[time, value|null]], forecast: [{time, value, lower, upper}]}; the history defaults to the last 24 h")
+            .errors(&[400]),
+        ),
+        Route::new(
+            Method::GET,
             "/api/v1/dashboards",
             Permission::Read,
             dashboards::list,
             Doc::new("The tenant's saved dashboards (viewer)")
-            .ok(200, "{dashboards: [{id, title, service?, panels: [{title, chart, sql}], created_by, updated_at}]}"),
+            .ok(200, "{dashboards: [{id, title, service?, panels: [{title, chart, sql | metric}], created_by, updated_at}]}"),
         ),
         Route::new(
             Method::POST,
@@ -99,8 +113,8 @@ pub(super) fn table() -> Vec<Route> {
             Permission::Edit,
             dashboards::create,
             Doc::new("Save a dashboard (editor), e.g. the spec the copilot returns for \"dashboard for checkout\"")
-            .description("Each panel's SQL must pass the copilot's SQL guard (one read-only query over spans, logs, metrics); `$from` and `$to` are the dashboard's range. Charts: timeseries, stat, table, logs, bar.")
-            .body(true, json!({"type": "object", "required": ["title", "panels"], "properties": {"title": {"type": "string"}, "service": {"type": "string"}, "panels": {"type": "array", "items": {"type": "object", "required": ["title", "chart", "sql"], "properties": {"title": {"type": "string"}, "chart": {"type": "string"}, "sql": {"type": "string"}}}}}}))
+            .description("A panel is either SQL, which must pass the copilot's SQL guard (one read-only query over spans, logs, metrics; `$from` and `$to` are the dashboard's range), or a metric as the builder states it (drawn as `GET /api/v1/metrics/query` draws it). Charts: timeseries, stat, table, logs, bar.")
+            .body(true, dashboard_schema())
             .ok(201, "The saved dashboard")
             .errors(&[400]),
         ),
@@ -121,7 +135,7 @@ pub(super) fn table() -> Vec<Route> {
             dashboards::update,
             Doc::new("Replace a saved dashboard (editor)")
             .path("id", "integer", "")
-            .body(true, json!({"type": "object"}))
+            .body(true, dashboard_schema())
             .ok(200, "The dashboard")
             .errors(&[400, 404]),
         ),
@@ -136,4 +150,21 @@ pub(super) fn table() -> Vec<Route> {
             .errors(&[404]),
         ),
     ]
+}
+
+/// A dashboard as sent: title, optional service, panels of SQL or a metric.
+fn dashboard_schema() -> serde_json::Value {
+    let metric = json!({"type": "object", "required": ["name"], "properties": {
+        "name": {"type": "string"},
+        "aggregation": {"type": "string", "enum": crate::read::metrics::AGGREGATIONS},
+        "group_by": {"type": "array", "items": {"type": "string"}},
+        "service": {"type": "string"}}});
+    json!({"type": "object", "required": ["title", "panels"], "properties": {
+        "title": {"type": "string"},
+        "service": {"type": "string"},
+        "panels": {"type": "array", "items": {"type": "object", "required": ["title", "chart"], "properties": {
+            "title": {"type": "string"},
+            "chart": {"type": "string", "enum": crate::dashboards::CHARTS},
+            "sql": {"type": "string"},
+            "metric": metric}}}}})
 }

@@ -266,10 +266,11 @@ pub fn table() -> Vec<Route> {
             .query("severity", "string", "Minimum severity: trace, debug, info, warn, error, fatal, or a number.")
             .query("trace_id", "string", "Trace id (hex).")
             .query("attribute", "string", "`key=value`.")
-            .query("limit", "integer", "Records returned (default 100, at most 10000).")
-            .query("buckets", "integer", "Histogram buckets (default 60).")
+            .query("limit", "integer", "Records a page (default 100, at most 10000; a page also holds every record sharing its last timestamp).")
+            .query("buckets", "integer", "Histogram buckets (default 60; 0 for none, as later pages need).")
+            .query("before", "string", "The next page: the `next` of the page before (absent on the last page).")
             .range()
-            .ok(200, "Records, total count and histogram")
+            .ok(200, "Records, `next` when more may follow, and (with buckets) the total and the histogram")
             .errors(&[400]),
         ),
         Route::new(

@@ -1,8 +1,9 @@
 // Logs explorer: search and filters in the URL, a volume histogram, a
-// virtualised list (only the rows in view are drawn), record details with a
-// jump to the trace, live tail, and the patterns of the range.
-import { useQuery } from "@tanstack/react-query";
-import { useEffect, useRef, useState, type UIEvent } from "react";
+// virtualised list (only the rows in view are drawn) that loads the next
+// page as the reader nears its end, record details with a jump to the
+// trace, live tail, and the patterns of the range.
+import { useInfiniteQuery, useQuery } from "@tanstack/react-query";
+import { useCallback, useEffect, useMemo, useRef, useState, type UIEvent } from "react";
 import { events, get, raw, send, session, toIso, url } from "../api";
 import { TimeChart } from "../chart";
 import { Link } from "../router";
@@ -14,22 +15,37 @@ type Log = {
   timestamp: string; severity_text: string | null; severity_number: number | null; body: unknown; service_name: string;
   trace_id: string | null; span_id: string | null; attributes: Record<string, unknown>; resource_attributes: Record<string, unknown>;
 };
-type Found = { logs: Log[]; histogram: { start: string; count: number }[]; truncated?: boolean };
-const FIELDS = ["q", "service", "severity", "trace_id", "attribute", "limit"] as const;
+type Found = { logs: Log[]; next: string | null; total?: number; histogram?: { start: string; count: number }[] };
+const FIELDS = ["q", "service", "severity", "trace_id", "attribute"] as const;
 const ROW = 24;
+/** Records a page; the next page is asked for when fewer than NEAR remain below the view. */
+const PAGE = 2000;
+const NEAR = 400;
 
 function sev(l: Log): string {
   const n = l.severity_number ?? 0;
   return n >= 21 ? "fatal" : n >= 17 ? "error" : n >= 13 ? "warn" : n >= 9 ? "info" : n >= 5 ? "debug" : n ? "trace" : "";
 }
 
-function List({ logs, onPick, picked }: { logs: Log[]; onPick: (i: number) => void; picked: number | null }) {
+function List({ logs, onPick, picked, onNearEnd, complete = true }: { logs: Log[]; onPick: (i: number) => void; picked: number | null; onNearEnd?: () => void; complete?: boolean }) {
   const [top, setTop] = useState(0);
   const height = 480;
   const first = Math.max(0, Math.floor(top / ROW) - 20);
   const last = Math.min(logs.length, Math.ceil((top + height) / ROW) + 20);
+  useEffect(() => {
+    if (onNearEnd && last + NEAR >= logs.length) onNearEnd();
+  }, [last, logs.length, onNearEnd]);
   return (
-    <div className="scroller" style={{ height }} onScroll={(e: UIEvent<HTMLDivElement>) => setTop(e.currentTarget.scrollTop)} data-testid="log-list" tabIndex={0} aria-label="Log records">
+    <div
+      className="scroller"
+      style={{ height }}
+      onScroll={(e: UIEvent<HTMLDivElement>) => setTop(e.currentTarget.scrollTop)}
+      data-testid="log-list"
+      data-complete={complete}
+      data-rows={logs.length}
+      tabIndex={0}
+      aria-label="Log records"
+    >
       <div className="spacer" style={{ height: logs.length * ROW }}>
         {logs.slice(first, last).map((l, i) => (
           <div key={first + i} className={`vrow${picked === first + i ? " sel" : ""}`} style={{ top: (first + i) * ROW, height: ROW }} onClick={() => onPick(first + i)}>
@@ -119,11 +135,18 @@ export default function Logs() {
   const { q, form, setForm, submit, input } = useUrlForm(FIELDS, () => setPicked(null));
   const [tab, setTab] = useState<"search" | "tail" | "patterns">("search");
   const [picked, setPicked] = useState<number | null>(null);
-  const found = useQuery({
+  const found = useInfiniteQuery({
     queryKey: ["logs", r.from, r.to, r.tick, ...FIELDS.map((k) => q[k])],
-    queryFn: () => get<Found>("/api/v1/logs", { ...q, limit: q.limit || 1000, from: r.from, to: r.to }),
+    queryFn: ({ pageParam }) => get<Found>("/api/v1/logs", { ...q, limit: PAGE, from: r.from, to: r.to, before: pageParam, buckets: pageParam ? 0 : 60 }),
+    initialPageParam: "",
+    getNextPageParam: (last) => last.next,
     enabled: tab === "search",
   });
+  const { hasNextPage, isFetchingNextPage, fetchNextPage } = found;
+  const more = useCallback(() => {
+    if (hasNextPage && !isFetchingNextPage) void fetchNextPage();
+  }, [hasNextPage, isFetchingNextPage, fetchNextPage]);
+  const logs = useMemo(() => found.data?.pages.flatMap((p) => p.logs) ?? [], [found.data]);
   return (
     <>
       <h2>Logs</h2>
@@ -142,23 +165,23 @@ export default function Logs() {
         </label>
         {input("trace_id", "Trace id")}
         {input("attribute", "Attribute", "key=value")}
-        {input("limit", "Limit", "1000")}
         <button type="submit">Search</button>
       </form>
       <Tabs tabs={[["search", "Records"], ["tail", "Live tail"], ["patterns", "Patterns"]]} value={tab} onChange={setTab} />
       {tab === "tail" && <Tail filter={Object.fromEntries(Object.entries({ q: q.q, service: q.service, severity: q.severity }).filter(([, v]) => v))} />}
       {tab === "patterns" && <Patterns />}
       {tab === "search" && (
-        <View q={found} isEmpty={(d) => d.logs.length === 0} empty="No records match in this range.">
+        <View q={{ ...found, data: found.data?.pages[0] }} isEmpty={(d) => d.logs.length === 0} empty="No records match in this range.">
           {(d) => (
             <>
-              <TimeChart kind="bars" height={120} series={[{ label: "records", points: d.histogram.map((b) => [Date.parse(b.start), b.count]) }]} />
-              <p className="state">
-                {d.logs.length} records{d.truncated ? " (more in range: narrow the search)" : ""}
+              <TimeChart kind="bars" height={120} series={[{ label: "records", points: (d.histogram ?? []).map((b) => [Date.parse(b.start), b.count]) }]} />
+              <p className="state" role="status">
+                {logs.length.toLocaleString()} of {(d.total ?? logs.length).toLocaleString()} records
+                {isFetchingNextPage ? ", loading more…" : hasNextPage ? "; scroll for more" : ""}
               </p>
               <div className="split two">
-                <List logs={d.logs} onPick={setPicked} picked={picked} />
-                {picked !== null && d.logs[picked] ? <Record l={d.logs[picked]} /> : <p className="state">Pick a record to see it whole.</p>}
+                <List logs={logs} onPick={setPicked} picked={picked} onNearEnd={more} complete={!hasNextPage} />
+                {picked !== null && logs[picked] ? <Record l={logs[picked]} /> : <p className="state">Pick a record to see it whole.</p>}
               </div>
             </>
           )}
