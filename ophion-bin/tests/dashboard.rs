@@ -67,17 +67,6 @@ async fn the_dashboard_in_a_real_browser() {
     );
     let http = client();
     let now = now_ns();
-    // The shop: five services calling each other.
-    for k in 0..6u64 {
-        let req = Generator::new(k, now - (30 - k * 4) * MIN).traces(400);
-        let r = post_otlp(&http, &s.otlp_http, "/v1/traces", req.encode_to_vec()).await;
-        assert!(r.status().is_success());
-    }
-    let logs = Generator::new(9, now - 20 * MIN).logs(300);
-    let r = post_otlp(&http, &s.otlp_http, "/v1/logs", logs.encode_to_vec()).await;
-    assert!(r.status().is_success());
-    // The big trace, and logs that carry its id.
-    let big = "00112233445566778899aabbccddeeff";
     let post = |path: &str, body: Value| {
         let http = http.clone();
         let url = format!("{}{path}", s.otlp_http);
@@ -86,17 +75,10 @@ async fn the_dashboard_in_a_real_browser() {
             assert!(r.status().is_success(), "{}", r.status());
         }
     };
-    post("/v1/traces", big_trace(big, 1200, now - 10 * MIN)).await;
-    let records: Vec<Value> = (0..20u64)
-        .map(|i| json!({
-            "timeUnixNano": (now - 10 * MIN + i * 1_000_000).to_string(), "severityNumber": 17, "severityText": "ERROR",
-            "body": {"stringValue": format!("payment declined for order {i}")},
-            "traceId": big, "spanId": format!("{:016x}", 1200 - i as usize),
-        }))
-        .collect();
-    post("/v1/logs", json!({"resourceLogs": [{"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "billing"}}]},
-        "scopeLogs": [{"logRecords": records}]}]})).await;
-    // A gauge that holds about 50 for 100 minutes, then jumps to 400.
+    // A gauge that holds about 50 for 100 minutes, then jumps to 400: sent
+    // first, because the watch scores the minutes it finds at its first
+    // pass over a tenant and later only the minutes closed since (data that
+    // arrives late for minutes already scored is not scored).
     let first = now / MIN - 100;
     let points: Vec<Value> = (first..now / MIN - 1)
         .map(|m| {
@@ -111,6 +93,47 @@ async fn the_dashboard_in_a_real_browser() {
     post("/v1/metrics", json!({"resourceMetrics": [{"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "worker"}}]},
         "scopeMetrics": [{"metrics": [{"name": "queue.depth", "unit": "1", "gauge": {"dataPoints": points}}]}]}]})).await;
 
+    // The shop: five services calling each other.
+    for k in 0..6u64 {
+        let req = Generator::new(k, now - (30 - k * 4) * MIN).traces(400);
+        let r = post_otlp(&http, &s.otlp_http, "/v1/traces", req.encode_to_vec()).await;
+        assert!(r.status().is_success());
+    }
+    let logs = Generator::new(9, now - 20 * MIN).logs(300);
+    let r = post_otlp(&http, &s.otlp_http, "/v1/logs", logs.encode_to_vec()).await;
+    assert!(r.status().is_success());
+    // An incident with an injected root cause, three hours ago (its own
+    // services, so the recent views stay the shop's).
+    let case = ophion_ai::rca_sim::generate(20_100);
+    let offset = (now - 3 * 60 * MIN) as i64 - case.incident.1;
+    for req in ophion_ai::rca_sim::to_otlp(&case.spans, offset) {
+        let r = post_otlp(&http, &s.otlp_http, "/v1/traces", req.encode_to_vec()).await;
+        assert!(r.status().is_success());
+    }
+    let incident_ms = move |ns: i64| ((ns + offset) / 1_000_000).to_string();
+    // The big trace, and logs that carry its id.
+    let big = "00112233445566778899aabbccddeeff";
+    post("/v1/traces", big_trace(big, 1200, now - 10 * MIN)).await;
+    let records: Vec<Value> = (0..20u64)
+        .map(|i| json!({
+            "timeUnixNano": (now - 10 * MIN + i * 1_000_000).to_string(), "severityNumber": 17, "severityText": "ERROR",
+            "body": {"stringValue": format!("payment declined for order {i}")},
+            "traceId": big, "spanId": format!("{:016x}", 1200 - i as usize),
+        }))
+        .collect();
+    post("/v1/logs", json!({"resourceLogs": [{"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "billing"}}]},
+        "scopeLogs": [{"logRecords": records}]}]})).await;
+    // 4,500 records to read page by page (the explorer asks 2,000 a page).
+    let bulk: Vec<Value> = (0..4_500u64)
+        .map(|i| {
+            json!({
+                "timeUnixNano": (now - 15 * MIN + i * 100_000_000).to_string(), "severityNumber": 9,
+                "body": {"stringValue": format!("bulk record {i}")},
+            })
+        })
+        .collect();
+    post("/v1/logs", json!({"resourceLogs": [{"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "batch"}}]},
+        "scopeLogs": [{"logRecords": bulk}]}]})).await;
     let ui = concat!(env!("CARGO_MANIFEST_DIR"), "/ui");
     let shots = std::env::var("OPHION_SCREENSHOTS").unwrap_or_else(|_| {
         let target = std::env::var("CARGO_TARGET_DIR")
@@ -119,6 +142,7 @@ async fn the_dashboard_in_a_real_browser() {
     });
     let out = tokio::task::spawn_blocking({
         let api = s.api.clone();
+        let otlp = s.otlp_http.clone();
         let shots = shots.clone();
         move || {
             Command::new("node")
@@ -128,6 +152,10 @@ async fn the_dashboard_in_a_real_browser() {
                 .env("OPHION_USER", "admin")
                 .env("OPHION_PASSWORD", ADMIN_PASSWORD)
                 .env("BIG_TRACE", big)
+                .env("OPHION_OTLP_HTTP", otlp)
+                .env("INCIDENT_FROM_MS", incident_ms(case.incident.0))
+                .env("INCIDENT_TO_MS", incident_ms(case.incident.1))
+                .env("ROOT_SERVICE", case.root_service)
                 .env("OPHION_SCREENSHOTS", shots)
                 .output()
                 .expect("node (Node.js 20) runs the browser test")

@@ -303,15 +303,29 @@ impl AiService {
             service.is_none_or(|want| i["service"] == want)
                 && i["from"].as_str() >= Some(from_text.as_str())
         }));
+        // The window's RED anomalies, shaped as the watch's (the minute,
+        // the value and the expected band), so they are drawn the same way.
         for an in &a.anomalies {
+            let num = |v: &Value| v.as_f64().unwrap_or(f64::NAN);
+            let (metric, at) = (
+                an["metric"].as_str().unwrap_or_default(),
+                an["time"].as_str().unwrap_or_default(),
+            );
+            let (low, high) = (num(&an["expected"][0]), num(&an["expected"][1]));
             out.push(json!({
                 "kind": "anomaly",
                 "severity": "warning",
                 "service": an["service"],
-                "title": format!("{} {} anomalous", an["service"].as_str().unwrap_or(""), an["metric"].as_str().unwrap_or("")),
-                "detail": format!("{} at {}, expected {}", an["value"], an["time"], an["expected"]),
-                "evidence": [an["time"]],
-                "from": from, "to": to,
+                "metric": metric,
+                "title": format!("{} {metric} anomalous", an["service"].as_str().unwrap_or("")),
+                "detail": format!("{metric} {:.3} at {at}, expected {low:.3} to {high:.3}", num(&an["value"])),
+                "evidence": [at],
+                "from": at,
+                "to": to,
+                "score": an["score"],
+                "value": an["value"],
+                "expected_low": low,
+                "expected_high": high,
             }));
         }
         for t in &a.tips {

@@ -1,8 +1,10 @@
 // The dashboard in Debian's Chromium, driven by playwright-core, against a
 // running ophion-server filled by ophion-bin/tests/dashboard.rs.
 // Env: OPHION_URL, OPHION_USER, OPHION_PASSWORD, BIG_TRACE (a trace id of
-// at least 1,000 spans), OPHION_SCREENSHOTS (a directory), CHROMIUM (the
-// browser, default /usr/bin/chromium).
+// at least 1,000 spans), OPHION_OTLP_HTTP (where the live tail's record is
+// sent), INCIDENT_FROM_MS and INCIDENT_TO_MS (an injected fault's window)
+// with ROOT_SERVICE (where it was injected), OPHION_SCREENSHOTS (a
+// directory), CHROMIUM (the browser, default /usr/bin/chromium).
 // Fails on any console error, page error, failed request or API error.
 import { mkdirSync } from "node:fs";
 import { chromium } from "playwright-core";
@@ -118,6 +120,42 @@ await check("search logs and jump to their trace", async () => {
   await expectText(page.getByTestId("trace-logs"), /payment declined/);
 });
 
+await check("4,500 log records, read page by page as the list is scrolled", async () => {
+  await page.goto(`${base}/logs?q=bulk+record&from=now-1h`);
+  const list = page.getByTestId("log-list");
+  await list.locator(".vrow").first().waitFor();
+  await expectText(page.getByRole("status").filter({ hasText: "records" }), /2,000 of 4,500 records/);
+  const deadline = Date.now() + 30_000;
+  while ((await list.getAttribute("data-complete")) !== "true" || (await list.getAttribute("data-rows")) !== "4500") {
+    if (Date.now() > deadline) throw new Error(`stuck at ${await list.getAttribute("data-rows")} rows`);
+    await list.evaluate((el) => (el.scrollTop = el.scrollHeight));
+    await page.waitForTimeout(100);
+  }
+  // Newest first: the bottom row is the oldest record.
+  await list.evaluate((el) => (el.scrollTop = el.scrollHeight));
+  await expectText(list.locator(".vrow").last(), /bulk record 0$/);
+  await expectText(page.getByRole("status").filter({ hasText: "records" }), /4,500 of 4,500 records/);
+});
+
+await check("live tail: a record sent now appears", async () => {
+  await page.goto(`${base}/logs?q=tail-probe`);
+  await page.getByRole("tab", { name: "Live tail" }).click();
+  await page.getByText(/Following new records/).waitFor();
+  // The stream is open once the page shows it; then send a matching record.
+  await page.waitForTimeout(500);
+  const r = await fetch(`${process.env.OPHION_OTLP_HTTP}/v1/logs`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({
+      resourceLogs: [{ resource: { attributes: [{ key: "service.name", value: { stringValue: "tailer" } }] },
+        scopeLogs: [{ logRecords: [{ timeUnixNano: String(Date.now() * 1e6), severityNumber: 13, body: { stringValue: "tail-probe reached the browser" } }] }] }],
+    }),
+  });
+  if (!r.ok) throw new Error(`OTLP answered ${r.status}`);
+  await expectText(page.getByTestId("log-list").locator(".vrow"), /tail-probe reached the browser/);
+  await expectText(page.getByText(/Following new records/), /1 so far/);
+});
+
 await check("log patterns", async () => {
   await page.goto(`${base}/logs?from=now-1h`);
   await page.getByRole("tab", { name: "Patterns" }).click();
@@ -136,6 +174,29 @@ await check("chart a metric and save it to a dashboard", async () => {
   await panel.locator("canvas").waitFor();
   await nav("Dashboards");
   await expectText(page.getByTestId("dashboards"), /Queue depth/);
+});
+
+await check("a dashboard panel built without SQL", async () => {
+  await nav("Dashboards");
+  await page.getByRole("link", { name: "Queue depth" }).click();
+  await page.getByRole("button", { name: "Edit" }).click();
+  await page.getByRole("button", { name: "Add panel" }).click();
+  const last = page.locator(".details .row").filter({ has: page.getByLabel("Panel query") }).last();
+  await last.getByLabel("Panel title").fill("Queue depth, max");
+  await last.getByLabel("Chart").selectOption("timeseries");
+  await last.getByLabel("Panel query").selectOption("metric");
+  await last.getByLabel("Metric").selectOption("queue.depth");
+  await last.getByLabel("Aggregation").selectOption("max");
+  await page.getByRole("button", { name: "Save" }).click();
+  const panel = page.getByTestId("panel").filter({ hasText: "Queue depth, max" });
+  await panel.locator("canvas").waitFor();
+  await expectText(panel, /max\(queue\.depth\)/);
+  // Saved as a metric, not as SQL.
+  const id = page.url().match(/dashboards\/(\d+)/)[1];
+  const token = await page.evaluate(() => JSON.parse(localStorage.getItem("ophion.session")).token);
+  const saved = await (await fetch(`${base}/api/v1/dashboards/${id}`, { headers: { authorization: `Bearer ${token}` } })).json();
+  const built = saved.panels.find((p) => p.title === "Queue depth, max");
+  if (built?.metric?.name !== "queue.depth" || built.metric.aggregation !== "max" || built.sql) throw new Error(`saved as ${JSON.stringify(built)}`);
 });
 
 await check("run SQL", async () => {
@@ -159,6 +220,28 @@ await check("the injected anomaly marked on its chart", async () => {
       if (Date.now() > deadline) throw e;
     }
   }
+});
+
+await check("a forecast with its interval", async () => {
+  await page.goto(`${base}/insights?fservice=checkout&fseries=requests`);
+  const f = page.getByTestId("forecast");
+  await f.locator("canvas").waitFor({ timeout: 30_000 });
+  await expectText(f, /95% between/);
+});
+
+await check("root-cause candidates of an injected fault, with their evidence", async () => {
+  const iso = (ms) => new Date(Number(ms)).toISOString();
+  await page.goto(`${base}/insights?from=${iso(process.env.INCIDENT_FROM_MS)}&to=${iso(process.env.INCIDENT_TO_MS)}`);
+  const cards = page.getByTestId("root-cause");
+  await cards.first().waitFor({ timeout: 60_000 });
+  await expectText(cards.first(), /^1\. /);
+  if ((await cards.first().locator("ul.evidence li").count()) === 0) throw new Error("a candidate without evidence");
+  if ((await cards.first().locator("meter").count()) !== 1) throw new Error("the score is not drawn");
+  const all = await cards.allInnerTexts();
+  if (!all.some((t) => t.includes(process.env.ROOT_SERVICE))) throw new Error(`${process.env.ROOT_SERVICE} not among ${all.map((t) => t.split("\n")[0]).join(" | ")}`);
+  // The example traces in the evidence lead to their waterfalls.
+  await cards.first().locator("ul.evidence a").first().click();
+  await page.getByTestId("waterfall").locator(".vrow").first().waitFor();
 });
 
 await check("alerts and settings", async () => {

@@ -1,5 +1,6 @@
 // Dashboards: the list, one dashboard's panels over the time range, and
-// an editor for its title and panels (SQL per panel).
+// an editor for its title and panels (each SQL or a metric built from
+// pickers).
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { useState } from "react";
 import { get, send, sql } from "../api";
@@ -7,22 +8,54 @@ import type { Me } from "../main";
 import { Link, navigate, useRoute } from "../router";
 import { useRange } from "../time";
 import { Failed, Table, View } from "../ui";
-import { Result } from "./panel";
+import { AGGS, MetricChart, Result, type MetricQuery, type Panel } from "./panel";
 
-type Panel = { title: string; chart: string; sql: string };
 type Dash = { id: number; title: string; service?: string | null; panels: Panel[]; created_by: string; updated_at: number };
 const CHARTS = ["timeseries", "bar", "stat", "table", "logs"];
 
-function PanelView({ p }: { p: Panel }) {
+function SqlPanel({ p }: { p: Panel }) {
   const r = useRange();
-  const q = useQuery({ queryKey: ["panel", p.sql, r.from, r.to, r.tick], queryFn: () => sql(p.sql, r) });
+  const q = useQuery({ queryKey: ["panel", p.sql, r.from, r.to, r.tick], queryFn: () => sql(p.sql ?? "", r) });
+  return (
+    <View q={q} isEmpty={(d) => d.rows.length === 0} empty="No rows in this range.">
+      {(d) => <Result d={d} chart={p.chart} />}
+    </View>
+  );
+}
+
+function PanelView({ p }: { p: Panel }) {
   return (
     <div className="card" data-testid="panel">
       <h3>{p.title}</h3>
-      <View q={q} isEmpty={(d) => d.rows.length === 0} empty="No rows in this range.">
-        {(d) => <Result d={d} chart={p.chart} />}
-      </View>
+      {p.metric ? <MetricChart m={p.metric} chart={p.chart} /> : <SqlPanel p={p} />}
     </div>
+  );
+}
+
+/** The builder's pickers for a metric panel. */
+function MetricFields({ m, names, onChange }: { m: MetricQuery; names: string[]; onChange: (m: MetricQuery) => void }) {
+  return (
+    <>
+      <select aria-label="Metric" value={m.name} onChange={(e) => onChange({ ...m, name: e.target.value })}>
+        <option value="">pick a metric…</option>
+        {[...new Set([m.name, ...names])].filter(Boolean).map((n) => (
+          <option key={n}>{n}</option>
+        ))}
+      </select>
+      <select aria-label="Aggregation" value={m.aggregation ?? ""} onChange={(e) => onChange({ ...m, aggregation: e.target.value || undefined })}>
+        <option value="">by type</option>
+        {AGGS.map((a) => (
+          <option key={a}>{a}</option>
+        ))}
+      </select>
+      <input aria-label="Service" placeholder="service" value={m.service ?? ""} onChange={(e) => onChange({ ...m, service: e.target.value || undefined })} />
+      <input
+        aria-label="Group by"
+        placeholder="group by: keys, comma-separated"
+        value={(m.group_by ?? []).join(",")}
+        onChange={(e) => onChange({ ...m, group_by: e.target.value ? e.target.value.split(",").map((k) => k.trim()) : undefined })}
+      />
+    </>
   );
 }
 
@@ -30,14 +63,19 @@ function Editor({ d, onDone }: { d: Dash; onDone: () => void }) {
   const [draft, setDraft] = useState<Dash>(structuredClone(d));
   const qc = useQueryClient();
   const save = useMutation({
-    mutationFn: () => send("PUT", `/api/v1/dashboards/${d.id}`, { title: draft.title, service: draft.service ?? undefined, panels: draft.panels }),
+    mutationFn: () => send("PUT", `/api/v1/dashboards/${d.id}`, { title: draft.title, service: draft.service ?? undefined, panels: draft.panels.map(clean) }),
     onSuccess: () => {
       qc.invalidateQueries({ queryKey: ["dashboards"] });
       qc.invalidateQueries({ queryKey: ["dashboard", d.id] });
       onDone();
     },
   });
-  const set = (i: number, k: keyof Panel, v: string) => setDraft({ ...draft, panels: draft.panels.map((p, j) => (j === i ? { ...p, [k]: v } : p)) });
+  const r = useRange();
+  const names = useQuery({ queryKey: ["metric-list", r.from, r.to], queryFn: () => get<{ metrics: { name: string }[] }>("/api/v1/metrics", { from: r.from, to: r.to }) });
+  const put = (i: number, p: Panel) => setDraft({ ...draft, panels: draft.panels.map((q, j) => (j === i ? p : q)) });
+  const set = (i: number, k: "title" | "chart" | "sql", v: string) => put(i, { ...draft.panels[i], [k]: v });
+  // Only the panel's own kind goes out: SQL or a metric, never both.
+  const clean = (p: Panel): Panel => (p.metric ? { title: p.title, chart: p.chart, metric: p.metric } : { title: p.title, chart: p.chart, sql: p.sql ?? "" });
   return (
     <div className="details">
       <label>
@@ -51,7 +89,19 @@ function Editor({ d, onDone }: { d: Dash; onDone: () => void }) {
               <option key={c}>{c}</option>
             ))}
           </select>
-          <textarea aria-label="Panel SQL" className="mono" rows={2} style={{ flex: 1, minWidth: 260 }} value={p.sql} onChange={(e) => set(i, "sql", e.target.value)} />
+          <select
+            aria-label="Panel query"
+            value={p.metric ? "metric" : "sql"}
+            onChange={(e) => put(i, e.target.value === "metric" ? { ...p, metric: { name: "" } } : { title: p.title, chart: p.chart, sql: p.sql ?? "" })}
+          >
+            <option value="sql">SQL</option>
+            <option value="metric">Metric</option>
+          </select>
+          {p.metric ? (
+            <MetricFields m={p.metric} names={(names.data?.metrics ?? []).map((x) => x.name)} onChange={(m) => put(i, { ...p, metric: m })} />
+          ) : (
+            <textarea aria-label="Panel SQL" className="mono" rows={2} style={{ flex: 1, minWidth: 260 }} value={p.sql ?? ""} onChange={(e) => set(i, "sql", e.target.value)} />
+          )}
           <button onClick={() => setDraft({ ...draft, panels: draft.panels.filter((_, j) => j !== i) })}>Remove</button>
         </div>
       ))}

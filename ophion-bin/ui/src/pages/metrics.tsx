@@ -1,25 +1,17 @@
 // Metrics explorer: pick a metric, an aggregation and a group-by, chart
-// it, and save it to a dashboard as a panel.
+// it, and save it to a dashboard as a built panel (the same query, drawn
+// the same way there).
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import { useState } from "react";
 import { get, send } from "../api";
-import { TimeChart } from "../chart";
 import type { Me } from "../main";
 import { navigate, setParams, useRoute } from "../router";
 import { useRange } from "../time";
-import { Failed, View } from "../ui";
+import { Failed } from "../ui";
+import { AGGS, MetricChart, metricLabel, type MetricQuery, type Panel } from "./panel";
 
 type Metric = { name: string; type: string; unit: string | null; description: string | null; services: string[] };
-type Series = { series: { group: Record<string, string>; points: [string, number | null][] }[] };
-type Dash = { id: number; title: string; panels: { title: string; chart: string; sql: string }[] };
-const AGGS = ["avg", "sum", "min", "max", "rate", "p50", "p95", "p99"];
-
-/** The panel SQL that draws the same chart on a dashboard. */
-function panelSql(name: string, agg: string, service: string): string {
-  const fn = ["sum", "min", "max"].includes(agg) ? agg : "avg";
-  const lit = (s: string) => `'${s.replaceAll("'", "''")}'`;
-  return `SELECT date_bin(INTERVAL '1 minute', timestamp) AS minute, ${fn}(value) AS value FROM metrics WHERE metric_name = ${lit(name)}${service ? ` AND service_name = ${lit(service)}` : ""} AND timestamp >= $from AND timestamp < $to GROUP BY 1 ORDER BY 1`;
-}
+type Dash = { id: number; title: string; panels: Panel[] };
 
 export default function Metrics({ me }: { me: Me }) {
   const r = useRange();
@@ -29,18 +21,19 @@ export default function Metrics({ me }: { me: Me }) {
   const groupBy = params.get("group_by") ?? "";
   const service = params.get("service") ?? "";
   const list = useQuery({ queryKey: ["metric-list", r.from, r.to], queryFn: () => get<{ metrics: Metric[] }>("/api/v1/metrics", { from: r.from, to: r.to }) });
-  const series = useQuery({
-    queryKey: ["metric", name, agg, groupBy, service, r.from, r.to, r.tick],
-    queryFn: () => get<Series>("/api/v1/metrics/query", { name, aggregation: agg, group_by: groupBy, service, from: r.from, to: r.to }),
-    enabled: !!name,
-  });
+  const m: MetricQuery = {
+    name,
+    aggregation: agg,
+    ...(service ? { service } : {}),
+    ...(groupBy ? { group_by: groupBy.split(",").map((k) => k.trim()).filter(Boolean) } : {}),
+  };
   const qc = useQueryClient();
   const dashboards = useQuery({ queryKey: ["dashboards"], queryFn: () => get<{ dashboards: Dash[] }>("/api/v1/dashboards") });
   const [target, setTarget] = useState("new");
   const [title, setTitle] = useState("");
   const save = useMutation({
     mutationFn: async () => {
-      const panel = { title: title || `${agg}(${name})${service ? ` of ${service}` : ""}`, chart: "timeseries", sql: panelSql(name, agg, service) };
+      const panel: Panel = { title: title || metricLabel(m), chart: "timeseries", metric: m };
       if (target === "new") return send<{ id: number }>("POST", "/api/v1/dashboards", { title: panel.title, panels: [panel] });
       const d = dashboards.data!.dashboards.find((x) => String(x.id) === target)!;
       await send("PUT", `/api/v1/dashboards/${d.id}`, { title: d.title, panels: [...d.panels, panel] });
@@ -88,42 +81,32 @@ export default function Metrics({ me }: { me: Me }) {
       {!name ? (
         <p className="state">Pick a metric to chart it.</p>
       ) : (
-        <View q={series} isEmpty={(d) => d.series.length === 0} empty="No points of this metric in this range.">
-          {(d) => (
-            <>
-              <TimeChart
-                title={`${agg}(${name})`}
-                series={d.series.map((s) => ({
-                  label: Object.entries(s.group).map(([k, v]) => `${k}=${v}`).join(", ") || name,
-                  points: s.points.map(([t, v]) => [Date.parse(t), v]),
-                }))}
-              />
-              {canEdit && (
-                <div className="row" aria-label="Save to a dashboard">
-                  <label>
-                    Panel title
-                    <input aria-label="Panel title" value={title} placeholder={`${agg}(${name})`} onChange={(e) => setTitle(e.target.value)} />
-                  </label>
-                  <label>
-                    Dashboard
-                    <select aria-label="Dashboard" value={target} onChange={(e) => setTarget(e.target.value)}>
-                      <option value="new">a new dashboard</option>
-                      {(dashboards.data?.dashboards ?? []).map((x) => (
-                        <option key={x.id} value={x.id}>
-                          {x.title}
-                        </option>
-                      ))}
-                    </select>
-                  </label>
-                  <button onClick={() => save.mutate()} disabled={save.isPending}>
-                    Save to dashboard
-                  </button>
-                  {save.error ? <Failed error={save.error} /> : null}
-                </div>
-              )}
-            </>
+        <>
+          <MetricChart m={m} />
+          {canEdit && (
+            <div className="row" aria-label="Save to a dashboard">
+              <label>
+                Panel title
+                <input aria-label="Panel title" value={title} placeholder={metricLabel(m)} onChange={(e) => setTitle(e.target.value)} />
+              </label>
+              <label>
+                Dashboard
+                <select aria-label="Dashboard" value={target} onChange={(e) => setTarget(e.target.value)}>
+                  <option value="new">a new dashboard</option>
+                  {(dashboards.data?.dashboards ?? []).map((x) => (
+                    <option key={x.id} value={x.id}>
+                      {x.title}
+                    </option>
+                  ))}
+                </select>
+              </label>
+              <button onClick={() => save.mutate()} disabled={save.isPending}>
+                Save to dashboard
+              </button>
+              {save.error ? <Failed error={save.error} /> : null}
+            </div>
           )}
-        </View>
+        </>
       )}
     </>
   );
