@@ -240,6 +240,24 @@ async fn main() {
         .await;
     }
 
+    // Measure the store, not the work loading left behind (snapshots,
+    // compaction): wait until the server has been idle (under 4% of a
+    // core) for half a second.
+    let t = Instant::now();
+    let cpu = || ophion_core::testing::process::cpu_secs(Some(s.pid()));
+    let mut last = cpu();
+    for _ in 0..1200 {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let now = cpu();
+        if now - last < 0.02 {
+            break;
+        }
+        last = now;
+    }
+    println!(
+        "server idle {:.0} s after loading",
+        t.elapsed().as_secs_f64()
+    );
     // A fresh token: loading may have outlived the first one.
     let token = s.login().await;
     let ui = concat!(env!("CARGO_MANIFEST_DIR"), "/../ophion-bin/ui");

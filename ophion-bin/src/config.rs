@@ -24,6 +24,8 @@ pub struct ServerConfig {
     pub ai: AiConfig,
     /// Alert rules, notifications and incidents.
     pub alerts: AlertsConfig,
+    /// Auto-healing playbooks: what they may run.
+    pub heal: HealConfig,
     /// Sign-in sessions and ingest keys.
     pub auth: crate::auth::AuthConfig,
     /// Rate limits.
@@ -49,6 +51,7 @@ impl Default for ServerConfig {
             api_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             ai: AiConfig::default(),
             alerts: Default::default(),
+            heal: Default::default(),
             auth: Default::default(),
             limits: Default::default(),
             tls: Default::default(),
@@ -412,6 +415,35 @@ impl Default for AlertsConfig {
             concurrency: 2,
             tick_ms: 1000,
             correlate: Default::default(),
+        }
+    }
+}
+
+/// `[heal]`: auto-healing ([`crate::heal`]): what playbooks may run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HealConfig {
+    /// Trigger playbooks from alerts and run them.
+    pub enabled: bool,
+    /// The programs a `command` step may run: absolute paths, exactly as
+    /// playbooks name them (empty: no command steps).
+    pub commands: Vec<String>,
+    /// The `kubectl` that `kubectl` steps run (empty: no kubectl steps).
+    pub kubectl: String,
+    /// How often new alert firings and queued runs are looked for, ms.
+    pub tick_ms: u64,
+    /// Output kept per step (stdout and stderr each, or a response body).
+    pub output_limit_bytes: usize,
+}
+
+impl Default for HealConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            commands: Vec::new(),
+            kubectl: String::new(),
+            tick_ms: 1000,
+            output_limit_bytes: 16 * 1024,
         }
     }
 }

@@ -22,6 +22,8 @@
 //!   (Smart Alerts from `ophion-ai`), notifications (Alertmanager webhook,
 //!   Slack, PagerDuty, Teams, email, an Alertmanager), silences and
 //!   inhibition, with their metadata tables.
+//! - [`heal`]: auto-healing playbooks triggered by alerts or by hand:
+//!   guarded, dry-run by default, verified, rolled back, audited.
 //! - [`auth`]: users, sessions, tenants, ingest keys, roles, limits and the
 //!   hash-chained audit log, with their metadata tables.
 //! - [`config`]: configuration layers (defaults < TOML < `OPHION_*` < flags).
@@ -60,6 +62,7 @@ pub mod config;
 pub mod copilot;
 pub mod dashboards;
 pub mod guard;
+pub mod heal;
 pub mod read;
 pub mod server;
 

@@ -145,6 +145,16 @@ impl Server {
             config.alerts.clone(),
         )
         .await?;
+        let auth = Arc::new(auth);
+        let heal = crate::heal::Heal::open(
+            store.metadata().clone(),
+            Arc::clone(&alerts),
+            reader.clone(),
+            Arc::clone(&auth),
+            config.heal.clone(),
+            config.store.data_dir.display().to_string(),
+        )
+        .await?;
         let state = Arc::new(ApiState {
             store,
             reader,
@@ -153,7 +163,8 @@ impl Server {
             mcp,
             dashboards,
             alerts,
-            auth: Arc::new(auth),
+            heal,
+            auth,
             receiver: receiver.clone(),
             guard,
             tail,
@@ -234,6 +245,9 @@ impl Server {
 
         if self.state.alerts.config().enabled {
             tokio::spawn(Arc::clone(&self.state.alerts).run(stop_rx.clone()));
+        }
+        if self.state.heal.config().enabled {
+            tokio::spawn(Arc::clone(&self.state.heal).run(stop_rx.clone()));
         }
 
         let api_listener = self.api;

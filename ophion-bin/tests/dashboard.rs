@@ -1,14 +1,18 @@
 //! The web dashboard end to end: a real `ophion-server` with the dashboard
 //! embedded, filled over OTLP (the seeded shop's traces, a hand-built
-//! trace of 1,200 spans, logs that carry its id, a gauge with an injected
-//! jump), driven by Debian's Chromium through `playwright-core`
+//! trace of 1,200 spans, logs that carry its id, 4,500 more logs, a gauge
+//! with an injected jump, an incident with an injected root cause), driven
+//! by Debian's Chromium through `playwright-core`
 //! (`ophion-bin/ui/e2e/run.mjs`): sign in, services and the service map,
-//! trace search and the big trace's waterfall, logs and the jump to their
-//! trace, a metric charted and saved to a dashboard, SQL, the anomaly
-//! marked on its chart, settings, alerts, sign out. The browser run fails
-//! on any console error or failed request, and leaves screenshots of every
-//! page at 1280 and 390 px in both themes (`OPHION_SCREENSHOTS`, default
-//! `target/ui-screenshots`).
+//! trace search and the big trace's waterfall, the keyboard on the
+//! waterfall and the log list, logs and the jump to their trace, 4,500
+//! results read page by page, the live tail, a metric charted and saved to
+//! a dashboard, a panel built without SQL, SQL, the anomaly marked on its
+//! chart, a forecast, the injected fault's root-cause candidates with their
+//! evidence, a healing run approved and its steps, settings, alerts, the
+//! copilot, sign out. The browser run fails on any console error or failed
+//! request, and leaves screenshots of every page at 1280 and 390 px in both
+//! themes (`OPHION_SCREENSHOTS`, default `target/ui-screenshots`).
 
 mod common;
 

@@ -88,7 +88,10 @@ async fn callers(http: &reqwest::Client, s: &Server) -> Callers {
 fn request(method: &str, path: &str, c: &Callers, n: usize) -> (String, Option<Value>) {
     let id = if path.starts_with("/api/v1/keys") {
         c.key_id
-    } else if path.starts_with("/api/v1/dashboards") || alerting(path) {
+    } else if path.starts_with("/api/v1/dashboards")
+        || path.starts_with("/api/v1/heal")
+        || alerting(path)
+    {
         999_999
     } else {
         c.viewer_id
@@ -96,9 +99,13 @@ fn request(method: &str, path: &str, c: &Callers, n: usize) -> (String, Option<V
     let dashboard = json!({"title": "d", "panels": [{"title": "n", "chart": "stat", "sql": "SELECT count(*) FROM spans"}]});
     let name = if path.starts_with("/api/v1/ai/tools") {
         "list_services"
+    } else if method == "DELETE" {
+        "nothing-here"
     } else {
         "checkout"
     };
+    let playbook =
+        |name: String| json!({"name": name, "steps": [{"type": "wait", "duration": "0s"}]});
     let url = path
         .replace("{trace_id}", "0123456789abcdef0123456789abcdef")
         .replace("{name}", name)
@@ -124,6 +131,11 @@ fn request(method: &str, path: &str, c: &Callers, n: usize) -> (String, Option<V
             json!({"name": format!("rule{n}"), "kind": "sql", "sql": "SELECT count(*) AS value FROM spans", "condition": {"op": ">", "threshold": 0}}),
         ),
         ("POST", "/api/v1/alerts/apply") => Some(json!({"rules": []})),
+        ("POST", "/api/v1/playbooks") => Some(playbook(format!("pb{n}"))),
+        ("PUT", "/api/v1/playbooks/{name}") => Some(playbook("checkout".into())),
+        ("POST", "/api/v1/heal/runs") => {
+            Some(json!({"playbook": "checkout", "labels": {"service": "checkout"}}))
+        }
         ("POST", "/api/v1/alerts/inhibitions") => Some(json!({
             "source_matchers": [{"name": "severity", "value": "critical"}],
             "target_matchers": [{"name": "severity", "value": "warning"}],
@@ -179,7 +191,12 @@ fn allowed_status(method: &str, path: &str, other_tenant: bool) -> u16 {
         ("POST", "/api/v1/users")
         | ("POST", "/api/v1/tenants")
         | ("POST", "/api/v1/keys")
-        | ("POST", "/api/v1/dashboards") => 201,
+        | ("POST", "/api/v1/dashboards")
+        | ("POST", "/api/v1/playbooks")
+        | ("POST", "/api/v1/heal/runs") => 201,
+        // Read before any is saved; deleted by a name never saved.
+        ("GET" | "DELETE", "/api/v1/playbooks/{name}") => 404,
+        (_, p) if p.starts_with("/api/v1/heal/runs/{id}") => 404,
         (_, "/api/v1/dashboards/{id}") => 404,
         ("POST", "/api/v1/alerts/rules")
         | ("POST", "/api/v1/alerts/inhibitions")

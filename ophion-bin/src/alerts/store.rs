@@ -14,6 +14,8 @@ use rusqlite::{OptionalExtension as _, params};
 use serde::Serialize;
 use serde_json::Value;
 
+use super::model::Labels;
+
 use ophion_core::TenantId;
 
 /// The tables, in order. Never edit a released migration.
@@ -421,6 +423,64 @@ impl AlertStore {
                     }))
                 })?
                 .collect()
+            })
+            .await
+    }
+
+    /// Alerts that started firing after history record `after` (all
+    /// tenants, oldest first, at most `limit`): `(record id, tenant,
+    /// fingerprint, labels, value)`. `after` None: none, only the last id
+    /// (what a new reader starts from).
+    #[allow(clippy::type_complexity)]
+    pub async fn firings_after(
+        &self,
+        after: Option<i64>,
+        limit: usize,
+    ) -> Result<(Vec<(i64, String, String, Labels, f64)>, i64), ophion_store::Error> {
+        self.metadata
+            .call(move |c| {
+                let last: i64 =
+                    c.query_row("SELECT coalesce(max(id), 0) FROM alert_history", [], |r| {
+                        r.get(0)
+                    })?;
+                let Some(after) = after else {
+                    return Ok((Vec::new(), last));
+                };
+                let mut st = c.prepare(
+                    "SELECT id, tenant_id, fingerprint, labels, value FROM alert_history
+                     WHERE id > ?1 AND to_state = 'firing' ORDER BY id LIMIT ?2",
+                )?;
+                let rows: Vec<(i64, String, String, Labels, f64)> = st
+                    .query_map(params![after, limit as i64], |r| {
+                        Ok((
+                            r.get(0)?,
+                            r.get(1)?,
+                            r.get(2)?,
+                            serde_json::from_str(&r.get::<_, String>(3)?).unwrap_or_default(),
+                            r.get(4)?,
+                        ))
+                    })?
+                    .collect::<Result<_, _>>()?;
+                let upto = if rows.len() == limit {
+                    rows.last().map_or(after, |r| r.0)
+                } else {
+                    last.max(after)
+                };
+                Ok((rows, upto))
+            })
+            .await
+    }
+
+    /// How many of `tenant`'s alerts fire now.
+    pub async fn firing_count(&self, tenant: &TenantId) -> Result<i64, ophion_store::Error> {
+        let t = tenant.as_str().to_owned();
+        self.metadata
+            .call(move |c| {
+                c.query_row(
+                    "SELECT count(*) FROM alerts WHERE tenant_id = ?1 AND state = 'firing'",
+                    [t],
+                    |r| r.get(0),
+                )
             })
             .await
     }

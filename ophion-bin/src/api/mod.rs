@@ -18,6 +18,7 @@ mod ai;
 mod alerts;
 mod chat;
 mod dashboards;
+mod heal;
 mod logs;
 mod mcp;
 mod metrics;
@@ -86,6 +87,8 @@ pub struct ApiState {
     pub mcp: crate::copilot::mcp::HttpService,
     /// Saved dashboards.
     pub dashboards: crate::dashboards::Dashboards,
+    /// Auto-healing playbooks and runs.
+    pub heal: Arc<crate::heal::Heal>,
     /// Alert rules, channels, silences, incidents.
     pub alerts: Arc<crate::alerts::Alerts>,
 }

@@ -99,6 +99,9 @@ pub enum Command {
     /// Alert rules, current alerts, silences; rules from a file (GitOps).
     #[command(subcommand)]
     Alerts(AlertsCommand),
+    /// Auto-healing: playbooks and their runs.
+    #[command(subcommand)]
+    Heal(HealCommand),
     /// Incidents: related alerts grouped, the probable root cause first.
     Incidents {
         /// Only open incidents.
@@ -147,6 +150,60 @@ pub enum AlertsCommand {
         /// Also delete the rules the file does not name.
         #[arg(long)]
         prune: bool,
+    },
+}
+
+/// Auto-healing commands.
+#[derive(Debug, Subcommand)]
+pub enum HealCommand {
+    /// The playbooks (or, with a file, create or replace the playbooks of a
+    /// TOML file: `[[playbooks]]` tables with the fields of
+    /// `POST /api/v1/playbooks`).
+    Playbooks {
+        /// A TOML file to apply.
+        #[arg(long)]
+        apply: Option<std::path::PathBuf>,
+        /// Print the API's JSON instead.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a playbook by hand.
+    Run {
+        /// The playbook.
+        playbook: String,
+        /// `name=value` labels its templates and target see.
+        #[arg(long = "label")]
+        labels: Vec<String>,
+        /// Only show what would run.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Runs, newest first.
+    Runs {
+        /// Only runs in this state.
+        #[arg(long)]
+        state: Option<String>,
+        /// Print the API's JSON instead.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One run: every step with its input, timing and output.
+    Show {
+        /// The run.
+        id: i64,
+        /// Print the API's JSON instead.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve a run awaiting approval.
+    Approve {
+        /// The run.
+        id: i64,
+    },
+    /// Reject a run awaiting approval.
+    Reject {
+        /// The run.
+        id: i64,
     },
 }
 

@@ -117,6 +117,15 @@ impl Client {
         Err(CliError::Refused(message))
     }
 
+    /// POSTs `body` as JSON; the answer's JSON.
+    pub(super) async fn post_json(&self, path: &str, body: &Value) -> Result<Value, CliError> {
+        self.send(self.http.post(format!("{}{path}", self.base)).json(body))
+            .await?
+            .json()
+            .await
+            .map_err(|e| CliError::Unreachable(format!("unreadable answer: {e}")))
+    }
+
     pub(super) async fn get_json(
         &self,
         path: &str,

@@ -43,7 +43,7 @@ impl CliError {
 pub async fn run(cli: Cli, out: &mut String) -> Result<(), CliError> {
     let token = cli.token.clone().or_else(client::saved_token);
     let c = client::Client::new(&cli.server, token.as_deref(), cli.ca_cert.as_deref())?;
-    use commands::{admin, ai, alerts, mcp, session, telemetry};
+    use commands::{admin, ai, alerts, heal, mcp, session, telemetry};
     match cli.command {
         Command::Ai(cmd) => ai::ai(cmd, out),
         Command::Login {
@@ -59,6 +59,7 @@ pub async fn run(cli: Cli, out: &mut String) -> Result<(), CliError> {
         Command::Status => admin::status(&c, out).await,
         Command::Alerts(cmd) => alerts::alerts(&c, cmd, out).await,
         Command::Incidents { open, json } => alerts::incidents(&c, open, json, out).await,
+        Command::Heal(cmd) => heal::heal(&c, cmd, out).await,
         Command::Mcp => mcp::serve(c).await,
         Command::Query { sql, format } => telemetry::query(&c, sql, format, out).await,
         Command::Traces(cmd) => telemetry::traces(&c, cmd, out).await,

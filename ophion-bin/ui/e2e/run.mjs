@@ -107,6 +107,41 @@ await check("a trace of 1,200 spans as a waterfall", async () => {
   console.log(`   waterfall shown in ${ms} ms`);
 });
 
+await check("keyboard: the waterfall and the log list", async () => {
+  await page.goto(`${base}/traces/${big}`);
+  const wf = page.getByTestId("waterfall");
+  await wf.locator(".vrow").first().waitFor();
+  await wf.focus();
+  await page.keyboard.press("Home");
+  await expectText(page.getByTestId("span-details"), /edge: step-0-0/);
+  await page.keyboard.press("ArrowLeft");
+  if ((await wf.locator(".vrow").count()) !== 1) throw new Error("ArrowLeft on the root does not collapse it");
+  await page.keyboard.press("ArrowRight");
+  if ((await wf.locator(".vrow").count()) < 2) throw new Error("ArrowRight does not expand the root again");
+  await page.keyboard.press("ArrowDown");
+  const second = await wf.locator('[role="treeitem"][aria-selected="true"]').getAttribute("data-span");
+  if (second !== "0000000000000002") throw new Error(`ArrowDown selected ${second}`);
+  await page.keyboard.press("End");
+  const scrolled = await wf.evaluate((el) => el.scrollTop);
+  if (scrolled <= 0) throw new Error("End does not bring the last span into view");
+  await page.goto(`${base}/logs?q=payment+declined&from=now-1h`);
+  const list = page.getByTestId("log-list");
+  await list.locator(".vrow").first().waitFor();
+  await list.focus();
+  await page.keyboard.press("ArrowDown");
+  await expectText(page.getByTestId("log-details"), /payment declined for order 19/);
+  await page.keyboard.press("End");
+  await expectText(page.getByTestId("log-details"), /payment declined for order 0\b/);
+  // Tab from the top of the page reaches the main navigation.
+  await page.evaluate(() => document.activeElement?.blur());
+  let inNav = false;
+  for (let i = 0; i < 6 && !inNav; i++) {
+    await page.keyboard.press("Tab");
+    inNav = await page.evaluate(() => !!document.activeElement?.closest('nav[aria-label="Main"]'));
+  }
+  if (!inNav) throw new Error("Tab does not reach the main navigation");
+});
+
 await check("search logs and jump to their trace", async () => {
   await nav("Logs");
   await page.getByLabel("Text").fill("payment declined");
@@ -252,6 +287,28 @@ await check("alerts and settings", async () => {
   await expectText(page.getByTestId("users"), /admin/);
 });
 
+await check("auto-healing: approve a run, see its steps", async () => {
+  const token = await page.evaluate(() => JSON.parse(localStorage.getItem("ophion.session")).token);
+  const api = (path, body) =>
+    fetch(`${base}${path}`, { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body: JSON.stringify(body) }).then(async (r) => {
+      if (!r.ok) throw new Error(`${path}: ${r.status} ${await r.text()}`);
+      return r.json();
+    });
+  await api("/api/v1/playbooks", { name: "pause-it", mode: "approval", cooldown: "0s", steps: [{ type: "wait", duration: "1s" }] });
+  const run = await api("/api/v1/heal/runs", { playbook: "pause-it", labels: { service: "checkout" } });
+  await nav("Healing");
+  const row = page.getByTestId("heal-runs").locator("tr").filter({ hasText: `#${run.id}` });
+  await expectText(row, /awaiting approval/);
+  await row.getByRole("button", { name: "Approve" }).click();
+  // The list refreshes every 5 s: wait for the run to have run.
+  await page.getByTestId("heal-runs").locator("tr").filter({ hasText: `#${run.id}` }).filter({ hasText: "succeeded" }).waitFor();
+  await page.getByRole("link", { name: `#${run.id}` }).click();
+  await expectText(page.getByTestId("heal-steps"), /step 1 · wait[\s\S]*succeeded[\s\S]*waited 1 s/);
+  await page.getByRole("link", { name: "All runs" }).click();
+  await page.getByRole("tab", { name: "Playbooks" }).click();
+  await expectText(page.getByTestId("playbooks"), /pause-it/);
+});
+
 await check("ask the copilot: a streamed answer with its query", async () => {
   await nav("Copilot");
   await page.getByLabel("Question").fill("error rate of checkout in the last hour");
@@ -262,7 +319,7 @@ await check("ask the copilot: a streamed answer with its query", async () => {
 });
 
 await check("screenshots of every page, 1280 and 390 px, light and dark", async () => {
-  const pages = ["services", "traces?service=frontend", `traces/${big}`, "logs?q=payment", "explore?metric=queue.depth", "dashboards", "insights", "sql", "alerts", "copilot", "settings"];
+  const pages = ["services", "traces?service=frontend", `traces/${big}`, "logs?q=payment", "explore?metric=queue.depth", "dashboards", "insights", "sql", "alerts", "heal", "copilot", "settings"];
   for (const theme of ["light", "dark"]) {
     await page.evaluate((t) => localStorage.setItem("ophion.theme", t), theme);
     for (const width of [1280, 390]) {

@@ -18,6 +18,7 @@ const Dashboards = lazy(() => import("./pages/dashboards"));
 const Insights = lazy(() => import("./pages/insights"));
 const Sql = lazy(() => import("./pages/sql"));
 const Alerts = lazy(() => import("./pages/alerts"));
+const Heal = lazy(() => import("./pages/heal"));
 const Copilot = lazy(() => import("./pages/copilot"));
 const Settings = lazy(() => import("./pages/settings"));
 
@@ -31,6 +32,7 @@ const NAV: [string, string, boolean][] = [
   ["/dashboards", "Dashboards", true],
   ["/insights", "Insights", false],
   ["/alerts", "Alerts", false],
+  ["/heal", "Healing", false],
   ["/copilot", "Copilot", false],
   ["/sql", "SQL", true],
   ["/settings", "Settings", false],
@@ -105,6 +107,7 @@ function Login() {
 function Page({ path, me }: { path: string; me: Me }) {
   if (path.startsWith("/traces/")) return <Trace id={decodeURIComponent(path.slice("/traces/".length))} />;
   if (path.startsWith("/dashboards")) return <Dashboards me={me} />;
+  if (path.startsWith("/heal")) return <Heal me={me} />;
   switch (path) {
     case "/traces":
       return <Traces />;

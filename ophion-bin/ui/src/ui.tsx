@@ -1,6 +1,6 @@
 // Shared bits of every page: loading, empty and error states, tables,
 // tabs, durations and times.
-import type { ReactNode } from "react";
+import type { KeyboardEvent, ReactNode } from "react";
 import { ApiError } from "./api";
 
 export function Loading() {
@@ -102,4 +102,25 @@ export function pct(x: number | null | undefined): string {
 export function cell(v: unknown): string {
   if (v === null || v === undefined) return "";
   return typeof v === "object" ? JSON.stringify(v) : String(v);
+}
+
+/**
+ * Keyboard for a virtualised list of `count` rows of `row` px in a scroller
+ * `height` px tall: ArrowUp/ArrowDown, PageUp/PageDown, Home/End move the
+ * selection (`at`, -1 for none) and keep it in view; the caller's `extra`
+ * handles other keys (expand, collapse).
+ */
+export function listKeys(count: number, at: number, row: number, height: number, select: (i: number) => void, extra?: (key: string) => boolean) {
+  return (e: KeyboardEvent<HTMLDivElement>) => {
+    const page = Math.max(1, Math.floor(height / row) - 1);
+    const step: Record<string, number> = { ArrowDown: 1, ArrowUp: -1, PageDown: page, PageUp: -page, Home: -count, End: count };
+    if (e.key in step && count > 0) {
+      const next = Math.min(count - 1, Math.max(0, (at < 0 ? -1 : at) + step[e.key]));
+      select(next);
+      const el = e.currentTarget;
+      if (next * row < el.scrollTop) el.scrollTop = next * row;
+      else if ((next + 1) * row > el.scrollTop + height) el.scrollTop = (next + 1) * row - height;
+    } else if (!extra?.(e.key)) return;
+    e.preventDefault();
+  };
 }

@@ -33,6 +33,7 @@ use crate::auth::Permission;
 
 mod ai;
 mod alerts;
+mod heal;
 
 /// One route of the API.
 #[derive(Debug)]
@@ -471,5 +472,6 @@ pub fn table() -> Vec<Route> {
     .into_iter()
     .chain(ai::table())
     .chain(alerts::table())
+    .chain(heal::table())
     .collect()
 }

@@ -39,14 +39,6 @@ pub(in crate::cli) fn matcher(text: &str) -> Result<Value, CliError> {
     )))
 }
 
-async fn post(c: &Client, path: &str, body: &Value) -> Result<Value, CliError> {
-    c.send(c.http.post(format!("{}{path}", c.base)).json(body))
-        .await?
-        .json()
-        .await
-        .map_err(|e| CliError::Unreachable(format!("unreadable answer: {e}")))
-}
-
 /// `ophion alerts ...`.
 pub(in crate::cli) async fn alerts(
     c: &Client,
@@ -183,13 +175,13 @@ pub(in crate::cli) async fn alerts(
                 .iter()
                 .map(|m| matcher(m))
                 .collect::<Result<Vec<_>, _>>()?;
-            let v = post(
-                c,
-                "/api/v1/silences",
-                &json!({"matchers": matchers, "startsAt": "now",
+            let v = c
+                .post_json(
+                    "/api/v1/silences",
+                    &json!({"matchers": matchers, "startsAt": "now",
                     "endsAt": format!("now+{duration}"), "comment": comment}),
-            )
-            .await?;
+                )
+                .await?;
             let _ = writeln!(out, "silence {} for {duration}", cell(&v["id"]));
         }
         AlertsCommand::Apply { file, prune } => {
@@ -198,7 +190,7 @@ pub(in crate::cli) async fn alerts(
             let mut bundle: Value = toml::from_str(&text)
                 .map_err(|e| CliError::Refused(format!("{}: {e}", file.display())))?;
             bundle["prune"] = Value::Bool(prune);
-            let v = post(c, "/api/v1/alerts/apply", &bundle).await?;
+            let v = c.post_json("/api/v1/alerts/apply", &bundle).await?;
             let _ = writeln!(
                 out,
                 "{} rules created, {} updated, {} deleted",

@@ -9,7 +9,7 @@ import { TimeChart } from "../chart";
 import { Link } from "../router";
 import { useUrlForm } from "../form";
 import { useRange } from "../time";
-import { Table, Tabs, View, cell, time } from "../ui";
+import { Table, Tabs, View, cell, listKeys, time } from "../ui";
 
 type Log = {
   timestamp: string; severity_text: string | null; severity_number: number | null; body: unknown; service_name: string;
@@ -44,11 +44,22 @@ function List({ logs, onPick, picked, onNearEnd, complete = true }: { logs: Log[
       data-complete={complete}
       data-rows={logs.length}
       tabIndex={0}
-      aria-label="Log records"
+      role="listbox"
+      aria-label="Log records (arrow keys pick a record)"
+      aria-activedescendant={picked !== null ? `log-${picked}` : undefined}
+      onKeyDown={listKeys(logs.length, picked ?? -1, ROW, height, onPick)}
     >
       <div className="spacer" style={{ height: logs.length * ROW }}>
         {logs.slice(first, last).map((l, i) => (
-          <div key={first + i} className={`vrow${picked === first + i ? " sel" : ""}`} style={{ top: (first + i) * ROW, height: ROW }} onClick={() => onPick(first + i)}>
+          <div
+            key={first + i}
+            id={`log-${first + i}`}
+            role="option"
+            aria-selected={picked === first + i}
+            className={`vrow${picked === first + i ? " sel" : ""}`}
+            style={{ top: (first + i) * ROW, height: ROW }}
+            onClick={() => onPick(first + i)}
+          >
             <span className="mono">{time(l.timestamp)}</span>
             <span className={`sev-${sev(l)}`}>{l.severity_text ?? sev(l)}</span>
             <b>{l.service_name}</b>

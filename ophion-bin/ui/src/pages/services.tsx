@@ -66,9 +66,12 @@ export default function Services() {
     queryKey: ["services", r.from, r.to, r.tick],
     queryFn: () => get<{ services: Service[] }>("/api/v1/services", { from: r.from, to: r.to }),
   });
+  // The map joins spans with their parents, the dearest query of the
+  // page: asked once the table is on screen, so it never delays it.
   const graph = useQuery({
     queryKey: ["graph", r.from, r.to, r.tick],
     queryFn: () => get<{ nodes: string[]; edges: Edge[] }>("/api/v1/service-graph", { from: r.from, to: r.to }),
+    enabled: !services.isPending,
   });
   const sparks = useQuery({
     queryKey: ["sparks", r.from, r.to, r.tick],

@@ -5,7 +5,7 @@ import { useQuery } from "@tanstack/react-query";
 import { useMemo, useState, type UIEvent } from "react";
 import { get } from "../api";
 import { Link } from "../router";
-import { Table, View, cell, dur, time } from "../ui";
+import { Table, View, cell, dur, listKeys, time } from "../ui";
 
 type Span = {
   span_id: string; parent_span_id: string | null; name: string; kind: string; service_name: string;
@@ -78,6 +78,7 @@ function Waterfall({ tree, onPick, picked }: { tree: Tree; onPick: (id: string) 
   const span = Math.max(1, tree.end - tree.start);
   const first = Math.max(0, Math.floor(top / ROW) - 10);
   const last = Math.min(rows.length, Math.ceil((top + height) / ROW) + 10);
+  const at = useMemo(() => (picked ? rows.findIndex((r) => r[0] === picked) : -1), [rows, picked]);
   const toggle = (id: string) => {
     const next = new Set(collapsed);
     if (next.has(id)) next.delete(id);
@@ -85,7 +86,22 @@ function Waterfall({ tree, onPick, picked }: { tree: Tree; onPick: (id: string) 
     setCollapsed(next);
   };
   return (
-    <div className="scroller" style={{ height }} onScroll={(e: UIEvent<HTMLDivElement>) => setTop(e.currentTarget.scrollTop)} data-testid="waterfall" tabIndex={0} aria-label="Waterfall">
+    <div
+      className="scroller"
+      style={{ height }}
+      onScroll={(e: UIEvent<HTMLDivElement>) => setTop(e.currentTarget.scrollTop)}
+      data-testid="waterfall"
+      tabIndex={0}
+      role="tree"
+      aria-label="Waterfall (arrow keys move, left and right collapse and expand)"
+      aria-activedescendant={picked && at >= 0 ? `span-${picked}` : undefined}
+      onKeyDown={listKeys(rows.length, at, ROW, height, (i) => onPick(rows[i][0]), (key) => {
+        if (!picked || !tree.children.get(picked)?.length) return false;
+        const closed = collapsed.has(picked);
+        if ((key === "ArrowLeft" && !closed) || (key === "ArrowRight" && closed)) toggle(picked);
+        return key === "ArrowLeft" || key === "ArrowRight";
+      })}
+    >
       <div className="spacer" style={{ height: rows.length * ROW }}>
         {rows.slice(first, last).map(([id, depth], i) => {
           const s = tree.byId.get(id)!;
@@ -94,7 +110,18 @@ function Waterfall({ tree, onPick, picked }: { tree: Tree; onPick: (id: string) 
           const width = Math.max(0.2, (s.duration_ns / span) * 100);
           const color = s.status_code === "error" ? "var(--bad)" : PALETTE[services.indexOf(s.service_name) % PALETTE.length];
           return (
-            <div key={id} className={`vrow${picked === id ? " sel" : ""}`} style={{ top: (first + i) * ROW, height: ROW }} data-span={id} onClick={() => onPick(id)}>
+            <div
+              key={id}
+              id={`span-${id}`}
+              role="treeitem"
+              aria-level={depth + 1}
+              aria-selected={picked === id}
+              aria-expanded={kids ? !collapsed.has(id) : undefined}
+              className={`vrow${picked === id ? " sel" : ""}`}
+              style={{ top: (first + i) * ROW, height: ROW }}
+              data-span={id}
+              onClick={() => onPick(id)}
+            >
               <span className="wf-name" style={{ paddingLeft: Math.min(depth, 20) * 12 }} title={`depth ${depth}`}>
                 {kids ? (
                   <button className="twisty" aria-label={collapsed.has(id) ? "Expand" : "Collapse"} onClick={(e) => { e.stopPropagation(); toggle(id); }}>
