@@ -391,6 +391,31 @@ async fn playbooks_heal_verify_roll_back_and_stay_safe() {
         );
     }
 
+    let shown = ophion(&["heal", "show", &cid.to_string()]);
+    assert!(
+        shown.contains("verify 1 query: failed")
+            && shown.contains("rollback 1 http: succeeded")
+            && shown.contains("escalate 1 notify: succeeded")
+            && shown.contains("HTTP 200"),
+        "{shown}"
+    );
+
+    // Playbooks from a TOML file, as `ophion heal playbooks --apply` sends them.
+    let file = dir.path().join("playbooks.toml");
+    std::fs::write(&file, format!(
+        "[[playbooks]]\nname = \"from-file\"\nmode = \"approval\"\n\n[[playbooks.steps]]\ntype = \"command\"\nprogram = \"{}\"\nargs = [\"from-file\"]\n",
+        script("record"))).expect("toml");
+    let applied = ophion(&["heal", "playbooks", "--apply", &file.display().to_string()]);
+    assert!(
+        applied.contains("playbook from-file version 1"),
+        "{applied}"
+    );
+    let listed = ophion(&["heal", "playbooks"]);
+    assert!(
+        listed.contains("from-file") && listed.contains("approval"),
+        "{listed}"
+    );
+
     // 3. Dry run: exactly what would run, and nothing runs.
     let pid = shop.pid();
     let dry = ok(
@@ -582,6 +607,44 @@ async fn playbooks_heal_verify_roll_back_and_stay_safe() {
             .is_some_and(|m| m.starts_with("blast radius")),
         "{second:#}"
     );
+    // The cooldown: the same target again within it.
+    ok(&http, &s, "POST", "/api/v1/playbooks", Some(json!({
+        "name": "cool", "mode": "auto", "cooldown": "1h", "steps": [{"type": "wait", "duration": "0s"}]}))).await;
+    let cool = || {
+        ok(
+            &http,
+            &s,
+            "POST",
+            "/api/v1/heal/runs",
+            Some(json!({"playbook": "cool", "labels": {"service": "api"}})),
+        )
+    };
+    assert_ne!(cool().await["state"], "refused");
+    let again = cool().await;
+    assert!(
+        again["reason"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("cooldown")),
+        "{again:#}"
+    );
+    // Too much unhealthy already: cart's alert still fires (its restart did
+    // not fix it), and this playbook allows none.
+    ok(&http, &s, "POST", "/api/v1/playbooks", Some(json!({
+        "name": "calm-only", "mode": "auto", "blast_radius": {"max_firing": 0}, "steps": [{"type": "wait", "duration": "0s"}]}))).await;
+    let calm = ok(
+        &http,
+        &s,
+        "POST",
+        "/api/v1/heal/runs",
+        Some(json!({"playbook": "calm-only", "labels": {"service": "api"}})),
+    )
+    .await;
+    assert!(
+        calm["reason"]
+            .as_str()
+            .is_some_and(|m| m.contains("alerts fire in this tenant")),
+        "{calm:#}"
+    );
     // Nothing refused ran.
     assert_eq!(
         std::fs::read_to_string(&record).expect("record"),
@@ -611,6 +674,8 @@ async fn playbooks_heal_verify_roll_back_and_stay_safe() {
         ("heal_run", "denied", "not a plain name"),
         ("heal_run", "denied", "hourly limit"),
         ("heal_run", "denied", "blast radius"),
+        ("heal_run", "denied", "cooldown"),
+        ("heal_run", "denied", "alerts fire"),
         // The access layer names the route, not the run.
         (
             "permission_denied",

@@ -37,8 +37,10 @@ pub struct Context {
     pub external: String,
 }
 
-/// An action ready to run.
-#[derive(Debug, Clone, PartialEq)]
+/// An action ready to run; serialised, exactly what runs (what a run
+/// records and a dry run shows).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(untagged)]
 pub enum Prepared {
     /// An HTTP request.
     Http {
@@ -46,7 +48,7 @@ pub enum Prepared {
         url: String,
         headers: BTreeMap<String, String>,
         body: Option<Value>,
-        timeout: Duration,
+        timeout_secs: u64,
     },
     /// A program and its argument vector (no shell).
     Exec {
@@ -54,7 +56,7 @@ pub enum Prepared {
         argv: Vec<String>,
         env: BTreeMap<String, String>,
         cwd: String,
-        timeout: Duration,
+        timeout_secs: u64,
     },
     /// A message to channels.
     Notify {
@@ -62,7 +64,7 @@ pub enum Prepared {
         message: String,
     },
     /// A pause.
-    Wait(Duration),
+    Wait { secs: u64 },
 }
 
 /// The result of one step.
@@ -131,12 +133,10 @@ fn render_json(v: &Value, ctx: &Context) -> Result<Value, String> {
     })
 }
 
-fn duration(t: &Option<String>, default: u64) -> Duration {
-    Duration::from_secs(
-        t.as_deref()
-            .and_then(|t| secs(t, "timeout").ok())
-            .unwrap_or(default),
-    )
+fn duration(t: &Option<String>, default: u64) -> u64 {
+    t.as_deref()
+        .and_then(|t| secs(t, "timeout").ok())
+        .unwrap_or(default)
 }
 
 /// `action` made concrete for `ctx`; refused when a substituted value
@@ -162,7 +162,7 @@ pub fn prepare(
                 .map(|(k, v)| Ok((k.clone(), render(v, ctx, false, "a header")?)))
                 .collect::<Result<_, String>>()?,
             body: body.as_ref().map(|b| render_json(b, ctx)).transpose()?,
-            timeout: duration(timeout, 30),
+            timeout_secs: duration(timeout, 30),
         },
         Action::Command {
             program,
@@ -181,7 +181,7 @@ pub fn prepare(
                 .map(|(k, v)| Ok((k.clone(), render(v, ctx, true, "an environment variable")?)))
                 .collect::<Result<_, String>>()?,
             cwd: cwd.clone().unwrap_or_else(|| data_dir.to_owned()),
-            timeout: duration(timeout, 60),
+            timeout_secs: duration(timeout, 60),
         },
         Action::Kubectl {
             op,
@@ -219,44 +219,23 @@ pub fn prepare(
                 argv,
                 env: BTreeMap::new(),
                 cwd: data_dir.to_owned(),
-                timeout: duration(timeout, 120),
+                timeout_secs: duration(timeout, 120),
             }
         }
         Action::Notify { channels, message } => Prepared::Notify {
             channels: channels.clone(),
             message: render(message, ctx, false, "a message")?,
         },
-        Action::Wait { duration: d } => Prepared::Wait(Duration::from_secs(secs(d, "duration")?)),
+        Action::Wait { duration: d } => Prepared::Wait {
+            secs: secs(d, "duration")?,
+        },
     })
 }
 
 impl Prepared {
     /// Exactly what runs, as recorded and as a dry run shows it.
     pub fn input(&self) -> Value {
-        match self {
-            Prepared::Http {
-                method,
-                url,
-                headers,
-                body,
-                timeout,
-            } => {
-                json!({"method": method, "url": url, "headers": headers, "body": body, "timeout_secs": timeout.as_secs()})
-            }
-            Prepared::Exec {
-                program,
-                argv,
-                env,
-                cwd,
-                timeout,
-            } => {
-                json!({"program": program, "argv": argv, "env": env, "cwd": cwd, "timeout_secs": timeout.as_secs()})
-            }
-            Prepared::Notify { channels, message } => {
-                json!({"channels": channels, "message": message})
-            }
-            Prepared::Wait(d) => json!({"secs": d.as_secs()}),
-        }
+        serde_json::to_value(self).unwrap_or(Value::Null)
     }
 
     /// Runs it.
@@ -267,21 +246,25 @@ impl Prepared {
                 url,
                 headers,
                 body,
-                timeout,
-            } => http(env, method, url, headers, body.as_ref(), *timeout).await,
+                timeout_secs,
+            } => {
+                let timeout = Duration::from_secs(*timeout_secs);
+                http(env, method, url, headers, body.as_ref(), timeout).await
+            }
             Prepared::Exec {
                 program,
                 argv,
                 env: vars,
                 cwd,
-                timeout,
+                timeout_secs,
             } => {
+                let timeout = Duration::from_secs(*timeout_secs);
                 exec(
                     program,
                     argv,
                     vars,
                     cwd,
-                    *timeout,
+                    timeout,
                     env.cfg.output_limit_bytes,
                 )
                 .await
@@ -294,11 +277,11 @@ impl Prepared {
                     error: (!failed.is_empty()).then(|| failed.join("; ")),
                 }
             }
-            Prepared::Wait(d) => {
-                tokio::time::sleep(*d).await;
+            Prepared::Wait { secs } => {
+                tokio::time::sleep(Duration::from_secs(*secs)).await;
                 Outcome {
                     ok: true,
-                    output: format!("waited {} s", d.as_secs()),
+                    output: format!("waited {secs} s"),
                     error: None,
                 }
             }

@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 
 use serde_json::{Value, json};
 
+use super::listing;
 use crate::cli::{CliError, args::AlertsCommand, client::Client, render::*};
 
 fn labels_text(v: &Value) -> String {
@@ -47,63 +48,47 @@ pub(in crate::cli) async fn alerts(
 ) -> Result<(), CliError> {
     match cmd {
         AlertsCommand::Rules { json } => {
-            let v = c.get_json("/api/v1/alerts/rules", &[]).await?;
-            if json {
-                out.push_str(&pretty(&v));
-                return Ok(());
-            }
-            let rows: Vec<Vec<String>> = v["rules"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|r| {
-                    vec![
-                        cell(&r["id"]),
-                        cell(&r["name"]),
-                        cell(&r["kind"]),
-                        cell(&r["severity"]),
-                        cell(&r["interval"]),
-                        cell(&r["health"]),
-                        cell(&r["last_error"]),
-                    ]
-                })
-                .collect();
-            table(
+            let head = ["id", "name", "kind", "severity", "every", "health", "error"];
+            let row = |r: &Value| {
+                [
+                    "id",
+                    "name",
+                    "kind",
+                    "severity",
+                    "interval",
+                    "health",
+                    "last_error",
+                ]
+                .map(|k| cell(&r[k]))
+                .to_vec()
+            };
+            listing(
+                c,
+                ("/api/v1/alerts/rules", &[]),
+                "rules",
+                json,
+                &head,
+                row,
                 out,
-                &["id", "name", "kind", "severity", "every", "health", "error"].map(String::from),
-                &rows,
-            );
+            )
+            .await?;
         }
         AlertsCommand::List { json } => {
-            let v = c.get_json("/api/v1/alerts", &[]).await?;
-            if json {
-                out.push_str(&pretty(&v));
-                return Ok(());
-            }
-            let rows: Vec<Vec<String>> = v["alerts"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|a| {
-                    vec![
-                        cell(&a["state"]),
-                        cell(&a["labels"]["alertname"]),
-                        cell(&a["labels"]["severity"]),
-                        labels_text(&a["labels"]),
-                        cell(&a["value"]),
-                        cell(&a["active_since"]),
-                        cell(&a["incident_id"]),
-                    ]
-                })
-                .collect();
-            table(
-                out,
-                &[
-                    "state", "alert", "severity", "labels", "value", "since", "incident",
+            let head = [
+                "state", "alert", "severity", "labels", "value", "since", "incident",
+            ];
+            let row = |a: &Value| {
+                vec![
+                    cell(&a["state"]),
+                    cell(&a["labels"]["alertname"]),
+                    cell(&a["labels"]["severity"]),
+                    labels_text(&a["labels"]),
+                    cell(&a["value"]),
+                    cell(&a["active_since"]),
+                    cell(&a["incident_id"]),
                 ]
-                .map(String::from),
-                &rows,
-            );
+            };
+            listing(c, ("/api/v1/alerts", &[]), "alerts", json, &head, row, out).await?;
         }
         AlertsCommand::History => {
             let v = c.get_json("/api/v1/alerts/history", &[]).await?;

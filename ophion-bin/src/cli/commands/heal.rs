@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 
 use serde_json::{Map, Value, json};
 
+use super::listing;
 use crate::cli::{CliError, args::HealCommand, client::Client, render::*};
 
 /// `ophion heal ...`.
@@ -31,31 +32,27 @@ pub(in crate::cli) async fn heal(
             }
         }
         HealCommand::Playbooks { apply: None, json } => {
-            let v = c.get_json("/api/v1/playbooks", &[]).await?;
-            if json {
-                out.push_str(&pretty(&v));
-                return Ok(());
-            }
-            let rows: Vec<Vec<String>> = v["playbooks"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|p| {
-                    vec![
-                        cell(&p["name"]),
-                        cell(&p["version"]),
-                        cell(&p["mode"]),
-                        cell(&p["enabled"]),
-                        p["steps"].as_array().map_or(0, Vec::len).to_string(),
-                        cell(&p["updated_by"]),
-                    ]
-                })
-                .collect();
-            table(
+            let head = ["name", "version", "mode", "enabled", "steps", "by"];
+            let row = |p: &Value| {
+                vec![
+                    cell(&p["name"]),
+                    cell(&p["version"]),
+                    cell(&p["mode"]),
+                    cell(&p["enabled"]),
+                    p["steps"].as_array().map_or(0, Vec::len).to_string(),
+                    cell(&p["updated_by"]),
+                ]
+            };
+            listing(
+                c,
+                ("/api/v1/playbooks", &[]),
+                "playbooks",
+                json,
+                &head,
+                row,
                 out,
-                &["name", "version", "mode", "enabled", "steps", "by"].map(String::from),
-                &rows,
-            );
+            )
+            .await?;
         }
         HealCommand::Run {
             playbook,
@@ -78,36 +75,32 @@ pub(in crate::cli) async fn heal(
             show(&v, out);
         }
         HealCommand::Runs { state, json } => {
-            let v = c.get_json("/api/v1/heal/runs", &[("state", state)]).await?;
-            if json {
-                out.push_str(&pretty(&v));
-                return Ok(());
-            }
-            let rows: Vec<Vec<String>> = v["runs"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|r| {
-                    vec![
-                        cell(&r["id"]),
-                        cell(&r["playbook"]),
-                        cell(&r["target"]),
-                        cell(&r["mode"]),
-                        cell(&r["state"]),
-                        cell(&r["trigger"]["source"]),
-                        cell(&r["created_at"]),
-                        cell(&r["reason"]),
-                    ]
-                })
-                .collect();
-            table(
-                out,
-                &[
-                    "id", "playbook", "target", "mode", "state", "trigger", "started", "reason",
+            let head = [
+                "id", "playbook", "target", "mode", "state", "trigger", "started", "reason",
+            ];
+            let row = |r: &Value| {
+                vec![
+                    cell(&r["id"]),
+                    cell(&r["playbook"]),
+                    cell(&r["target"]),
+                    cell(&r["mode"]),
+                    cell(&r["state"]),
+                    cell(&r["trigger"]["source"]),
+                    cell(&r["created_at"]),
+                    cell(&r["reason"]),
                 ]
-                .map(String::from),
-                &rows,
-            );
+            };
+            let query = [("state", state)];
+            listing(
+                c,
+                ("/api/v1/heal/runs", &query),
+                "runs",
+                json,
+                &head,
+                row,
+                out,
+            )
+            .await?;
         }
         HealCommand::Show { id, json } => {
             let v = c.get_json(&format!("/api/v1/heal/runs/{id}"), &[]).await?;
