@@ -123,6 +123,12 @@ impl Alerts {
         &self.config
     }
 
+    /// The HTTP client notifications go out with (shared: one connection
+    /// pool and one set of TLS roots in memory).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
     /// Tells the evaluator that rules changed.
     pub fn changed(&self) {
         self.generation.fetch_add(1, Ordering::Relaxed);

@@ -4,10 +4,7 @@
 //! A service's requests are its entry spans: kind `server` or `consumer`,
 //! or spans without a parent (a root `internal` span is a request too).
 //! Rates are per second over the range; latencies are approximate
-//! percentiles (t-digest) of the entry spans' durations in nanoseconds;
-//! the services list reads the per-minute rollups instead of every span
-//! when a range holds more than [`EXACT_UP_TO`] requests (its
-//! `percentiles` column says which).
+//! percentiles (t-digest) of the entry spans' durations in nanoseconds.
 
 use crate::auth::Principal;
 use std::sync::Arc;
@@ -19,7 +16,7 @@ use axum::{
 use serde_json::{Value, json};
 
 use super::{ApiError, ApiState, time::RangeParams};
-use crate::read::{Range, json as to_json, rollup, text, ts_text};
+use crate::read::{Range, json as to_json, text, ts_text};
 
 use crate::read::ENTRY_SPANS as ENTRY;
 
@@ -48,72 +45,21 @@ fn rates(rows: &mut [serde_json::Map<String, Value>], range: &Range) {
     }
 }
 
-/// Up to this many requests in a range, the services list reads every
-/// entry span (exact percentiles); above it, the per-minute rollups
-/// (percentiles within 2 %, counts exact), so the list stays fast over
-/// millions of spans.
-pub(super) const EXACT_UP_TO: i64 = 1_000_000;
-
-/// The services of `range` from the rollups, when they cover it and it
-/// holds more than [`EXACT_UP_TO`] requests.
-async fn from_rollups(
-    s: &ApiState,
-    who: &Principal,
-    range: Range,
-) -> Result<Option<Vec<serde_json::Map<String, Value>>>, ApiError> {
-    let mut p = crate::read::Params::default();
-    if rollup::bind(range, &mut p).is_none() {
-        return Ok(None);
-    }
-    let rows = rollup::rows("TRUE", true);
-    let count = format!("SELECT CAST(coalesce(sum(spans), 0) AS BIGINT) AS n FROM ({rows}) r");
-    let n = match s.reader.sql(&who.tenant, &count, &p).await {
-        Ok(out) => to_json::rows(&out.batches)
-            .first()
-            .and_then(|r| r[0].as_i64())
-            .unwrap_or(0),
-        Err(ophion_core::QueryError::NotCovered(_)) => return Ok(None),
-        Err(e) => return Err(e.into()),
-    };
-    if n <= EXACT_UP_TO {
-        return Ok(None);
-    }
-    let sql = format!(
-        "SELECT service_name AS name, CAST(sum(spans) AS BIGINT) AS requests, CAST(sum(errors) AS BIGINT) AS errors, \
-         {} AS p50_ns, {} AS p95_ns, {} AS p99_ns, '{}' AS percentiles \
-         FROM ({rows}) r GROUP BY service_name ORDER BY service_name",
-        rollup::percentile(0.5),
-        rollup::percentile(0.95),
-        rollup::percentile(0.99),
-        rollup::APPROXIMATE
-    );
-    match s.reader.sql(&who.tenant, &sql, &p).await {
-        Ok(out) => Ok(Some(to_json::objects(&out.batches))),
-        Err(ophion_core::QueryError::NotCovered(_)) => Ok(None),
-        Err(e) => Err(e.into()),
-    }
-}
-
 pub(super) async fn list(
     State(s): State<Arc<ApiState>>,
     who: Principal,
     Query(q): Query<RangeParams>,
 ) -> Result<Json<Value>, ApiError> {
     let range = q.resolve()?;
-    let mut services = match from_rollups(&s, &who, range).await? {
-        Some(rows) => rows,
-        None => {
-            let p = range.filter("start_time");
-            let sql = format!(
-                "SELECT service_name AS name, {}, 't-digest over every request' AS percentiles FROM spans WHERE {} AND {ENTRY} \
-                 GROUP BY service_name ORDER BY service_name",
-                latency_columns(),
-                p.conditions()
-            );
-            let out = s.reader.sql(&who.tenant, &sql, &p).await?;
-            to_json::objects(&out.batches)
-        }
-    };
+    let p = range.filter("start_time");
+    let sql = format!(
+        "SELECT service_name AS name, {} FROM spans WHERE {} AND {ENTRY} \
+         GROUP BY service_name ORDER BY service_name",
+        latency_columns(),
+        p.conditions()
+    );
+    let out = s.reader.sql(&who.tenant, &sql, &p).await?;
+    let mut services = to_json::objects(&out.batches);
     rates(&mut services, &range);
     Ok(Json(json!({
         "services": services,

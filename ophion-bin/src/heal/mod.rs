@@ -105,6 +105,7 @@ impl Heal {
         config: HealConfig,
         data_dir: String,
     ) -> Result<Arc<Self>, ophion_store::Error> {
+        let http = alerts.http().clone();
         let external = alerts
             .config()
             .external_url
@@ -118,7 +119,7 @@ impl Heal {
             config,
             data_dir,
             external,
-            http: reqwest::Client::new(),
+            http,
             wake: tokio::sync::Notify::new(),
         }))
     }
