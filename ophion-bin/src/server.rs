@@ -247,6 +247,10 @@ impl Server {
             tokio::spawn(Arc::clone(&self.state.alerts).run(stop_rx.clone()));
         }
         if self.state.heal.config().enabled {
+            let ai = Arc::clone(&self.state.ai);
+            self.state
+                .heal
+                .read_insights_from(Arc::new(move |t| ai.watch_insights(t)));
             tokio::spawn(Arc::clone(&self.state.heal).run(stop_rx.clone()));
         }
 

@@ -16,6 +16,7 @@
 //!   and audited.
 //! - A run in flight when the server is killed is `interrupted` after the
 //!   restart, and its remaining steps never run.
+//! - An insight of the continuous watch triggers the playbook it matches.
 
 mod common;
 
@@ -787,5 +788,94 @@ async fn a_run_cut_by_a_crash_is_interrupted_never_repeated() {
     assert!(
         audit["records"].as_array().is_some_and(|r| !r.is_empty()),
         "{audit:#}"
+    );
+}
+
+/// An insight of the continuous watch triggers the playbook that matches
+/// it (kind, metric, service), like an alert; one that does not match
+/// triggers nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn insights_trigger_the_playbooks_they_match() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let s = Server::start(
+        &dir.path().join("data"),
+        &[
+            ("OPHION__HEAL__TICK_MS", "200"),
+            ("OPHION__AI__INTERVAL_SECS", "1"),
+            ("OPHION__AI__WATCH_METRICS", r#"["queue.depth"]"#),
+        ],
+    );
+    let http = client();
+    let playbook = |name: &str, metric: &str| {
+        json!({
+        "name": name, "mode": "dry-run",
+        "match": [{"name": "alertname", "value": "Insight"}, {"name": "kind", "value": "anomaly"}, {"name": "metric", "value": metric}],
+        "steps": [{"type": "http", "url": "http://127.0.0.1:9/drain/{{ $labels.service }}"}]})
+    };
+    ok(
+        &http,
+        &s,
+        "POST",
+        "/api/v1/playbooks",
+        Some(playbook("drain-queue", "queue.depth")),
+    )
+    .await;
+    ok(
+        &http,
+        &s,
+        "POST",
+        "/api/v1/playbooks",
+        Some(playbook("other-metric", "disk.used")),
+    )
+    .await;
+    // A queue that holds about 50 for 100 minutes, then jumps to 400.
+    let min = 60_000_000_000u64;
+    let now = common::now_ns() / min;
+    let points: Vec<Value> = (now - 100..now - 1)
+        .map(|m| {
+            json!({"timeUnixNano": (m * min + 30_000_000_000).to_string(),
+            "asDouble": if m == now - 8 { 400.0 } else { 50.0 + (m * 7 % 5) as f64 }})
+        })
+        .collect();
+    let r = http.post(format!("{}/v1/metrics", s.otlp_http))
+        .json(&json!({"resourceMetrics": [{"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "worker"}}]},
+            "scopeMetrics": [{"metrics": [{"name": "queue.depth", "gauge": {"dataPoints": points}}]}]}]}))
+        .send().await.expect("otlp");
+    assert!(r.status().is_success());
+    let runs = loop_runs(&http, &s, "drain-queue", 1).await;
+    let run = &runs[0];
+    assert_eq!(run["trigger"]["source"], "insight", "{run:#}");
+    assert_eq!(run["state"], "dry_run", "{run:#}");
+    let labels = &run["trigger"]["labels"];
+    assert_eq!(
+        (
+            labels["kind"].as_str(),
+            labels["metric"].as_str(),
+            labels["service"].as_str()
+        ),
+        (Some("anomaly"), Some("queue.depth"), Some("worker")),
+        "{run:#}"
+    );
+    let full = ok(
+        &http,
+        &s,
+        "GET",
+        &format!("/api/v1/heal/runs/{}", run["id"]),
+        None,
+    )
+    .await;
+    assert_eq!(
+        full["steps"][0]["input"]["url"], "http://127.0.0.1:9/drain/worker",
+        "{full:#}"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let all = ok(&http, &s, "GET", "/api/v1/heal/runs", None).await;
+    assert!(
+        all["runs"]
+            .as_array()
+            .expect("runs")
+            .iter()
+            .all(|r| r["playbook"] != "other-metric"),
+        "{all:#}"
     );
 }

@@ -16,6 +16,7 @@
 //! - [`action`]: templates rendered into exactly what runs (a value from an
 //!   alert that could change what runs is refused), and running it.
 //! - [`store`]: playbooks with every version, runs and their steps.
+//! - [`insights`]: the watch's insights as triggers, matched like alerts.
 //!
 //! Safety: dry-run is the default mode; programs run without a shell from
 //! an allowlist; a run is refused (recorded and audited) past its cooldown,
@@ -28,6 +29,7 @@ pub mod action;
 #[cfg(test)]
 mod action_tests;
 mod execute;
+pub mod insights;
 pub mod model;
 pub mod store;
 mod verify;
@@ -50,7 +52,7 @@ use store::{HealStore, NewRun};
 /// What started a run.
 #[derive(Debug, Clone)]
 pub struct Trigger {
-    /// `alert` or `manual`.
+    /// `alert`, `insight` or `manual`.
     pub source: &'static str,
     /// The alert's labels (or those given by hand).
     pub labels: Labels,
@@ -76,6 +78,8 @@ pub struct Heal {
     external: String,
     http: reqwest::Client,
     wake: tokio::sync::Notify,
+    insight_source: insights::SourceCell,
+    seen: insights::Seen,
 }
 
 /// Why a request about a run was not done.
@@ -121,6 +125,8 @@ impl Heal {
             external,
             http,
             wake: tokio::sync::Notify::new(),
+            insight_source: insights::SourceCell::default(),
+            seen: insights::Seen::default(),
         }))
     }
 
@@ -483,6 +489,9 @@ impl Heal {
             }
             if let Err(e) = self.poll_firings().await {
                 tracing::warn!(error = %e, "healing: reading alert firings failed");
+            }
+            if let Err(e) = self.poll_insights().await {
+                tracing::warn!(error = %e, "healing: reading insights failed");
             }
             match self.store.runs(None, Some("queued"), 50).await {
                 Ok(runs) => {

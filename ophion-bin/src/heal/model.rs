@@ -38,8 +38,9 @@ pub struct PlaybookSpec {
     #[serde(default = "yes")]
     pub enabled: bool,
     /// The alerts it answers: every matcher must match the alert's labels
-    /// (`alertname`, `severity`, `service`, ...). Empty: it is run by hand
-    /// only.
+    /// (`alertname`, `severity`, `service`, ...); insights of the watch
+    /// match as `alertname="Insight"` with `kind`, `severity`, `service`,
+    /// `operation` and `metric`. Empty: it is run by hand only.
     #[serde(default, rename = "match")]
     pub matchers: Vec<Matcher>,
     /// `dry-run` (default), `approval` or `auto`.
