@@ -53,6 +53,18 @@ impl Started {
         env: &[(&str, &str)],
         cores: Option<&str>,
     ) -> Self {
+        Self::start_at(server, data_dir, env, cores, "127.0.0.1:0").await
+    }
+
+    /// [`Started::start`] with OTLP/gRPC on `grpc` (to restart a server
+    /// where its clients expect it).
+    pub async fn start_at(
+        server: &Path,
+        data_dir: &Path,
+        env: &[(&str, &str)],
+        cores: Option<&str>,
+        grpc: &str,
+    ) -> Self {
         let mut cmd = match cores {
             Some(c) => {
                 let mut cmd = Command::new("taskset");
@@ -65,7 +77,7 @@ impl Started {
             .arg(data_dir)
             .args([
                 "--grpc-addr",
-                "127.0.0.1:0",
+                grpc,
                 "--otlp-http-addr",
                 "127.0.0.1:0",
                 "--api-addr",

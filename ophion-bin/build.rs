@@ -9,6 +9,17 @@
 //! in full and which then stays resident; packed, it is a few kilobytes.
 //! See docs/benchmarks.md (idle memory).
 //!
+//! They are also linked as fixed-address executables (`-no-pie`), as Go
+//! links the OpenTelemetry Collector and Prometheus by default. A
+//! position-independent binary has every pointer in its read-only data
+//! (vtables, and a panic location per `unwrap` and bounds check: 4.5 MB
+//! here) rewritten at start-up, which turns those pages into private
+//! memory of every process; fixed, they stay clean file pages read on
+//! demand. Idle resident memory fell from 29.2 to 25.1 MiB. The libraries,
+//! heap, stacks and mappings are still placed at random; only the
+//! executable's own image is not. `OPHION_PIE=1` builds a
+//! position-independent binary for platforms whose policy requires one.
+//!
 //! **Dashboard.** The single-page app in `ui/` (TypeScript, React, Vite)
 //! is built here when its sources change (`npm ci` when the lockfile
 //! changed, then `npm run build` into `OUT_DIR`), each file gzipped, and
@@ -29,6 +40,10 @@ fn main() {
     let env = std::env::var("CARGO_CFG_TARGET_ENV").unwrap_or_default();
     if os == "linux" && env == "gnu" {
         println!("cargo::rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
+        println!("cargo::rerun-if-env-changed=OPHION_PIE");
+        if !std::env::var("OPHION_PIE").is_ok_and(|v| v == "1") {
+            println!("cargo::rustc-link-arg-bins=-no-pie");
+        }
     }
     dashboard();
 }

@@ -107,7 +107,7 @@ impl QueryError {
 ///   compares with the binary ids, and `attributes['key']` reads a map
 ///   value or the column a key was promoted to. An implementation may
 ///   offer derived tables too (the store's per-minute span rollups,
-///   `span_minutes` and `service_edges`); a range they do not cover is
+///   `span_minutes`, `service_minutes` and `service_edges`); a range they do not cover is
 ///   refused with [`QueryError::NotCovered`], never answered in part.
 /// - **Tenant isolation**: a query sees `tenant`'s rows and nothing else,
 ///   whatever its text says. Implementations enforce it by what they

@@ -41,6 +41,10 @@
 //! [`OtlpReceiver::http_router`] gives an `axum::Router` with the three
 //! `/v1/*` routes and [`OtlpReceiver::grpc_routes`] gives `tonic` routes.
 //!
+//! [`OtlpReceiver::forwarder`] builds a receiver that hands each request
+//! on to a [`RequestSink`] as protobuf instead of converting it ([`forward`]:
+//! what `ophion-agent` queues and sends on).
+//!
 //! An [`Authenticator`] decides, from the headers and the peer address and
 //! before any body is read, which tenant a request writes to (or refuses it,
 //! rate limits included). [`tls`] serves both ports over rustls when a
@@ -52,6 +56,7 @@ pub mod auth;
 pub mod config;
 pub mod convert;
 pub mod error;
+pub mod forward;
 mod grpc;
 mod http;
 pub mod json;
@@ -67,15 +72,16 @@ use tokio::{net::TcpListener, sync::Semaphore};
 pub use auth::{AuthError, Authenticator};
 pub use config::{Limits, ReceiverConfig};
 pub use error::{Error, Result};
+pub use forward::{EncodedRequest, RequestSink};
 pub use service::{DecodedRequest, convert_decoded, decode};
 pub use stats::StatsSnapshot;
 
-use service::Shared;
+use service::{Shared, Target};
 
 /// Builds an [`OtlpReceiver`].
 #[derive(Debug)]
 pub struct ReceiverBuilder {
-    sink: Arc<dyn TelemetrySink>,
+    target: Target,
     config: ReceiverConfig,
     clock: Arc<dyn Clock>,
     auth: Option<Arc<dyn Authenticator>>,
@@ -107,7 +113,7 @@ impl ReceiverBuilder {
         let permits = Arc::new(Semaphore::new(self.config.max_concurrent_requests));
         Ok(OtlpReceiver {
             shared: Arc::new(Shared {
-                sink: self.sink,
+                target: self.target,
                 config: self.config,
                 clock: self.clock,
                 auth: self.auth,
@@ -130,8 +136,18 @@ pub struct OtlpReceiver {
 impl OtlpReceiver {
     /// Starts building a receiver that writes to `sink`.
     pub fn builder(sink: Arc<dyn TelemetrySink>) -> ReceiverBuilder {
+        Self::with_target(Target::Store(sink))
+    }
+
+    /// Starts building a receiver that hands each request on to `sink` as
+    /// protobuf, unconverted (see [`forward`]).
+    pub fn forwarder(sink: Arc<dyn RequestSink>) -> ReceiverBuilder {
+        Self::with_target(Target::Forward(sink))
+    }
+
+    fn with_target(target: Target) -> ReceiverBuilder {
         ReceiverBuilder {
-            sink,
+            target,
             config: ReceiverConfig::default(),
             clock: Arc::new(SystemClock),
             auth: None,

@@ -16,6 +16,7 @@ use crate::{
     auth::{AuthError, Authenticator},
     config::ReceiverConfig,
     convert::{self, Converted, TimeWindow},
+    forward::{self, EncodedRequest, RequestSink},
     json,
     stats::{FailureKind, ReceiverStats},
 };
@@ -251,10 +252,58 @@ pub(crate) fn too_large(limit: usize) -> Failure {
     ))
 }
 
+/// Where accepted requests go.
+#[derive(Debug, Clone)]
+pub(crate) enum Target {
+    /// Converted to Arrow rows and written to a telemetry sink.
+    Store(Arc<dyn TelemetrySink>),
+    /// Handed on as protobuf, unconverted.
+    Forward(Arc<dyn RequestSink>),
+}
+
+impl Target {
+    fn admit(&self) -> Result<(), SinkError> {
+        match self {
+            Target::Store(s) => s.admit(),
+            Target::Forward(s) => s.admit(),
+        }
+    }
+}
+
+/// A decoded request made ready for its target.
+enum Prepared {
+    Converted(Converted),
+    Encoded(EncodedRequest),
+}
+
+/// `req` as protobuf for forwarding; `body` is its protobuf encoding when
+/// the client sent one (passed on as it came).
+fn encoded(req: &Decoded, body: Option<&[u8]>) -> EncodedRequest {
+    let (items, bytes) = match req {
+        Decoded::Traces(r) => (
+            forward::span_count(r),
+            body.map_or_else(|| r.encode_to_vec(), <[u8]>::to_vec),
+        ),
+        Decoded::Logs(r) => (
+            forward::log_count(r),
+            body.map_or_else(|| r.encode_to_vec(), <[u8]>::to_vec),
+        ),
+        Decoded::Metrics(r) => (
+            forward::point_count(r),
+            body.map_or_else(|| r.encode_to_vec(), <[u8]>::to_vec),
+        ),
+    };
+    EncodedRequest {
+        signal: req.signal(),
+        protobuf: bytes,
+        items,
+    }
+}
+
 /// State shared by the gRPC and HTTP front ends.
 #[derive(Debug)]
 pub(crate) struct Shared {
-    pub(crate) sink: Arc<dyn TelemetrySink>,
+    pub(crate) target: Target,
     pub(crate) config: ReceiverConfig,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) auth: Option<Arc<dyn Authenticator>>,
@@ -288,7 +337,7 @@ impl Shared {
     /// A slot for one request, or a retryable refusal when all are taken
     /// or the sink says it is overloaded (asked before any body is read).
     pub(crate) fn try_permit(&self) -> Result<OwnedSemaphorePermit, Failure> {
-        if let Err(e) = self.sink.admit() {
+        if let Err(e) = self.target.admit() {
             return Err(self.fail(e.into()));
         }
         Arc::clone(&self.permits).try_acquire_owned().map_err(|_| {
@@ -320,7 +369,7 @@ impl Shared {
         let this = Arc::clone(self);
         let offload =
             body.len() > BLOCKING_THRESHOLD || (gzip && body.len() > BLOCKING_THRESHOLD / 8);
-        let work = move || -> Result<(Converted, usize), Failure> {
+        let work = move || -> Result<(Prepared, usize), Failure> {
             let limit = this.config.max_body_bytes;
             let inflated;
             let bytes: &[u8] = if gzip {
@@ -333,7 +382,8 @@ impl Shared {
                 return Err(too_large(limit));
             }
             let decoded = decode_body(signal, encoding, bytes)?;
-            Ok((this.convert(&decoded), bytes.len()))
+            let protobuf = (encoding == Encoding::Protobuf).then_some(bytes);
+            Ok((this.prepare(&decoded, protobuf), bytes.len()))
         };
         let result = if offload {
             let _slot = self.decode_slot().await;
@@ -344,9 +394,9 @@ impl Shared {
             work()
         };
         match result {
-            Ok((converted, size)) => {
+            Ok((prepared, size)) => {
                 self.stats.request(signal, size);
-                self.store(tenant, signal, converted).await
+                self.store(tenant, signal, prepared).await
             }
             Err(f) => {
                 self.stats.request(signal, 0);
@@ -364,16 +414,25 @@ impl Shared {
     ) -> Result<Accepted, Failure> {
         let signal = req.signal();
         self.stats.request(signal, size);
-        let converted = if size > BLOCKING_THRESHOLD {
+        let prepared = if size > BLOCKING_THRESHOLD {
             let this = Arc::clone(self);
             let _slot = self.decode_slot().await;
-            tokio::task::spawn_blocking(move || this.convert(&req))
+            tokio::task::spawn_blocking(move || this.prepare(&req, None))
                 .await
                 .map_err(|_| self.fail(Failure::Internal("converter task failed".into())))?
         } else {
-            self.convert(&req)
+            self.prepare(&req, None)
         };
-        self.store(tenant, signal, converted).await
+        self.store(tenant, signal, prepared).await
+    }
+
+    /// Converts `req`, or encodes it when forwarding (`protobuf`: the body
+    /// it was decoded from, when that was protobuf).
+    fn prepare(&self, req: &Decoded, protobuf: Option<&[u8]>) -> Prepared {
+        match self.target {
+            Target::Store(_) => Prepared::Converted(self.convert(req)),
+            Target::Forward(_) => Prepared::Encoded(encoded(req, protobuf)),
+        }
     }
 
     fn convert(&self, req: &Decoded) -> Converted {
@@ -386,8 +445,27 @@ impl Shared {
         &self,
         tenant: &TenantId,
         signal: Signal,
-        c: Converted,
+        prepared: Prepared,
     ) -> Result<Accepted, Failure> {
+        let c = match (prepared, &self.target) {
+            (Prepared::Converted(c), _) => c,
+            (Prepared::Encoded(r), Target::Forward(sink)) => {
+                let items = r.items;
+                sink.write_request(tenant, r)
+                    .await
+                    .map_err(|e| self.fail(e.into()))?;
+                self.stats.items(signal, items, 0, &Default::default());
+                return Ok(Accepted {
+                    rejected: 0,
+                    message: String::new(),
+                });
+            }
+            (Prepared::Encoded(_), Target::Store(_)) => {
+                return Err(self.fail(Failure::Internal(
+                    "a stored request was not converted".into(),
+                )));
+            }
+        };
         let rejected = c.rejected.total();
         let noun = match signal {
             Signal::Traces => "spans",
@@ -399,8 +477,10 @@ impl Shared {
         if let Some(batch) = c.batch {
             let batch = TelemetryBatch::new(signal, batch)
                 .map_err(|e| self.fail(Failure::Internal(e.to_string())))?;
-            self.sink
-                .write(tenant, batch)
+            let Target::Store(sink) = &self.target else {
+                return Err(self.fail(Failure::Internal("a converted request has no store".into())));
+            };
+            sink.write(tenant, batch)
                 .await
                 .map_err(|e| self.fail(e.into()))?;
         }

@@ -183,7 +183,7 @@ pub struct QueryConfig {
     /// result says so.
     pub max_rows: usize,
     /// Hours of per-minute span rollups kept in memory (`span_minutes`,
-    /// `service_edges`; default 24; 0 turns them off).
+    /// `service_minutes`, `service_edges`; default 24; 0 turns them off).
     pub rollup_hours: u32,
     /// MiB of Parquet footers and page indexes kept in memory across
     /// queries (default 64; 0 reads them from the file every time).

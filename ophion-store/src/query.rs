@@ -80,7 +80,8 @@ use crate::{
     objstore::STORE_URL,
     persist::{self, time_column},
     rollup::{
-        MINUTE, Rollups, SERVICE_EDGES, SPAN_MINUTES, service_edges_schema, span_minutes_schema,
+        MINUTE, Rollups, SERVICE_EDGES, SERVICE_MINUTES, SPAN_MINUTES, service_edges_schema,
+        service_minutes_schema, span_minutes_schema,
     },
     store::{Inner, Store},
 };
@@ -684,10 +685,11 @@ fn classify(e: DataFusionError) -> Error {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Which {
     SpanMinutes,
+    ServiceMinutes,
     ServiceEdges,
 }
 
-/// `span_minutes` or `service_edges` of one tenant, as a DataFusion table:
+/// `span_minutes`, `service_minutes` or `service_edges` of one tenant, as a DataFusion table:
 /// the scan materializes the minutes the time filters allow.
 #[derive(Debug)]
 pub(crate) struct RollupTable {
@@ -702,6 +704,7 @@ impl RollupTable {
     fn name(&self) -> &'static str {
         match self.which {
             Which::SpanMinutes => SPAN_MINUTES,
+            Which::ServiceMinutes => SERVICE_MINUTES,
             Which::ServiceEdges => SERVICE_EDGES,
         }
     }
@@ -712,6 +715,7 @@ impl TableProvider for RollupTable {
     fn schema(&self) -> SchemaRef {
         match self.which {
             Which::SpanMinutes => span_minutes_schema(),
+            Which::ServiceMinutes => service_minutes_schema(),
             Which::ServiceEdges => service_edges_schema(),
         }
     }
@@ -742,6 +746,7 @@ impl TableProvider for RollupTable {
             .map_err(|e| DataFusionError::External(Box::new(e)))?;
         let batch = match self.which {
             Which::SpanMinutes => self.rollups.span_minutes(&self.tenant, from, to),
+            Which::ServiceMinutes => self.rollups.service_minutes(&self.tenant, from, to),
             Which::ServiceEdges => self.rollups.service_edges(&self.tenant, from, to),
         };
         let exec =
@@ -812,6 +817,7 @@ pub(crate) fn new_session(
     let (rollups, tenant, now_ns) = rollups;
     for (name, which) in [
         (SPAN_MINUTES, Which::SpanMinutes),
+        (SERVICE_MINUTES, Which::ServiceMinutes),
         (SERVICE_EDGES, Which::ServiceEdges),
     ] {
         let t = RollupTable {

@@ -111,7 +111,7 @@ pub(crate) struct Inner {
     pub(crate) catalog: Catalog,
     pub(crate) stats: StoreStats,
     pub(crate) clock: Arc<dyn Clock>,
-    /// Per-minute span rollups (`span_minutes`, `service_edges`).
+    /// Per-minute span rollups (`span_minutes`, `service_minutes`, `service_edges`).
     pub(crate) rollups: Arc<Rollups>,
     /// Parquet footers and page indexes, shared by every query session.
     pub(crate) metadata_cache: Arc<FileMetadataCache>,

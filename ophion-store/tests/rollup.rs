@@ -55,11 +55,13 @@ struct Expected {
     entry_durations: HashMap<String, Vec<i64>>,
     /// (caller, callee) -> calls
     edges: HashMap<(String, String), i64>,
+    /// (caller, callee) -> durations of the calls (the callee's spans)
+    edge_durations: HashMap<(String, String), Vec<i64>>,
 }
 
 fn expected(reqs: &[ExportTraceServiceRequest]) -> Expected {
     let mut e = Expected::default();
-    // (trace, span id) -> (service, kind, peer)
+    // (trace, span id) -> (service, kind, peer, duration)
     let mut spans = HashMap::new();
     let mut all = Vec::new();
     for req in reqs {
@@ -72,6 +74,7 @@ fn expected(reqs: &[ExportTraceServiceRequest]) -> Expected {
                 .expect("service");
             for s in rs.scope_spans.iter().flat_map(|s| &s.spans) {
                 let minute = (s.start_time_unix_nano / MINUTE) as i64;
+                let duration = (s.end_time_unix_nano - s.start_time_unix_nano) as i64;
                 let error = s.status.as_ref().is_some_and(|st| st.code == 2);
                 let c = e
                     .ops
@@ -86,7 +89,7 @@ fn expected(reqs: &[ExportTraceServiceRequest]) -> Expected {
                     e.entry_durations
                         .entry(service.clone())
                         .or_default()
-                        .push((s.end_time_unix_nano - s.start_time_unix_nano) as i64);
+                        .push(duration);
                 }
                 let peer = s
                     .attributes
@@ -95,40 +98,43 @@ fn expected(reqs: &[ExportTraceServiceRequest]) -> Expected {
                     .and_then(|a| text(&a.value));
                 spans.insert(
                     (s.trace_id.clone(), s.span_id.clone()),
-                    (service.clone(), kind, peer),
+                    (service.clone(), kind, peer, duration),
                 );
                 all.push((
                     s.trace_id.clone(),
                     s.parent_span_id.clone(),
                     service.clone(),
                     kind,
+                    duration,
                 ));
             }
         }
     }
     let mut paired = std::collections::HashSet::new();
-    for (trace, parent, service, kind) in &all {
+    for (trace, parent, service, kind, duration) in &all {
         if !matches!(kind, SpanKind::Server | SpanKind::Consumer) {
             continue;
         }
-        if let Some((caller, pk, _)) = spans.get(&(trace.clone(), parent.clone()))
+        if let Some((caller, pk, _, _)) = spans.get(&(trace.clone(), parent.clone()))
             && matches!(pk, SpanKind::Client | SpanKind::Producer)
         {
             paired.insert((trace.clone(), parent.clone()));
             if caller != service {
-                *e.edges
-                    .entry((caller.clone(), service.clone()))
-                    .or_default() += 1;
+                let key = (caller.clone(), service.clone());
+                *e.edges.entry(key.clone()).or_default() += 1;
+                e.edge_durations.entry(key).or_default().push(*duration);
             }
         }
     }
-    for ((trace, id), (service, kind, peer)) in &spans {
+    for ((trace, id), (service, kind, peer, duration)) in &spans {
         if matches!(kind, SpanKind::Client | SpanKind::Producer)
             && !paired.contains(&(trace.clone(), id.clone()))
             && let Some(peer) = peer
             && peer != service
         {
-            *e.edges.entry((service.clone(), peer.clone())).or_default() += 1;
+            let key = (service.clone(), peer.clone());
+            *e.edges.entry(key.clone()).or_default() += 1;
+            e.edge_durations.entry(key).or_default().push(*duration);
         }
     }
     e
@@ -159,6 +165,9 @@ const OPS: &str = "SELECT service_name, name, CAST(minute AS BIGINT) / 600000000
      WHERE minute >= now() - INTERVAL '2 hours' GROUP BY 1, 2, 3";
 const EDGES: &str = "SELECT caller, callee, CAST(sum(calls) AS BIGINT) FROM service_edges \
      WHERE minute >= now() - INTERVAL '2 hours' GROUP BY 1, 2";
+const EDGE_P95: &str = "SELECT caller, callee, \
+     CAST(approx_percentile_cont_with_weight(duration_ns, calls, 0.95, 1000) AS BIGINT) \
+     FROM service_edges WHERE minute >= now() - INTERVAL '2 hours' GROUP BY 1, 2";
 const P95: &str = "SELECT service_name, \
      CAST(approx_percentile_cont_with_weight(duration_ns, spans, 0.95, 1000) AS BIGINT) \
      FROM span_minutes WHERE minute >= now() - INTERVAL '2 hours' AND entry GROUP BY 1";
@@ -209,11 +218,61 @@ async fn sql(store: &Store, q: &str) -> Vec<RecordBatch> {
         .batches
 }
 
+/// (service, latency bucket) -> requests, from `service_minutes`.
+const BY_BUCKET: &str = "SELECT service_name, duration_ns, CAST(sum(spans) AS BIGINT) \
+     FROM service_minutes WHERE minute >= now() - INTERVAL '2 hours' GROUP BY 1, 2";
+
+/// The same from every stored span, bucketed in SQL by `bucket_sql`.
+fn by_bucket_from_spans() -> String {
+    format!(
+        "SELECT service_name, {}, CAST(count(*) AS BIGINT) FROM spans \
+         WHERE kind IN ('server', 'consumer') OR parent_span_id IS NULL GROUP BY 1, 2",
+        ophion_store::rollup::bucket_sql("duration_ns")
+    )
+}
+
+fn bucket_counts(batches: &[RecordBatch]) -> HashMap<(String, i64), i64> {
+    let mut out = HashMap::new();
+    for b in batches {
+        let (s, d, n) = (strings(b, 0), ints(b, 1), ints(b, 2));
+        for i in 0..b.num_rows() {
+            out.insert((s[i].clone(), d[i]), n[i]);
+        }
+    }
+    out
+}
+
 async fn check(store: &Store, want: &Expected) {
     assert_eq!(ops(&sql(store, OPS).await), want.ops);
+    // service_minutes: the requests of every service in the same latency
+    // buckets as the raw spans bucketed in SQL.
+    let buckets = bucket_counts(&sql(store, BY_BUCKET).await);
+    assert_eq!(
+        buckets,
+        bucket_counts(&sql(store, &by_bucket_from_spans()).await)
+    );
+    for (service, durations) in &want.entry_durations {
+        let n: i64 = buckets
+            .iter()
+            .filter(|((s, _), _)| s == service)
+            .map(|(_, n)| n)
+            .sum();
+        assert_eq!(n, durations.len() as i64, "{service}");
+    }
     let edges = pairs(&sql(store, EDGES).await);
     assert!(!want.edges.is_empty());
     assert_eq!(edges, want.edges);
+    // Each edge's latency: the callee's durations, bucketed.
+    let edge_p95 = pairs(&sql(store, EDGE_P95).await);
+    for (edge, durations) in &want.edge_durations {
+        let exact = p95(&mut durations.clone());
+        let err = (edge_p95[edge] as f64 - exact).abs() / exact;
+        assert!(
+            err <= RELATIVE_ERROR + 0.01,
+            "{edge:?}: p95 {} vs exact {exact}",
+            edge_p95[edge]
+        );
+    }
     let mut got = HashMap::new();
     for b in sql(store, P95).await {
         let (s, v) = (strings(&b, 0), ints(&b, 1));

@@ -3,8 +3,14 @@
 //!
 //! A service's requests are its entry spans: kind `server` or `consumer`,
 //! or spans without a parent (a root `internal` span is a request too).
-//! Rates are per second over the range; latencies are approximate
-//! percentiles (t-digest) of the entry spans' durations in nanoseconds.
+//! Rates are per second over the range; latencies are percentiles of the
+//! entry spans' durations in nanoseconds. The services list reads every
+//! request (t-digest) up to [`EXACT_UP_TO`] requests in the range, and
+//! above it merges the store's per-minute latency buckets
+//! (`service_minutes`, within 2 %, counts exact), so it stays fast over
+//! tens of millions of spans; its `percentiles` field says which. The
+//! service map likewise joins spans with their parents up to
+//! [`GRAPH_EXACT_UP_TO`] requests and reads `service_edges` above it.
 
 use crate::auth::Principal;
 use std::sync::Arc;
@@ -16,7 +22,7 @@ use axum::{
 use serde_json::{Value, json};
 
 use super::{ApiError, ApiState, time::RangeParams};
-use crate::read::{Range, json as to_json, text, ts_text};
+use crate::read::{Params, Range, json as to_json, rollup, text, ts_text};
 
 use crate::read::ENTRY_SPANS as ENTRY;
 
@@ -45,21 +51,164 @@ fn rates(rows: &mut [serde_json::Map<String, Value>], range: &Range) {
     }
 }
 
+/// Up to this many requests in a range, the services list reads every
+/// entry span; above it, the per-minute buckets.
+pub(super) const EXACT_UP_TO: i64 = 1_000_000;
+
+/// What `percentiles` says of percentiles over every request.
+const EXACT: &str = "t-digest over every request";
+
+/// The services of `range` from the rollups, when they cover it and it
+/// holds more than [`EXACT_UP_TO`] requests.
+async fn from_rollups(
+    s: &ApiState,
+    who: &Principal,
+    range: Range,
+) -> Result<Option<Vec<serde_json::Map<String, Value>>>, ApiError> {
+    let mut p = Params::default();
+    if rollup::bind(range, &mut p).is_none() {
+        return Ok(None);
+    }
+    let out = match s
+        .reader
+        .sql(&who.tenant, &rollup::requests_by_bucket(), &p)
+        .await
+    {
+        Ok(out) => out,
+        Err(ophion_core::QueryError::NotCovered(_)) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    // service -> (bucket value, requests, errors)
+    let mut by_service: std::collections::BTreeMap<String, Vec<[i64; 3]>> = Default::default();
+    for row in to_json::rows(&out.batches) {
+        let int = |i: usize| row[i].as_i64().unwrap_or(0);
+        if let Some(name) = row[0].as_str() {
+            by_service
+                .entry(name.to_owned())
+                .or_default()
+                .push([int(1), int(2), int(3)]);
+        }
+    }
+    let total: i64 = by_service.values().flatten().map(|c| c[1]).sum();
+    if total <= EXACT_UP_TO {
+        return Ok(None);
+    }
+    let services = by_service
+        .into_iter()
+        .map(|(name, cells)| {
+            let mut row = summary("requests", cells);
+            row.insert("name".into(), json!(name));
+            row
+        })
+        .collect();
+    Ok(Some(services))
+}
+
+/// Counts and p50/p95/p99 of latency buckets `[value, count, errors]`:
+/// `count` (the total under that name), `errors` and `percentiles`.
+fn summary(count: &str, mut cells: Vec<[i64; 3]>) -> serde_json::Map<String, Value> {
+    cells.sort_unstable();
+    let histogram: Vec<(i64, i64)> = cells.iter().map(|c| (c[0], c[1])).collect();
+    let q = |q: f64| rollup::quantile(&histogram, q);
+    let mut row = serde_json::Map::new();
+    row.insert(count.into(), json!(cells.iter().map(|c| c[1]).sum::<i64>()));
+    row.insert(
+        "errors".into(),
+        json!(cells.iter().map(|c| c[2]).sum::<i64>()),
+    );
+    row.insert("p50_ns".into(), json!(q(0.5)));
+    row.insert("p95_ns".into(), json!(q(0.95)));
+    row.insert("p99_ns".into(), json!(q(0.99)));
+    row.insert("percentiles".into(), json!(rollup::APPROXIMATE));
+    row
+}
+
+/// Up to this many requests in a range, the service map joins every span
+/// with its parent; above it, it reads the calls the store paired as
+/// spans arrived (`service_edges`, over the minutes the range touches),
+/// which a join over tens of millions of spans cannot do in a query's
+/// memory.
+pub(super) const GRAPH_EXACT_UP_TO: i64 = 200_000;
+
+/// The map's edges from `service_edges`, when the rollups cover `range`
+/// and it holds more than [`GRAPH_EXACT_UP_TO`] requests.
+async fn edges_from_rollups(
+    s: &ApiState,
+    who: &Principal,
+    range: Range,
+) -> Result<Option<Vec<serde_json::Map<String, Value>>>, ApiError> {
+    let mut p = Params::default();
+    if rollup::bind(range, &mut p).is_none() {
+        return Ok(None);
+    }
+    let count = "SELECT CAST(coalesce(sum(spans), 0) AS BIGINT) FROM service_minutes \
+                 WHERE minute >= $mf AND minute < $to";
+    let edges = "SELECT caller, callee, duration_ns, CAST(sum(calls) AS BIGINT), \
+                 CAST(sum(errors) AS BIGINT) FROM service_edges \
+                 WHERE minute >= $mf AND minute < $to GROUP BY 1, 2, 3";
+    let rows = |sql: &'static str| {
+        let p = &p;
+        async move {
+            match s.reader.sql(&who.tenant, sql, p).await {
+                Ok(out) => Ok(Some(to_json::rows(&out.batches))),
+                Err(ophion_core::QueryError::NotCovered(_)) => Ok(None),
+                Err(e) => Err(ApiError::from(e)),
+            }
+        }
+    };
+    let Some(n) = rows(count).await? else {
+        return Ok(None);
+    };
+    if n.first().and_then(|r| r[0].as_i64()).unwrap_or(0) <= GRAPH_EXACT_UP_TO {
+        return Ok(None);
+    }
+    let Some(rows) = rows(edges).await? else {
+        return Ok(None);
+    };
+    let mut by_edge: std::collections::BTreeMap<(String, String), Vec<[i64; 3]>> =
+        Default::default();
+    for row in rows {
+        let int = |i: usize| row[i].as_i64().unwrap_or(0);
+        if let (Some(a), Some(b)) = (row[0].as_str(), row[1].as_str()) {
+            by_edge
+                .entry((a.to_owned(), b.to_owned()))
+                .or_default()
+                .push([int(2), int(3), int(4)]);
+        }
+    }
+    Ok(Some(
+        by_edge
+            .into_iter()
+            .map(|((caller, callee), cells)| {
+                let mut row = summary("calls", cells);
+                row.insert("caller".into(), json!(caller));
+                row.insert("callee".into(), json!(callee));
+                row
+            })
+            .collect(),
+    ))
+}
+
 pub(super) async fn list(
     State(s): State<Arc<ApiState>>,
     who: Principal,
     Query(q): Query<RangeParams>,
 ) -> Result<Json<Value>, ApiError> {
     let range = q.resolve()?;
-    let p = range.filter("start_time");
-    let sql = format!(
-        "SELECT service_name AS name, {} FROM spans WHERE {} AND {ENTRY} \
-         GROUP BY service_name ORDER BY service_name",
-        latency_columns(),
-        p.conditions()
-    );
-    let out = s.reader.sql(&who.tenant, &sql, &p).await?;
-    let mut services = to_json::objects(&out.batches);
+    let mut services = match from_rollups(&s, &who, range).await? {
+        Some(rows) => rows,
+        None => {
+            let p = range.filter("start_time");
+            let sql = format!(
+                "SELECT service_name AS name, {}, '{EXACT}' AS percentiles FROM spans \
+                 WHERE {} AND {ENTRY} GROUP BY service_name ORDER BY service_name",
+                latency_columns(),
+                p.conditions()
+            );
+            let out = s.reader.sql(&who.tenant, &sql, &p).await?;
+            to_json::objects(&out.batches)
+        }
+    };
     rates(&mut services, &range);
     Ok(Json(json!({
         "services": services,
@@ -100,6 +249,32 @@ pub(super) async fn graph(
     Query(q): Query<RangeParams>,
 ) -> Result<Json<Value>, ApiError> {
     let range = q.resolve()?;
+    let edges = match edges_from_rollups(&s, &who, range).await? {
+        Some(edges) => edges,
+        None => joined_edges(&s, &who, range).await?,
+    };
+    let mut nodes: Vec<&str> = edges
+        .iter()
+        .flat_map(|e| [e.get("caller"), e.get("callee")])
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    nodes.sort_unstable();
+    nodes.dedup();
+    Ok(Json(json!({
+        "nodes": nodes,
+        "edges": edges,
+        "from": ts_text(range.from),
+        "to": ts_text(range.to),
+    })))
+}
+
+/// The map's edges by joining every span of `range` with its parent.
+async fn joined_edges(
+    s: &ApiState,
+    who: &Principal,
+    range: Range,
+) -> Result<Vec<serde_json::Map<String, Value>>, ApiError> {
     let p = range.filter("start_time");
     // An edge is a span whose parent belongs to another service; its
     // latency is the child's duration (the callee's view of the call).
@@ -117,19 +292,5 @@ pub(super) async fn graph(
         p.conditions()
     );
     let out = s.reader.sql(&who.tenant, &sql, &p).await?;
-    let edges = to_json::objects(&out.batches);
-    let mut nodes: Vec<&str> = edges
-        .iter()
-        .flat_map(|e| [e.get("caller"), e.get("callee")])
-        .flatten()
-        .filter_map(Value::as_str)
-        .collect();
-    nodes.sort_unstable();
-    nodes.dedup();
-    Ok(Json(json!({
-        "nodes": nodes,
-        "edges": edges,
-        "from": ts_text(range.from),
-        "to": ts_text(range.to),
-    })))
+    Ok(to_json::objects(&out.batches))
 }

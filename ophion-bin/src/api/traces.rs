@@ -55,18 +55,22 @@ pub(super) async fn get(
 ) -> Result<Json<Value>, ApiError> {
     // Validated to 32 hex digits, so it can be written into the SQL.
     let id = hex_id(&trace_id, 16, "trace id")?;
-    let spans = s
-        .reader
-        .sql(
-            &who.tenant,
-            &format!(
-                "SELECT *, CAST(start_time AS BIGINT) AS start_time_unix_nano, \
-                 CAST(end_time AS BIGINT) AS end_time_unix_nano \
-                 FROM spans WHERE trace_id = '{id}' ORDER BY start_time"
-            ),
-            &Params::default(),
-        )
-        .await?;
+    // The spans and the trace's logs are read at once: a page waits for
+    // the slower of the two, not their sum.
+    let spans_sql = format!(
+        "SELECT *, CAST(start_time AS BIGINT) AS start_time_unix_nano, \
+         CAST(end_time AS BIGINT) AS end_time_unix_nano \
+         FROM spans WHERE trace_id = '{id}' ORDER BY start_time"
+    );
+    let logs_sql = format!(
+        "SELECT *, CAST(timestamp AS BIGINT) AS timestamp_unix_nano \
+         FROM logs WHERE trace_id = '{id}' ORDER BY timestamp"
+    );
+    let none = Params::default();
+    let (spans, logs) = tokio::try_join!(
+        s.reader.sql(&who.tenant, &spans_sql, &none),
+        s.reader.sql(&who.tenant, &logs_sql, &none),
+    )?;
     if spans.rows == 0 {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -76,17 +80,6 @@ pub(super) async fn get(
             ),
         ));
     }
-    let logs = s
-        .reader
-        .sql(
-            &who.tenant,
-            &format!(
-                "SELECT *, CAST(timestamp AS BIGINT) AS timestamp_unix_nano \
-                 FROM logs WHERE trace_id = '{id}' ORDER BY timestamp"
-            ),
-            &Params::default(),
-        )
-        .await?;
     let mut spans = to_json::objects(&spans.batches);
     spans.iter_mut().for_each(fold_promoted);
     let mut logs = to_json::objects(&logs.batches);

@@ -80,7 +80,7 @@ fn main() -> ExitCode {
             "{}",
             serde_json::json!({"event": "listening", "grpc": a.grpc, "otlp_http": a.otlp_http, "api": a.api})
         );
-        server.serve(shutdown_signal()).await
+        server.serve(ophion_bin::shutdown_signal()).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -89,29 +89,5 @@ fn main() -> ExitCode {
             eprintln!("ophion-server: {e}");
             ExitCode::FAILURE
         }
-    }
-}
-
-/// SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = interrupt.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = interrupt => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = interrupt.await;
     }
 }

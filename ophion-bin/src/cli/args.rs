@@ -65,6 +65,33 @@ pub enum Command {
     Mcp,
     /// Server status: version, uptime, memory, what is stored.
     Status,
+    /// Instrument an application with OpenTelemetry: detect its
+    /// languages and frameworks, print the steps (every file change as a
+    /// diff), perform them with --apply, and with --verify wait until its
+    /// telemetry reaches the server.
+    Instrument {
+        /// The project directory.
+        #[arg(default_value = ".")]
+        dir: std::path::PathBuf,
+        /// Perform the steps shown (without it nothing is changed).
+        #[arg(long)]
+        apply: bool,
+        /// The service name (default: the directory's name).
+        #[arg(long)]
+        service: Option<String>,
+        /// Where the application sends OTLP/HTTP: the agent or the server.
+        #[arg(long, default_value = "http://127.0.0.1:4318")]
+        endpoint: String,
+        /// Resource attributes, `key=value,...`.
+        #[arg(long)]
+        resource_attributes: Option<String>,
+        /// Wait until the server has the service's telemetry, and report it.
+        #[arg(long)]
+        verify: bool,
+        /// How long --verify waits, seconds.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+    },
     /// Sign in and save the token for later commands (in
     /// `$XDG_CONFIG_HOME/ophion/token`, readable only by you).
     Login {

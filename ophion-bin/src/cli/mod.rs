@@ -5,6 +5,7 @@
 //! - `commands/`: one file per command group (session, admin, telemetry,
 //!   ai, mcp); each command is a function the dispatch below calls.
 //! - `render`: tables, log lines and span trees for a terminal.
+//! - `instrument`: `ophion instrument` (detect, plan, apply, verify).
 //!
 //! Exit codes scripts can rely on: `0` success, `1` the server refused the
 //! request (bad query, not found; the message says why), `2` bad usage,
@@ -13,6 +14,7 @@
 mod args;
 mod client;
 mod commands;
+mod instrument;
 mod render;
 
 pub use args::*;
@@ -61,6 +63,26 @@ pub async fn run(cli: Cli, out: &mut String) -> Result<(), CliError> {
         Command::Incidents { open, json } => alerts::incidents(&c, open, json, out).await,
         Command::Heal(cmd) => heal::heal(&c, cmd, out).await,
         Command::Mcp => mcp::serve(c).await,
+        Command::Instrument {
+            dir,
+            apply,
+            service,
+            endpoint,
+            resource_attributes,
+            verify,
+            timeout,
+        } => {
+            let r = instrument::Request {
+                dir,
+                apply,
+                service,
+                endpoint,
+                resource_attributes,
+                verify,
+                timeout,
+            };
+            instrument::instrument(&c, r, out).await
+        }
         Command::Query { sql, format } => telemetry::query(&c, sql, format, out).await,
         Command::Traces(cmd) => telemetry::traces(&c, cmd, out).await,
         Command::Logs(cmd) => telemetry::logs(&c, cmd, out).await,

@@ -22,11 +22,12 @@ use sqlparser::{
 
 /// The tables a guarded query may read: the telemetry and the store's
 /// per-minute span rollups.
-pub const TABLES: [&str; 5] = [
+pub const TABLES: [&str; 6] = [
     "spans",
     "logs",
     "metrics",
     ophion_store::rollup::SPAN_MINUTES,
+    ophion_store::rollup::SERVICE_MINUTES,
     ophion_store::rollup::SERVICE_EDGES,
 ];
 

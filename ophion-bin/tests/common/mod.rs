@@ -58,6 +58,12 @@ pub fn login_blocking(api: &str, username: &str, password: &str) -> String {
 impl Server {
     /// Starts the binary on `data_dir` with extra environment `env`.
     pub fn start(data_dir: &Path, env: &[(&str, &str)]) -> Self {
+        Self::start_at(data_dir, env, "127.0.0.1:0")
+    }
+
+    /// [`Server::start`] with OTLP/gRPC on `grpc` (to restart a server
+    /// where its clients expect it).
+    pub fn start_at(data_dir: &Path, env: &[(&str, &str)], grpc: &str) -> Self {
         // The server creates the data directory itself (mode 0700).
         if let Some(parent) = data_dir.parent() {
             std::fs::create_dir_all(parent).expect("data dir's parent");
@@ -71,7 +77,7 @@ impl Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ophion-server"));
         cmd.arg("--data-dir")
             .arg(data_dir)
-            .args(["--grpc-addr", "127.0.0.1:0"])
+            .args(["--grpc-addr", grpc])
             .args(["--otlp-http-addr", "127.0.0.1:0"])
             .args(["--api-addr", "127.0.0.1:0"])
             // Test data may be older than the default retention; keep it.

@@ -125,7 +125,7 @@ fn object(props: Value, required: &[&str]) -> Value {
 pub const SPECS: &[ToolSpec] = &[
     ToolSpec {
         name: "run_sql",
-        description: "Run one read-only SQL query (DataFusion dialect) over the caller's tenant: tables spans, logs and metrics, and the per-minute rollups span_minutes (minute, service_name, name, http_route, kind, entry, duration_ns bucket, spans, errors; filter on minute within the last day; p95 = approx_percentile_cont_with_weight(duration_ns, spans, 0.95)) and service_edges (minute, caller, callee, calls, errors); at most 1000 rows.",
+        description: "Run one read-only SQL query (DataFusion dialect) over the caller's tenant: tables spans, logs and metrics, and the per-minute rollups span_minutes (minute, service_name, name, http_route, kind, entry, duration_ns bucket, spans, errors; filter on minute within the last day; p95 = approx_percentile_cont_with_weight(duration_ns, spans, 0.95)), service_minutes (minute, service_name, duration_ns bucket, spans, errors: the requests of span_minutes per service) and service_edges (minute, caller, callee, duration_ns bucket of the callee, calls, errors); at most 1000 rows.",
         parameters: || object(json!({"sql": {"type": "string"}}), &["sql"]),
     },
     ToolSpec {

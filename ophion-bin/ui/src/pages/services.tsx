@@ -76,7 +76,7 @@ export default function Services() {
   const sparks = useQuery({
     queryKey: ["sparks", r.from, r.to, r.tick],
     queryFn: () =>
-      sql("SELECT service_name, minute, CAST(sum(spans) AS DOUBLE) AS n FROM span_minutes WHERE entry AND minute >= $from AND minute < $to GROUP BY 1, 2 ORDER BY 1, 2", r),
+      sql("SELECT service_name, minute, CAST(sum(spans) AS DOUBLE) AS n FROM service_minutes WHERE minute >= $from AND minute < $to GROUP BY 1, 2 ORDER BY 1, 2", r),
   });
   const lines = new Map<string, number[]>();
   for (const row of sparks.data?.rows ?? []) {

@@ -16,7 +16,7 @@ export default function Sql() {
   return (
     <>
       <h2>SQL</h2>
-      <p className="state">One read-only query on your tenant; <code>$from</code> and <code>$to</code> are the time range. Tables: spans, logs, metrics, span_minutes, service_edges.</p>
+      <p className="state">One read-only query on your tenant; <code>$from</code> and <code>$to</code> are the time range. Tables: spans, logs, metrics, span_minutes, service_minutes, service_edges.</p>
       <textarea aria-label="SQL" className="mono" rows={6} style={{ width: "100%" }} value={text} onChange={(e) => setText(e.target.value)}
         onKeyDown={(e) => { if ((e.ctrlKey || e.metaKey) && e.key === "Enter") { setParams({ q: text }); run.mutate(); } }} />
       <div className="row">

@@ -3,7 +3,7 @@
 //! of rows instead of millions (what Prometheus' recording rules, Tempo's
 //! metrics generator and SigNoz's materialized views do).
 //!
-//! Two tables sit beside `spans` in every query session:
+//! Three tables sit beside `spans` in every query session:
 //!
 //! - `span_minutes`: per minute (`minute`, its start), service, operation
 //!   (`name`, `http_route`), `kind` and `entry` (a server or consumer span,
@@ -14,8 +14,13 @@
 //!   1000)` is a p95 within about 2 %; counts are exact. (With the
 //!   t-digest's default 100 centroids, it merges buckets, and the order
 //!   DataFusion's partitions merge in can move the answer by 3 %.)
+//! - `service_minutes`: `span_minutes`' requests (`entry`) summed over
+//!   operations: per minute, service and latency bucket, `spans` and
+//!   `errors`. A services overview of an hour of 100 services reads
+//!   thousands of its rows where `span_minutes` has millions.
 //! - `service_edges`: per minute, `caller` and `callee` services and their
-//!   `calls` and `errors` (the callee's). A call is a client or producer
+//!   `calls` and `errors` (the callee's) per latency bucket `duration_ns`
+//!   (the callee's duration, as `span_minutes` buckets it). A call is a client or producer
 //!   span whose child is a server or consumer span (or a span with a
 //!   remote parent) of another service, paired as they arrive; a client
 //!   span with no such child (within two minutes of its arrival, among
@@ -35,23 +40,28 @@
 //! store accepted its first write. Pairs split by a restart (one side
 //! before, one after) are lost.
 
+mod tables;
+
+pub use tables::{service_edges_schema, service_minutes_schema, span_minutes_schema};
+
 use std::{
     collections::{BTreeMap, HashMap, HashSet, VecDeque},
     sync::{
-        Arc, Mutex, OnceLock,
+        Arc, Mutex,
         atomic::{AtomicBool, Ordering::Relaxed},
     },
 };
 
 use arrow_array::{
-    Array, BooleanArray, FixedSizeBinaryArray, Int64Array, RecordBatch, StringArray,
-    StringViewArray, TimestampNanosecondArray, UInt32Array,
+    Array, FixedSizeBinaryArray, Int64Array, RecordBatch, StringArray, StringViewArray,
+    TimestampNanosecondArray, UInt32Array,
 };
-use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use ophion_core::{QueryError, TenantId, schema::col};
 
 /// The table of per-minute operation latency buckets.
 pub const SPAN_MINUTES: &str = "span_minutes";
+/// The table of per-minute requests per service and latency bucket.
+pub const SERVICE_MINUTES: &str = "service_minutes";
 /// The table of per-minute calls between services.
 pub const SERVICE_EDGES: &str = "service_edges";
 /// The column both tables are keyed by in time.
@@ -94,6 +104,17 @@ fn representative(b: i16) -> i64 {
     (2.0 * GAMMA.powi(i32::from(b)) / (GAMMA + 1.0)).round() as i64
 }
 
+/// The value a bucket stands for of `duration` (SQL of an `Int64` of
+/// nanoseconds): what a query groups raw spans by to merge them with the
+/// rollups' buckets (`representative(bucket(d))`, in SQL).
+pub fn bucket_sql(duration: &str) -> String {
+    format!(
+        "CASE WHEN {duration} <= 0 THEN CAST(0 AS BIGINT) ELSE CAST(round(2.0 * power({GAMMA:?}, \
+         ceil(ln(CAST({duration} AS DOUBLE)) / ln({GAMMA:?}))) / {:?}) AS BIGINT) END",
+        GAMMA + 1.0
+    )
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct OpKey {
     service: Arc<str>,
@@ -109,7 +130,10 @@ type Buckets = BTreeMap<i16, [u64; 2]>;
 #[derive(Debug, Default)]
 struct Minute {
     ops: HashMap<OpKey, Buckets>,
-    edges: HashMap<(Arc<str>, Arc<str>), [u64; 2]>,
+    /// Requests (entry spans) per service, whatever their operation.
+    requests: HashMap<Arc<str>, Buckets>,
+    /// Calls per caller and callee, by the latency bucket of the call.
+    edges: HashMap<(Arc<str>, Arc<str>), Buckets>,
 }
 
 /// A span waiting for the other side of a call.
@@ -118,6 +142,8 @@ struct Waiting {
     service: Arc<str>,
     minute: i64,
     error: bool,
+    /// Latency bucket of its duration.
+    bucket: i16,
     /// `server_address` of a client span.
     peer: Option<Arc<str>>,
     seq: u64,
@@ -153,7 +179,7 @@ impl TenantRollup {
         a
     }
 
-    fn edge(&mut self, minute: i64, caller: Arc<str>, callee: Arc<str>, error: bool) {
+    fn edge(&mut self, minute: i64, caller: Arc<str>, callee: Arc<str>, error: bool, bucket: i16) {
         if caller == callee {
             return;
         }
@@ -163,6 +189,8 @@ impl TenantRollup {
             .or_default()
             .edges
             .entry((caller, callee))
+            .or_default()
+            .entry(bucket)
             .or_default();
         cell[0] += 1;
         cell[1] += u64::from(error);
@@ -186,7 +214,7 @@ impl TenantRollup {
                 && let Some(w) = map.remove(&key)
                 && let Some(peer) = w.peer
             {
-                self.edge(w.minute, w.service, peer, w.error);
+                self.edge(w.minute, w.service, peer, w.error, w.bucket);
             }
         }
     }
@@ -199,6 +227,15 @@ pub struct Rollups {
     window_minutes: Option<i64>,
     tenants: Mutex<HashMap<TenantId, TenantRollup>>,
     ready: AtomicBool,
+}
+
+/// Adds `more`'s counts to `to`.
+fn add(to: &mut Buckets, more: &Buckets) {
+    for (&b, &[s, e]) in more {
+        let c = to.entry(b).or_default();
+        c[0] += s;
+        c[1] += e;
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -250,7 +287,7 @@ fn id<const N: usize>(a: Option<&FixedSizeBinaryArray>, i: usize) -> Option<[u8;
 
 /// Calls of client spans still waiting: (minute, caller, peer) -> calls
 /// and errors.
-type Waited<'a> = HashMap<(i64, &'a Arc<str>, &'a Arc<str>), [u64; 2]>;
+type Waited<'a> = HashMap<(i64, &'a Arc<str>, &'a Arc<str>, i16), [u64; 2]>;
 
 /// One batch's counts before they are merged under the lock:
 /// (minute, service, name, route, kind, entry) -> buckets.
@@ -313,7 +350,7 @@ impl Rollups {
         let cutoff = self.cutoff(now_ns);
 
         let mut local: Local<'_> = HashMap::new();
-        // (is a parent, key, service, minute, error, peer)
+        // (is a parent, key, service, minute, error, bucket, peer)
         let mut calls = Vec::new();
         for i in 0..n {
             let minute = start.value(i).div_euclid(MINUTE_NS);
@@ -327,6 +364,7 @@ impl Rollups {
             let parent_id = id::<8>(parent, i);
             let entry = matches!(k, "server" | "consumer") || parent_id.is_none();
             let error = status.get(i) == Some("error");
+            let b = bucket(duration.value(i));
             let cell = local
                 .entry((
                     minute,
@@ -337,7 +375,7 @@ impl Rollups {
                     entry,
                 ))
                 .or_default()
-                .entry(bucket(duration.value(i)))
+                .entry(b)
                 .or_default();
             cell[0] += 1;
             cell[1] += u64::from(error);
@@ -348,12 +386,12 @@ impl Rollups {
             if matches!(k, "client" | "producer")
                 && let Some(s) = id::<8>(span, i)
             {
-                calls.push((true, (t, s), svc, minute, error, peer.get(i)));
+                calls.push((true, (t, s), svc, minute, error, b, peer.get(i)));
             }
             if (matches!(k, "server" | "consumer") || remote)
                 && let Some(p) = parent_id
             {
-                calls.push((false, (t, p), svc, minute, error, None));
+                calls.push((false, (t, p), svc, minute, error, b, None));
             }
         }
 
@@ -376,14 +414,13 @@ impl Rollups {
                 key.name = Arc::from(OTHER);
                 key.route = None;
             }
-            let cells = m.ops.entry(key).or_default();
-            for (b, [s, e]) in buckets {
-                let c = cells.entry(b).or_default();
-                c[0] += s;
-                c[1] += e;
+            if entry {
+                let cells = m.requests.entry(Arc::clone(&key.service)).or_default();
+                add(cells, &buckets);
             }
+            add(m.ops.entry(key).or_default(), &buckets);
         }
-        for (is_parent, key, svc, minute, error, peer) in calls {
+        for (is_parent, key, svc, minute, error, b, peer) in calls {
             let svc = r.intern(svc);
             let other = if is_parent {
                 r.pending.children.remove(&key)
@@ -391,9 +428,12 @@ impl Rollups {
                 r.pending.parents.remove(&key)
             };
             match other {
-                // The child's minute and status: the call as the callee saw it.
-                Some(child) if is_parent => r.edge(child.minute, svc, child.service, child.error),
-                Some(client) => r.edge(minute, client.service, svc, error),
+                // The child's minute, status and duration: the call as the
+                // callee saw it.
+                Some(child) if is_parent => {
+                    r.edge(child.minute, svc, child.service, child.error, child.bucket)
+                }
+                Some(client) => r.edge(minute, client.service, svc, error, b),
                 None => {
                     r.pending.seq += 1;
                     let seq = r.pending.seq;
@@ -401,6 +441,7 @@ impl Rollups {
                         service: svc,
                         minute,
                         error,
+                        bucket: b,
                         peer: peer.map(|p| r.intern(p)),
                         seq,
                     };
@@ -439,146 +480,6 @@ impl Rollups {
         }
         Ok(())
     }
-
-    /// `span_minutes` rows of `tenant` with minutes in `[from_ns, to_ns]`
-    /// (minute starts).
-    pub(crate) fn span_minutes(&self, tenant: &TenantId, from_ns: i64, to_ns: i64) -> RecordBatch {
-        let (lo, hi) = (from_ns.div_euclid(MINUTE_NS), to_ns.div_euclid(MINUTE_NS));
-        let mut minute = Vec::new();
-        let (mut service, mut name, mut route, mut kind) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let (mut entry, mut duration, mut spans, mut errors) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let tenants = lock(&self.tenants);
-        if let Some(r) = tenants.get(tenant).filter(|_| lo <= hi) {
-            for (&m, cells) in r.minutes.range(lo..=hi) {
-                for (k, buckets) in &cells.ops {
-                    for (&b, &[s, e]) in buckets {
-                        minute.push(m * MINUTE_NS);
-                        service.push(Arc::clone(&k.service));
-                        name.push(Arc::clone(&k.name));
-                        route.push(k.route.clone());
-                        kind.push(Arc::clone(&k.kind));
-                        entry.push(k.entry);
-                        duration.push(representative(b));
-                        spans.push(s as i64);
-                        errors.push(e as i64);
-                    }
-                }
-            }
-        }
-        drop(tenants);
-        let views = |v: &[Arc<str>]| StringViewArray::from_iter_values(v.iter().map(|s| &**s));
-        RecordBatch::try_new(
-            span_minutes_schema(),
-            vec![
-                Arc::new(TimestampNanosecondArray::from(minute).with_timezone("UTC")),
-                Arc::new(views(&service)),
-                Arc::new(views(&name)),
-                Arc::new(StringViewArray::from_iter(
-                    route.iter().map(|r| r.as_deref()),
-                )),
-                Arc::new(views(&kind)),
-                Arc::new(BooleanArray::from(entry)),
-                Arc::new(Int64Array::from(duration)),
-                Arc::new(Int64Array::from(spans)),
-                Arc::new(Int64Array::from(errors)),
-            ],
-        )
-        .expect("columns match the span_minutes schema")
-    }
-
-    /// `service_edges` rows of `tenant` with minutes in `[from_ns, to_ns]`.
-    pub(crate) fn service_edges(&self, tenant: &TenantId, from_ns: i64, to_ns: i64) -> RecordBatch {
-        let (lo, hi) = (from_ns.div_euclid(MINUTE_NS), to_ns.div_euclid(MINUTE_NS));
-        let (mut minute, mut caller, mut callee, mut calls, mut errors) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let tenants = lock(&self.tenants);
-        if let Some(r) = tenants.get(tenant).filter(|_| lo <= hi) {
-            // Client spans still waiting for a child count as calls to
-            // their peer for now: a query sees every call it can.
-            let mut waiting: Waited<'_> = HashMap::new();
-            for w in r.pending.parents.values() {
-                if let Some(peer) = w.peer.as_ref().filter(|p| **p != w.service)
-                    && (lo..=hi).contains(&w.minute)
-                {
-                    let c = waiting.entry((w.minute, &w.service, peer)).or_default();
-                    c[0] += 1;
-                    c[1] += u64::from(w.error);
-                }
-            }
-            for (&m, cells) in r.minutes.range(lo..=hi) {
-                for ((a, b), &[n, e]) in &cells.edges {
-                    let [wn, we] = waiting.remove(&(m, a, b)).unwrap_or_default();
-                    minute.push(m * MINUTE_NS);
-                    caller.push(Arc::clone(a));
-                    callee.push(Arc::clone(b));
-                    calls.push((n + wn) as i64);
-                    errors.push((e + we) as i64);
-                }
-            }
-            for ((m, a, b), [n, e]) in waiting {
-                minute.push(m * MINUTE_NS);
-                caller.push(Arc::clone(a));
-                callee.push(Arc::clone(b));
-                calls.push(n as i64);
-                errors.push(e as i64);
-            }
-        }
-        drop(tenants);
-        let views = |v: &[Arc<str>]| StringViewArray::from_iter_values(v.iter().map(|s| &**s));
-        RecordBatch::try_new(
-            service_edges_schema(),
-            vec![
-                Arc::new(TimestampNanosecondArray::from(minute).with_timezone("UTC")),
-                Arc::new(views(&caller)),
-                Arc::new(views(&callee)),
-                Arc::new(Int64Array::from(calls)),
-                Arc::new(Int64Array::from(errors)),
-            ],
-        )
-        .expect("columns match the service_edges schema")
-    }
-}
-
-fn minute_field() -> Field {
-    Field::new(
-        MINUTE,
-        DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
-        false,
-    )
-}
-
-/// The schema of `span_minutes`.
-pub fn span_minutes_schema() -> SchemaRef {
-    static S: OnceLock<SchemaRef> = OnceLock::new();
-    Arc::clone(S.get_or_init(|| {
-        Arc::new(Schema::new(vec![
-            minute_field(),
-            Field::new(col::SERVICE_NAME, DataType::Utf8View, false),
-            Field::new(col::NAME, DataType::Utf8View, false),
-            Field::new("http_route", DataType::Utf8View, true),
-            Field::new(col::KIND, DataType::Utf8View, false),
-            Field::new("entry", DataType::Boolean, false),
-            Field::new(col::DURATION_NS, DataType::Int64, false),
-            Field::new("spans", DataType::Int64, false),
-            Field::new("errors", DataType::Int64, false),
-        ]))
-    }))
-}
-
-/// The schema of `service_edges`.
-pub fn service_edges_schema() -> SchemaRef {
-    static S: OnceLock<SchemaRef> = OnceLock::new();
-    Arc::clone(S.get_or_init(|| {
-        Arc::new(Schema::new(vec![
-            minute_field(),
-            Field::new("caller", DataType::Utf8View, false),
-            Field::new("callee", DataType::Utf8View, false),
-            Field::new("calls", DataType::Int64, false),
-            Field::new("errors", DataType::Int64, false),
-        ]))
-    }))
 }
 
 #[cfg(test)]

@@ -14,6 +14,11 @@ use ophion_receiver::ReceiverConfig;
 use ophion_store::StoreConfig;
 use serde::{Deserialize, Serialize};
 
+pub mod agent;
+pub mod layers;
+
+pub use layers::ConfigError;
+
 /// Everything `ophion-server` can be told.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -195,29 +200,8 @@ pub struct Overrides {
     pub api_addr: Option<SocketAddr>,
 }
 
-/// A configuration that cannot be loaded.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file cannot be read.
-    #[error("cannot read {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// The file, a variable or the merged result is not a valid configuration.
-    #[error("{origin}: {message}")]
-    Invalid {
-        /// Which layer: the file, an environment variable, the result.
-        origin: String,
-        /// What is wrong.
-        message: String,
-    },
-}
-
 /// Short environment names for the options people set most.
-const SHORT_ENV: [(&str, &[&str]); 4] = [
+const SHORT_ENV: &[(&str, &[&str])] = &[
     ("OPHION_DATA_DIR", &["store", "data_dir"]),
     ("OPHION_GRPC_ADDR", &["receiver", "grpc_addr"]),
     ("OPHION_OTLP_HTTP_ADDR", &["receiver", "http_addr"]),
@@ -232,64 +216,45 @@ impl ServerConfig {
         env: impl IntoIterator<Item = (String, String)>,
         flags: &Overrides,
     ) -> Result<Self, ConfigError> {
-        let invalid = |origin: &str, e: &dyn std::fmt::Display| ConfigError::Invalid {
-            origin: origin.to_owned(),
-            message: e.to_string(),
-        };
-        let mut tree =
-            toml::Table::try_from(Self::default()).map_err(|e| invalid("defaults", &e))?;
-        let shape = shape().map_err(|e| invalid("defaults", &e))?;
-        if let Some(path) = file {
-            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                path: path.to_owned(),
-                source,
-            })?;
-            let origin = path.display().to_string();
-            let layer: toml::Table = text.parse().map_err(|e| invalid(&origin, &e))?;
-            // Check the file on its own first, for errors that name it.
-            toml::Value::Table(layer.clone())
-                .try_into::<Self>()
-                .map_err(|e| invalid(&origin, &e))?;
-            merge(&mut tree, layer);
-        }
-        let mut vars: Vec<(String, String)> = env
-            .into_iter()
-            .filter(|(k, _)| k.starts_with("OPHION_"))
-            .collect();
-        vars.sort();
-        for (key, value) in vars {
-            let path: Vec<String> = if let Some(rest) = key.strip_prefix("OPHION__") {
-                rest.split("__").map(str::to_lowercase).collect()
-            } else if let Some((_, p)) = SHORT_ENV.iter().find(|(k, _)| *k == key) {
-                p.iter().map(|s| (*s).to_owned()).collect()
-            } else {
-                continue; // OPHION_SERVER and friends belong to the CLI
-            };
-            set(&mut tree, &shape, &path, env_value(&value)).map_err(|m| invalid(&key, &m))?;
-        }
-        let mut flag = |path: &[&str], v: toml::Value| {
-            let path: Vec<String> = path.iter().map(|s| (*s).to_owned()).collect();
-            set(&mut tree, &shape, &path, v)
-        };
         let text = |s: String| toml::Value::String(s);
+        let mut given: Vec<layers::Flag> = Vec::new();
         if let Some(d) = &flags.data_dir {
-            flag(&["store", "data_dir"], text(d.display().to_string()))
-                .map_err(|m| invalid("--data-dir", &m))?;
+            given.push((
+                "--data-dir",
+                &["store", "data_dir"],
+                text(d.display().to_string()),
+            ));
         }
         if let Some(a) = flags.grpc_addr {
-            flag(&["receiver", "grpc_addr"], text(a.to_string()))
-                .map_err(|m| invalid("--grpc-addr", &m))?;
+            given.push((
+                "--grpc-addr",
+                &["receiver", "grpc_addr"],
+                text(a.to_string()),
+            ));
         }
         if let Some(a) = flags.otlp_http_addr {
-            flag(&["receiver", "http_addr"], text(a.to_string()))
-                .map_err(|m| invalid("--otlp-http-addr", &m))?;
+            given.push((
+                "--otlp-http-addr",
+                &["receiver", "http_addr"],
+                text(a.to_string()),
+            ));
         }
         if let Some(a) = flags.api_addr {
-            flag(&["api_addr"], text(a.to_string())).map_err(|m| invalid("--api-addr", &m))?;
+            given.push(("--api-addr", &["api_addr"], text(a.to_string())));
         }
-        let config: Self = toml::Value::Table(tree)
-            .try_into()
-            .map_err(|e| invalid("configuration", &e))?;
+        let mut shape = Self::default();
+        shape.tls.cert_path = Some(PathBuf::new());
+        shape.tls.key_path = Some(PathBuf::new());
+        let config: Self = layers::load(
+            &layers::Env {
+                paths: "OPHION__",
+                short: SHORT_ENV,
+            },
+            &shape,
+            file,
+            env,
+            &given,
+        )?;
         config.validate()?;
         Ok(config)
     }
@@ -311,82 +276,6 @@ impl ServerConfig {
             ));
         }
         Ok(())
-    }
-}
-
-/// A variable's text as a TOML value: numbers and booleans as such, other
-/// text as a string.
-fn env_value(text: &str) -> toml::Value {
-    // Arrays in TOML syntax: OPHION__LIMITS__TRUSTED_PROXIES='["10.0.0.2"]'.
-    if text.trim_start().starts_with('[')
-        && let Ok(mut t) = format!("v = {text}").parse::<toml::Table>()
-        && let Some(v) = t.remove("v")
-    {
-        return v;
-    }
-    if let Ok(i) = text.parse::<i64>() {
-        toml::Value::Integer(i)
-    } else if let Ok(b) = text.parse::<bool>() {
-        toml::Value::Boolean(b)
-    } else if let Ok(f) = text.parse::<f64>()
-        && text.contains('.')
-        && !text.contains(':')
-    {
-        toml::Value::Float(f)
-    } else {
-        toml::Value::String(text.to_owned())
-    }
-}
-
-/// Every option, optional ones included (defaults leave those out of
-/// the tree), to check names against.
-fn shape() -> Result<toml::Table, toml::ser::Error> {
-    let mut c = ServerConfig::default();
-    c.tls.cert_path = Some(PathBuf::new());
-    c.tls.key_path = Some(PathBuf::new());
-    toml::Table::try_from(c)
-}
-
-/// Sets `path` in `tree`; the option must exist in `shape` (typos are
-/// errors, not silently ignored).
-fn set(
-    tree: &mut toml::Table,
-    shape: &toml::Table,
-    path: &[String],
-    value: toml::Value,
-) -> Result<(), String> {
-    let (last, parents) = path.split_last().ok_or("empty option name")?;
-    let mut table = tree;
-    let mut known = shape;
-    for p in parents {
-        table = match table.get_mut(p) {
-            Some(toml::Value::Table(t)) => t,
-            _ => return Err(format!("no option section `{p}`")),
-        };
-        known = match known.get(p) {
-            Some(toml::Value::Table(t)) => t,
-            _ => return Err(format!("no option section `{p}`")),
-        };
-    }
-    // Tagged sections (`kind = ...`) take the keys of their kind.
-    if !known.contains_key(last) && !table.contains_key("kind") {
-        return Err(format!("no option `{}`", path.join(".")));
-    }
-    // A string where the default is a number stays a string: the final
-    // parse reports it clearly.
-    table.insert(last.clone(), value);
-    Ok(())
-}
-
-/// Merges `layer` into `base`, tables recursively, other values replaced.
-fn merge(base: &mut toml::Table, layer: toml::Table) {
-    for (k, v) in layer {
-        match (base.get_mut(&k), v) {
-            (Some(toml::Value::Table(b)), toml::Value::Table(l)) => merge(b, l),
-            (_, v) => {
-                base.insert(k, v);
-            }
-        }
     }
 }
 
