@@ -25,9 +25,9 @@ use std::{
     time::{Duration, Instant},
 };
 
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use ophion_benches::{Started, default_server};
 use ophion_core::testing::{Generator, now_ns, process, span_count};
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 
 /// The agent built with the bench's profile.
 fn agent_binary() -> PathBuf {
@@ -52,7 +52,14 @@ impl Agent {
         let mut child = Command::new(agent_binary())
             .arg("--data-dir")
             .arg(data)
-            .args(["--grpc-addr", "127.0.0.1:0", "--otlp-http-addr", "127.0.0.1:0", "--server", server])
+            .args([
+                "--grpc-addr",
+                "127.0.0.1:0",
+                "--otlp-http-addr",
+                "127.0.0.1:0",
+                "--server",
+                server,
+            ])
             .env("OPHION_AGENT__ADMIN_ADDR", "127.0.0.1:0")
             // Ten minutes at 5,000 spans/s fit (about 1.5 GB).
             .env("OPHION_AGENT__QUEUE__MAX_BYTES", "8589934592")
@@ -94,7 +101,9 @@ impl Agent {
 }
 
 fn arg<T: std::str::FromStr>(args: &[String], name: &str) -> Option<T> {
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)?.parse().ok())
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1)?.parse().ok())
 }
 
 async fn stored_spans(s: &Started) -> u64 {
@@ -132,7 +141,11 @@ async fn main() {
     let spans: usize = arg(&args, "--spans").unwrap_or(if full { 300_000 } else { 20_000 });
     let limit_bytes = 256u64 << 20;
     let dir = tempfile::tempdir().expect("tmp");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
     let grpc_at = format!("127.0.0.1:{port}");
     let server_data = dir.path().join("server");
     let s = Started::start_at(&default_server(), &server_data, &[], None, &grpc_at).await;
@@ -142,15 +155,23 @@ async fn main() {
         process::rss_bytes(Some(agent.pid())) as f64 / 1048576.0,
         process::rss_bytes(Some(s.pid())) as f64 / 1048576.0,
     );
-    println!("# ophion-agent against ophion-server: idle RSS agent {agent_idle:.1} MiB, server {server_idle:.1} MiB");
+    println!(
+        "# ophion-agent against ophion-server: idle RSS agent {agent_idle:.1} MiB, server {server_idle:.1} MiB"
+    );
 
     // CPU per span, through the agent to the server.
     let mut g = Generator::new(7, now_ns() - 60_000_000_000);
     let requests: Vec<_> = (0..spans.div_ceil(500)).map(|_| g.traces(500)).collect();
     let sent: u64 = requests.iter().map(|r| span_count(r) as u64).sum();
-    let (a0, s0) = (process::cpu_secs(Some(agent.pid())), process::cpu_secs(Some(s.pid())));
+    let (a0, s0) = (
+        process::cpu_secs(Some(agent.pid())),
+        process::cpu_secs(Some(s.pid())),
+    );
     let t = Instant::now();
-    let chunks: Vec<Vec<_>> = requests.chunks(requests.len().div_ceil(4)).map(<[_]>::to_vec).collect();
+    let chunks: Vec<Vec<_>> = requests
+        .chunks(requests.len().div_ceil(4))
+        .map(<[_]>::to_vec)
+        .collect();
     let mut tasks = Vec::new();
     for chunk in chunks {
         let url = agent.grpc.clone();
@@ -171,7 +192,10 @@ async fn main() {
     }
     let elapsed = t.elapsed().as_secs_f64();
     until_idle(s.pid()).await;
-    let (a1, s1) = (process::cpu_secs(Some(agent.pid())), process::cpu_secs(Some(s.pid())));
+    let (a1, s1) = (
+        process::cpu_secs(Some(agent.pid())),
+        process::cpu_secs(Some(s.pid())),
+    );
     let (agent_us, server_us) = ((a1 - a0) * 1e6 / sent as f64, (s1 - s0) * 1e6 / sent as f64);
     println!(
         "{sent} spans through the agent into the server in {elapsed:.1} s: agent {agent_us:.2} µs CPU per span, server {server_us:.2} µs per span (agent/server {:.2})",
@@ -181,7 +205,9 @@ async fn main() {
     // The outage.
     drop(s);
     let before = agent.metric("ophion_agent_exported_items_total").await;
-    let mut c = TraceServiceClient::connect(agent.grpc.clone()).await.expect("agent");
+    let mut c = TraceServiceClient::connect(agent.grpc.clone())
+        .await
+        .expect("agent");
     let per_tick = (rate / 10).max(1) as usize;
     let t = Instant::now();
     let mut peak = 0u64;
@@ -218,10 +244,22 @@ async fn main() {
         sent + outage_sent
     );
     println!("| measure | agent | server | ratio |\n|---|---|---|---|");
-    println!("| idle RSS | {agent_idle:.1} MiB | {server_idle:.1} MiB | {:.2} |", agent_idle / server_idle);
-    println!("| CPU per span | {agent_us:.2} µs | {server_us:.2} µs | {:.2} |", agent_us / server_us);
-    println!("| peak RSS during the outage | {peak_mib:.1} MiB | | bound {} MiB |", limit_bytes >> 20);
-    assert!(delivered as u64 >= outage_sent, "every span acknowledged during the outage was delivered");
+    println!(
+        "| idle RSS | {agent_idle:.1} MiB | {server_idle:.1} MiB | {:.2} |",
+        agent_idle / server_idle
+    );
+    println!(
+        "| CPU per span | {agent_us:.2} µs | {server_us:.2} µs | {:.2} |",
+        agent_us / server_us
+    );
+    println!(
+        "| peak RSS during the outage | {peak_mib:.1} MiB | | bound {} MiB |",
+        limit_bytes >> 20
+    );
+    assert!(
+        delivered as u64 >= outage_sent,
+        "every span acknowledged during the outage was delivered"
+    );
     assert!(stored >= sent + outage_sent, "the server holds every span");
     if full {
         assert!(peak < limit_bytes, "the agent's RSS stayed under its bound");

@@ -233,6 +233,45 @@ async fn check_traces(http: &reqwest::Client, server: &Server, sent: &Sent3) {
             "{g}"
         );
     }
+    // The waterfall view: the same spans and timing, nothing else.
+    let w = get_ok(
+        http,
+        server,
+        &format!("/api/v1/traces/{id}"),
+        &[("view", "waterfall".into())],
+    )
+    .await;
+    assert_eq!(w["view"], "waterfall");
+    assert_eq!(w["span_count"], v["span_count"]);
+    assert_eq!(w["duration_ns"], v["duration_ns"]);
+    assert_eq!(w["logs"].as_array().map(Vec::len), Some(0));
+    for s in w["spans"].as_array().expect("spans") {
+        let full = &got[s["span_id"].as_str().expect("id")];
+        for k in [
+            "parent_span_id",
+            "name",
+            "kind",
+            "service_name",
+            "start_time_unix_nano",
+            "end_time_unix_nano",
+            "duration_ns",
+            "status_code",
+        ] {
+            assert_eq!(s[k], full[k], "{k}");
+        }
+        assert!(
+            s.get("attributes").is_none() && s.get("resource_attributes").is_none(),
+            "{s}"
+        );
+    }
+    let (status, body) = get(
+        http,
+        server,
+        &format!("/api/v1/traces/{id}"),
+        &[("view", "everything".into())],
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
     let span_services: BTreeSet<&str> = spans.iter().map(|s| s.service.as_str()).collect();
     let services: BTreeSet<&str> = v["services"]
         .as_array()
