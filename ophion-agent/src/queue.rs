@@ -161,6 +161,9 @@ struct Inner {
     cursor: Position,
     /// Records between the cursor and the end.
     pending: u64,
+    /// Records made durable by a segment change (synced before the
+    /// writer moved on).
+    durable: u64,
     /// The newest state among delivered records (kept in the cursor file).
     delivered_state: Option<Vec<u8>>,
     /// States of undelivered records: the position after each, oldest
@@ -390,6 +393,7 @@ impl DiskQueue {
                 written: 0,
                 cursor,
                 pending,
+                durable: 0,
                 delivered_state,
                 states,
             }),
@@ -459,7 +463,9 @@ impl DiskQueue {
                 // Everything in the old segment becomes durable before the
                 // writer moves on, so a sync only ever concerns the last.
                 inner.writer.sync_data().map_err(io(&self.dir))?;
-                *lock(&self.synced) = inner.written;
+                // Not `synced` here: its lock is only ever taken before
+                // this one (see `sync_through`).
+                inner.durable = inner.written;
                 let id = inner.segments.back().map_or(1, |s| s.id + 1);
                 let path = segment_path(&self.dir, id);
                 inner.writer = OpenOptions::new()
@@ -496,7 +502,8 @@ impl DiskQueue {
     }
 
     /// Makes the first `n` records written durable: one sync covers every
-    /// append waiting for it.
+    /// append waiting for it. Locks `synced`, then `inner`, never the
+    /// other way round.
     fn sync_through(&self, n: u64) -> Result<(), QueueError> {
         let mut synced = lock(&self.synced);
         if *synced >= n {
@@ -504,6 +511,10 @@ impl DiskQueue {
         }
         let (file, upto) = {
             let inner = lock(&self.inner);
+            if inner.durable >= n {
+                *synced = (*synced).max(inner.durable);
+                return Ok(());
+            }
             (
                 inner.writer.try_clone().map_err(io(&self.dir))?,
                 inner.written,
@@ -840,5 +851,58 @@ mod state_tests {
         })
         .expect("append");
         assert_eq!(q.state().as_deref(), Some(&b"offset=90"[..]));
+    }
+}
+
+#[cfg(test)]
+mod concurrency_tests {
+    use super::*;
+
+    #[test]
+    fn appends_from_many_threads_across_segment_changes_all_land_once() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let q = std::sync::Arc::new(
+            DiskQueue::open(
+                dir.path(),
+                QueueLimits {
+                    max_bytes: 64 << 20,
+                    // A new segment every few records: many changes while
+                    // other threads append and sync.
+                    segment_bytes: 300,
+                },
+            )
+            .expect("open"),
+        );
+        let threads: Vec<_> = (0..8u32)
+            .map(|t| {
+                let q = std::sync::Arc::clone(&q);
+                std::thread::spawn(move || {
+                    for i in 0..200u32 {
+                        q.append(&Record {
+                            signal: Signal::Traces,
+                            items: t * 1000 + i,
+                            protobuf: vec![t as u8; 40],
+                            state: None,
+                        })
+                        .expect("append");
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().expect("thread");
+        }
+        let mut seen = std::collections::HashSet::new();
+        loop {
+            let (batch, to) = q.peek(10_000).expect("peek");
+            if batch.is_empty() {
+                break;
+            }
+            q.ack(to, batch.len() as u64).expect("ack");
+            for r in batch {
+                assert!(seen.insert(r.items), "{} twice", r.items);
+            }
+        }
+        assert_eq!(seen.len(), 1600);
     }
 }
