@@ -17,10 +17,11 @@ use ophion_agent::export::{Exporter, Outcome, Protocol};
 use ophion_core::Signal;
 use prost::Message as _;
 
+/// A scripted answer: status, headers, body.
+type Answer = (u16, Vec<(&'static str, String)>, Vec<u8>);
+
 /// Serves `answers` in turn on POST /v1/traces, recording what came.
-async fn http_server(
-    answers: Vec<(u16, Vec<(&'static str, String)>, Vec<u8>)>,
-) -> (String, Arc<Mutex<Vec<Vec<u8>>>>) {
+async fn http_server(answers: Vec<Answer>) -> (String, Arc<Mutex<Vec<Vec<u8>>>>) {
     let got = Arc::new(Mutex::new(Vec::new()));
     let queue = Arc::new(Mutex::new(answers));
     let (g, q) = (Arc::clone(&got), Arc::clone(&queue));
