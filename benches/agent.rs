@@ -235,7 +235,19 @@ async fn main() {
     }
     let drain = t.elapsed().as_secs_f64();
     let delivered = agent.metric("ophion_agent_exported_items_total").await - before;
-    let stored = stored_spans(&s).await;
+    // What the server acknowledged becomes queryable within a second or
+    // so; after three million spans in a minute, give it two.
+    let want = sent + outage_sent;
+    let t = Instant::now();
+    let mut stored = stored_spans(&s).await;
+    while stored < want && t.elapsed() < Duration::from_secs(120) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        stored = stored_spans(&s).await;
+    }
+    println!(
+        "the server held {stored} of {want} spans {:.1} s after the agent's queue was empty",
+        t.elapsed().as_secs_f64()
+    );
     let peak_mib = peak as f64 / 1048576.0;
     println!(
         "outage of {outage} s at {rate} spans/s: {outage_sent} spans acknowledged, queue {:.0} MiB on disk; agent peak RSS {peak_mib:.1} MiB (bound {} MiB); queue delivered in {drain:.1} s after the server returned; {delivered:.0} spans delivered, server holds {stored} of {}",

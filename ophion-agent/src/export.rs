@@ -15,17 +15,8 @@
 use std::time::Duration;
 
 use opentelemetry_proto::tonic::collector::{
-    logs::v1::{
-        ExportLogsServiceRequest, ExportLogsServiceResponse, logs_service_client::LogsServiceClient,
-    },
-    metrics::v1::{
-        ExportMetricsServiceRequest, ExportMetricsServiceResponse,
-        metrics_service_client::MetricsServiceClient,
-    },
-    trace::v1::{
-        ExportTraceServiceRequest, ExportTraceServiceResponse,
-        trace_service_client::TraceServiceClient,
-    },
+    logs::v1::ExportLogsServiceResponse, metrics::v1::ExportMetricsServiceResponse,
+    trace::v1::ExportTraceServiceResponse,
 };
 use ophion_core::Signal;
 use prost::Message as _;
@@ -253,8 +244,6 @@ impl Exporter {
         let Some(channel) = self.grpc.clone() else {
             return Outcome::Drop("no gRPC channel".into());
         };
-        let bad =
-            |e: prost::DecodeError| Outcome::Drop(format!("queued request does not decode: {e}"));
         fn request<T>(msg: T, timeout: Duration, key: Option<&str>) -> tonic::Request<T> {
             let mut r = tonic::Request::new(msg);
             r.set_timeout(timeout);
@@ -266,37 +255,27 @@ impl Exporter {
             r
         }
         let (timeout, key) = (self.timeout, self.key.as_deref());
-        let answer = match signal {
-            Signal::Traces => {
-                let msg = match ExportTraceServiceRequest::decode(protobuf) {
-                    Ok(m) => m,
-                    Err(e) => return bad(e),
-                };
-                TraceServiceClient::new(channel)
-                    .export(request(msg, timeout, key))
-                    .await
-                    .map(|r| r.into_inner().encode_to_vec())
-            }
-            Signal::Logs => {
-                let msg = match ExportLogsServiceRequest::decode(protobuf) {
-                    Ok(m) => m,
-                    Err(e) => return bad(e),
-                };
-                LogsServiceClient::new(channel)
-                    .export(request(msg, timeout, key))
-                    .await
-                    .map(|r| r.into_inner().encode_to_vec())
-            }
-            Signal::Metrics => {
-                let msg = match ExportMetricsServiceRequest::decode(protobuf) {
-                    Ok(m) => m,
-                    Err(e) => return bad(e),
-                };
-                MetricsServiceClient::new(channel)
-                    .export(request(msg, timeout, key))
-                    .await
-                    .map(|r| r.into_inner().encode_to_vec())
-            }
+        // The queued bytes go out as they are: no decoding and encoding
+        // again (they were decoded once, when the agent received them).
+        let path = match signal {
+            Signal::Traces => "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+            Signal::Logs => "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+            Signal::Metrics => "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+        };
+        let mut client = tonic::client::Grpc::new(channel);
+        let answer = match client.ready().await {
+            Ok(()) => client
+                .unary(
+                    request(protobuf.to_vec(), timeout, key),
+                    http::uri::PathAndQuery::from_static(path),
+                    Raw,
+                )
+                .await
+                .map(tonic::Response::into_inner),
+            Err(e) => Err(tonic::Status::unavailable(format!(
+                "cannot reach {}: {e}",
+                self.endpoint
+            ))),
         };
         match answer {
             Ok(body) => {
@@ -328,6 +307,54 @@ impl Exporter {
                 }
             }
         }
+    }
+}
+
+/// A gRPC codec of bytes as they are: the request is already protobuf,
+/// the response is decoded by [`partial`].
+#[derive(Debug, Clone, Copy, Default)]
+struct Raw;
+
+impl tonic::codec::Codec for Raw {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = Raw;
+    type Decoder = Raw;
+
+    fn encoder(&mut self) -> Raw {
+        Raw
+    }
+
+    fn decoder(&mut self) -> Raw {
+        Raw
+    }
+}
+
+impl tonic::codec::Encoder for Raw {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        bytes::BufMut::put_slice(dst, &item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for Raw {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<Vec<u8>>, tonic::Status> {
+        let mut out = vec![0; bytes::Buf::remaining(src)];
+        bytes::Buf::copy_to_slice(src, &mut out);
+        Ok(Some(out))
     }
 }
 
