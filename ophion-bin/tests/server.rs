@@ -264,6 +264,17 @@ async fn check_traces(http: &reqwest::Client, server: &Server, sent: &Sent3) {
             "{s}"
         );
     }
+    let l = get_ok(
+        http,
+        server,
+        &format!("/api/v1/traces/{id}"),
+        &[("view", "logs".into())],
+    )
+    .await;
+    assert_eq!(l["view"], "logs");
+    assert_eq!(l["span_count"], v["span_count"]);
+    assert_eq!(l["logs"], v["logs"]);
+    assert_eq!(l["spans"].as_array().map(Vec::len), Some(0));
     let (status, body) = get(
         http,
         server,

@@ -54,7 +54,8 @@ pub(super) fn fold_promoted(row: &mut Map<String, Value>) {
 pub(super) struct TraceParams {
     /// `waterfall`: only what a waterfall draws (ids, parent, name, kind,
     /// service, times, status) and no logs: a fifth of the bytes of a big
-    /// trace, for the first paint; the full document follows.
+    /// trace, for the first paint. `logs`: the trace's logs and its
+    /// summary, no spans. `full` (default): everything.
     view: Option<String>,
 }
 
@@ -70,18 +71,23 @@ pub(super) async fn get(
 ) -> Result<Json<Value>, ApiError> {
     // Validated to 32 hex digits, so it can be written into the SQL.
     let id = hex_id(&trace_id, 16, "trace id")?;
-    let waterfall = match q.view.as_deref() {
-        None | Some("full") => false,
-        Some("waterfall") => true,
+    let (waterfall, logs_only) = match q.view.as_deref() {
+        None | Some("full") => (false, false),
+        Some("waterfall") => (true, false),
+        Some("logs") => (false, true),
         Some(other) => {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "bad_view",
-                format!("view `{other}` is not one of full, waterfall"),
+                format!("view `{other}` is not one of full, waterfall, logs"),
             ));
         }
     };
-    let columns = if waterfall { WATERFALL } else { "*" };
+    let columns = match (waterfall, logs_only) {
+        (true, _) => WATERFALL,
+        (_, true) => "span_id, parent_span_id, service_name, status_code",
+        _ => "*",
+    };
     // The spans and the trace's logs are read at once: a page waits for
     // the slower of the two, not their sum.
     let spans_sql = format!(
@@ -149,9 +155,9 @@ pub(super) async fn get(
         "span_count": spans.len(),
         "error_count": spans.iter().filter(|m| m.get("status_code").and_then(Value::as_str) == Some("error")).count(),
         "services": services,
-        "view": if waterfall { "waterfall" } else { "full" },
+        "view": if waterfall { "waterfall" } else if logs_only { "logs" } else { "full" },
         "root_span_ids": roots,
-        "spans": spans,
+        "spans": if logs_only { Vec::new() } else { spans },
         "logs": logs,
     })))
 }

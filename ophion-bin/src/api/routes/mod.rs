@@ -222,7 +222,7 @@ pub fn table() -> Vec<Route> {
             traces::get,
             Doc::new("One trace: every span (parent links, service, timing, status, attributes, events, links) and the trace's logs")
             .path("trace_id", "string", "32 hex characters.")
-            .query("view", "string", "`full` (default) or `waterfall`: only ids, parent, name, kind, service, times and status, and no logs (a big trace's first paint).")
+            .query("view", "string", "`full` (default); `waterfall`: only ids, parent, name, kind, service, times and status, and no logs (a big trace's first paint); `logs`: the logs and the summary, no spans.")
             .ok(200, "The trace")
             .errors(&[400, 404]),
         ),

@@ -167,13 +167,15 @@ function Details({ s }: { s: Span }) {
 
 export default function Trace({ id }: { id: string }) {
   const path = `/api/v1/traces/${encodeURIComponent(id)}`;
-  // The waterfall's columns first (a fifth of a big trace's bytes), then
-  // the whole document for span details and the trace's logs.
+  const [picked, setPicked] = useState<string | null>(null);
+  // The waterfall's columns first (a fifth of a big trace's bytes), the
+  // logs beside them, and every span's details only once one is picked:
+  // parsing tens of megabytes of attributes would stall scrolling.
   const t = useQuery({ queryKey: ["trace-waterfall", id], queryFn: () => get<TraceDoc>(path, { view: "waterfall" }) });
-  const full = useQuery({ queryKey: ["trace", id], queryFn: () => get<TraceDoc>(path), enabled: t.isSuccess });
+  const logs = useQuery({ queryKey: ["trace-logs", id], queryFn: () => get<TraceDoc>(path, { view: "logs" }) });
+  const full = useQuery({ queryKey: ["trace", id], queryFn: () => get<TraceDoc>(path), enabled: t.isSuccess && picked !== null });
   const tree = useMemo(() => (t.data ? build(t.data.spans) : null), [t.data]);
   const details = useMemo(() => new Map((full.data?.spans ?? []).map((s) => [s.span_id, s])), [full.data]);
-  const [picked, setPicked] = useState<string | null>(null);
   return (
     <>
       <h2>
@@ -200,7 +202,7 @@ export default function Trace({ id }: { id: string }) {
               </div>
             </div>
             <h3>Logs of this trace</h3>
-            <View q={full} isEmpty={(f) => f.logs.length === 0} empty="No logs carry this trace id.">
+            <View q={logs} isEmpty={(f) => f.logs.length === 0} empty="No logs carry this trace id.">
               {(f) => (
                 <Table
                   testid="trace-logs"
