@@ -202,7 +202,8 @@ impl Host {
         let start = self.boot_ns;
         let mut out = Vec::new();
         // CPU.
-        let times = cpu_times(&read("/proc/stat"));
+        let stat = read("/proc/stat");
+        let times = cpu_times(&stat);
         if !times.is_empty() {
             out.push(sum(
                 "system.cpu.time",
@@ -234,7 +235,7 @@ impl Host {
             }
             self.last_cpu = Some(times);
         }
-        let cpus = read("/proc/stat")
+        let cpus = stat
             .lines()
             .filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
             .count();
