@@ -27,7 +27,7 @@ use std::{
 
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use ophion_benches::{Started, default_server};
-use ophion_core::testing::{Generator, now_ns, process, span_count};
+use ophion_core::testing::{Generator, free_port, now_ns, process, prometheus_sample, span_count};
 
 /// The agent built with the bench's profile.
 fn agent_binary() -> PathBuf {
@@ -93,10 +93,7 @@ impl Agent {
             .text()
             .await
             .expect("text");
-        text.lines()
-            .filter(|l| l.starts_with(name))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+        prometheus_sample(&text, name)
     }
 }
 
@@ -141,11 +138,7 @@ async fn main() {
     let spans: usize = arg(&args, "--spans").unwrap_or(if full { 300_000 } else { 20_000 });
     let limit_bytes = 256u64 << 20;
     let dir = tempfile::tempdir().expect("tmp");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
+    let port = free_port();
     let grpc_at = format!("127.0.0.1:{port}");
     let server_data = dir.path().join("server");
     let s = Started::start_at(&default_server(), &server_data, &[], None, &grpc_at).await;
@@ -216,6 +209,9 @@ async fn main() {
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     while t.elapsed() < Duration::from_secs(outage) {
         tick.tick().await;
+        // Spans stamped as they would be by an app sending now (the
+        // generator's own clock would run ahead of the server's window).
+        g.set_clock(now_ns() - 1_000_000_000);
         let r = g.traces(per_tick);
         let n = span_count(&r) as u64;
         if c.export(r).await.is_ok() {
@@ -235,6 +231,7 @@ async fn main() {
     }
     let drain = t.elapsed().as_secs_f64();
     let delivered = agent.metric("ophion_agent_exported_items_total").await - before;
+    let rejected = agent.metric("ophion_agent_rejected_items_total").await;
     // What the server acknowledged becomes queryable within a second or
     // so; after three million spans in a minute, give it two.
     let want = sent + outage_sent;
@@ -250,7 +247,7 @@ async fn main() {
     );
     let peak_mib = peak as f64 / 1048576.0;
     println!(
-        "outage of {outage} s at {rate} spans/s: {outage_sent} spans acknowledged, queue {:.0} MiB on disk; agent peak RSS {peak_mib:.1} MiB (bound {} MiB); queue delivered in {drain:.1} s after the server returned; {delivered:.0} spans delivered, server holds {stored} of {}",
+        "outage of {outage} s at {rate} spans/s: {outage_sent} spans acknowledged, queue {:.0} MiB on disk; agent peak RSS {peak_mib:.1} MiB (bound {} MiB); queue delivered in {drain:.1} s after the server returned; {delivered:.0} spans delivered, {rejected:.0} refused by the server, server holds {stored} of {}",
         queued / 1048576.0,
         limit_bytes >> 20,
         sent + outage_sent
@@ -272,6 +269,7 @@ async fn main() {
         delivered as u64 >= outage_sent,
         "every span acknowledged during the outage was delivered"
     );
+    assert_eq!(rejected, 0.0, "the server refused none of the spans");
     assert!(stored >= sent + outage_sent, "the server holds every span");
     if full {
         assert!(peak < limit_bytes, "the agent's RSS stayed under its bound");

@@ -151,7 +151,11 @@ impl Sender {
             let items: u64 = batch.iter().map(|r| u64::from(r.items)).sum();
             let records = batch.len() as u64;
             // Concatenated protobuf messages merge into one: one export.
-            let body: Vec<u8> = batch.into_iter().flat_map(|r| r.protobuf).collect();
+            let mut body = Vec::with_capacity(batch.iter().map(|r| r.protobuf.len()).sum());
+            for r in &batch {
+                body.extend_from_slice(&r.protobuf);
+            }
+            drop(batch);
             let outcome = if body.is_empty() {
                 // Records that only carry collector state.
                 Outcome::Delivered {
@@ -164,11 +168,14 @@ impl Sender {
                     _ = stop.changed() => return,
                 }
             };
+            let sent = !body.is_empty();
             drop(body);
             let delivered = match outcome {
                 Outcome::Delivered { rejected, message } => {
-                    self.stats.exports.fetch_add(1, Relaxed);
-                    self.stats.items.fetch_add(items, Relaxed);
+                    if sent {
+                        self.stats.exports.fetch_add(1, Relaxed);
+                        self.stats.items.fetch_add(items, Relaxed);
+                    }
                     if rejected > 0 {
                         self.stats.rejected_items.fetch_add(rejected, Relaxed);
                         tracing::warn!(%signal, rejected, message, "the server refused part of an export");

@@ -83,6 +83,61 @@ pub fn init_logging(format: config::LogFormat, level: &str) {
     };
 }
 
+/// A binary's `main` after its flags are parsed: a configuration that did
+/// not load exits with 2; `print` shows it as TOML; otherwise `serve`
+/// runs on a multi-threaded runtime. Errors are told on standard error as
+/// `name: error`.
+pub fn print_or_serve<C, E, F>(
+    name: &str,
+    config: Result<C, config::ConfigError>,
+    print: bool,
+    serve: impl FnOnce(C) -> F,
+) -> std::process::ExitCode
+where
+    C: serde::Serialize,
+    E: std::fmt::Display,
+    F: std::future::Future<Output = Result<(), E>>,
+{
+    use std::process::ExitCode;
+    let config = match config {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if print {
+        return match toml::to_string_pretty(&config) {
+            Ok(t) => {
+                print!("{t}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{name}: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{name}: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "{name} stopped");
+            eprintln!("{name}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// Completes on SIGINT or SIGTERM: when a binary should stop.
 pub async fn shutdown_signal() {
     let interrupt = tokio::signal::ctrl_c();

@@ -14,13 +14,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{Server, client, sql};
+use common::{Server, client, free_port, metrics, now_ns, prometheus_sample, sql};
 use opentelemetry_proto::tonic::{
     collector::trace::v1::{ExportTraceServiceRequest, trace_service_client::TraceServiceClient},
-    common::v1::{AnyValue, KeyValue, any_value},
-    resource::v1::Resource,
-    trace::v1::{ResourceSpans, ScopeSpans, Span},
+    trace::v1::Span,
 };
+use ophion_core::testing::service_request;
 use prost::Message as _;
 use serde_json::{Value, json};
 
@@ -110,18 +109,7 @@ impl Agent {
 
     /// A metric of its own `/metrics`.
     async fn metric(&self, name: &str) -> f64 {
-        let text = client()
-            .get(format!("{}/metrics", self.admin))
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text");
-        text.lines()
-            .filter(|l| l.starts_with(name))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+        prometheus_sample(&metrics(&self.admin).await, name)
     }
 }
 
@@ -135,20 +123,9 @@ fn read(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap_or_default()
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
 /// Request `n` of the app: 50 spans with span ids `n * 50 + k + 1`.
 fn request(n: u64) -> ExportTraceServiceRequest {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_nanos() as u64;
+    let now = now_ns();
     let spans = (0..50u64)
         .map(|k| {
             let id = n * 50 + k + 1;
@@ -163,25 +140,7 @@ fn request(n: u64) -> ExportTraceServiceRequest {
             }
         })
         .collect();
-    ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            resource: Some(Resource {
-                attributes: vec![KeyValue {
-                    key: "service.name".into(),
-                    value: Some(AnyValue {
-                        value: Some(any_value::Value::StringValue("agent-app".into())),
-                    }),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }),
-            scope_spans: vec![ScopeSpans {
-                spans,
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    }
+    service_request("agent-app", spans)
 }
 
 /// The app: sends a request every 50 ms, alternately over gRPC and HTTP,

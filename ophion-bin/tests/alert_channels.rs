@@ -22,7 +22,7 @@ use std::{
 };
 
 use common::inbox::{AmWebhook, Shared, hanging_receiver, receiver, until};
-use common::{Server, call, client, post_otlp};
+use common::{Server, call, client, free_port, post_otlp};
 use ophion_core::testing::{Generator, now_ns};
 use prost::Message as _;
 use serde_json::{Value, json};
@@ -117,13 +117,6 @@ impl Drop for Kill {
 
 fn same_port(mail: &Value, port: &str) -> bool {
     mail["port"].as_u64().is_some_and(|p| p.to_string() == port)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

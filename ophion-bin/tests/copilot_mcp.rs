@@ -8,50 +8,32 @@ mod common;
 use common::{Server, client, export, now_ns};
 use opentelemetry_proto::tonic::{
     collector::trace::v1::ExportTraceServiceRequest,
-    common::v1::{AnyValue, KeyValue, any_value},
-    resource::v1::Resource,
-    trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span::SpanKind, status::StatusCode},
+    trace::v1::{Span, Status, span::SpanKind, status::StatusCode},
 };
+use ophion_core::testing::service_request;
 use serde_json::Value;
 
 fn spans(n: u64, t0: u64) -> ExportTraceServiceRequest {
-    ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            resource: Some(Resource {
-                attributes: vec![KeyValue {
-                    key: "service.name".into(),
-                    value: Some(AnyValue {
-                        value: Some(any_value::Value::StringValue("checkout".into())),
-                    }),
-                    ..Default::default()
-                }],
-                ..Default::default()
+    let spans = (0..n)
+        .map(|i| Span {
+            trace_id: (i as u128 + 7).to_be_bytes().to_vec(),
+            span_id: (i + 7).to_be_bytes().to_vec(),
+            name: "POST /checkout".into(),
+            kind: SpanKind::Server as i32,
+            start_time_unix_nano: t0 + i * 1000,
+            end_time_unix_nano: t0 + i * 1000 + 2_000_000,
+            status: Some(if i % 4 == 0 {
+                Status {
+                    code: StatusCode::Error as i32,
+                    message: "x".into(),
+                }
+            } else {
+                Status::default()
             }),
-            scope_spans: vec![ScopeSpans {
-                spans: (0..n)
-                    .map(|i| Span {
-                        trace_id: (i as u128 + 7).to_be_bytes().to_vec(),
-                        span_id: (i + 7).to_be_bytes().to_vec(),
-                        name: "POST /checkout".into(),
-                        kind: SpanKind::Server as i32,
-                        start_time_unix_nano: t0 + i * 1000,
-                        end_time_unix_nano: t0 + i * 1000 + 2_000_000,
-                        status: Some(if i % 4 == 0 {
-                            Status {
-                                code: StatusCode::Error as i32,
-                                message: "x".into(),
-                            }
-                        } else {
-                            Status::default()
-                        }),
-                        ..Default::default()
-                    })
-                    .collect(),
-                ..Default::default()
-            }],
             ..Default::default()
-        }],
-    }
+        })
+        .collect();
+    service_request("checkout", spans)
 }
 
 fn run_client(args: &[&str]) -> Value {

@@ -13,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::Server;
+use common::{Server, free_port};
 
 fn ophion(s: &Server, args: &[&str]) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_ophion"))
@@ -43,12 +43,32 @@ fn run(dir: &Path, argv: &[&str]) {
     );
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
+/// `ophion instrument --verify` finds the app's telemetry, with the route
+/// of the request made to it.
+fn verify(s: &Server, app: &Path, service: &str, route: &str) {
+    let (ok, verified) = ophion(
+        s,
+        &[
+            "instrument",
+            app.to_str().expect("path"),
+            "--verify",
+            "--timeout",
+            "90",
+        ],
+    );
+    assert!(
+        ok,
+        "{verified}\napp log: {}",
+        std::fs::read_to_string(app.join("app.log")).unwrap_or_default()
+    );
+    assert!(
+        verified.contains(&format!(
+            "verified: the server has telemetry from {service}"
+        )),
+        "{verified}"
+    );
+    assert!(verified.contains(route), "the request's route: {verified}");
+    println!("{verified}");
 }
 
 struct App(Child);
@@ -188,30 +208,7 @@ fn a_flask_app_is_instrumented_and_verified() {
         "/items/7",
         5,
     );
-    let (ok, verified) = ophion(
-        &s,
-        &[
-            "instrument",
-            app.to_str().expect("path"),
-            "--verify",
-            "--timeout",
-            "90",
-        ],
-    );
-    assert!(
-        ok,
-        "{verified}\napp log: {}",
-        std::fs::read_to_string(app.join("app.log")).unwrap_or_default()
-    );
-    assert!(
-        verified.contains("verified: the server has telemetry from flask-shop"),
-        "{verified}"
-    );
-    assert!(
-        verified.contains("/items/"),
-        "the request's route: {verified}"
-    );
-    println!("{verified}");
+    verify(&s, &app, "flask-shop", "/items/");
 }
 
 #[test]
@@ -265,28 +262,5 @@ fn an_express_app_is_instrumented_and_verified() {
     );
     let port = free_port();
     let _app = serve_and_call(&app, &["node", "app.js"], &[], port, "/cart/42", 5);
-    let (ok, verified) = ophion(
-        &s,
-        &[
-            "instrument",
-            app.to_str().expect("path"),
-            "--verify",
-            "--timeout",
-            "90",
-        ],
-    );
-    assert!(
-        ok,
-        "{verified}\napp log: {}",
-        std::fs::read_to_string(app.join("app.log")).unwrap_or_default()
-    );
-    assert!(
-        verified.contains("verified: the server has telemetry from express-shop"),
-        "{verified}"
-    );
-    assert!(
-        verified.contains("/cart/"),
-        "the request's route: {verified}"
-    );
-    println!("{verified}");
+    verify(&s, &app, "express-shop", "/cart/");
 }

@@ -656,21 +656,8 @@ async fn check_ops(http: &reqwest::Client, server: &Server, sent: &Sent3) {
     );
     let doc = get_ok(http, server, "/api/v1/openapi.json", &[]).await;
     assert!(doc["paths"]["/api/v1/query"].is_object());
-    let text = http
-        .get(ok("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    let sample = |name: &str| -> f64 {
-        text.lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("{name} missing from /metrics"))
-    };
+    let text = metrics(&server.api).await;
+    let sample = |name: &str| prometheus_sample(&text, name);
     assert_eq!(
         sample("ophion_ingested_items_total{signal=\"traces\"}") as usize,
         sent.spans.len()

@@ -103,6 +103,14 @@ impl Generator {
         }
     }
 
+    /// Moves the clock to `ns`. The generator's time runs faster than the
+    /// wall clock at a few thousand spans a second (a few milliseconds per
+    /// trace), so a long run re-anchors it to stay inside a server's
+    /// accepted time window.
+    pub fn set_clock(&mut self, ns: u64) {
+        self.now_ns = ns;
+    }
+
     fn resource(&mut self, svc: usize) -> Resource {
         let s = &SERVICES[svc];
         let pod = self.rng.random_range(0..3);
@@ -667,6 +675,43 @@ pub fn span_count(req: &ExportTraceServiceRequest) -> usize {
         .sum()
 }
 
+/// A loopback TCP port free right now, for a server a test starts.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// The sum of a metric's samples in Prometheus text (every label set of
+/// `name`; `name{labels}` for one of them), 0 when there are none.
+pub fn prometheus_sample(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with([' ', '{']) || name.ends_with('}'))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// One request of `spans` from service `service`.
+pub fn service_request(service: &str, spans: Vec<Span>) -> ExportTraceServiceRequest {
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![kv_str("service.name", service)],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
 /// Readings of a process from Linux's `/proc`, for tests and benchmarks
 /// that check memory and CPU (`None`: this process).
 pub mod process {
@@ -708,6 +753,16 @@ pub mod process {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prometheus_samples_are_matched_by_whole_name() {
+        let text =
+            "# HELP a_total x\na_total 2\na_total_more 5\nb{class=\"5xx\"} 3\nb{class=\"4xx\"} 4\n";
+        assert_eq!(prometheus_sample(text, "a_total"), 2.0);
+        assert_eq!(prometheus_sample(text, "b"), 7.0);
+        assert_eq!(prometheus_sample(text, "b{class=\"5xx\"}"), 3.0);
+        assert_eq!(prometheus_sample(text, "c"), 0.0);
+    }
 
     #[test]
     fn process_readings_are_plausible() {

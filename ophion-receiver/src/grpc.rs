@@ -39,6 +39,11 @@ pub(crate) struct Grpc {
 #[derive(Clone)]
 struct Permit(#[allow(dead_code)] Arc<OwnedSemaphorePermit>);
 
+/// The request's one message, uncompressed, as the client encoded it,
+/// carried from the front door to the handler.
+#[derive(Clone)]
+struct PlainMessage(bytes::Bytes);
+
 pub(crate) fn status(f: &Failure) -> Status {
     let msg = f.message().to_owned();
     match f {
@@ -73,14 +78,21 @@ impl Grpc {
             .get::<TenantId>()
             .cloned()
             .ok_or_else(|| Status::unauthenticated("request did not pass authentication"))?;
+        // The message as the client sent it (the front door kept it): its
+        // size, and what a forwarder passes on without encoding it again.
+        let message = request
+            .extensions()
+            .get::<PlainMessage>()
+            .map(|m| m.0.clone());
         let req = request.into_inner();
-        let size = match &req {
-            Decoded::Traces(r) => r.encoded_len(),
-            Decoded::Logs(r) => r.encoded_len(),
-            Decoded::Metrics(r) => r.encoded_len(),
+        let size = match (&message, &req) {
+            (Some(m), _) => m.len(),
+            (None, Decoded::Traces(r)) => r.encoded_len(),
+            (None, Decoded::Logs(r)) => r.encoded_len(),
+            (None, Decoded::Metrics(r)) => r.encoded_len(),
         };
         self.shared
-            .export_decoded(&tenant, req, size)
+            .export_decoded(&tenant, req, message, size)
             .await
             .map_err(|f| status(&f))
     }
@@ -249,6 +261,9 @@ async fn front_door(
     match framed {
         Ok(bytes) => {
             parts.headers.remove(GRPC_ENCODING);
+            if let Some(m) = single_message(&bytes) {
+                parts.extensions.insert(PlainMessage(m));
+            }
             next.run(axum::extract::Request::from_parts(
                 parts,
                 axum::body::Body::from(bytes),
@@ -300,6 +315,16 @@ fn plain_frames(input: bytes::Bytes, limit: usize, gzip: bool) -> Result<bytes::
         rest = &rest[5 + len..];
     }
     Ok(out.map_or(input, bytes::Bytes::from))
+}
+
+/// The message of a body of exactly one uncompressed gRPC message (what a
+/// unary call carries).
+fn single_message(framed: &bytes::Bytes) -> Option<bytes::Bytes> {
+    let [0, a, b, c, d, ..] = framed[..] else {
+        return None;
+    };
+    let len = u32::from_be_bytes([a, b, c, d]) as usize;
+    (framed.len() == 5 + len).then(|| framed.slice(5..))
 }
 
 /// The three services behind their front door, as tonic routes. Only the
@@ -377,6 +402,19 @@ mod tests {
 
     fn check(input: Vec<u8>, gzip: bool) -> Result<Vec<u8>, Failure> {
         plain_frames(input.into(), 1024, gzip).map(|b| b.to_vec())
+    }
+
+    #[test]
+    fn only_a_body_of_one_plain_message_is_kept_as_it_came() {
+        let one = bytes::Bytes::from(frame(0, b"message"));
+        assert_eq!(single_message(&one).as_deref(), Some(&b"message"[..]));
+        let empty = bytes::Bytes::from(frame(0, b""));
+        assert_eq!(single_message(&empty).as_deref(), Some(&b""[..]));
+        let two = bytes::Bytes::from([frame(0, b"one"), frame(0, b"two")].concat());
+        assert_eq!(single_message(&two), None);
+        let gzipped = bytes::Bytes::from(frame(1, &gz(b"message")));
+        assert_eq!(single_message(&gzipped), None);
+        assert_eq!(single_message(&bytes::Bytes::from_static(&[0, 0])), None);
     }
 
     #[test]

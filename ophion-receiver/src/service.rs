@@ -405,11 +405,13 @@ impl Shared {
         }
     }
 
-    /// gRPC path: tonic already decoded the message.
+    /// gRPC path: tonic already decoded the message; `protobuf` is the
+    /// message as it came (uncompressed), when known, `size` its length.
     pub(crate) async fn export_decoded(
         self: &Arc<Self>,
         tenant: &TenantId,
         req: Decoded,
+        protobuf: Option<bytes::Bytes>,
         size: usize,
     ) -> Result<Accepted, Failure> {
         let signal = req.signal();
@@ -417,11 +419,11 @@ impl Shared {
         let prepared = if size > BLOCKING_THRESHOLD {
             let this = Arc::clone(self);
             let _slot = self.decode_slot().await;
-            tokio::task::spawn_blocking(move || this.prepare(&req, None))
+            tokio::task::spawn_blocking(move || this.prepare(&req, protobuf.as_deref()))
                 .await
                 .map_err(|_| self.fail(Failure::Internal("converter task failed".into())))?
         } else {
-            self.prepare(&req, None)
+            self.prepare(&req, protobuf.as_deref())
         };
         self.store(tenant, signal, prepared).await
     }

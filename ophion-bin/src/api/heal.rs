@@ -54,9 +54,10 @@ pub(super) async fn get(
     who: Principal,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let all = s.heal.store().playbooks(Some(&who.tenant)).await?;
-    all.iter()
-        .find(|p| p.name == name)
+    s.heal
+        .store()
+        .playbook(&who.tenant, &name)
+        .await?
         .map(|p| Json(p.to_json()))
         .ok_or_else(|| HealError::NotFound(format!("no playbook `{name}`")).into())
 }

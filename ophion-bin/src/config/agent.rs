@@ -6,24 +6,27 @@
 //! `OPHION_AGENT_INGEST_KEY`; any option by its path after
 //! `OPHION_AGENT__`.
 
-use std::{net::SocketAddr, path::PathBuf};
+use std::path::PathBuf;
 
 use ophion_agent::AgentConfig;
 
-use super::layers::{self, ConfigError, Flag};
+use super::layers::{self, ConfigError, Given, ListenFlags};
 
-/// The agent's flags that override everything else.
-#[derive(Debug, Clone, Default)]
+/// The agent's flags, which override everything else.
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct AgentFlags {
-    /// `--data-dir`.
+    /// Data directory (the queue and log checkpoints).
+    #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// `--grpc-addr`: where it listens for OTLP/gRPC.
-    pub grpc_addr: Option<SocketAddr>,
-    /// `--otlp-http-addr`: where it listens for OTLP/HTTP.
-    pub otlp_http_addr: Option<SocketAddr>,
-    /// `--server`: the OTLP endpoint it forwards to.
+    /// Where it listens.
+    #[command(flatten)]
+    pub listen: ListenFlags,
+    /// The server's OTLP endpoint to send to, e.g. http://127.0.0.1:4317
+    /// (gRPC) or http://127.0.0.1:4318 (HTTP).
+    #[arg(long)]
     pub server: Option<String>,
-    /// `--ingest-key`.
+    /// The ingest key the server gave this agent.
+    #[arg(long)]
     pub ingest_key: Option<String>,
 }
 
@@ -43,31 +46,20 @@ pub fn load(
     env: impl IntoIterator<Item = (String, String)>,
     flags: &AgentFlags,
 ) -> Result<AgentConfig, ConfigError> {
-    let text = |s: String| toml::Value::String(s);
-    let mut given: Vec<Flag> = Vec::new();
-    if let Some(d) = &flags.data_dir {
-        given.push(("--data-dir", &["data_dir"], text(d.display().to_string())));
-    }
-    if let Some(a) = flags.grpc_addr {
-        given.push((
-            "--grpc-addr",
-            &["receiver", "grpc_addr"],
-            text(a.to_string()),
-        ));
-    }
-    if let Some(a) = flags.otlp_http_addr {
-        given.push((
-            "--otlp-http-addr",
-            &["receiver", "http_addr"],
-            text(a.to_string()),
-        ));
-    }
-    if let Some(s) = &flags.server {
-        given.push(("--server", &["server", "endpoint"], text(s.clone())));
-    }
-    if let Some(k) = &flags.ingest_key {
-        given.push(("--ingest-key", &["server", "ingest_key"], text(k.clone())));
-    }
+    let mut given = Given::default();
+    given
+        .set(
+            "--data-dir",
+            &["data_dir"],
+            flags.data_dir.as_ref().map(|d| d.display()),
+        )
+        .listen(&flags.listen)
+        .set("--server", &["server", "endpoint"], flags.server.as_ref())
+        .set(
+            "--ingest-key",
+            &["server", "ingest_key"],
+            flags.ingest_key.as_ref(),
+        );
     let mut shape = AgentConfig::default();
     shape.server.ingest_key = Some(String::new());
     shape.server.protocol = Some(ophion_agent::export::Protocol::Grpc);
@@ -79,7 +71,7 @@ pub fn load(
         &shape,
         file,
         env,
-        &given,
+        given.flags(),
     )?;
     config.validate().map_err(|message| ConfigError::Invalid {
         origin: "configuration".into(),

@@ -8,7 +8,11 @@
 //! program's prefix (`OPHION__STORE__RETENTION__TRACES_DAYS=7`,
 //! `OPHION_AGENT__QUEUE__MAX_BYTES=1073741824`).
 
-use std::path::{Path, PathBuf};
+use std::{
+    fmt::Display,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
 
 use serde::{Serialize, de::DeserializeOwned};
 
@@ -45,6 +49,53 @@ pub struct Env<'a> {
 /// A flag given on the command line: its name, the option it sets, the
 /// value.
 pub type Flag = (&'static str, &'static [&'static str], toml::Value);
+
+/// Where a binary takes OTLP: the flags the server and the agent share.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ListenFlags {
+    /// Where to listen for OTLP/gRPC (default 127.0.0.1:4317).
+    #[arg(long)]
+    pub grpc_addr: Option<SocketAddr>,
+    /// Where to listen for OTLP/HTTP (default 127.0.0.1:4318).
+    #[arg(long)]
+    pub otlp_http_addr: Option<SocketAddr>,
+}
+
+/// The flags given on a command line, each with the option it sets.
+#[derive(Debug, Default)]
+pub struct Given(Vec<Flag>);
+
+impl Given {
+    /// `flag`, when given, sets the text option at `path`.
+    pub fn set(
+        &mut self,
+        flag: &'static str,
+        path: &'static [&'static str],
+        value: Option<impl Display>,
+    ) -> &mut Self {
+        if let Some(v) = value {
+            self.0
+                .push((flag, path, toml::Value::String(v.to_string())));
+        }
+        self
+    }
+
+    /// The listening flags, which set `receiver.grpc_addr` and
+    /// `receiver.http_addr`.
+    pub fn listen(&mut self, l: &ListenFlags) -> &mut Self {
+        self.set("--grpc-addr", &["receiver", "grpc_addr"], l.grpc_addr)
+            .set(
+                "--otlp-http-addr",
+                &["receiver", "http_addr"],
+                l.otlp_http_addr,
+            )
+    }
+
+    /// The flags, for [`load`].
+    pub fn flags(&self) -> &[Flag] {
+        &self.0
+    }
+}
 
 /// Loads `T` from its defaults, `file`, the variables of `env` that `vars`
 /// names, and `flags`, in that order. `shape` is a value of `T` with every

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 pub mod agent;
 pub mod layers;
 
-pub use layers::ConfigError;
+pub use layers::{ConfigError, ListenFlags};
 
 /// Everything `ophion-server` can be told.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -187,16 +187,17 @@ pub enum LogFormat {
     Json,
 }
 
-/// The flags that override everything else.
-#[derive(Debug, Clone, Default)]
+/// The server's flags, which override everything else.
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct Overrides {
-    /// `--data-dir`.
+    /// Data directory (write-ahead log, metadata, local Parquet files).
+    #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// `--grpc-addr`.
-    pub grpc_addr: Option<SocketAddr>,
-    /// `--otlp-http-addr`.
-    pub otlp_http_addr: Option<SocketAddr>,
-    /// `--api-addr`.
+    /// Where it takes OTLP.
+    #[command(flatten)]
+    pub listen: ListenFlags,
+    /// API listen address (default 127.0.0.1:8080).
+    #[arg(long)]
     pub api_addr: Option<SocketAddr>,
 }
 
@@ -216,32 +217,15 @@ impl ServerConfig {
         env: impl IntoIterator<Item = (String, String)>,
         flags: &Overrides,
     ) -> Result<Self, ConfigError> {
-        let text = |s: String| toml::Value::String(s);
-        let mut given: Vec<layers::Flag> = Vec::new();
-        if let Some(d) = &flags.data_dir {
-            given.push((
+        let mut given = layers::Given::default();
+        given
+            .set(
                 "--data-dir",
                 &["store", "data_dir"],
-                text(d.display().to_string()),
-            ));
-        }
-        if let Some(a) = flags.grpc_addr {
-            given.push((
-                "--grpc-addr",
-                &["receiver", "grpc_addr"],
-                text(a.to_string()),
-            ));
-        }
-        if let Some(a) = flags.otlp_http_addr {
-            given.push((
-                "--otlp-http-addr",
-                &["receiver", "http_addr"],
-                text(a.to_string()),
-            ));
-        }
-        if let Some(a) = flags.api_addr {
-            given.push(("--api-addr", &["api_addr"], text(a.to_string())));
-        }
+                flags.data_dir.as_ref().map(|d| d.display()),
+            )
+            .listen(&flags.listen)
+            .set("--api-addr", &["api_addr"], flags.api_addr);
         let mut shape = Self::default();
         shape.tls.cert_path = Some(PathBuf::new());
         shape.tls.key_path = Some(PathBuf::new());
@@ -253,7 +237,7 @@ impl ServerConfig {
             &shape,
             file,
             env,
-            &given,
+            given.flags(),
         )?;
         config.validate()?;
         Ok(config)

@@ -41,7 +41,7 @@ impl Heal {
     }
 
     async fn execute_claimed(&self, id: i64) -> Result<(), HealError> {
-        let (tenant, raw, trigger, _) = self
+        let (tenant, raw, trigger) = self
             .store
             .run_input(id)
             .await?

@@ -34,7 +34,7 @@ pub mod model;
 pub mod store;
 mod verify;
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use ophion_core::TenantId;
 use serde_json::json;
@@ -47,7 +47,7 @@ use crate::{
 };
 use action::{Context, Executor, prepare};
 use model::{Mode, PlaybookSpec};
-use store::{HealStore, NewRun};
+use store::{HealStore, NewRun, StoredPlaybook};
 
 /// What started a run.
 #[derive(Debug, Clone)]
@@ -181,7 +181,9 @@ impl Heal {
         name: &str,
         trigger: Trigger,
     ) -> Result<i64, HealError> {
-        let (version, raw) = self
+        let StoredPlaybook {
+            version, spec: raw, ..
+        } = self
             .store
             .playbook(tenant, name)
             .await?
@@ -510,26 +512,36 @@ impl Heal {
     async fn poll_firings(&self) -> Result<(), HealError> {
         let cursor = self.store.cursor().await?;
         let (firings, upto) = self.alerts.store().firings_after(cursor, 200).await?;
+        // Every tenant's playbooks, read and parsed once per tick (and
+        // only when something fired).
+        let mut playbooks: HashMap<String, Vec<(String, PlaybookSpec)>> = HashMap::new();
+        let stored = if firings.is_empty() {
+            Vec::new()
+        } else {
+            self.store.playbooks(None).await?
+        };
+        for p in stored {
+            match serde_json::from_value::<PlaybookSpec>(p.spec) {
+                Ok(spec) => playbooks.entry(p.tenant).or_default().push((p.name, spec)),
+                Err(_) => {
+                    tracing::warn!(playbook = %p.name, "healing: a stored playbook no longer reads")
+                }
+            }
+        }
         for (_, tenant, fingerprint, labels, value) in firings {
             let t = TenantId::new(&tenant).unwrap_or_default();
-            for p in self.store.playbooks(Some(&t)).await? {
-                let name = p.name;
-                let Ok(spec) = serde_json::from_value::<PlaybookSpec>(p.spec) else {
-                    tracing::warn!(playbook = %name, "healing: a stored playbook no longer reads");
-                    continue;
+            let matching = playbooks.get(&tenant).into_iter().flatten();
+            for (name, _) in matching.filter(|(_, spec)| spec.matches(&labels)) {
+                let trigger = Trigger {
+                    source: "alert",
+                    labels: labels.clone(),
+                    value,
+                    fingerprint: Some(fingerprint.clone()),
+                    by: None,
+                    dry_run: false,
                 };
-                if spec.matches(&labels) {
-                    let trigger = Trigger {
-                        source: "alert",
-                        labels: labels.clone(),
-                        value,
-                        fingerprint: Some(fingerprint.clone()),
-                        by: None,
-                        dry_run: false,
-                    };
-                    if let Err(e) = self.trigger(&t, &name, trigger).await {
-                        tracing::warn!(playbook = %name, error = %e, "healing: trigger failed");
-                    }
+                if let Err(e) = self.trigger(&t, name, trigger).await {
+                    tracing::warn!(playbook = %name, error = %e, "healing: trigger failed");
                 }
             }
         }

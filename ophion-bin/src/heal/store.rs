@@ -149,6 +149,19 @@ fn run_json(r: &rusqlite::Row<'_>) -> rusqlite::Result<Value> {
     }))
 }
 
+/// A `playbooks` row read as `tenant_id, name, version, spec, updated_by,
+/// updated_at`.
+fn stored_playbook(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredPlaybook> {
+    Ok(StoredPlaybook {
+        tenant: r.get(0)?,
+        name: r.get(1)?,
+        version: r.get(2)?,
+        spec: serde_json::from_str(&r.get::<_, String>(3)?).unwrap_or(Value::Null),
+        updated_by: r.get(4)?,
+        updated_at: r.get(5)?,
+    })
+}
+
 const RUN_COLUMNS: &str = "id, playbook, version, trigger, target, mode, state, reason, created_ns, updated_ns, decided_by";
 
 impl HealStore {
@@ -170,39 +183,25 @@ impl HealStore {
                     "SELECT tenant_id, name, version, spec, updated_by, updated_at FROM playbooks
                      WHERE ?1 IS NULL OR tenant_id = ?1 ORDER BY tenant_id, name",
                 )?;
-                st.query_map([&t], |r| {
-                    Ok(StoredPlaybook {
-                        tenant: r.get(0)?,
-                        name: r.get(1)?,
-                        version: r.get(2)?,
-                        spec: serde_json::from_str(&r.get::<_, String>(3)?).unwrap_or(Value::Null),
-                        updated_by: r.get(4)?,
-                        updated_at: r.get(5)?,
-                    })
-                })?
-                .collect()
+                st.query_map([&t], stored_playbook)?.collect()
             })
             .await
     }
 
-    /// One playbook: `(version, spec)`.
+    /// One playbook of `tenant`.
     pub async fn playbook(
         &self,
         tenant: &TenantId,
         name: &str,
-    ) -> Result<Option<(i64, Value)>, ophion_store::Error> {
+    ) -> Result<Option<StoredPlaybook>, ophion_store::Error> {
         let (t, n) = (tenant.as_str().to_owned(), name.to_owned());
         self.metadata
             .call(move |c| {
                 c.query_row(
-                    "SELECT version, spec FROM playbooks WHERE tenant_id = ?1 AND name = ?2",
+                    "SELECT tenant_id, name, version, spec, updated_by, updated_at FROM playbooks
+                     WHERE tenant_id = ?1 AND name = ?2",
                     params![t, n],
-                    |r| {
-                        Ok((
-                            r.get(0)?,
-                            serde_json::from_str(&r.get::<_, String>(1)?).unwrap_or(Value::Null),
-                        ))
-                    },
+                    stored_playbook,
                 )
                 .optional()
             })
@@ -395,16 +394,16 @@ impl HealStore {
     pub async fn run_input(
         &self,
         id: i64,
-    ) -> Result<Option<(String, Value, Value, String)>, ophion_store::Error> {
+    ) -> Result<Option<(String, Value, Value)>, ophion_store::Error> {
         self.metadata
             .call(move |c| {
                 c.query_row(
-                    "SELECT tenant_id, spec, trigger, mode FROM heal_runs WHERE id = ?1",
+                    "SELECT tenant_id, spec, trigger FROM heal_runs WHERE id = ?1",
                     [id],
                     |r| {
                         let j =
                             |s: String| serde_json::from_str::<Value>(&s).unwrap_or(Value::Null);
-                        Ok((r.get(0)?, j(r.get(1)?), j(r.get(2)?), r.get(3)?))
+                        Ok((r.get(0)?, j(r.get(1)?), j(r.get(2)?)))
                     },
                 )
                 .optional()

@@ -267,13 +267,9 @@ pub async fn sql(http: &reqwest::Client, server: &Server, sql: &str) -> Vec<Valu
     v["rows"].as_array().cloned().unwrap_or_default()
 }
 
-/// Nanoseconds since the epoch.
-pub fn now_ns() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_nanos() as u64
-}
+// Not every test binary that shares this module uses each of them.
+#[allow(unused_imports)]
+pub use ophion_core::testing::{free_port, now_ns, prometheus_sample};
 
 /// Nearest-rank percentile of sorted values.
 pub fn nearest_rank(sorted: &[i64], q: f64) -> i64 {
@@ -357,6 +353,18 @@ pub async fn create_user(
     .await;
     assert_eq!(status, 201, "{v}");
     v["id"].as_i64().expect("id")
+}
+
+/// The Prometheus text of `{base}/metrics`.
+pub async fn metrics(base: &str) -> String {
+    client()
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text")
 }
 
 /// Runs the server binary expecting it to refuse to start: its stderr.
