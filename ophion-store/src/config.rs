@@ -188,6 +188,13 @@ pub struct QueryConfig {
     /// MiB of Parquet footers and page indexes kept in memory across
     /// queries (default 64; 0 reads them from the file every time).
     pub metadata_cache_mb: usize,
+    /// Whether searches of log text use the files' text index to skip
+    /// blocks that cannot match (default true; results are the same
+    /// either way).
+    pub text_index: bool,
+    /// MiB of parsed text indexes kept in memory across queries (default
+    /// 256; about 3 bytes per indexed row).
+    pub text_index_cache_mb: usize,
 }
 
 impl Default for QueryConfig {
@@ -198,6 +205,8 @@ impl Default for QueryConfig {
             max_rows: 100_000,
             rollup_hours: 24,
             metadata_cache_mb: 64,
+            text_index: true,
+            text_index_cache_mb: 256,
         }
     }
 }

@@ -104,16 +104,33 @@ impl AsyncFileReader for Reader {
         _options: Option<&'a ArrowReaderOptions>,
     ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
         async move {
-            DFParquetMetadata::new(self.store.as_ref(), &self.meta)
-                .with_file_metadata_cache(Some(Arc::clone(&self.cache)))
-                .with_metadata_size_hint(self.metadata_size_hint)
-                // With the page index, always: the cached entry serves
-                // page pruning too.
-                .with_page_index_policy(Some(PageIndexPolicy::Optional))
-                .fetch_metadata()
-                .await
-                .map_err(external)
+            footer(
+                self.store.as_ref(),
+                &self.cache,
+                &self.meta,
+                self.metadata_size_hint,
+            )
+            .await
+            .map_err(external)
         }
         .boxed()
     }
+}
+
+/// The footer and page index of the file at `meta`, from `cache` or read
+/// and kept there.
+pub(crate) async fn footer(
+    store: &dyn ObjectStore,
+    cache: &Arc<FileMetadataCache>,
+    meta: &ObjectMeta,
+    size_hint: Option<usize>,
+) -> datafusion::error::Result<Arc<ParquetMetaData>> {
+    DFParquetMetadata::new(store, meta)
+        .with_file_metadata_cache(Some(Arc::clone(cache)))
+        .with_metadata_size_hint(size_hint)
+        // With the page index, always: the cached entry serves page
+        // pruning too.
+        .with_page_index_policy(Some(PageIndexPolicy::Optional))
+        .fetch_metadata()
+        .await
 }

@@ -15,12 +15,14 @@
 //!  buffer (Arrow, per tenant × signal) ◄──────────── queries (MemorySource)
 //!     │ snapshot: every flush_interval or flush_bytes
 //!     ▼
-//!  sort · split by hour · Parquet (zstd, stats, trace_id bloom)
+//!  sort · split by hour · Parquet (zstd, stats, trace_id bloom;
+//!     logs: a text index per 8,192 rows, see [`textindex`])
 //!     ▼
 //!  object_store put ──► catalog commit (+ WAL watermark) ──► WAL truncate
 //!                            ▲
-//!                  queries ──┘ (files pruned by tenant and time; footers
-//!                              and page indexes cached across queries)
+//!                  queries ──┘ (files pruned by tenant and time, log
+//!                              searches by the text index; footers and
+//!                              page indexes cached across queries)
 //! ```
 //!
 //! Metadata lives in SQLite ([`metadata`]): the store's file catalog here,
@@ -58,6 +60,7 @@ pub mod persist;
 pub mod query;
 pub mod rollup;
 mod store;
+pub mod textindex;
 pub mod wal;
 
 pub use config::StoreConfig;

@@ -302,15 +302,13 @@ async fn compact_group(
     let rows_total: u64 = files.iter().map(|f| f.rows).sum();
     let encoder =
         tokio::task::spawn_blocking(move || -> Result<(bytes::Bytes, usize, i64, i64)> {
-            let props = persist::writer_properties(
+            let mut w = persist::FileEncoder::new(
+                Vec::new(),
                 signal,
+                Arc::clone(&storage),
                 rows_total as usize,
-                &storage,
                 persist::Effort::Compaction,
-            );
-            let mut out = Vec::new();
-            let mut w =
-                parquet::arrow::ArrowWriter::try_new(&mut out, Arc::clone(&storage), Some(props))?;
+            )?;
             let (mut rows, mut min, mut max) = (0usize, i64::MAX, i64::MIN);
             for batch in rx {
                 let (lo, hi) = persist::time_range(&batch, signal)?;
@@ -319,7 +317,7 @@ async fn compact_group(
                 rows += batch.num_rows();
                 w.write(&batch)?;
             }
-            w.close()?;
+            let out = w.finish()?;
             Ok((bytes::Bytes::from(out), rows, min, max))
         });
     while let Some(batch) = stream.next().await {
@@ -412,6 +410,7 @@ async fn delete_retired(inner: &Inner) {
     for p in paths {
         let path = ObjectPath::from(p.as_str());
         inner.metadata_cache.remove(&path);
+        inner.text_indexes.remove(&p);
         if let Err(e) = inner.objects.delete(&path).await {
             tracing::warn!(path = %p, error = %e, "cannot delete a retired file; it is no longer queried");
         }

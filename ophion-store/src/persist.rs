@@ -13,14 +13,19 @@ use parquet::{
     bloom_filter::Sbbf,
     column::writer::ColumnCloseResult,
     file::{
-        metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader, SortingColumn},
+        metadata::{
+            KeyValue, PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader, SortingColumn,
+        },
         properties::{EnabledStatistics, WriterProperties},
         writer::SerializedFileWriter,
     },
     schema::types::ColumnPath,
 };
 
-use crate::error::{Error, Result};
+use crate::{
+    error::{Error, Result},
+    textindex::{self, IndexBuilder},
+};
 
 const NANOS_PER_HOUR: i64 = 3_600_000_000_000;
 
@@ -290,6 +295,69 @@ pub fn writer_properties(
 /// Rows gathered and encoded at a time by [`encode_rows`].
 const ENCODE_SLICE_ROWS: usize = 8192;
 
+/// Writes one Parquet file of a signal and, for indexed signals, its text
+/// index (see [`crate::textindex`]) after the row groups.
+#[derive(Debug)]
+pub struct FileEncoder<W: std::io::Write + Send> {
+    writer: ArrowWriter<W>,
+    index: Option<IndexBuilder>,
+}
+
+impl<W: std::io::Write + Send> FileEncoder<W> {
+    /// An encoder of `rows` rows (an estimate: it sizes the trace-id bloom
+    /// filter) of `schema` into `out`.
+    pub fn new(
+        out: W,
+        signal: Signal,
+        schema: arrow_schema::SchemaRef,
+        rows: usize,
+        effort: Effort,
+    ) -> Result<Self> {
+        let props = writer_properties(signal, rows, &schema, effort);
+        Ok(Self {
+            writer: ArrowWriter::try_new(out, schema, Some(props))?,
+            index: IndexBuilder::for_signal(signal),
+        })
+    }
+
+    /// Appends rows, in file order.
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        if let Some(index) = &mut self.index {
+            index.push(batch)?;
+        }
+        Ok(self.writer.write(batch)?)
+    }
+
+    /// Writes the index and the footer; returns the output.
+    pub fn finish(mut self) -> Result<W> {
+        if let Some(index) = self.index.take() {
+            let bytes = index.finish();
+            if !bytes.is_empty() {
+                self.writer.flush()?;
+                let offset = self.writer.bytes_written();
+                self.writer.write_all(&bytes)?;
+                self.writer.append_key_value_metadata(KeyValue::new(
+                    textindex::KV_KEY.to_string(),
+                    format!("{offset}:{}", bytes.len()),
+                ));
+            }
+        }
+        Ok(self.writer.into_inner()?)
+    }
+}
+
+/// Where a file's text index lies, from its footer: `(offset, length)`.
+pub fn text_index_range(meta: &ParquetMetaData) -> Option<(u64, u64)> {
+    let kv = meta.file_metadata().key_value_metadata()?;
+    let value = kv
+        .iter()
+        .find(|e| e.key == textindex::KV_KEY)?
+        .value
+        .as_deref()?;
+    let (offset, len) = value.split_once(':')?;
+    Some((offset.parse().ok()?, len.parse().ok()?))
+}
+
 /// Encodes the rows at `rows` ((batch, row) positions in `batches`, in
 /// sort order) as one Parquet file in the storage schema, gathering
 /// 8,192 at a time: row groups reach their full size
@@ -303,29 +371,27 @@ pub fn encode_rows(
 ) -> Result<((i64, i64), Bytes)> {
     let refs: Vec<&RecordBatch> = batches.iter().collect();
     let (mut lo, mut hi) = (i64::MAX, i64::MIN);
-    let mut writer: Option<ArrowWriter<Vec<u8>>> = None;
+    let mut encoder: Option<FileEncoder<Vec<u8>>> = None;
     for slice in rows.chunks(ENCODE_SLICE_ROWS) {
         let batch = arrow_select::interleave::interleave_record_batch(&refs, slice)?;
         let (a, b) = time_range(&batch, signal)?;
         (lo, hi) = (lo.min(a), hi.max(b));
         let batch = to_storage(&batch, signal)?;
-        let w = match &mut writer {
-            Some(w) => w,
-            None => {
-                let props = writer_properties(signal, rows.len(), &batch.schema(), effort);
-                writer.insert(ArrowWriter::try_new(
-                    Vec::new(),
-                    batch.schema(),
-                    Some(props),
-                )?)
-            }
+        let e = match &mut encoder {
+            Some(e) => e,
+            None => encoder.insert(FileEncoder::new(
+                Vec::new(),
+                signal,
+                batch.schema(),
+                rows.len(),
+                effort,
+            )?),
         };
-        w.write(&batch)?;
+        e.write(&batch)?;
     }
-    // `into_inner` writes the footer.
-    let out = writer
+    let out = encoder
         .ok_or_else(|| Error::Corrupt("no rows to encode".into()))?
-        .into_inner()?;
+        .finish()?;
     Ok(((lo, hi), Bytes::from(out)))
 }
 
@@ -348,20 +414,40 @@ pub fn stitch(inputs: &[Bytes]) -> Result<Option<(Bytes, u64)>> {
     let Some(first) = metas.first() else {
         return Ok(None);
     };
+    // The key-value entries other than the text index's (the Arrow
+    // schema) must agree.
+    let kv = |m: &ParquetMetaData| -> Option<Vec<KeyValue>> {
+        m.file_metadata().key_value_metadata().map(|kv| {
+            kv.iter()
+                .filter(|e| e.key != textindex::KV_KEY)
+                .cloned()
+                .collect()
+        })
+    };
     let same = |m: &ParquetMetaData| {
-        m.file_metadata().schema() == first.file_metadata().schema()
-            && m.file_metadata().key_value_metadata() == first.file_metadata().key_value_metadata()
+        m.file_metadata().schema() == first.file_metadata().schema() && kv(m) == kv(first)
     };
     if !metas.iter().all(same) {
         return Ok(None);
     }
+    // Row groups are copied in order, so the inputs' indexes are too (or
+    // none is written when an input has none).
+    let indexes = inputs
+        .iter()
+        .zip(&metas)
+        .map(|(input, meta)| {
+            let (offset, len) = text_index_range(meta)?;
+            let bytes = input.slice(offset as usize..(offset + len) as usize);
+            textindex::FileIndex::parse(bytes).ok()
+        })
+        .collect::<Option<Vec<_>>>();
     let sorting = first
         .row_groups()
         .first()
         .and_then(|rg| rg.sorting_columns().cloned());
     let props = WriterProperties::builder()
         // The Arrow schema travels in the key-value metadata.
-        .set_key_value_metadata(first.file_metadata().key_value_metadata().cloned())
+        .set_key_value_metadata(kv(first))
         .set_sorting_columns(sorting)
         .build();
     let total: usize = inputs.iter().map(Bytes::len).sum();
@@ -394,6 +480,15 @@ pub fn stitch(inputs: &[Bytes]) -> Result<Option<(Bytes, u64)>> {
             g.close()?;
             rows += rg.num_rows() as u64;
         }
+    }
+    if let Some(index) = indexes.as_deref().and_then(textindex::FileIndex::concat) {
+        w.flush()?;
+        let offset = w.bytes_written();
+        w.write_all(&index)?;
+        w.append_key_value_metadata(KeyValue::new(
+            textindex::KV_KEY.to_string(),
+            format!("{offset}:{}", index.len()),
+        ));
     }
     w.close()?;
     Ok(Some((Bytes::from(out), rows)))

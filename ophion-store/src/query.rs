@@ -38,7 +38,9 @@ use datafusion::{
     },
     datasource::{
         TableType,
-        physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource},
+        physical_plan::{
+            FileGroup, FileScanConfigBuilder, ParquetSource, parquet::ParquetRowSelection,
+        },
         source::DataSourceExec,
     },
     error::DataFusionError,
@@ -73,7 +75,11 @@ use ophion_core::{
     semconv,
 };
 
+use object_store::ObjectStoreExt as _;
+use parquet::arrow::arrow_reader::RowSelection;
+
 use crate::{
+    catalog::FileMeta,
     config::QueryConfig,
     error::{Error, Result},
     footers::CachedFooters,
@@ -84,6 +90,7 @@ use crate::{
         service_minutes_schema, span_minutes_schema,
     },
     store::{Inner, Store},
+    textindex::{self, FileIndex, TextSearch},
 };
 
 /// One signal's table, for one tenant.
@@ -220,17 +227,25 @@ impl TableProvider for TelemetryTable {
             let scan = scan_buffer(buffered, self.signal, exact.projection(projection))?;
             inputs.push(exact.apply(state, scan)?);
         }
-        // Files whose whole time span passes the bounds need no row filter.
-        let (covered, partial): (Vec<_>, Vec<_>) = self
+        // Text searches read only the blocks of each file that may match.
+        let search = self
+            .store
+            .config
+            .query
+            .text_index
+            .then(|| TextSearch::from_filters(filters, textindex::indexed_columns(self.signal)))
+            .flatten();
+        let files = self
             .store
             .catalog
-            .files(&self.tenant, self.signal, from, to)
-            .into_iter()
-            .partition(|f| {
-                bounds
-                    .iter()
-                    .all(|&b| within(f.min_time, b) && within(f.max_time, b))
-            });
+            .files(&self.tenant, self.signal, from, to);
+        let files = select_rows(&self.store, files, search.as_ref()).await;
+        // Files whose whole time span passes the bounds need no row filter.
+        let (covered, partial): (Vec<_>, Vec<_>) = files.into_iter().partition(|(f, _)| {
+            bounds
+                .iter()
+                .all(|&b| within(f.min_time, b) && within(f.max_time, b))
+        });
         if !covered.is_empty() {
             inputs.push(self.scan_files(state, &covered, projection, &other_filters, limit)?);
         }
@@ -385,13 +400,76 @@ pub(crate) fn scan_buffer(
     Ok(Arc::new(ProjectionExec::try_new(exprs, memory)?))
 }
 
+/// A file to scan, with the rows worth reading when an index narrowed them.
+type FileScan = (Arc<FileMeta>, Option<RowSelection>);
+
+/// `files` with the rows `search` may match in each (by their text
+/// indexes), without the files where it matches none. A file without an
+/// index, or whose index cannot be read, is scanned whole.
+async fn select_rows(
+    inner: &Arc<Inner>,
+    files: Vec<Arc<FileMeta>>,
+    search: Option<&TextSearch>,
+) -> Vec<FileScan> {
+    let Some(search) = search else {
+        return files.into_iter().map(|f| (f, None)).collect();
+    };
+    let scans: Vec<FileScan> = futures::stream::iter(files)
+        .map(|f| async move {
+            let selection = match text_index(inner, &f).await {
+                Ok(index) => index.and_then(|i| i.select(search)),
+                Err(e) => {
+                    tracing::warn!(path = %f.path, error = %e, "cannot read a file's text index; scanning it whole");
+                    None
+                }
+            };
+            (f, selection)
+        })
+        .buffered(8)
+        .collect()
+        .await;
+    let skipped: u64 = scans
+        .iter()
+        .filter_map(|(f, s)| Some(f.rows.saturating_sub(s.as_ref()?.row_count() as u64)))
+        .sum();
+    inner
+        .stats
+        .text_index_rows_skipped
+        .fetch_add(skipped, std::sync::atomic::Ordering::Relaxed);
+    scans
+        .into_iter()
+        .filter(|(_, s)| s.as_ref().is_none_or(RowSelection::selects_any))
+        .collect()
+}
+
+/// The text index of `file`, from the cache or read from the file.
+async fn text_index(inner: &Arc<Inner>, file: &FileMeta) -> Result<Option<Arc<FileIndex>>> {
+    if let Some(index) = inner.text_indexes.get(&file.path) {
+        return Ok(Some(index));
+    }
+    let object = PartitionedFile::new(file.path.clone(), file.bytes).object_meta;
+    let footer =
+        crate::footers::footer(inner.objects.as_ref(), &inner.metadata_cache, &object, None)
+            .await?;
+    let Some((offset, len)) = persist::text_index_range(&footer) else {
+        return Ok(None);
+    };
+    let bytes = inner
+        .objects
+        .get_range(&object.location, offset..offset + len)
+        .await?;
+    let index = Arc::new(FileIndex::parse(bytes)?);
+    inner.text_indexes.insert(&file.path, Arc::clone(&index));
+    Ok(Some(index))
+}
+
 impl TelemetryTable {
     /// Scans Parquet files, which lack the derived columns, and recomputes
     /// them: the output has the table's (projected) schema.
     fn scan_files(
         &self,
         state: &dyn Session,
-        files: &[Arc<crate::catalog::FileMeta>],
+        files: &[FileScan],
         projection: Option<&Vec<usize>>,
         filters: &[Expr],
         limit: Option<usize>,
@@ -444,9 +522,13 @@ impl TelemetryTable {
         }
         let partitions = state.config().target_partitions().max(1);
         let mut groups: Vec<Vec<PartitionedFile>> = vec![Vec::new(); partitions.min(files.len())];
-        for (i, f) in files.iter().enumerate() {
+        for (i, (f, selection)) in files.iter().enumerate() {
             let n = groups.len();
-            groups[i % n].push(PartitionedFile::new(f.path.clone(), f.bytes));
+            let mut file = PartitionedFile::new(f.path.clone(), f.bytes);
+            if let Some(s) = selection {
+                file = file.with_extension(ParquetRowSelection::new(s.clone()));
+            }
+            groups[i % n].push(file);
         }
         let config = FileScanConfigBuilder::new(url, Arc::new(source))
             .with_file_groups(groups.into_iter().map(FileGroup::new).collect())

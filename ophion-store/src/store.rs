@@ -96,6 +96,8 @@ pub struct StoreStats {
     pub last_snapshot_micros: AtomicU64,
     /// Unpublished files (left by a crash) deleted at start.
     pub orphans_deleted: AtomicU64,
+    /// File rows that text searches skipped by the text index.
+    pub text_index_rows_skipped: AtomicU64,
     /// Time from a write's arrival at the log to its fsync.
     pub wal_append: ophion_core::Histogram,
     /// Time a snapshot to Parquet takes.
@@ -115,6 +117,8 @@ pub(crate) struct Inner {
     pub(crate) rollups: Arc<Rollups>,
     /// Parquet footers and page indexes, shared by every query session.
     pub(crate) metadata_cache: Arc<FileMetadataCache>,
+    /// Parsed text indexes of recently searched files.
+    pub(crate) text_indexes: crate::textindex::IndexCache,
     /// Writers hold it shared from log append to buffer insert; a snapshot
     /// holds it exclusively while it rotates the log and swaps the buffer, so
     /// every row acknowledged from an older segment is in the snapshot.
@@ -214,6 +218,7 @@ impl Store {
             DefaultCache::new(config.query.metadata_cache_mb << 20)
                 .with_name("ophion parquet metadata"),
         );
+        let config_text_cache = config.query.text_index_cache_mb << 20;
         let inner = Arc::new(Inner {
             config,
             wal,
@@ -224,6 +229,7 @@ impl Store {
             stats: StoreStats::default(),
             rollups: Arc::new(Rollups::new(Some(rollup_minutes), false)),
             metadata_cache,
+            text_indexes: crate::textindex::IndexCache::new(config_text_cache),
             clock,
             gate: RwLock::new(()),
             snapshotting: tokio::sync::Mutex::new(()),

@@ -1,0 +1,666 @@
+//! Log search: the text index against a full scan of the same files, and
+//! DuckDB on those files, in one run.
+//!
+//! Lines come from [`LineGen`]: eight real-world formats (nginx access,
+//! PostgreSQL, Kubernetes events, Kafka, Spring Boot, Redis, JSON lines,
+//! logfmt) with variables in every line (addresses, ports, durations,
+//! ids, user names, paths), so bodies are mostly unique. Planted among them:
+//! one order id in three lines (`ord-<8 digits>`), an error code in a burst
+//! of 0.02% of the lines within a few minutes, and a phrase spread evenly
+//! over 0.05% of the lines (the case an index per block helps least).
+//!
+//! Run (full size):
+//! `cargo build --release -p ophion-bin -p ophion-benches --bins --bench log_search`,
+//! then `target/release/deps/log_search-<hash> --lines 1000000 --python ~/.cache/ophion-venv/bin/python`.
+//! CI runs a smoke pass (the default 60,000 lines) under `cargo test`.
+
+use std::{
+    io::Write as _,
+    path::PathBuf,
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use arrow_array::{RecordBatch, cast::AsArray, types::Int64Type};
+use opentelemetry_proto::tonic::{
+    collector::logs::v1::ExportLogsServiceRequest,
+    common::v1::{AnyValue, KeyValue, any_value::Value},
+    logs::v1::{LogRecord, ResourceLogs, ScopeLogs},
+    resource::v1::Resource,
+};
+use ophion_core::{Signal, TelemetryBatch, TenantId};
+use ophion_receiver::{
+    Limits,
+    convert::{self, TimeWindow},
+};
+use ophion_store::{Store, StoreConfig, persist, textindex::IndexBuilder};
+
+const T0: u64 = 1_700_000_000_000_000_000;
+const BATCH: usize = 4096;
+
+struct Args {
+    lines: usize,
+    python: Option<String>,
+    dir: Option<PathBuf>,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        lines: 60_000,
+        python: std::env::var("OPHION_PYTHON").ok(),
+        dir: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--lines" => a.lines = it.next().and_then(|v| v.parse().ok()).unwrap_or(a.lines),
+            "--python" => a.python = it.next(),
+            "--dir" => a.dir = it.next().map(PathBuf::from),
+            _ => {} // cargo passes --bench
+        }
+    }
+    a
+}
+
+/// splitmix64: the generator's randomness.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn pick<'a>(&mut self, v: &[&'a str]) -> &'a str {
+        v[self.below(v.len() as u64) as usize]
+    }
+    fn hex(&mut self, n: usize) -> String {
+        let mut s = format!("{:016x}{:016x}", self.next(), self.next());
+        s.truncate(n);
+        s
+    }
+    fn ip(&mut self) -> String {
+        format!(
+            "10.{}.{}.{}",
+            self.below(256),
+            self.below(256),
+            1 + self.below(254)
+        )
+    }
+}
+
+const NAMES: &[&str] = &[
+    "alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "mallory",
+    "olivia", "peggy", "rupert", "sybil", "trent", "victor", "walter",
+];
+const WORDS: &[&str] = &[
+    "orders",
+    "users",
+    "payments",
+    "sessions",
+    "inventory",
+    "carts",
+    "invoices",
+    "events",
+];
+const TOPICS: &[&str] = &[
+    "orders",
+    "payments",
+    "clicks",
+    "audit-log",
+    "inventory-updates",
+];
+const PODS: &[&str] = &["api", "worker", "sidecar", "nginx", "redis", "migrate"];
+const SERVICES: &[&str] = &["frontend", "checkout", "payments", "db", "kafka", "cache"];
+
+/// The planted needles.
+const ORDER: &str = "ord-83748213";
+const CODE: &str = "E_QUOTA_7731";
+const PHRASE: &str = "lock wait timeout exceeded";
+
+/// Realistic, mostly unique log lines.
+struct LineGen {
+    r: Rng,
+    n: u64,
+    total: u64,
+}
+
+impl LineGen {
+    fn new(seed: u64, total: u64) -> Self {
+        Self {
+            r: Rng(seed),
+            n: 0,
+            total,
+        }
+    }
+
+    /// The next line: (service index, severity number, body).
+    fn next(&mut self) -> (usize, i32, String) {
+        let i = self.n;
+        self.n += 1;
+        let r = &mut self.r;
+        // The order id: three lines, early, middle and late.
+        if [self.total / 7, self.total / 2, self.total * 6 / 7].contains(&i) {
+            return (
+                1,
+                9,
+                format!(
+                    "payment captured for order {ORDER} amount={}.{:02} EUR",
+                    r.below(900),
+                    r.below(100)
+                ),
+            );
+        }
+        // A burst of 0.02 % of the lines in a few minutes.
+        let burst = self.total * 3 / 5;
+        if i >= burst && i < burst + self.total / 500 && i.is_multiple_of(10) {
+            return (
+                2,
+                17,
+                format!(
+                    "quota check failed code={CODE} tenant=t{} used={}",
+                    r.below(500),
+                    r.below(1 << 30)
+                ),
+            );
+        }
+        // A phrase in 0.05 % of the lines, evenly spread.
+        if i % 2000 == 1999 {
+            return (
+                3,
+                17,
+                format!(
+                    "ERROR:  {PHRASE}; try restarting transaction (pid {} xid {})",
+                    r.below(99_999),
+                    r.below(1 << 32)
+                ),
+            );
+        }
+        let (svc, sev, body) = match r.below(16) {
+            0 | 1 => (
+                0,
+                9,
+                format!(
+                    "{} - - \"{} /api/{}/{} HTTP/1.1\" {} {} \"-\" \"Mozilla/5.0\" rt={}.{:03}",
+                    r.ip(),
+                    r.pick(&["GET", "POST", "PUT", "DELETE"]),
+                    r.pick(WORDS),
+                    r.below(1_000_000),
+                    r.pick(&["200", "200", "201", "204", "404", "500", "503"]),
+                    r.below(50_000),
+                    r.below(3),
+                    r.below(1000)
+                ),
+            ),
+            2 => (
+                3,
+                9,
+                format!(
+                    "duration: {}.{:03} ms  statement: SELECT * FROM {} WHERE id = {}",
+                    r.below(3000),
+                    r.below(1000),
+                    r.pick(WORDS),
+                    r.below(10_000_000)
+                ),
+            ),
+            3 => (
+                3,
+                9,
+                format!(
+                    "connection authorized: user={} database={} host={} port={}",
+                    r.pick(NAMES),
+                    r.pick(WORDS),
+                    r.ip(),
+                    1024 + r.below(60_000)
+                ),
+            ),
+            4 => (
+                2,
+                13,
+                format!(
+                    "Back-off restarting failed container {} in pod {}-{}-{}",
+                    r.pick(PODS),
+                    r.pick(PODS),
+                    r.hex(10),
+                    r.hex(5)
+                ),
+            ),
+            5 => (
+                2,
+                9,
+                format!(
+                    "Successfully pulled image \"registry.example.com/shop/{}:1.{}.{}\" in {}.{}s",
+                    r.pick(PODS),
+                    r.below(9),
+                    r.below(20),
+                    r.below(60),
+                    r.below(1000)
+                ),
+            ),
+            6 => (
+                4,
+                9,
+                format!(
+                    "[Consumer clientId=consumer-{}, groupId={}] Committed offset {} for partition {}-{}",
+                    r.below(64),
+                    r.pick(WORDS),
+                    r.below(1 << 40),
+                    r.pick(TOPICS),
+                    r.below(32)
+                ),
+            ),
+            7 => (
+                4,
+                13,
+                format!(
+                    "[ReplicaFetcher replicaId={}, leaderId={}, fetcherId=0] Error sending fetch request (sessionId={}, epoch={}) to node {}: timed out",
+                    r.below(9),
+                    r.below(9),
+                    r.below(1 << 31),
+                    r.below(100_000),
+                    r.below(9)
+                ),
+            ),
+            8 | 9 => (
+                1,
+                9,
+                format!(
+                    "o.s.web.servlet.DispatcherServlet : Completed {} for user {} session {} in {} ms",
+                    r.pick(&["200 OK", "201 CREATED", "404 NOT_FOUND"]),
+                    r.pick(NAMES),
+                    r.hex(24),
+                    r.below(5000)
+                ),
+            ),
+            10 => (
+                1,
+                17,
+                format!(
+                    "c.e.shop.CheckoutService : Payment declined for cart {} user={} reason={}",
+                    r.below(100_000_000),
+                    r.pick(NAMES),
+                    r.pick(&[
+                        "insufficient_funds",
+                        "expired_card",
+                        "do_not_honor",
+                        "fraud_suspected"
+                    ])
+                ),
+            ),
+            11 => (
+                5,
+                9,
+                format!(
+                    "{}:M {} * Background saving started by pid {}; {} changes in {} seconds",
+                    r.below(99_999),
+                    r.below(1 << 31),
+                    r.below(99_999),
+                    r.below(100_000),
+                    r.below(3600)
+                ),
+            ),
+            12 | 13 => (
+                0,
+                9,
+                format!(
+                    "{{\"level\":\"info\",\"msg\":\"request served\",\"method\":\"{}\",\"path\":\"/v2/{}/{}\",\"status\":{},\"latency_ms\":{},\"request_id\":\"{}-{}-{}\"}}",
+                    r.pick(&["GET", "POST"]),
+                    r.pick(WORDS),
+                    r.below(1_000_000),
+                    r.pick(&["200", "302", "404"]),
+                    r.below(2000),
+                    r.hex(8),
+                    r.hex(4),
+                    r.hex(12)
+                ),
+            ),
+            14 => (
+                5,
+                13,
+                format!(
+                    "level=warn msg=\"slow command\" cmd={} key={}:{} took={}us client={}:{}",
+                    r.pick(&["GET", "HGETALL", "ZRANGE", "SET"]),
+                    r.pick(WORDS),
+                    r.below(10_000_000),
+                    r.below(1_000_000),
+                    r.ip(),
+                    1024 + r.below(60_000)
+                ),
+            ),
+            _ => (
+                4,
+                13,
+                format!(
+                    "upstream timed out (110: Connection timed out) while reading response header from upstream, client: {}, server: shop, request: \"GET /api/{}/{} HTTP/1.1\"",
+                    r.ip(),
+                    r.pick(WORDS),
+                    r.below(1_000_000)
+                ),
+            ),
+        };
+        (svc, sev, body)
+    }
+}
+
+fn request(g: &mut LineGen, n: usize) -> ExportLogsServiceRequest {
+    let mut by_service: Vec<Vec<LogRecord>> = vec![Vec::new(); SERVICES.len()];
+    for _ in 0..n {
+        let i = g.n;
+        let (svc, sev, body) = g.next();
+        by_service[svc].push(LogRecord {
+            // 2,000 lines a second.
+            time_unix_nano: T0 + i * 500_000,
+            severity_number: sev,
+            body: Some(AnyValue {
+                value: Some(Value::StringValue(body)),
+            }),
+            ..Default::default()
+        });
+    }
+    ExportLogsServiceRequest {
+        resource_logs: by_service
+            .into_iter()
+            .enumerate()
+            .map(|(s, records)| ResourceLogs {
+                resource: Some(Resource {
+                    attributes: vec![KeyValue {
+                        key: "service.name".into(),
+                        value: Some(AnyValue {
+                            value: Some(Value::StringValue(SERVICES[s].into())),
+                        }),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }),
+                scope_logs: vec![ScopeLogs {
+                    log_records: records,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            })
+            .collect(),
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Median milliseconds of `runs` runs, and the rows of the last.
+async fn timed(store: &Store, sql: &str, runs: usize) -> (f64, Vec<RecordBatch>) {
+    let t = TenantId::default();
+    let mut times = Vec::new();
+    let mut out = Vec::new();
+    for _ in 0..runs {
+        let start = Instant::now();
+        out = store
+            .sql(&t, sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .batches;
+        times.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    (median(times), out)
+}
+
+fn first_int(b: &[RecordBatch]) -> i64 {
+    b[0].column(0).as_primitive::<Int64Type>().value(0)
+}
+
+fn config(dir: &std::path::Path, index: bool) -> StoreConfig {
+    let mut c = StoreConfig::in_dir(dir);
+    c.buffer.flush_interval_secs = 3600;
+    c.retention.logs_days = 0;
+    c.compaction.enabled = false;
+    c.query.text_index = index;
+    c
+}
+
+/// (name, WHERE clause): selective searches first, then ones that match
+/// many lines or none. DuckDB runs the same clauses.
+const SEARCHES: &[(&str, &str)] = &[
+    ("order id (3 lines)", "body LIKE '%ord-83748213%'"),
+    ("error code, burst (0.02%)", "body LIKE '%E_QUOTA_7731%'"),
+    (
+        "phrase, spread (0.05%)",
+        "body ILIKE '%lock wait timeout exceeded%'",
+    ),
+    (
+        "API search for the order id",
+        "strpos(lower(body), 'ord-83748213') > 0",
+    ),
+    ("LIKE '%timed out%'", "body LIKE '%timed out%'"),
+    ("ILIKE '%DEADLOCK%'", "body ILIKE '%DEADLOCK%'"),
+    (
+        "ILIKE '%payment declined%'",
+        "body ILIKE '%payment declined%'",
+    ),
+];
+
+/// Queries that search no text: they must not get slower.
+const OTHERS: &[&str] = &[
+    "SELECT service_name, severity_text, count(*) FROM logs GROUP BY 1, 2",
+    "SELECT timestamp, body FROM logs WHERE service_name = 'checkout' AND severity_number >= 17 ORDER BY timestamp DESC LIMIT 100",
+];
+
+/// Per search (count, median ms of the count, median ms of the newest
+/// 100), and the median ms of each of [`OTHERS`].
+struct Measured {
+    searches: Vec<(i64, f64, f64)>,
+    others: Vec<f64>,
+}
+
+async fn measure(store: &Store, runs: usize) -> Measured {
+    let mut searches = Vec::new();
+    for (_, w) in SEARCHES {
+        let (ms, out) = timed(store, &format!("SELECT count(*) FROM logs WHERE {w}"), runs).await;
+        let (first_ms, _) = timed(
+            store,
+            &format!(
+                "SELECT timestamp, body FROM logs WHERE {w} ORDER BY timestamp DESC LIMIT 100"
+            ),
+            runs,
+        )
+        .await;
+        searches.push((first_int(&out), ms, first_ms));
+    }
+    let mut others = Vec::new();
+    for q in OTHERS {
+        others.push(timed(store, q, runs).await.0);
+    }
+    Measured { searches, others }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let a = args();
+    assert!(
+        a.python.is_some() || std::env::var("CI").as_deref() != Ok("true"),
+        "CI=true: the DuckDB reference needs --python or OPHION_PYTHON"
+    );
+    let tmp;
+    let dir = match &a.dir {
+        Some(d) => d.clone(),
+        None => {
+            tmp = tempfile::tempdir().expect("tmp");
+            tmp.path().to_path_buf()
+        }
+    };
+    let data = dir.join("store");
+    let _ = std::fs::remove_dir_all(&data);
+    println!("# log search: {} lines, dir {}", a.lines, dir.display());
+
+    // Ingest through the store, as the receiver would.
+    let store = Store::open(config(&data, true)).await.expect("open");
+    let t = TenantId::default();
+    let mut g = LineGen::new(7, a.lines as u64);
+    let mut index_secs = 0.0;
+    let mut body_bytes = 0usize;
+    let cpu0 = ophion_core::testing::process::cpu_secs(None);
+    let started = Instant::now();
+    let mut written = 0;
+    while written < a.lines {
+        let n = BATCH.min(a.lines - written);
+        let req = request(&mut g, n);
+        let c = convert::logs(&req, &Limits::default(), TimeWindow::ALL, T0 as i64);
+        let batch = c.batch.expect("rows");
+        body_bytes += batch
+            .column_by_name("body")
+            .map(|b| b.as_string::<i32>().values().len())
+            .unwrap_or(0);
+        // The index's own cost, measured apart on the same rows.
+        let t0 = Instant::now();
+        let mut ix = IndexBuilder::for_signal(Signal::Logs).expect("indexed");
+        ix.push(&batch).expect("index");
+        std::hint::black_box(ix.finish());
+        index_secs += t0.elapsed().as_secs_f64();
+        loop {
+            match store
+                .write(
+                    &t,
+                    TelemetryBatch::new(Signal::Logs, batch.clone()).expect("schema"),
+                )
+                .await
+            {
+                Ok(()) => break,
+                Err(e) if e.is_retryable() => tokio::time::sleep(Duration::from_millis(20)).await,
+                Err(e) => panic!("write: {e}"),
+            }
+        }
+        written += n;
+    }
+    store.flush().await.expect("flush");
+    let ingest_cpu = ophion_core::testing::process::cpu_secs(None) - cpu0 - index_secs;
+    let compact0 = Instant::now();
+    store.compact().await.expect("compact");
+    println!(
+        "ingest: {:.1} s wall, {:.2} µs CPU per line (store, snapshots); index build {:.2} µs per line (+{:.0} %); compaction {:.1} s; {:.0} body bytes per line",
+        started.elapsed().as_secs_f64(),
+        ingest_cpu * 1e6 / a.lines as f64,
+        index_secs * 1e6 / a.lines as f64,
+        100.0 * index_secs / ingest_cpu,
+        compact0.elapsed().as_secs_f64(),
+        body_bytes as f64 / a.lines as f64
+    );
+
+    // Bytes at rest, and the index's share.
+    let root = data.join("parquet");
+    let files = store.files();
+    let (mut bytes, mut index_bytes) = (0u64, 0u64);
+    for f in &files {
+        let path = root.join(&f.path);
+        let file = std::fs::File::open(&path).expect("file");
+        let reader =
+            parquet::file::serialized_reader::SerializedFileReader::new(file).expect("parquet");
+        use parquet::file::reader::FileReader as _;
+        if let Some((_, len)) = persist::text_index_range(reader.metadata()) {
+            index_bytes += len;
+        }
+        bytes += f.bytes;
+    }
+    let rows: u64 = files.iter().map(|f| f.rows).sum();
+    assert_eq!(rows, a.lines as u64, "every line is in a file");
+    println!(
+        "at rest: {} files, {:.2} bytes per line, of which the text index {:.2} ({:.1} %); without it {:.2}",
+        files.len(),
+        bytes as f64 / rows as f64,
+        index_bytes as f64 / rows as f64,
+        100.0 * index_bytes as f64 / (bytes - index_bytes) as f64,
+        (bytes - index_bytes) as f64 / rows as f64
+    );
+
+    store.close().await.expect("close");
+    drop(store);
+
+    // The searches without the index, then with it, on the same files,
+    // each in a freshly opened store.
+    let runs = 7;
+    let store = Store::open(config(&data, false)).await.expect("reopen");
+    let without = measure(&store, runs).await;
+    store.close().await.expect("close");
+    drop(store);
+    let store = Store::open(config(&data, true)).await.expect("reopen");
+    let with = measure(&store, runs).await;
+    let skipped = store
+        .stats()
+        .text_index_rows_skipped
+        .load(std::sync::atomic::Ordering::Relaxed);
+    println!(
+        "\n| search | matches | count, index | count, scan | speed-up | first 100, index | first 100, scan |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for (i, (name, _)) in SEARCHES.iter().enumerate() {
+        let (w, o) = (with.searches[i], without.searches[i]);
+        assert_eq!(w.0, o.0, "{name}: the index changed the count");
+        println!(
+            "| {name} | {} | {:.1} ms | {:.1} ms | {:.1}x | {:.1} ms | {:.1} ms |",
+            w.0,
+            w.1,
+            o.1,
+            o.1 / w.1,
+            w.2,
+            o.2
+        );
+    }
+    for ((q, w), o) in OTHERS.iter().zip(&with.others).zip(&without.others) {
+        println!("other query, index on {w:.1} ms, off {o:.1} ms: {q}");
+    }
+    println!("rows skipped by the index: {skipped}");
+    assert_eq!(with.searches[0].0, 3, "the order id is in three lines");
+    assert!(skipped > 0, "the index skipped nothing");
+    let counts: Vec<i64> = with.searches.iter().map(|s| s.0).collect();
+    let with: Vec<(f64, f64)> = with.searches.iter().map(|s| (s.1, s.2)).collect();
+    let without: Vec<f64> = without.searches.iter().map(|s| s.1).collect();
+
+    if let Some(py) = &a.python {
+        let list = dir.join("log_files.txt");
+        let paths: Vec<String> = store
+            .files()
+            .iter()
+            .map(|f| root.join(&f.path).display().to_string())
+            .collect();
+        std::fs::File::create(&list)
+            .and_then(|mut f| f.write_all(paths.join("\n").as_bytes()))
+            .expect("file list");
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/duckdb_logs.py");
+        let mut cmd = Command::new(py);
+        cmd.arg(script).arg(&list).arg(runs.to_string());
+        for (_, w) in SEARCHES {
+            // DuckDB spells strpos the same; lower() too.
+            cmd.arg(w);
+        }
+        let out = cmd.output().expect("duckdb script");
+        assert!(
+            out.status.success(),
+            "the DuckDB reference failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        println!("\n| search | DuckDB | Ophion, index | ratio | Ophion, scan | ratio |");
+        println!("|---|---|---|---|---|---|");
+        for (i, l) in text.lines().filter(|l| l.starts_with("duckdb")).enumerate() {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let (ms, count): (f64, i64) = (f[1].parse().expect("ms"), f[2].parse().expect("count"));
+            assert_eq!(
+                count, counts[i],
+                "DuckDB counts {} differently",
+                SEARCHES[i].0
+            );
+            println!(
+                "| {} | {ms:.1} ms | {:.1} ms | {:.2} | {:.1} ms | {:.2} |",
+                SEARCHES[i].0,
+                with[i].0,
+                with[i].0 / ms,
+                without[i],
+                without[i] / ms
+            );
+        }
+    }
+    store.close().await.expect("close");
+}

@@ -1,0 +1,889 @@
+//! The text index: which blocks of a Parquet file may hold a search term.
+//!
+//! A log search (`body LIKE '%ord-83748213%'`, `ILIKE`, the API's and the
+//! copilot's `strpos(lower(body), ...)`) otherwise decompresses and scans
+//! every body. Each file of an indexed signal carries, per block of
+//! [`BLOCK_ROWS`] rows, a split-block bloom filter of the block's *grams*;
+//! a search reads only the blocks whose filter holds every gram of its
+//! literal text, through a Parquet row selection (pages of other blocks are
+//! never fetched or decoded). DataFusion still evaluates the predicate on
+//! every row it reads, so the index can only skip rows that cannot match:
+//! it never changes a result. See `docs/adr/004-text-index.md` for the
+//! measurements behind the choices.
+//!
+//! **Grams.** Text is folded (ASCII case folded; the few non-ASCII letters
+//! that fold or lower-case to ASCII mapped to it; every other character a
+//! separator) and split into tokens, the runs of `[a-z0-9]`. A token of at
+//! least [`GRAM`] characters contributes each of its `GRAM`-character
+//! substrings; a shorter one contributes itself, marked as a whole token.
+//! A searched literal folds the same way: each of its tokens of `GRAM` or
+//! more characters needs all its grams in the block (it lies inside some
+//! token of the line, whatever surrounds it), and a shorter token needs
+//! itself as a whole token only where the literal bounds it on both sides
+//! (`'% 404 %'`); otherwise it adds no condition. So substring semantics
+//! hold: `'%83748213%'` finds `order=83748213,` and `x837482139`.
+//!
+//! **Where it lives.** The filters are written into the Parquet file
+//! itself, after the row groups, and found through the footer's key-value
+//! entry [`KV_KEY`]: the index is published, copied and deleted with its
+//! file, and files without one (older files, other signals) are scanned
+//! whole.
+
+use std::{
+    collections::{HashMap, HashSet, VecDeque},
+    hash::{BuildHasherDefault, Hasher},
+    sync::{Arc, Mutex},
+};
+
+use arrow_array::{Array, RecordBatch, cast::AsArray};
+use arrow_schema::DataType;
+use bytes::Bytes;
+use datafusion::{
+    common::ScalarValue,
+    logical_expr::{BinaryExpr, Expr, Operator, expr::Like},
+};
+use ophion_core::{Signal, schema::col};
+use parquet::arrow::arrow_reader::{RowSelection, RowSelector};
+
+/// Rows per indexed block: the unit a search skips.
+pub const BLOCK_ROWS: usize = 8192;
+
+/// Characters per gram.
+pub const GRAM: usize = 5;
+
+/// Bloom filter bits per distinct gram of a block.
+pub const BITS_PER_GRAM: usize = 6;
+
+/// The footer key-value entry that locates a file's index:
+/// `<byte offset>:<length>`.
+pub const KV_KEY: &str = "ophion.text_index";
+
+const MAGIC: &[u8; 4] = b"OTX1";
+
+/// Separator byte of folded text.
+const SEP: u8 = 0;
+/// A wildcard or an unknown character of a pattern.
+const OPEN: u8 = 1;
+
+/// The columns of `signal`'s files that are indexed.
+pub fn indexed_columns(signal: Signal) -> &'static [&'static str] {
+    match signal {
+        Signal::Logs => &[col::BODY],
+        Signal::Traces | Signal::Metrics => &[],
+    }
+}
+
+/// Appends `c` folded: ASCII letters and digits in lower case, the
+/// non-ASCII letters that match or lower-case to ASCII letters under
+/// `ILIKE` or `lower()` (Kelvin sign, long s, dotless and dotted capital
+/// i) as those letters, anything else as a separator.
+fn fold_char(c: char, out: &mut Vec<u8>) {
+    match c {
+        'a'..='z' | '0'..='9' => out.push(c as u8),
+        'A'..='Z' => out.push(c.to_ascii_lowercase() as u8),
+        '\u{212A}' => out.push(b'k'),
+        '\u{17F}' => out.push(b's'),
+        '\u{131}' => out.push(b'i'),
+        // lower('İ') is 'i' followed by a combining dot.
+        '\u{130}' => out.extend_from_slice(&[b'i', SEP]),
+        _ => out.push(SEP),
+    }
+}
+
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_lowercase() || b.is_ascii_digit()
+}
+
+/// The key of a gram or a whole short token of column `column`: the bytes
+/// themselves (at most 5, 40 bits), their length (`GRAM + 1` for a gram,
+/// so a gram never equals a whole token) and the column.
+fn key(column: u8, bytes: &[u8], gram: bool) -> u64 {
+    let mut v = 0u64;
+    for &b in bytes {
+        v = (v << 8) | u64::from(b);
+    }
+    let len = if gram {
+        GRAM as u64 + 1
+    } else {
+        bytes.len() as u64
+    };
+    v | (len << 40) | (u64::from(column) << 48)
+}
+
+/// Calls `f` with the key of every gram and whole short token of the folded
+/// tokens in `folded`.
+fn each_key(column: u8, folded: &[u8], mut f: impl FnMut(u64)) {
+    let mut i = 0;
+    while i < folded.len() {
+        if !is_token_byte(folded[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < folded.len() && is_token_byte(folded[i]) {
+            i += 1;
+        }
+        let token = &folded[start..i];
+        if token.len() < GRAM {
+            f(key(column, token, false));
+        } else {
+            for g in token.windows(GRAM) {
+                f(key(column, g, true));
+            }
+        }
+    }
+}
+
+/// A stable 64-bit mix of a key (splitmix64's finalizer): the filter's
+/// hash, fixed forever because it is written into files.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The salts of Parquet's split-block bloom filter.
+const SALT: [u32; 8] = [
+    0x47b6_137b,
+    0x4497_4d91,
+    0x8824_ad5b,
+    0xa2b7_289d,
+    0x7054_95c7,
+    0x2df1_424b,
+    0x9efc_4947,
+    0x5c6b_fb31,
+];
+
+fn bucket_of(h: u64, buckets: usize) -> usize {
+    (((h >> 32) * buckets as u64) >> 32) as usize
+}
+
+fn mask(h: u64) -> [u32; 8] {
+    let k = h as u32;
+    SALT.map(|s| 1u32 << (k.wrapping_mul(s) >> 27))
+}
+
+/// Hashes keys already well spread (they are mixed before use).
+#[derive(Debug, Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8 | u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v.wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(26);
+    }
+}
+
+type KeySet = HashSet<u64, BuildHasherDefault<KeyHasher>>;
+
+/// Builds a file's index from its rows, in file order.
+#[derive(Debug, Default)]
+pub struct IndexBuilder {
+    columns: Vec<String>,
+    keys: KeySet,
+    rows: usize,
+    out: Vec<u8>,
+    blocks: u32,
+    folded: Vec<u8>,
+}
+
+impl IndexBuilder {
+    /// A builder for `signal`'s files, or `None` when nothing is indexed.
+    pub fn for_signal(signal: Signal) -> Option<Self> {
+        let columns = indexed_columns(signal);
+        (!columns.is_empty()).then(|| Self {
+            columns: columns.iter().map(|c| (*c).to_string()).collect(),
+            ..Self::default()
+        })
+    }
+
+    /// Adds the next rows of the file.
+    pub fn push(&mut self, batch: &RecordBatch) -> crate::Result<()> {
+        let mut columns = Vec::with_capacity(self.columns.len());
+        for name in &self.columns {
+            let array = batch
+                .column_by_name(name)
+                .ok_or_else(|| crate::Error::Corrupt(format!("batch has no column {name}")))?;
+            columns.push(Arc::clone(array));
+        }
+        let mut row = 0;
+        while row < batch.num_rows() {
+            let take = (BLOCK_ROWS - self.rows).min(batch.num_rows() - row);
+            for (c, array) in columns.iter().enumerate() {
+                self.add(c as u8, array.as_ref(), row, take);
+            }
+            self.rows += take;
+            row += take;
+            if self.rows == BLOCK_ROWS {
+                self.close_block();
+            }
+        }
+        Ok(())
+    }
+
+    fn add(&mut self, column: u8, array: &dyn Array, from: usize, len: usize) {
+        let keys = &mut self.keys;
+        let folded = &mut self.folded;
+        let mut one = |s: &str| {
+            folded.clear();
+            for c in s.chars() {
+                fold_char(c, folded);
+            }
+            each_key(column, folded, |k| {
+                keys.insert(k);
+            });
+        };
+        match array.data_type() {
+            DataType::Utf8 => array
+                .as_string::<i32>()
+                .iter()
+                .skip(from)
+                .take(len)
+                .flatten()
+                .for_each(&mut one),
+            DataType::LargeUtf8 => array
+                .as_string::<i64>()
+                .iter()
+                .skip(from)
+                .take(len)
+                .flatten()
+                .for_each(&mut one),
+            DataType::Utf8View => array
+                .as_string_view()
+                .iter()
+                .skip(from)
+                .take(len)
+                .flatten()
+                .for_each(&mut one),
+            _ => {}
+        }
+    }
+
+    fn close_block(&mut self) {
+        if self.rows == 0 {
+            return;
+        }
+        let buckets = (self.keys.len() * BITS_PER_GRAM).div_ceil(256).max(1);
+        let mut words = vec![0u32; buckets * 8];
+        for &k in &self.keys {
+            let h = mix(k);
+            let b = bucket_of(h, buckets);
+            for (w, m) in words[b * 8..b * 8 + 8].iter_mut().zip(mask(h)) {
+                *w |= m;
+            }
+        }
+        self.out
+            .extend_from_slice(&(self.rows as u32).to_le_bytes());
+        self.out.extend_from_slice(&(buckets as u32).to_le_bytes());
+        for w in words {
+            self.out.extend_from_slice(&w.to_le_bytes());
+        }
+        self.blocks += 1;
+        self.rows = 0;
+        self.keys.clear();
+    }
+
+    /// The serialized index (empty when no rows were added).
+    pub fn finish(mut self) -> Vec<u8> {
+        self.close_block();
+        if self.blocks == 0 {
+            return Vec::new();
+        }
+        encode(&self.columns, self.blocks, &self.out)
+    }
+}
+
+fn encode(columns: &[String], blocks: u32, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + 64);
+    out.extend_from_slice(MAGIC);
+    out.push(GRAM as u8);
+    out.push(columns.len() as u8);
+    for c in columns {
+        out.push(c.len() as u8);
+        out.extend_from_slice(c.as_bytes());
+    }
+    out.extend_from_slice(&blocks.to_le_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+/// One block of a parsed index.
+#[derive(Debug, Clone, Copy)]
+struct Block {
+    rows: u32,
+    /// Offset of its first filter word in the index bytes.
+    start: usize,
+    buckets: usize,
+}
+
+/// A file's parsed index.
+#[derive(Debug)]
+pub struct FileIndex {
+    columns: Vec<String>,
+    blocks: Vec<Block>,
+    /// Where the blocks start in `bytes`.
+    body: usize,
+    bytes: Bytes,
+}
+
+fn corrupt(what: &str) -> crate::Error {
+    crate::Error::Corrupt(format!("text index: {what}"))
+}
+
+impl FileIndex {
+    /// Parses an index written by [`IndexBuilder::finish`].
+    pub fn parse(bytes: Bytes) -> crate::Result<Self> {
+        let b = &bytes[..];
+        let u32_at = |at: usize| -> crate::Result<u32> {
+            b.get(at..at + 4)
+                .map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+                .ok_or_else(|| corrupt("truncated"))
+        };
+        if b.get(..4) != Some(MAGIC.as_slice()) || b.get(4) != Some(&(GRAM as u8)) {
+            return Err(corrupt("unknown format"));
+        }
+        let n = *b.get(5).ok_or_else(|| corrupt("truncated"))? as usize;
+        let mut at = 6;
+        let mut columns = Vec::with_capacity(n);
+        for _ in 0..n {
+            let len = *b.get(at).ok_or_else(|| corrupt("truncated"))? as usize;
+            let name = b
+                .get(at + 1..at + 1 + len)
+                .ok_or_else(|| corrupt("truncated"))?;
+            columns.push(String::from_utf8_lossy(name).into_owned());
+            at += 1 + len;
+        }
+        let count = u32_at(at)? as usize;
+        at += 4;
+        let body = at;
+        let mut blocks = Vec::with_capacity(count);
+        for _ in 0..count {
+            let rows = u32_at(at)?;
+            let buckets = u32_at(at + 4)? as usize;
+            let start = at + 8;
+            at = start + buckets * 32;
+            if at > b.len() || buckets == 0 {
+                return Err(corrupt("truncated"));
+            }
+            blocks.push(Block {
+                rows,
+                start,
+                buckets,
+            });
+        }
+        Ok(Self {
+            columns,
+            blocks,
+            body,
+            bytes,
+        })
+    }
+
+    /// Rows the index covers.
+    pub fn rows(&self) -> u64 {
+        self.blocks.iter().map(|b| u64::from(b.rows)).sum()
+    }
+
+    /// Bytes held in memory.
+    pub fn size(&self) -> usize {
+        self.bytes.len()
+    }
+
+    fn holds(&self, block: &Block, key: u64) -> bool {
+        let h = mix(key);
+        let at = block.start + bucket_of(h, block.buckets) * 32;
+        let words = &self.bytes[at..at + 32];
+        mask(h).iter().enumerate().all(|(i, m)| {
+            let w = u32::from_le_bytes([
+                words[i * 4],
+                words[i * 4 + 1],
+                words[i * 4 + 2],
+                words[i * 4 + 3],
+            ]);
+            w & m == *m
+        })
+    }
+
+    /// The rows `search` may match, or `None` when the index cannot tell
+    /// (a searched column is not indexed in this file).
+    pub fn select(&self, search: &TextSearch) -> Option<RowSelection> {
+        let resolved = search.resolve(&self.columns)?;
+        let mut selectors: Vec<RowSelector> = Vec::with_capacity(self.blocks.len());
+        for block in &self.blocks {
+            let pass = resolved.iter().all(|any| {
+                any.iter()
+                    .any(|all| all.iter().all(|&k| self.holds(block, k)))
+            });
+            let rows = block.rows as usize;
+            match selectors.last_mut() {
+                Some(last) if last.skip != pass => last.row_count += rows,
+                _ => selectors.push(if pass {
+                    RowSelector::select(rows)
+                } else {
+                    RowSelector::skip(rows)
+                }),
+            }
+        }
+        Some(RowSelection::from(selectors))
+    }
+
+    /// The index of files concatenated in order (their row groups copied
+    /// as they are), or `None` when their indexes differ in kind.
+    pub fn concat(parts: &[Self]) -> Option<Vec<u8>> {
+        let first = parts.first()?;
+        if parts.iter().any(|p| p.columns != first.columns) {
+            return None;
+        }
+        let mut body = Vec::new();
+        let mut blocks = 0u32;
+        for p in parts {
+            body.extend_from_slice(&p.bytes[p.body..]);
+            blocks += p.blocks.len() as u32;
+        }
+        Some(encode(&first.columns, blocks, &body))
+    }
+}
+
+/// Alternatives of conditions: each inner list must be held together.
+type AnyOf<T> = Vec<Vec<T>>;
+
+/// What a query's filters require of a block's text: every clause must
+/// have an alternative whose (column, key) conditions all hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TextSearch {
+    clauses: Vec<AnyOf<(String, u64)>>,
+}
+
+impl TextSearch {
+    /// The conditions the filters (a conjunction) put on `columns`, or
+    /// `None` when none of them helps.
+    pub fn from_filters(filters: &[Expr], columns: &[&str]) -> Option<Self> {
+        if columns.is_empty() {
+            return None;
+        }
+        let clauses: Vec<_> = filters
+            .iter()
+            .flat_map(split_and)
+            .filter_map(|e| clause(e, columns))
+            .collect();
+        (!clauses.is_empty()).then_some(Self { clauses })
+    }
+
+    /// The clauses with column names replaced by their number in a file's
+    /// index; `None` if a column is not indexed there.
+    fn resolve(&self, columns: &[String]) -> Option<Vec<AnyOf<u64>>> {
+        self.clauses
+            .iter()
+            .map(|any| {
+                any.iter()
+                    .map(|all| {
+                        all.iter()
+                            .map(|(c, k)| {
+                                let i = columns.iter().position(|x| x == c)?;
+                                Some(k | ((i as u64) << 48))
+                            })
+                            .collect::<Option<Vec<u64>>>()
+                    })
+                    .collect::<Option<Vec<_>>>()
+            })
+            .collect()
+    }
+}
+
+fn split_and(e: &Expr) -> Vec<&Expr> {
+    match e {
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::And,
+            right,
+        }) => {
+            let mut v = split_and(left);
+            v.extend(split_and(right));
+            v
+        }
+        other => vec![other],
+    }
+}
+
+/// One filter's alternatives, when each has at least one condition.
+fn clause(e: &Expr, columns: &[&str]) -> Option<AnyOf<(String, u64)>> {
+    if let Expr::BinaryExpr(BinaryExpr {
+        left,
+        op: Operator::Or,
+        right,
+    }) = e
+    {
+        let mut any = clause(left, columns)?;
+        any.extend(clause(right, columns)?);
+        return Some(any);
+    }
+    if let Expr::BinaryExpr(BinaryExpr {
+        left,
+        op: Operator::And,
+        right,
+    }) = e
+    {
+        // Inside an OR branch: one alternative needing both sides (a side
+        // with several alternatives of its own adds nothing).
+        let mut all = Vec::new();
+        for side in [left, right] {
+            if let Some(mut any) = clause(side, columns)
+                && any.len() == 1
+            {
+                all.append(&mut any[0]);
+            }
+        }
+        return (!all.is_empty()).then(|| vec![all]);
+    }
+    let (column, folded) = text_condition(e, columns)?;
+    let mut keys = Vec::new();
+    required_keys(&folded, |k| keys.push((column.clone(), k)));
+    keys.sort_unstable();
+    keys.dedup();
+    (!keys.is_empty()).then(|| vec![keys])
+}
+
+/// The literal text a supported predicate needs, folded, with `OPEN` where
+/// anything may stand: `col [I]LIKE 'pattern'`, `strpos(col, 'x') > 0`,
+/// `contains(col, 'x')`, with `col` an indexed column or `lower()` of one.
+fn text_condition(e: &Expr, columns: &[&str]) -> Option<(String, Vec<u8>)> {
+    match e {
+        Expr::Like(Like {
+            negated: false,
+            expr,
+            pattern,
+            escape_char,
+            ..
+        }) => {
+            if escape_char.is_some_and(|c| c != '\\') {
+                return None;
+            }
+            let column = indexed(expr, columns)?;
+            Some((column, fold_pattern(string_literal(pattern)?)))
+        }
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+            let positive = matches!(
+                (op, int_literal(right)),
+                (Operator::Gt | Operator::NotEq, Some(0)) | (Operator::GtEq, Some(1))
+            );
+            let Expr::ScalarFunction(f) = left.as_ref() else {
+                return None;
+            };
+            if !positive || !matches!(f.name(), "strpos" | "instr" | "position") {
+                return None;
+            }
+            needle(&f.args, columns)
+        }
+        Expr::ScalarFunction(f) if f.name() == "contains" => needle(&f.args, columns),
+        _ => None,
+    }
+}
+
+fn needle(args: &[Expr], columns: &[&str]) -> Option<(String, Vec<u8>)> {
+    let [haystack, needle] = args else {
+        return None;
+    };
+    let column = indexed(haystack, columns)?;
+    let mut folded = vec![OPEN];
+    for c in string_literal(needle)?.chars() {
+        fold_char(c, &mut folded);
+    }
+    folded.push(OPEN);
+    Some((column, folded))
+}
+
+/// The indexed column `e` reads: the column, `lower()` of it, or a cast
+/// of either between string types.
+fn indexed(e: &Expr, columns: &[&str]) -> Option<String> {
+    match e {
+        Expr::Column(c) => columns
+            .iter()
+            .find(|x| **x == c.name)
+            .map(|x| (*x).to_string()),
+        Expr::Cast(c)
+            if matches!(
+                c.field.data_type(),
+                DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8
+            ) =>
+        {
+            indexed(&c.expr, columns)
+        }
+        Expr::ScalarFunction(f) if f.name() == "lower" && f.args.len() == 1 => {
+            indexed(&f.args[0], columns)
+        }
+        _ => None,
+    }
+}
+
+fn string_literal(e: &Expr) -> Option<&str> {
+    match e {
+        Expr::Literal(
+            ScalarValue::Utf8(Some(s))
+            | ScalarValue::Utf8View(Some(s))
+            | ScalarValue::LargeUtf8(Some(s)),
+            _,
+        ) => Some(s),
+        Expr::Cast(c) => string_literal(&c.expr),
+        _ => None,
+    }
+}
+
+fn int_literal(e: &Expr) -> Option<i64> {
+    match e {
+        Expr::Literal(ScalarValue::Int64(Some(v)), _) => Some(*v),
+        Expr::Literal(ScalarValue::Int32(Some(v)), _) => Some(i64::from(*v)),
+        Expr::Cast(c) => int_literal(&c.expr),
+        _ => None,
+    }
+}
+
+/// A LIKE pattern folded: `%`, `_` and escaped characters become `OPEN`
+/// (an escape and its character are unknown as far as the index is
+/// concerned, which is safe whichever way the engine reads them); the start
+/// and end of the pattern bound a token unless a wildcard stands there.
+fn fold_pattern(pattern: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(pattern.len() + 2);
+    out.push(SEP);
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '%' | '_' => out.push(OPEN),
+            '\\' => {
+                chars.next();
+                out.push(OPEN);
+            }
+            c => fold_char(c, &mut out),
+        }
+    }
+    out.push(SEP);
+    out
+}
+
+/// Calls `f` with every key a line must hold to contain `folded`.
+fn required_keys(folded: &[u8], mut f: impl FnMut(u64)) {
+    let mut i = 0;
+    while i < folded.len() {
+        if !is_token_byte(folded[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < folded.len() && is_token_byte(folded[i]) {
+            i += 1;
+        }
+        let token = &folded[start..i];
+        let bounded = start > 0 && folded[start - 1] == SEP && folded.get(i) == Some(&SEP);
+        if token.len() >= GRAM {
+            for g in token.windows(GRAM) {
+                f(key(0, g, true));
+            }
+        } else if bounded {
+            f(key(0, token, false));
+        }
+    }
+}
+
+/// Parsed indexes of recently searched files, bounded in bytes
+/// (`[store.query] text_index_cache_mb`), oldest dropped first.
+#[derive(Debug)]
+pub struct IndexCache {
+    limit: usize,
+    state: Mutex<CacheState>,
+}
+
+#[derive(Debug, Default)]
+struct CacheState {
+    map: HashMap<String, Arc<FileIndex>>,
+    order: VecDeque<String>,
+    bytes: usize,
+}
+
+impl IndexCache {
+    /// A cache of at most `limit` bytes.
+    pub fn new(limit: usize) -> Self {
+        Self {
+            limit,
+            state: Mutex::default(),
+        }
+    }
+
+    /// The cached index of `path`.
+    pub fn get(&self, path: &str) -> Option<Arc<FileIndex>> {
+        let s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        s.map.get(path).cloned()
+    }
+
+    /// Keeps `index` for `path`, dropping the oldest entries over the limit.
+    pub fn insert(&self, path: &str, index: Arc<FileIndex>) {
+        if index.size() > self.limit {
+            return;
+        }
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(old) = s.map.insert(path.to_string(), Arc::clone(&index)) {
+            s.bytes -= old.size();
+        } else {
+            s.order.push_back(path.to_string());
+        }
+        s.bytes += index.size();
+        while s.bytes > self.limit {
+            let Some(oldest) = s.order.pop_front() else {
+                break;
+            };
+            if let Some(gone) = s.map.remove(&oldest) {
+                s.bytes -= gone.size();
+            }
+        }
+    }
+
+    /// Forgets `path` (its file was deleted).
+    pub fn remove(&self, path: &str) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(gone) = s.map.remove(path) {
+            s.bytes -= gone.size();
+            s.order.retain(|p| p != path);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::prelude::{col as c, lit};
+
+    fn keys_of(text: &str) -> KeySet {
+        let mut folded = Vec::new();
+        for ch in text.chars() {
+            fold_char(ch, &mut folded);
+        }
+        let mut set = KeySet::default();
+        each_key(0, &folded, |k| {
+            set.insert(k);
+        });
+        set
+    }
+
+    fn needs(e: Expr) -> Option<Vec<u64>> {
+        let s = TextSearch::from_filters(&[e], &["body"])?;
+        assert_eq!(s.clauses.len(), 1);
+        assert_eq!(s.clauses[0].len(), 1);
+        Some(s.clauses[0][0].iter().map(|(_, k)| *k).collect())
+    }
+
+    #[test]
+    fn a_literal_needs_only_what_every_matching_line_holds() {
+        let line = keys_of("Payment declined for ORDER=83748213, user Zoë (retry 2)");
+        for (pattern, informative) in [
+            ("%83748213%", true),
+            ("%order=8374821%", true),
+            ("%748213, user z%", true),
+            ("%PAYMENT declined%", true),
+            ("%retry 2)", true),
+            ("Payment%", true),
+            ("% for %", true),
+            ("%zo_%", false),
+            ("%ord%", false),
+        ] {
+            let need = needs(c("body").like(lit(pattern)));
+            assert_eq!(need.is_some(), informative, "{pattern}");
+            for k in need.unwrap_or_default() {
+                assert!(line.contains(&k), "{pattern}");
+            }
+        }
+        // A whole short token is required only where the pattern bounds it.
+        assert!(needs(c("body").like(lit("% for %"))).is_some());
+        assert!(needs(c("body").like(lit("%for %"))).is_none());
+    }
+
+    #[test]
+    fn non_ascii_letters_that_fold_to_ascii_are_indexed_as_ascii() {
+        // 'ſ' matches 's' and the Kelvin sign 'k' under ILIKE; lower('İ')
+        // starts with 'i'.
+        let line = keys_of("\u{17F}ession \u{212A}eptic \u{130}STANBUL-44");
+        for pattern in ["%session%", "%KEPTIC%", "%stanbul-44%"] {
+            let e = c("body").ilike(lit(pattern));
+            for k in needs(e).expect("informative") {
+                assert!(line.contains(&k), "{pattern}");
+            }
+        }
+        // strpos(lower(body), 'i̇stanbul'): lower('İ') is 'i' and a
+        // combining dot, which separates tokens like the dot of the index.
+        let lower = datafusion::functions::expr_fn::lower(c("body"));
+        let strpos = datafusion::functions::expr_fn::strpos(lower, lit("i\u{307}stanbul"));
+        let e = strpos.gt(lit(0));
+        for k in needs(e.clone()).unwrap_or_else(|| panic!("informative: {e:?}")) {
+            assert!(line.contains(&k));
+        }
+    }
+
+    #[test]
+    fn unsupported_or_negated_predicates_add_nothing() {
+        assert!(needs(c("body").not_like(lit("%83748213%"))).is_none());
+        assert!(needs(c("name").like(lit("%83748213%"))).is_none());
+        assert!(needs(c("body").eq(lit("83748213"))).is_none());
+        let mixed = c("body")
+            .like(lit("%83748213%"))
+            .or(c("severity_text").eq(lit("ERROR")));
+        assert!(TextSearch::from_filters(&[mixed], &["body"]).is_none());
+    }
+
+    #[test]
+    fn blocks_without_the_grams_are_skipped() {
+        let mut b = IndexBuilder::for_signal(Signal::Logs).expect("logs are indexed");
+        let schema = Arc::new(arrow_schema::Schema::new(vec![arrow_schema::Field::new(
+            "body",
+            DataType::Utf8,
+            true,
+        )]));
+        let rows: Vec<String> = (0..BLOCK_ROWS * 3 + 5)
+            .map(|i| format!("request {i} done"))
+            .collect();
+        let array = arrow_array::StringArray::from(rows);
+        let batch = RecordBatch::try_new(schema, vec![Arc::new(array)]).expect("batch");
+        // In two uneven pieces, so a block spans a batch boundary.
+        b.push(&batch.slice(0, 1000)).expect("push");
+        b.push(&batch.slice(1000, batch.num_rows() - 1000))
+            .expect("push");
+        let index = FileIndex::parse(Bytes::from(b.finish())).expect("parse");
+        assert_eq!(index.rows(), batch.num_rows() as u64);
+        let search = |p: &str| {
+            let s = TextSearch::from_filters(&[c("body").like(lit(p))], &["body"]).expect("some");
+            index.select(&s).expect("indexed")
+        };
+        // Which blocks a selection reads (the filters may let a block
+        // through by chance, at a few percent per gram; never drop one).
+        let blocks = |sel: RowSelection| -> Vec<bool> {
+            let mut read = vec![false; 4];
+            let mut row = 0;
+            for s in sel.iter() {
+                if !s.skip {
+                    for r in row..row + s.row_count {
+                        read[r / BLOCK_ROWS] = true;
+                    }
+                }
+                row += s.row_count;
+            }
+            read
+        };
+        let second = blocks(search(&format!("%request {} done%", BLOCK_ROWS + 17)));
+        assert!(second[1], "the block holding the line");
+        assert!(second.iter().filter(|b| **b).count() <= 2, "{second:?}");
+        let last = blocks(search("%request 24580 done%"));
+        assert!(last[3], "the last, short block");
+        assert!(last.iter().filter(|b| **b).count() <= 2, "{last:?}");
+        assert_eq!(search("%absent-token%").row_count(), 0);
+        let twice = FileIndex::concat(&[
+            FileIndex::parse(index.bytes.clone()).expect("parse"),
+            FileIndex::parse(index.bytes.clone()).expect("parse"),
+        ])
+        .expect("same kind");
+        let twice = FileIndex::parse(Bytes::from(twice)).expect("parse");
+        assert_eq!(twice.rows(), 2 * index.rows());
+    }
+}
