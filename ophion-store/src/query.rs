@@ -149,7 +149,8 @@ pub(crate) fn time_bounds(filters: &[Expr], column: &str) -> (i64, i64) {
     (from, to)
 }
 
-fn split_and(e: &Expr) -> Vec<&Expr> {
+/// The conjuncts of `e` (`a AND b AND c` -> `[a, b, c]`).
+pub(crate) fn split_and(e: &Expr) -> Vec<&Expr> {
     match e {
         Expr::BinaryExpr(BinaryExpr {
             left,

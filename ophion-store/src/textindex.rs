@@ -43,6 +43,8 @@ use datafusion::{
     logical_expr::{BinaryExpr, Expr, Operator, expr::Like},
 };
 use ophion_core::{Signal, schema::col};
+
+use crate::query::split_and;
 use parquet::arrow::arrow_reader::{RowSelection, RowSelector};
 
 /// Rows per indexed block: the unit a search skips.
@@ -110,9 +112,9 @@ fn key(column: u8, bytes: &[u8], gram: bool) -> u64 {
     v | (len << 40) | (u64::from(column) << 48)
 }
 
-/// Calls `f` with the key of every gram and whole short token of the folded
-/// tokens in `folded`.
-fn each_key(column: u8, folded: &[u8], mut f: impl FnMut(u64)) {
+/// Calls `f` with the start and end of every token (run of token bytes)
+/// of `folded`.
+fn each_token(folded: &[u8], mut f: impl FnMut(usize, usize)) {
     let mut i = 0;
     while i < folded.len() {
         if !is_token_byte(folded[i]) {
@@ -123,7 +125,15 @@ fn each_key(column: u8, folded: &[u8], mut f: impl FnMut(u64)) {
         while i < folded.len() && is_token_byte(folded[i]) {
             i += 1;
         }
-        let token = &folded[start..i];
+        f(start, i);
+    }
+}
+
+/// Calls `f` with the key of every gram and whole short token of the folded
+/// tokens in `folded`.
+fn each_key(column: u8, folded: &[u8], mut f: impl FnMut(u64)) {
+    each_token(folded, |start, end| {
+        let token = &folded[start..end];
         if token.len() < GRAM {
             f(key(column, token, false));
         } else {
@@ -131,7 +141,7 @@ fn each_key(column: u8, folded: &[u8], mut f: impl FnMut(u64)) {
                 f(key(column, g, true));
             }
         }
-    }
+    });
 }
 
 /// A stable 64-bit mix of a key (splitmix64's finalizer): the filter's
@@ -497,21 +507,6 @@ impl TextSearch {
     }
 }
 
-fn split_and(e: &Expr) -> Vec<&Expr> {
-    match e {
-        Expr::BinaryExpr(BinaryExpr {
-            left,
-            op: Operator::And,
-            right,
-        }) => {
-            let mut v = split_and(left);
-            v.extend(split_and(right));
-            v
-        }
-        other => vec![other],
-    }
-}
-
 /// One filter's alternatives, when each has at least one condition.
 fn clause(e: &Expr, columns: &[&str]) -> Option<AnyOf<(String, u64)>> {
     if let Expr::BinaryExpr(BinaryExpr {
@@ -668,18 +663,9 @@ fn fold_pattern(pattern: &str) -> Vec<u8> {
 
 /// Calls `f` with every key a line must hold to contain `folded`.
 fn required_keys(folded: &[u8], mut f: impl FnMut(u64)) {
-    let mut i = 0;
-    while i < folded.len() {
-        if !is_token_byte(folded[i]) {
-            i += 1;
-            continue;
-        }
-        let start = i;
-        while i < folded.len() && is_token_byte(folded[i]) {
-            i += 1;
-        }
-        let token = &folded[start..i];
-        let bounded = start > 0 && folded[start - 1] == SEP && folded.get(i) == Some(&SEP);
+    each_token(folded, |start, end| {
+        let token = &folded[start..end];
+        let bounded = start > 0 && folded[start - 1] == SEP && folded.get(end) == Some(&SEP);
         if token.len() >= GRAM {
             for g in token.windows(GRAM) {
                 f(key(0, g, true));
@@ -687,7 +673,7 @@ fn required_keys(folded: &[u8], mut f: impl FnMut(u64)) {
         } else if bounded {
             f(key(0, token, false));
         }
-    }
+    });
 }
 
 /// Parsed indexes of recently searched files, bounded in bytes
