@@ -24,11 +24,10 @@ use std::{
 use arrow_array::{RecordBatch, cast::AsArray, types::Int64Type};
 use opentelemetry_proto::tonic::{
     collector::logs::v1::ExportLogsServiceRequest,
-    common::v1::{AnyValue, KeyValue, any_value::Value},
-    logs::v1::{LogRecord, ResourceLogs, ScopeLogs},
-    resource::v1::Resource,
+    common::v1::{AnyValue, any_value::Value},
+    logs::v1::LogRecord,
 };
-use ophion_core::{Signal, TelemetryBatch, TenantId};
+use ophion_core::{Signal, TelemetryBatch, TenantId, testing::service_logs_request};
 use ophion_receiver::{
     Limits,
     convert::{self, TimeWindow},
@@ -362,29 +361,13 @@ fn request(g: &mut LineGen, n: usize) -> ExportLogsServiceRequest {
             ..Default::default()
         });
     }
-    ExportLogsServiceRequest {
-        resource_logs: by_service
-            .into_iter()
-            .enumerate()
-            .map(|(s, records)| ResourceLogs {
-                resource: Some(Resource {
-                    attributes: vec![KeyValue {
-                        key: "service.name".into(),
-                        value: Some(AnyValue {
-                            value: Some(Value::StringValue(SERVICES[s].into())),
-                        }),
-                        ..Default::default()
-                    }],
-                    ..Default::default()
-                }),
-                scope_logs: vec![ScopeLogs {
-                    log_records: records,
-                    ..Default::default()
-                }],
-                ..Default::default()
-            })
-            .collect(),
-    }
+    // One resource per service, as an SDK batches them.
+    let resource_logs = by_service
+        .into_iter()
+        .enumerate()
+        .flat_map(|(s, records)| service_logs_request(SERVICES[s], records).resource_logs)
+        .collect();
+    ExportLogsServiceRequest { resource_logs }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

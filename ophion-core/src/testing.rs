@@ -712,6 +712,23 @@ pub fn service_request(service: &str, spans: Vec<Span>) -> ExportTraceServiceReq
     }
 }
 
+/// One request of log `records` from service `service`.
+pub fn service_logs_request(service: &str, records: Vec<LogRecord>) -> ExportLogsServiceRequest {
+    ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: Some(Resource {
+                attributes: vec![kv_str("service.name", service)],
+                ..Default::default()
+            }),
+            scope_logs: vec![ScopeLogs {
+                log_records: records,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
 /// Readings of a process from Linux's `/proc`, for tests and benchmarks
 /// that check memory and CPU (`None`: this process).
 pub mod process {

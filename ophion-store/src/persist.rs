@@ -336,14 +336,18 @@ impl<W: std::io::Write + Send> FileEncoder<W> {
                 self.writer.flush()?;
                 let offset = self.writer.bytes_written();
                 self.writer.write_all(&bytes)?;
-                self.writer.append_key_value_metadata(KeyValue::new(
-                    textindex::KV_KEY.to_string(),
-                    format!("{offset}:{}", bytes.len()),
-                ));
+                self.writer
+                    .append_key_value_metadata(text_index_entry(offset, bytes.len()));
             }
         }
         Ok(self.writer.into_inner()?)
     }
+}
+
+/// The footer entry locating a text index written at `offset`, read back by
+/// [`text_index_range`].
+fn text_index_entry(offset: usize, len: usize) -> KeyValue {
+    KeyValue::new(textindex::KV_KEY.to_string(), format!("{offset}:{len}"))
 }
 
 /// Where a file's text index lies, from its footer: `(offset, length)`.
@@ -485,10 +489,7 @@ pub fn stitch(inputs: &[Bytes]) -> Result<Option<(Bytes, u64)>> {
         w.flush()?;
         let offset = w.bytes_written();
         w.write_all(&index)?;
-        w.append_key_value_metadata(KeyValue::new(
-            textindex::KV_KEY.to_string(),
-            format!("{offset}:{}", index.len()),
-        ));
+        w.append_key_value_metadata(text_index_entry(offset, index.len()));
     }
     w.close()?;
     Ok(Some((Bytes::from(out), rows)))

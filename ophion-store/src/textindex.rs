@@ -250,30 +250,14 @@ impl IndexBuilder {
                 keys.insert(k);
             });
         };
-        match array.data_type() {
-            DataType::Utf8 => array
-                .as_string::<i32>()
-                .iter()
-                .skip(from)
-                .take(len)
-                .flatten()
-                .for_each(&mut one),
-            DataType::LargeUtf8 => array
-                .as_string::<i64>()
-                .iter()
-                .skip(from)
-                .take(len)
-                .flatten()
-                .for_each(&mut one),
-            DataType::Utf8View => array
-                .as_string_view()
-                .iter()
-                .skip(from)
-                .take(len)
-                .flatten()
-                .for_each(&mut one),
-            _ => {}
-        }
+        let array = array.slice(from, len);
+        let values: Box<dyn Iterator<Item = Option<&str>>> = match array.data_type() {
+            DataType::Utf8 => Box::new(array.as_string::<i32>().iter()),
+            DataType::LargeUtf8 => Box::new(array.as_string::<i64>().iter()),
+            DataType::Utf8View => Box::new(array.as_string_view().iter()),
+            _ => return,
+        };
+        values.flatten().for_each(&mut one);
     }
 
     fn close_block(&mut self) {

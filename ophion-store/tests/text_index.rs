@@ -19,36 +19,18 @@ use std::sync::atomic::Ordering::Relaxed;
 use arrow_array::RecordBatch;
 use opentelemetry_proto::tonic::{
     collector::logs::v1::ExportLogsServiceRequest,
-    common::v1::{AnyValue, KeyValue, any_value::Value},
-    logs::v1::{LogRecord, ResourceLogs, ScopeLogs},
-    resource::v1::Resource,
+    common::v1::{AnyValue, any_value::Value},
+    logs::v1::LogRecord,
 };
-use ophion_core::{Signal, TelemetryBatch, TenantId, query::Param};
+use ophion_core::{Signal, TelemetryBatch, TenantId, query::Param, testing::service_logs_request};
 use ophion_receiver::{
     Limits,
     convert::{self, TimeWindow},
 };
 use ophion_store::{Store, StoreConfig};
+use rand::{Rng as _, SeedableRng, rngs::StdRng, seq::IndexedRandom as _};
 
 const T0: u64 = 1_700_000_000_000_000_000;
-
-/// xorshift64*: the test's own randomness.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[self.below(items.len())]
-    }
-}
 
 const WORDS: &[&str] = &[
     "timeout",
@@ -103,30 +85,30 @@ const PUNCT: &[&str] = &[
     "]", "%", "\\", "|", "#", "@",
 ];
 
-fn piece(r: &mut Rng) -> String {
-    match r.below(10) {
+fn piece(r: &mut StdRng) -> String {
+    match r.random_range(0..10) {
         0..=3 => {
-            let w = r.pick(WORDS);
-            match r.below(3) {
+            let w = *WORDS.choose(r).expect("a list");
+            match r.random_range(0..3) {
                 0 => w.to_uppercase(),
                 1 => w.to_lowercase(),
                 _ => w.to_string(),
             }
         }
-        4 | 5 => (r.next() % 10u64.pow(1 + r.below(9) as u32)).to_string(),
-        6 => format!("{:x}", r.next() >> r.below(48)),
-        7 => r.pick(ODD).to_string(),
-        _ => r.pick(PUNCT).to_string(),
+        4 | 5 => (r.random::<u64>() % 10u64.pow(1 + r.random_range(0..9) as u32)).to_string(),
+        6 => format!("{:x}", r.random::<u64>() >> r.random_range(0..48)),
+        7 => ODD.choose(r).expect("a list").to_string(),
+        _ => PUNCT.choose(r).expect("a list").to_string(),
     }
 }
 
-fn line(r: &mut Rng) -> String {
-    let pieces = r.below(40);
+fn line(r: &mut StdRng) -> String {
+    let pieces = r.random_range(0..40);
     let mut s = String::new();
     for _ in 0..pieces {
         s.push_str(&piece(r));
-        if r.below(3) > 0 {
-            s.push_str(r.pick(PUNCT));
+        if r.random_range(0..3) > 0 {
+            s.push_str(PUNCT.choose(r).expect("a list"));
         }
     }
     s
@@ -145,25 +127,7 @@ fn request(lines: &[String], first: usize) -> ExportLogsServiceRequest {
             ..Default::default()
         })
         .collect();
-    ExportLogsServiceRequest {
-        resource_logs: vec![ResourceLogs {
-            resource: Some(Resource {
-                attributes: vec![KeyValue {
-                    key: "service.name".into(),
-                    value: Some(AnyValue {
-                        value: Some(Value::StringValue(format!("svc-{}", first % 3))),
-                    }),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }),
-            scope_logs: vec![ScopeLogs {
-                log_records: records,
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    }
+    service_logs_request(&format!("svc-{}", first % 3), records)
 }
 
 async fn write(store: &Store, lines: &[String], first: usize) {
@@ -191,19 +155,19 @@ fn config(dir: &std::path::Path, index: bool) -> StoreConfig {
 }
 
 /// A random cut of `s`, at character boundaries.
-fn cut(r: &mut Rng, s: &str) -> String {
+fn cut(r: &mut StdRng, s: &str) -> String {
     let chars: Vec<char> = s.chars().collect();
     if chars.is_empty() {
         return String::new();
     }
-    let from = r.below(chars.len());
-    let len = 1 + r.below(24.min(chars.len() - from));
+    let from = r.random_range(0..chars.len());
+    let len = 1 + r.random_range(0..24.min(chars.len() - from));
     chars[from..from + len].iter().collect()
 }
 
-fn recase(r: &mut Rng, s: &str) -> String {
+fn recase(r: &mut StdRng, s: &str) -> String {
     s.chars()
-        .map(|c| match r.below(3) {
+        .map(|c| match r.random_range(0..3) {
             0 => c.to_uppercase().collect::<String>(),
             1 => c.to_lowercase().collect(),
             _ => c.to_string(),
@@ -250,7 +214,7 @@ const NEEDLE_SEARCHES: &[(&str, bool)] = &[
     ("body ILIKE '%quarantine_%'", true),
 ];
 
-fn searches(r: &mut Rng, lines: &[String]) -> Vec<Search> {
+fn searches(r: &mut StdRng, lines: &[String]) -> Vec<Search> {
     let agg = "SELECT count(*), sum(length(body)), min(body), max(body), \
                sum(CAST(timestamp AS BIGINT) % 1000003) FROM logs WHERE";
     let mut out: Vec<Search> = NEEDLE_SEARCHES
@@ -258,7 +222,7 @@ fn searches(r: &mut Rng, lines: &[String]) -> Vec<Search> {
         .map(|(w, _)| (format!("{agg} {w}"), Vec::new()))
         .collect();
     for i in 0..300 {
-        let src = &lines[r.below(lines.len())];
+        let src = &lines[r.random_range(0..lines.len())];
         let s = cut(r, src);
         let sql = match i % 8 {
             0 => format!("{agg} body LIKE '%{}%'", quote(&s)),
@@ -274,16 +238,16 @@ fn searches(r: &mut Rng, lines: &[String]) -> Vec<Search> {
                 // `_` for a few characters.
                 let w: String = s
                     .chars()
-                    .map(|c| if r.below(5) == 0 { '_' } else { c })
+                    .map(|c| if r.random_range(0..5) == 0 { '_' } else { c })
                     .collect();
                 format!("{agg} body ILIKE '%{}%'", quote(&w))
             }
             4 => {
-                let prefix: String = src.chars().take(1 + r.below(20)).collect();
+                let prefix: String = src.chars().take(1 + r.random_range(0..20)).collect();
                 format!("{agg} body LIKE '{}%'", quote(&prefix))
             }
             5 => {
-                let j = r.below(lines.len());
+                let j = r.random_range(0..lines.len());
                 let other = cut(r, &lines[j]);
                 format!(
                     "{agg} (body LIKE '%{}%' OR body ILIKE '%{}%') AND severity_number >= 9",
@@ -294,7 +258,7 @@ fn searches(r: &mut Rng, lines: &[String]) -> Vec<Search> {
             6 => format!("{agg} contains(body, '{}')", quote(&s)),
             _ => {
                 // Text in no line, most likely.
-                let absent = format!("{}{}", r.next(), r.pick(WORDS));
+                let absent = format!("{}{}", r.random::<u64>(), *WORDS.choose(r).expect("a list"));
                 format!("{agg} body ILIKE '%{}%'", quote(&absent))
             }
         };
@@ -322,7 +286,7 @@ async fn answers(store: &Store, searches: &[Search]) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn searches_answer_the_same_with_and_without_the_index() {
-    let mut r = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut r = StdRng::seed_from_u64(0x9e37_79b9_7f4a_7c15);
     let mut lines: Vec<String> = (0..45_000).map(|_| line(&mut r)).collect();
     for (i, n) in NEEDLES.iter().enumerate() {
         lines[3_000 + i * 11_000] = (*n).to_string();
