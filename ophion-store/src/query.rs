@@ -52,8 +52,10 @@ use datafusion::{
         runtime_env::RuntimeEnvBuilder,
     },
     logical_expr::{
-        BinaryExpr, Expr, LogicalPlan, Operator, TableProviderFilterPushDown, cast, expr::InList,
-        expr_rewriter::NamePreserver, utils::conjunction,
+        BinaryExpr, Expr, LogicalPlan, Operator, TableProviderFilterPushDown, cast,
+        expr::InList,
+        expr_rewriter::NamePreserver,
+        utils::{conjunction, split_conjunction},
     },
     optimizer::{Analyzer, AnalyzerRule},
     physical_expr::{
@@ -135,7 +137,7 @@ fn within(t: i64, (op, ns): (Operator, i64)) -> bool {
 pub(crate) fn time_bounds(filters: &[Expr], column: &str) -> (i64, i64) {
     let mut from = i64::MIN;
     let mut to = i64::MAX;
-    for e in filters.iter().flat_map(split_and) {
+    for e in filters.iter().flat_map(split_conjunction) {
         match time_bound(e, column) {
             Some((Operator::Gt | Operator::GtEq, ns)) => from = from.max(ns),
             Some((Operator::Lt | Operator::LtEq, ns)) => to = to.min(ns),
@@ -147,22 +149,6 @@ pub(crate) fn time_bounds(filters: &[Expr], column: &str) -> (i64, i64) {
         }
     }
     (from, to)
-}
-
-/// The conjuncts of `e` (`a AND b AND c` -> `[a, b, c]`).
-pub(crate) fn split_and(e: &Expr) -> Vec<&Expr> {
-    match e {
-        Expr::BinaryExpr(BinaryExpr {
-            left,
-            op: Operator::And,
-            right,
-        }) => {
-            let mut v = split_and(left);
-            v.extend(split_and(right));
-            v
-        }
-        other => vec![other],
-    }
 }
 
 fn timestamp_ns(v: &ScalarValue) -> Option<i64> {

@@ -40,11 +40,10 @@ use arrow_schema::DataType;
 use bytes::Bytes;
 use datafusion::{
     common::ScalarValue,
-    logical_expr::{BinaryExpr, Expr, Operator, expr::Like},
+    logical_expr::{BinaryExpr, Expr, Operator, expr::Like, utils::split_conjunction},
 };
 use ophion_core::{Signal, schema::col};
 
-use crate::query::split_and;
 use parquet::arrow::arrow_reader::{RowSelection, RowSelector};
 
 /// Rows per indexed block: the unit a search skips.
@@ -464,7 +463,7 @@ impl TextSearch {
         }
         let clauses: Vec<_> = filters
             .iter()
-            .flat_map(split_and)
+            .flat_map(split_conjunction)
             .filter_map(|e| clause(e, columns))
             .collect();
         (!clauses.is_empty()).then_some(Self { clauses })
