@@ -53,10 +53,18 @@ async function check(name, fn) {
 
 const nav = (name) => page.getByRole("navigation", { name: "Main" }).getByRole("link", { name, exact: true }).click();
 
+// The page renders after events (a scroll, a fetch), so the text is awaited
+// the way Playwright's own assertions do: read again until it matches or
+// five seconds pass, and fail with the last text read.
 const expectText = async (locator, re) => {
-  await locator.first().waitFor();
-  const text = await locator.first().innerText();
-  if (!re.test(text)) throw new Error(`expected ${re} in: ${text.slice(0, 300)}`);
+  const deadline = Date.now() + 5_000;
+  for (;;) {
+    await locator.first().waitFor();
+    const text = await locator.first().innerText();
+    if (re.test(text)) return;
+    if (Date.now() > deadline) throw new Error(`expected ${re} in: ${text.slice(0, 300)}`);
+    await page.waitForTimeout(50);
+  }
 };
 
 await check("sign in", async () => {
