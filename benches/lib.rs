@@ -1,6 +1,7 @@
 //! Benchmarks of Ophion's subsystems; see `receiver.rs` and docs/benchmarks.md.
 //! This library holds what several benches share: starting the server
-//! binary and signing in ([`Started`]).
+//! binary and signing in ([`Started`]), and reading loghub-2k
+//! ([`loghub_contents`]).
 
 use std::{
     io::BufRead as _,
@@ -133,3 +134,60 @@ async fn login(api: &str) -> String {
         .expect("login answer");
     v["token"].as_str().expect("token").to_owned()
 }
+
+/// The `Content` column of a loghub structured CSV (RFC 4180 quoting).
+pub fn loghub_contents(path: &std::path::Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).expect("read csv");
+    let mut rows = Vec::new();
+    let (mut field, mut record, mut quoted) = (String::new(), Vec::new(), false);
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                field.push('"');
+                chars.next();
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => record.push(std::mem::take(&mut field)),
+            ('\n', false) => {
+                record.push(std::mem::take(&mut field));
+                rows.push(std::mem::take(&mut record));
+            }
+            ('\r', false) => {}
+            (c, _) => field.push(c),
+        }
+    }
+    if !field.is_empty() || !record.is_empty() {
+        record.push(field);
+        rows.push(record);
+    }
+    let header = rows.first().cloned().unwrap_or_default();
+    let col = header
+        .iter()
+        .position(|h| h == "Content")
+        .expect("Content column");
+    rows.into_iter()
+        .skip(1)
+        .map(|r| r.get(col).cloned().unwrap_or_default())
+        .collect()
+}
+
+/// The sixteen systems of loghub-2k.
+pub const LOGHUB_SYSTEMS: [&str; 16] = [
+    "Android",
+    "Apache",
+    "BGL",
+    "HDFS",
+    "HPC",
+    "Hadoop",
+    "HealthApp",
+    "Linux",
+    "Mac",
+    "OpenSSH",
+    "OpenStack",
+    "Proxifier",
+    "Spark",
+    "Thunderbird",
+    "Windows",
+    "Zookeeper",
+];

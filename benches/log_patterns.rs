@@ -13,63 +13,7 @@
 use std::{io::Write as _, path::PathBuf, time::Instant};
 
 use ophion_ai::patterns::{MinerConfig, TemplateMiner};
-
-/// The `Content` column of a loghub structured CSV (RFC 4180 quoting).
-fn contents(path: &std::path::Path) -> Vec<String> {
-    let text = std::fs::read_to_string(path).expect("read csv");
-    let mut rows = Vec::new();
-    let (mut field, mut record, mut quoted) = (String::new(), Vec::new(), false);
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        match (c, quoted) {
-            ('"', true) if chars.peek() == Some(&'"') => {
-                field.push('"');
-                chars.next();
-            }
-            ('"', _) => quoted = !quoted,
-            (',', false) => record.push(std::mem::take(&mut field)),
-            ('\n', false) => {
-                record.push(std::mem::take(&mut field));
-                rows.push(std::mem::take(&mut record));
-            }
-            ('\r', false) => {}
-            (c, _) => field.push(c),
-        }
-    }
-    if !field.is_empty() || !record.is_empty() {
-        record.push(field);
-        rows.push(record);
-    }
-    let header = rows.first().cloned().unwrap_or_default();
-    let col = header
-        .iter()
-        .position(|h| h == "Content")
-        .expect("Content column");
-    rows.into_iter()
-        .skip(1)
-        .map(|r| r.get(col).cloned().unwrap_or_default())
-        .collect()
-}
-
-/// The sixteen systems of loghub-2k.
-const LOGHUB_SYSTEMS: [&str; 16] = [
-    "Android",
-    "Apache",
-    "BGL",
-    "HDFS",
-    "HPC",
-    "Hadoop",
-    "HealthApp",
-    "Linux",
-    "Mac",
-    "OpenSSH",
-    "OpenStack",
-    "Proxifier",
-    "Spark",
-    "Thunderbird",
-    "Windows",
-    "Zookeeper",
-];
+use ophion_benches::{LOGHUB_SYSTEMS, loghub_contents as contents};
 
 fn main() {
     let mut loghub: Option<PathBuf> = None;

@@ -61,6 +61,7 @@ pub mod query;
 pub mod rollup;
 mod store;
 pub mod textindex;
+mod textmatch;
 pub mod wal;
 
 pub use config::StoreConfig;

@@ -545,8 +545,10 @@ impl TelemetryTable {
 }
 
 /// Ophion's query rewrites, run before type coercion: `trace_id = '<hex>'`
-/// (and `span_id`, `parent_span_id`, `IN` lists) compare binary ids, and
-/// attribute-map access to promoted keys reads their columns.
+/// (and `span_id`, `parent_span_id`, `IN` lists) compare binary ids,
+/// attribute-map access to promoted keys reads their columns, and
+/// case-insensitive substring searches skip the regular expression and the
+/// lower-cased copy ([`crate::textmatch`]).
 #[derive(Debug)]
 struct HexIds;
 
@@ -694,7 +696,11 @@ impl AnalyzerRule for HexIds {
                     if t.transformed {
                         return Ok(t);
                     }
-                    rewrite_promoted(t.data, &inputs)
+                    let t = rewrite_promoted(t.data, &inputs)?;
+                    if t.transformed {
+                        return Ok(t);
+                    }
+                    crate::textmatch::rewrite(t.data, &inputs)
                 })?;
                 Ok(t.update_data(|e| saved.restore(e)))
             })

@@ -14,14 +14,20 @@
 //! **Grams.** Text is folded (ASCII case folded; the few non-ASCII letters
 //! that fold or lower-case to ASCII mapped to it; every other character a
 //! separator) and split into tokens, the runs of `[a-z0-9]`. A token of at
-//! least [`GRAM`] characters contributes each of its `GRAM`-character
-//! substrings; a shorter one contributes itself, marked as a whole token.
-//! A searched literal folds the same way: each of its tokens of `GRAM` or
-//! more characters needs all its grams in the block (it lies inside some
-//! token of the line, whatever surrounds it), and a shorter token needs
-//! itself as a whole token only where the literal bounds it on both sides
-//! (`'% 404 %'`); otherwise it adds no condition. So substring semantics
-//! hold: `'%83748213%'` finds `order=83748213,` and `x837482139`.
+//! least [`GRAM`] characters contributes its `GRAM`-character substrings
+//! that start at every [`STRIDE`]-th position (0, 2, 4, ...: half the grams
+//! of long random tokens, which are most of an index's bytes); a shorter
+//! one contributes itself, marked as a whole token.
+//! A searched literal folds the same way. Each of its tokens of `GRAM` or
+//! more characters lies inside some token of the line, whatever surrounds
+//! it: where the literal shows the token's start (a separator before it),
+//! its grams at positions 0, 2, ... must all be in the block; where it does
+//! not, the literal may start at an odd or an even position of the line's
+//! token, so one of the two sets (grams at 0, 2, ... or at 1, 3, ...) must
+//! be. A shorter token needs itself as a whole token only where the literal
+//! bounds it on both sides (`'% 404 %'`); otherwise it adds no condition.
+//! So substring semantics hold: `'%83748213%'` finds `order=83748213,` and
+//! `x837482139`.
 //!
 //! **Where it lives.** The filters are written into the Parquet file
 //! itself, after the row groups, and found through the footer's key-value
@@ -30,8 +36,7 @@
 //! whole.
 
 use std::{
-    collections::{HashMap, HashSet, VecDeque},
-    hash::{BuildHasherDefault, Hasher},
+    collections::{HashMap, VecDeque},
     sync::{Arc, Mutex},
 };
 
@@ -55,11 +60,19 @@ pub const GRAM: usize = 5;
 /// Bloom filter bits per distinct gram of a block.
 pub const BITS_PER_GRAM: usize = 6;
 
+/// Every how many positions of a token a gram is indexed: every one. The
+/// format and the searches also serve sparser grams, measured and not
+/// shipped (a 5-character search at an unknown position in a token then
+/// needs nothing; see `docs/adr/004-text-index.md`).
+pub const STRIDE: usize = 1;
+
 /// The footer key-value entry that locates a file's index:
 /// `<byte offset>:<length>`.
 pub const KV_KEY: &str = "ophion.text_index";
 
-const MAGIC: &[u8; 4] = b"OTX1";
+/// Format 2 records its stride; format 1 (every gram) is still read.
+const MAGIC: &[u8; 4] = b"OTX2";
+const MAGIC_V1: &[u8; 4] = b"OTX1";
 
 /// Separator byte of folded text.
 const SEP: u8 = 0;
@@ -95,6 +108,27 @@ fn is_token_byte(b: u8) -> bool {
     b.is_ascii_lowercase() || b.is_ascii_digit()
 }
 
+/// [`fold_char`] of every ASCII byte, for lines that are all ASCII.
+static FOLD_ASCII: [u8; 128] = {
+    let mut t = [SEP; 128];
+    let mut i = 0;
+    while i < 128 {
+        let b = i as u8;
+        if b.is_ascii_lowercase() || b.is_ascii_digit() {
+            t[i] = b;
+        } else if b.is_ascii_uppercase() {
+            t[i] = b.to_ascii_lowercase();
+        }
+        i += 1;
+    }
+    t
+};
+
+const GRAM_BITS: u64 = (1 << (8 * GRAM)) - 1;
+
+/// Slots of [`IndexBuilder`]'s recent keys (a power of two).
+const RECENT: usize = 4096;
+
 /// The key of a gram or a whole short token of column `column`: the bytes
 /// themselves (at most 5, 40 bits), their length (`GRAM + 1` for a gram,
 /// so a gram never equals a whole token) and the column.
@@ -128,19 +162,41 @@ fn each_token(folded: &[u8], mut f: impl FnMut(usize, usize)) {
     }
 }
 
-/// Calls `f` with the key of every gram and whole short token of the folded
-/// tokens in `folded`.
-fn each_key(column: u8, folded: &[u8], mut f: impl FnMut(u64)) {
-    each_token(folded, |start, end| {
-        let token = &folded[start..end];
-        if token.len() < GRAM {
-            f(key(column, token, false));
+/// Calls `f` with the key of every indexed gram (those at every
+/// `stride`-th position of a token) and whole short token of `text`, whose
+/// bytes `fold` maps to folded bytes. One pass with a rolling gram: this
+/// runs on every ingested line.
+#[inline]
+fn each_key(
+    column: u8,
+    text: &[u8],
+    stride: usize,
+    fold: impl Fn(u8) -> u8,
+    mut f: impl FnMut(u64),
+) {
+    let column = u64::from(column) << 48;
+    let gram_tag = ((GRAM as u64 + 1) << 40) | column;
+    let whole = |v: u64, run: usize| v | ((run as u64) << 40) | column;
+    let (mut v, mut run, mut next) = (0u64, 0usize, GRAM);
+    for &b in text {
+        let b = fold(b);
+        if b == SEP {
+            if run > 0 && run < GRAM {
+                f(whole(v, run));
+            }
+            (v, run, next) = (0, 0, GRAM);
         } else {
-            for g in token.windows(GRAM) {
-                f(key(column, g, true));
+            v = ((v << 8) | u64::from(b)) & GRAM_BITS;
+            run += 1;
+            if run == next {
+                f(v | gram_tag);
+                next += stride;
             }
         }
-    });
+    }
+    if run > 0 && run < GRAM {
+        f(whole(v, run));
+    }
 }
 
 /// A stable 64-bit mix of a key (splitmix64's finalizer): the filter's
@@ -172,31 +228,20 @@ fn mask(h: u64) -> [u32; 8] {
     SALT.map(|s| 1u32 << (k.wrapping_mul(s) >> 27))
 }
 
-/// Hashes keys already well spread (they are mixed before use).
-#[derive(Debug, Default)]
-struct KeyHasher(u64);
-
-impl Hasher for KeyHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 << 8 | u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        }
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = v.wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(26);
-    }
-}
-
-type KeySet = HashSet<u64, BuildHasherDefault<KeyHasher>>;
-
 /// Builds a file's index from its rows, in file order.
 #[derive(Debug, Default)]
 pub struct IndexBuilder {
     columns: Vec<String>,
-    keys: KeySet,
+    /// Grams are taken every `stride` positions of a token ([`STRIDE`]).
+    stride: usize,
+    /// The mixed keys of the open block (a repeat may be among them).
+    hashes: Vec<u64>,
+    /// The block's recently added keys, by their low bits: most of a
+    /// line's grams repeat earlier lines' (the message templates), and
+    /// skipping them here cost less than counting and inserting them.
+    recent: Vec<u64>,
+    /// Scratch bitmap counting the block's distinct keys.
+    seen: Vec<u64>,
     rows: usize,
     out: Vec<u8>,
     blocks: u32,
@@ -209,6 +254,7 @@ impl IndexBuilder {
         let columns = indexed_columns(signal);
         (!columns.is_empty()).then(|| Self {
             columns: columns.iter().map(|c| (*c).to_string()).collect(),
+            stride: STRIDE,
             ..Self::default()
         })
     }
@@ -238,16 +284,32 @@ impl IndexBuilder {
     }
 
     fn add(&mut self, column: u8, array: &dyn Array, from: usize, len: usize) {
-        let keys = &mut self.keys;
+        if self.recent.is_empty() {
+            self.forget_recent();
+        }
+        let hashes = &mut self.hashes;
+        let recent = &mut self.recent;
         let folded = &mut self.folded;
+        let stride = self.stride;
         let mut one = |s: &str| {
-            folded.clear();
-            for c in s.chars() {
-                fold_char(c, folded);
+            let push = |k| {
+                let h = mix(k);
+                let slot = &mut recent[h as usize % RECENT];
+                if *slot != h {
+                    *slot = h;
+                    hashes.push(h);
+                }
+            };
+            if s.is_ascii() {
+                let fold = |b: u8| FOLD_ASCII[usize::from(b & 0x7f)];
+                each_key(column, s.as_bytes(), stride, fold, push);
+            } else {
+                folded.clear();
+                for c in s.chars() {
+                    fold_char(c, folded);
+                }
+                each_key(column, folded, stride, |b| b, push);
             }
-            each_key(column, folded, |k| {
-                keys.insert(k);
-            });
         };
         let array = array.slice(from, len);
         let values: Box<dyn Iterator<Item = Option<&str>>> = match array.data_type() {
@@ -259,14 +321,41 @@ impl IndexBuilder {
         values.flatten().for_each(&mut one);
     }
 
+    /// Empties [`Self::recent`]: each slot holds a value no key of that
+    /// slot can have.
+    fn forget_recent(&mut self) {
+        self.recent.clear();
+        self.recent.extend((0..RECENT as u64).map(|i| i ^ 1));
+    }
+
+    /// The number of distinct keys among the block's, estimated by linear
+    /// counting on a bitmap of at least as many bits as keys (within a
+    /// fraction of a percent there; a hash set cost twice the CPU).
+    fn distinct_keys(&mut self) -> usize {
+        let bits = self.hashes.len().next_power_of_two().max(1 << 12);
+        let shift = 64 - bits.trailing_zeros();
+        self.seen.clear();
+        self.seen.resize(bits / 64, 0);
+        for &h in &self.hashes {
+            let bit = (h >> shift) as usize;
+            self.seen[bit / 64] |= 1 << (bit % 64);
+        }
+        let ones: u64 = self.seen.iter().map(|w| u64::from(w.count_ones())).sum();
+        let m = bits as f64;
+        if ones as usize == bits {
+            return self.hashes.len();
+        }
+        let estimate = -m * (1.0 - ones as f64 / m).ln();
+        (estimate.ceil() as usize).min(self.hashes.len())
+    }
+
     fn close_block(&mut self) {
         if self.rows == 0 {
             return;
         }
-        let buckets = (self.keys.len() * BITS_PER_GRAM).div_ceil(256).max(1);
+        let buckets = (self.distinct_keys() * BITS_PER_GRAM).div_ceil(256).max(1);
         let mut words = vec![0u32; buckets * 8];
-        for &k in &self.keys {
-            let h = mix(k);
+        for &h in &self.hashes {
             let b = bucket_of(h, buckets);
             for (w, m) in words[b * 8..b * 8 + 8].iter_mut().zip(mask(h)) {
                 *w |= m;
@@ -280,7 +369,8 @@ impl IndexBuilder {
         }
         self.blocks += 1;
         self.rows = 0;
-        self.keys.clear();
+        self.hashes.clear();
+        self.forget_recent();
     }
 
     /// The serialized index (empty when no rows were added).
@@ -289,14 +379,15 @@ impl IndexBuilder {
         if self.blocks == 0 {
             return Vec::new();
         }
-        encode(&self.columns, self.blocks, &self.out)
+        encode(&self.columns, self.stride as u8, self.blocks, &self.out)
     }
 }
 
-fn encode(columns: &[String], blocks: u32, body: &[u8]) -> Vec<u8> {
+fn encode(columns: &[String], stride: u8, blocks: u32, body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(body.len() + 64);
     out.extend_from_slice(MAGIC);
     out.push(GRAM as u8);
+    out.push(stride);
     out.push(columns.len() as u8);
     for c in columns {
         out.push(c.len() as u8);
@@ -320,6 +411,8 @@ struct Block {
 #[derive(Debug)]
 pub struct FileIndex {
     columns: Vec<String>,
+    /// Grams were indexed at every `stride`-th position of a token.
+    stride: usize,
     blocks: Vec<Block>,
     /// Where the blocks start in `bytes`.
     body: usize,
@@ -339,11 +432,16 @@ impl FileIndex {
                 .map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
                 .ok_or_else(|| corrupt("truncated"))
         };
-        if b.get(..4) != Some(MAGIC.as_slice()) || b.get(4) != Some(&(GRAM as u8)) {
+        let (stride, mut at) = match b.get(..4) {
+            Some(m) if m == MAGIC_V1 => (1, 5),
+            Some(m) if m == MAGIC => (*b.get(5).ok_or_else(|| corrupt("truncated"))?, 6),
+            _ => return Err(corrupt("unknown format")),
+        };
+        if b.get(4) != Some(&(GRAM as u8)) || stride == 0 {
             return Err(corrupt("unknown format"));
         }
-        let n = *b.get(5).ok_or_else(|| corrupt("truncated"))? as usize;
-        let mut at = 6;
+        let n = *b.get(at).ok_or_else(|| corrupt("truncated"))? as usize;
+        at += 1;
         let mut columns = Vec::with_capacity(n);
         for _ in 0..n {
             let len = *b.get(at).ok_or_else(|| corrupt("truncated"))? as usize;
@@ -373,6 +471,7 @@ impl FileIndex {
         }
         Ok(Self {
             columns,
+            stride: usize::from(stride),
             blocks,
             body,
             bytes,
@@ -405,15 +504,25 @@ impl FileIndex {
     }
 
     /// The rows `search` may match, or `None` when the index cannot tell
-    /// (a searched column is not indexed in this file).
+    /// (a searched column is not indexed in this file, or the search needs
+    /// nothing this file's index holds) or every block may match: a scan
+    /// handed a selection of every row ran up to 1.7 times slower than a
+    /// plain one.
     pub fn select(&self, search: &TextSearch) -> Option<RowSelection> {
-        let resolved = search.resolve(&self.columns)?;
+        let need = search.resolve(&self.columns, self.stride)?;
+        if need.always() {
+            return None;
+        }
+        let pass: Vec<bool> = self
+            .blocks
+            .iter()
+            .map(|block| need.holds(&|k| self.holds(block, k)))
+            .collect();
+        if pass.iter().all(|p| *p) {
+            return None;
+        }
         let mut selectors: Vec<RowSelector> = Vec::with_capacity(self.blocks.len());
-        for block in &self.blocks {
-            let pass = resolved.iter().all(|any| {
-                any.iter()
-                    .any(|all| all.iter().all(|&k| self.holds(block, k)))
-            });
+        for (block, pass) in self.blocks.iter().zip(pass) {
             let rows = block.rows as usize;
             match selectors.last_mut() {
                 Some(last) if last.skip != pass => last.row_count += rows,
@@ -431,7 +540,10 @@ impl FileIndex {
     /// as they are), or `None` when their indexes differ in kind.
     pub fn concat(parts: &[Self]) -> Option<Vec<u8>> {
         let first = parts.first()?;
-        if parts.iter().any(|p| p.columns != first.columns) {
+        if parts
+            .iter()
+            .any(|p| p.columns != first.columns || p.stride != first.stride)
+        {
             return None;
         }
         let mut body = Vec::new();
@@ -440,18 +552,49 @@ impl FileIndex {
             body.extend_from_slice(&p.bytes[p.body..]);
             blocks += p.blocks.len() as u32;
         }
-        Some(encode(&first.columns, blocks, &body))
+        Some(encode(&first.columns, first.stride as u8, blocks, &body))
     }
 }
 
-/// Alternatives of conditions: each inner list must be held together.
-type AnyOf<T> = Vec<Vec<T>>;
+/// What a block must hold, over keys of type `K`: a condition tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Need<K> {
+    Key(K),
+    All(Vec<Need<K>>),
+    Any(Vec<Need<K>>),
+}
+
+impl Need<u64> {
+    /// True of every block (an empty `All`, or an `Any` with such a branch).
+    fn always(&self) -> bool {
+        match self {
+            Need::Key(_) => false,
+            Need::All(all) => all.iter().all(Need::always),
+            Need::Any(any) => any.iter().any(Need::always),
+        }
+    }
+
+    fn holds(&self, has: &impl Fn(u64) -> bool) -> bool {
+        match self {
+            Need::Key(k) => has(*k),
+            Need::All(all) => all.iter().all(|n| n.holds(has)),
+            Need::Any(any) => any.iter().any(|n| n.holds(has)),
+        }
+    }
+}
+
+/// A supported predicate: the folded literal text it needs in a column.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Text {
+    column: String,
+    folded: Vec<u8>,
+}
 
 /// What a query's filters require of a block's text: every clause must
-/// have an alternative whose (column, key) conditions all hold.
+/// hold.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TextSearch {
-    clauses: Vec<AnyOf<(String, u64)>>,
+    clauses: Vec<Need<Text>>,
 }
 
 impl TextSearch {
@@ -465,72 +608,87 @@ impl TextSearch {
             .iter()
             .flat_map(split_conjunction)
             .filter_map(|e| clause(e, columns))
+            .filter(|c| !c.resolve(&|_| Some(0), 1).always())
             .collect();
         (!clauses.is_empty()).then_some(Self { clauses })
     }
 
-    /// The clauses with column names replaced by their number in a file's
-    /// index; `None` if a column is not indexed there.
-    fn resolve(&self, columns: &[String]) -> Option<Vec<AnyOf<u64>>> {
-        self.clauses
-            .iter()
-            .map(|any| {
-                any.iter()
-                    .map(|all| {
-                        all.iter()
-                            .map(|(c, k)| {
-                                let i = columns.iter().position(|x| x == c)?;
-                                Some(k | ((i as u64) << 48))
-                            })
-                            .collect::<Option<Vec<u64>>>()
-                    })
-                    .collect::<Option<Vec<_>>>()
-            })
-            .collect()
+    /// The clauses as keys of an index with `columns` whose grams were
+    /// taken every `stride` positions; `None` if a column is not indexed.
+    fn resolve(&self, columns: &[String], stride: usize) -> Option<Need<u64>> {
+        let column = |c: &str| columns.iter().position(|x| x == c).map(|i| i as u8);
+        let mut all = Vec::with_capacity(self.clauses.len());
+        for c in &self.clauses {
+            all.push(c.try_resolve(&column, stride)?);
+        }
+        Some(Need::All(all))
     }
 }
 
-/// One filter's alternatives, when each has at least one condition.
-fn clause(e: &Expr, columns: &[&str]) -> Option<AnyOf<(String, u64)>> {
-    if let Expr::BinaryExpr(BinaryExpr {
-        left,
-        op: Operator::Or,
-        right,
-    }) = e
-    {
-        let mut any = clause(left, columns)?;
-        any.extend(clause(right, columns)?);
-        return Some(any);
+impl Need<Text> {
+    fn try_resolve(
+        &self,
+        column: &impl Fn(&str) -> Option<u8>,
+        stride: usize,
+    ) -> Option<Need<u64>> {
+        Some(match self {
+            Need::Key(t) => required_keys(column(&t.column)?, &t.folded, stride),
+            Need::All(v) => Need::All(
+                v.iter()
+                    .map(|n| n.try_resolve(column, stride))
+                    .collect::<Option<_>>()?,
+            ),
+            Need::Any(v) => Need::Any(
+                v.iter()
+                    .map(|n| n.try_resolve(column, stride))
+                    .collect::<Option<_>>()?,
+            ),
+        })
     }
-    if let Expr::BinaryExpr(BinaryExpr {
-        left,
-        op: Operator::And,
-        right,
-    }) = e
-    {
-        // Inside an OR branch: one alternative needing both sides (a side
-        // with several alternatives of its own adds nothing).
-        let mut all = Vec::new();
-        for side in [left, right] {
-            if let Some(mut any) = clause(side, columns)
-                && any.len() == 1
-            {
-                all.append(&mut any[0]);
-            }
+
+    /// Resolved with every column known (to tell whether it needs
+    /// anything at all).
+    fn resolve(&self, column: &impl Fn(&str) -> Option<u8>, stride: usize) -> Need<u64> {
+        self.try_resolve(column, stride)
+            .unwrap_or(Need::All(Vec::new()))
+    }
+}
+
+/// One filter as a condition tree: `OR` and `AND` of supported predicates.
+/// `None` when some branch of an `OR` is not a text predicate (that branch
+/// could match any block); an unsupported side of an `AND` is left out.
+fn clause(e: &Expr, columns: &[&str]) -> Option<Need<Text>> {
+    match e {
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::Or,
+            right,
+        }) => Some(Need::Any(vec![
+            clause(left, columns)?,
+            clause(right, columns)?,
+        ])),
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::And,
+            right,
+        }) => {
+            let all: Vec<_> = [left, right]
+                .into_iter()
+                .filter_map(|side| clause(side, columns))
+                .collect();
+            (!all.is_empty()).then_some(Need::All(all))
         }
-        return (!all.is_empty()).then(|| vec![all]);
+        _ => {
+            let (column, folded) = text_condition(e, columns)?;
+            Some(Need::Key(Text { column, folded }))
+        }
     }
-    let (column, folded) = text_condition(e, columns)?;
-    let mut keys = Vec::new();
-    required_keys(&folded, |k| keys.push((column.clone(), k)));
-    keys.sort_unstable();
-    keys.dedup();
-    (!keys.is_empty()).then(|| vec![keys])
 }
 
 /// The literal text a supported predicate needs, folded, with `OPEN` where
 /// anything may stand: `col [I]LIKE 'pattern'`, `strpos(col, 'x') > 0`,
-/// `contains(col, 'x')`, with `col` an indexed column or `lower()` of one.
+/// `contains(col, 'x')` and the two functions of [`crate::textmatch`],
+/// with `col` an indexed column or `lower()` of one.
 fn text_condition(e: &Expr, columns: &[&str]) -> Option<(String, Vec<u8>)> {
     match e {
         Expr::Like(Like {
@@ -559,7 +717,14 @@ fn text_condition(e: &Expr, columns: &[&str]) -> Option<(String, Vec<u8>)> {
             }
             needle(&f.args, columns)
         }
-        Expr::ScalarFunction(f) if f.name() == "contains" => needle(&f.args, columns),
+        Expr::ScalarFunction(f)
+            if matches!(
+                f.name(),
+                "contains" | crate::textmatch::ICONTAINS | crate::textmatch::LOWER_CONTAINS
+            ) =>
+        {
+            needle(&f.args, columns)
+        }
         _ => None,
     }
 }
@@ -644,19 +809,39 @@ fn fold_pattern(pattern: &str) -> Vec<u8> {
     out
 }
 
-/// Calls `f` with every key a line must hold to contain `folded`.
-fn required_keys(folded: &[u8], mut f: impl FnMut(u64)) {
+/// What a line's keys in column `column` must hold for the line to
+/// contain the folded literal `folded`, with grams indexed every `stride`
+/// positions of a token.
+fn required_keys(column: u8, folded: &[u8], stride: usize) -> Need<u64> {
+    let gram = |g: &[u8]| Need::Key(key(column, g, true));
+    let mut all = Vec::new();
     each_token(folded, |start, end| {
         let token = &folded[start..end];
-        let bounded = start > 0 && folded[start - 1] == SEP && folded.get(end) == Some(&SEP);
+        let starts_token = start > 0 && folded[start - 1] == SEP;
+        let bounded = starts_token && folded.get(end) == Some(&SEP);
         if token.len() >= GRAM {
-            for g in token.windows(GRAM) {
-                f(key(0, g, true));
+            let grams = |from: usize| {
+                Need::All(
+                    token
+                        .windows(GRAM)
+                        .skip(from)
+                        .step_by(stride)
+                        .map(gram)
+                        .collect(),
+                )
+            };
+            if starts_token {
+                // At position 0 of the line's token: its indexed grams.
+                all.push(grams(0));
+            } else {
+                // At an unknown position: one of the alignments.
+                all.push(Need::Any((0..stride).map(grams).collect()));
             }
         } else if bounded {
-            f(key(0, token, false));
+            all.push(Need::Key(key(column, token, false)));
         }
     });
+    Need::All(all)
 }
 
 /// Parsed indexes of recently searched files, bounded in bytes
@@ -725,24 +910,33 @@ impl IndexCache {
 mod tests {
     use super::*;
     use datafusion::prelude::{col as c, lit};
+    use std::collections::HashSet;
 
-    fn keys_of(text: &str) -> KeySet {
+    fn keys_of(text: &str) -> HashSet<u64> {
         let mut folded = Vec::new();
         for ch in text.chars() {
             fold_char(ch, &mut folded);
         }
-        let mut set = KeySet::default();
-        each_key(0, &folded, |k| {
-            set.insert(k);
-        });
+        let mut set = HashSet::new();
+        each_key(
+            0,
+            &folded,
+            STRIDE,
+            |b| b,
+            |k| {
+                set.insert(k);
+            },
+        );
         set
     }
 
-    fn needs(e: Expr) -> Option<Vec<u64>> {
+    /// What a search needs of a block of this version's index, when
+    /// anything.
+    fn needs(e: Expr) -> Option<Need<u64>> {
         let s = TextSearch::from_filters(&[e], &["body"])?;
         assert_eq!(s.clauses.len(), 1);
-        assert_eq!(s.clauses[0].len(), 1);
-        Some(s.clauses[0][0].iter().map(|(_, k)| *k).collect())
+        let need = s.resolve(&["body".to_string()], STRIDE)?;
+        (!need.always()).then_some(need)
     }
 
     #[test]
@@ -761,8 +955,8 @@ mod tests {
         ] {
             let need = needs(c("body").like(lit(pattern)));
             assert_eq!(need.is_some(), informative, "{pattern}");
-            for k in need.unwrap_or_default() {
-                assert!(line.contains(&k), "{pattern}");
+            if let Some(need) = need {
+                assert!(need.holds(&|k| line.contains(&k)), "{pattern}");
             }
         }
         // A whole short token is required only where the pattern bounds it.
@@ -777,18 +971,16 @@ mod tests {
         let line = keys_of("\u{17F}ession \u{212A}eptic \u{130}STANBUL-44");
         for pattern in ["%session%", "%KEPTIC%", "%stanbul-44%"] {
             let e = c("body").ilike(lit(pattern));
-            for k in needs(e).expect("informative") {
-                assert!(line.contains(&k), "{pattern}");
-            }
+            let need = needs(e).expect("informative");
+            assert!(need.holds(&|k| line.contains(&k)), "{pattern}");
         }
         // strpos(lower(body), 'i̇stanbul'): lower('İ') is 'i' and a
         // combining dot, which separates tokens like the dot of the index.
         let lower = datafusion::functions::expr_fn::lower(c("body"));
         let strpos = datafusion::functions::expr_fn::strpos(lower, lit("i\u{307}stanbul"));
         let e = strpos.gt(lit(0));
-        for k in needs(e.clone()).unwrap_or_else(|| panic!("informative: {e:?}")) {
-            assert!(line.contains(&k));
-        }
+        let need = needs(e.clone()).unwrap_or_else(|| panic!("informative: {e:?}"));
+        assert!(need.holds(&|k| line.contains(&k)));
     }
 
     #[test]
@@ -821,9 +1013,13 @@ mod tests {
             .expect("push");
         let index = FileIndex::parse(Bytes::from(b.finish())).expect("parse");
         assert_eq!(index.rows(), batch.num_rows() as u64);
+        let rows_total = batch.num_rows();
         let search = |p: &str| {
             let s = TextSearch::from_filters(&[c("body").like(lit(p))], &["body"]).expect("some");
-            index.select(&s).expect("indexed")
+            // None: every row may match.
+            index
+                .select(&s)
+                .unwrap_or_else(|| RowSelection::from(vec![RowSelector::select(rows_total)]))
         };
         // Which blocks a selection reads (the filters may let a block
         // through by chance, at a few percent per gram; never drop one).
@@ -854,5 +1050,74 @@ mod tests {
         .expect("same kind");
         let twice = FileIndex::parse(Bytes::from(twice)).expect("parse");
         assert_eq!(twice.rows(), 2 * index.rows());
+    }
+
+    #[test]
+    fn literals_at_any_position_of_a_token_and_format_1_indexes_are_found() {
+        let schema = Arc::new(arrow_schema::Schema::new(vec![arrow_schema::Field::new(
+            "body",
+            DataType::Utf8,
+            true,
+        )]));
+        // One line per block; the searched token is in block 1 only.
+        let mut rows: Vec<String> = (0..BLOCK_ROWS * 3)
+            .map(|i| format!("line {} of filler", i % 97))
+            .collect();
+        rows[BLOCK_ROWS + 5] = "session=9f3a7c21d4e8b6 ok".to_string();
+        let batch =
+            RecordBatch::try_new(schema, vec![Arc::new(arrow_array::StringArray::from(rows))])
+                .expect("batch");
+        let build = |stride: usize| {
+            let mut b = IndexBuilder::for_signal(Signal::Logs).expect("indexed");
+            b.stride = stride;
+            b.push(&batch).expect("push");
+            b.finish()
+        };
+        let parse = |stride| FileIndex::parse(Bytes::from(build(stride))).expect("parse");
+        let (current, two, three) = (parse(STRIDE), parse(2), parse(3));
+        // Format 1: every gram, and no stride byte in the header.
+        let mut v1 = build(1);
+        v1.remove(5);
+        v1[..4].copy_from_slice(MAGIC_V1);
+        let v1 = FileIndex::parse(Bytes::from(v1)).expect("parse format 1");
+        assert_eq!(v1.stride, 1);
+        for index in [&current, &two, &three, &v1] {
+            // Every substring of at least 6 characters, at odd and even
+            // starts, with and without the token's start shown.
+            let token = "9f3a7c21d4e8b6";
+            for from in 0..token.len() {
+                for to in from + 6..=token.len() {
+                    let part = &token[from..to];
+                    for pattern in [format!("%{part}%"), format!("%={part}%")] {
+                        if pattern.starts_with("%=") && from > 0 {
+                            continue;
+                        }
+                        let s =
+                            TextSearch::from_filters(&[c("body").like(lit(&pattern))], &["body"])
+                                .expect("informative");
+                        // None: every block is read.
+                        let Some(sel) = index.select(&s) else {
+                            continue;
+                        };
+                        let read: Vec<bool> = (0..3)
+                            .map(|b| {
+                                sel.iter()
+                                    .scan(0, |row, r| {
+                                        let start = *row;
+                                        *row += r.row_count;
+                                        Some((start, r))
+                                    })
+                                    .any(|(start, r)| {
+                                        !r.skip
+                                            && start <= b * BLOCK_ROWS + 5
+                                            && b * BLOCK_ROWS + 5 < start + r.row_count
+                                    })
+                            })
+                            .collect();
+                        assert!(read[1], "{pattern} (stride {})", index.stride);
+                    }
+                }
+            }
+        }
     }
 }

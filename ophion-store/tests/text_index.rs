@@ -329,4 +329,69 @@ async fn searches_answer_the_same_with_and_without_the_index() {
     // The searches found rows, and the index skipped some.
     assert!(matched > searches.len() / 3, "{matched} searches matched");
     assert!(skipped > 0, "the index skipped no row");
+
+    // Case-insensitive searches are rewritten to functions that skip the
+    // regular expression and the lower-cased copy; the shapes the rewrite
+    // leaves alone (a pattern built by concat, `>= 1`) answer the same.
+    let agg = "SELECT count(*), sum(length(body)), min(body), max(body) FROM logs WHERE";
+    let mut pairs: Vec<(Search, Search)> = Vec::new();
+    for i in 0..160 {
+        let src = if i % 4 == 0 {
+            NEEDLES[r.random_range(0..NEEDLES.len())]
+        } else {
+            &lines[r.random_range(0..lines.len())]
+        };
+        let s = cut(&mut r, src);
+        let q = quote(&recase(&mut r, &s));
+        let low = s.to_lowercase();
+        pairs.push(match i % 3 {
+            0 => (
+                (format!("{agg} body ILIKE '%{q}%'"), Vec::new()),
+                (
+                    format!("{agg} body ILIKE concat('%', '{q}', '%')"),
+                    Vec::new(),
+                ),
+            ),
+            1 => (
+                (
+                    format!("{agg} strpos(lower(body), '{}') > 0", quote(&low)),
+                    Vec::new(),
+                ),
+                (
+                    format!("{agg} strpos(lower(body), '{}') >= 1", quote(&low)),
+                    Vec::new(),
+                ),
+            ),
+            _ => {
+                let p = vec![("q".to_string(), Param::Text(low))];
+                (
+                    (format!("{agg} strpos(lower(body), $q) > 0"), p.clone()),
+                    (format!("{agg} strpos(lower(body), $q) >= 1"), p),
+                )
+            }
+        });
+    }
+    let (fast, plain): (Vec<Search>, Vec<Search>) = pairs.into_iter().unzip();
+    let (a, b) = (answers(&store, &fast).await, answers(&store, &plain).await);
+    for ((q, a), b) in fast.iter().zip(&a).zip(&b) {
+        assert_eq!(a, b, "{q:?}");
+    }
+    for (search, function) in [
+        (
+            (format!("EXPLAIN {agg} body ILIKE '%k8s%'"), Vec::new()),
+            "ophion_icontains",
+        ),
+        (
+            (
+                format!("EXPLAIN {agg} strpos(lower(body), $q) > 0"),
+                vec![("q".to_string(), Param::Text("k8s".into()))],
+            ),
+            "ophion_lower_contains",
+        ),
+    ] {
+        let plan = answers(&store, std::slice::from_ref(&search))
+            .await
+            .concat();
+        assert!(plan.contains(function), "{}: {plan}", search.0);
+    }
 }
