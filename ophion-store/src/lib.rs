@@ -21,8 +21,9 @@
 //!  object_store put ──► catalog commit (+ WAL watermark) ──► WAL truncate
 //!                            ▲
 //!                  queries ──┘ (files pruned by tenant and time, log
-//!                              searches by the text index; footers and
-//!                              page indexes cached across queries)
+//!                              searches by the text index and without
+//!                              regular expressions (`textmatch`); footers
+//!                              and page indexes cached across queries)
 //! ```
 //!
 //! Metadata lives in SQLite ([`metadata`]): the store's file catalog here,

@@ -5,8 +5,9 @@
 //! copilot's text search) lower-cases every body into a new string first;
 //! both cost about twice a case-sensitive `LIKE` (measured in
 //! `benches/log_search.rs`). An analyzer rule ([`rewrite`]) turns the two
-//! shapes into functions that fold ASCII case on the fly and find the
-//! needle with `memchr`'s substring search:
+//! shapes into functions that fold ASCII case on the fly, finding the
+//! needle's rarest byte in either case with `memchr2` and comparing the
+//! window around it, without copying the text:
 //!
 //! - `col ILIKE '%x%'` (`x` ASCII, without wildcards or escapes) becomes
 //!   [`ICONTAINS`]`(col, 'x')`;
@@ -33,7 +34,6 @@ use datafusion::{
         ScalarUDFImpl, Signature, Volatility, expr::Like,
     },
 };
-use memchr::memmem;
 
 /// `ICONTAINS(col, 'x')`: `col ILIKE '%x%'` for an ASCII `x` without
 /// wildcards.
@@ -65,12 +65,64 @@ fn string_value(v: &ScalarValue) -> Option<&str> {
     }
 }
 
-/// Whether `haystack`, ASCII, holds `needle` (ASCII lower case) with ASCII
-/// case folded; `buf` is scratch.
-fn ascii_folded_contains(haystack: &[u8], finder: &memmem::Finder<'_>, buf: &mut Vec<u8>) -> bool {
-    buf.clear();
-    buf.extend(haystack.iter().map(u8::to_ascii_lowercase));
-    finder.find(buf).is_some()
+/// How common a byte is in log text, roughly (higher: more common): the
+/// byte of a needle a search looks for first is its rarest.
+fn commonness(b: u8) -> u8 {
+    const LETTERS: &[u8] = b"zqjxkvbpygfwmucldrhsnioate";
+    match b.to_ascii_lowercase() {
+        b' ' => 255,
+        c @ b'a'..=b'z' => 40 + 4 * LETTERS.iter().position(|l| *l == c).unwrap_or(0) as u8,
+        b'0'..=b'9' => 90,
+        b'.' | b'/' | b':' | b'=' | b'-' | b'_' | b',' | b'"' => 120,
+        _ => 20,
+    }
+}
+
+/// An ASCII-case-insensitive substring search: `memchr2` finds the two
+/// cases of the needle's rarest byte, and the window around each is
+/// compared. No copy of the text is made.
+#[derive(Debug)]
+struct Caseless {
+    needle: Vec<u8>,
+    anchor: usize,
+}
+
+impl Caseless {
+    fn new(needle: &[u8]) -> Self {
+        let anchor = (0..needle.len())
+            .min_by_key(|i| commonness(needle[*i]))
+            .unwrap_or(0);
+        Self {
+            needle: needle.to_vec(),
+            anchor,
+        }
+    }
+
+    fn found_in(&self, haystack: &[u8]) -> bool {
+        let n = self.needle.len();
+        if n == 0 {
+            return true;
+        }
+        if haystack.len() < n {
+            return false;
+        }
+        let a = self.needle[self.anchor];
+        let (lo, up) = (a.to_ascii_lowercase(), a.to_ascii_uppercase());
+        // The anchor byte's possible places.
+        let end = haystack.len() - n + self.anchor + 1;
+        let mut at = self.anchor;
+        while at < end {
+            let Some(i) = memchr::memchr2(lo, up, &haystack[at..end]) else {
+                return false;
+            };
+            let start = at + i - self.anchor;
+            if haystack[start..start + n].eq_ignore_ascii_case(&self.needle) {
+                return true;
+            }
+            at += i + 1;
+        }
+        false
+    }
 }
 
 impl ScalarUDFImpl for FoldedContains {
@@ -121,13 +173,9 @@ impl ScalarUDFImpl for FoldedContains {
         };
         // LOWER_CONTAINS searches for the needle as given (an upper-case
         // letter in it matches nothing lower-cased); ICONTAINS folds it.
-        let folded = if self.lower {
-            needle.as_bytes().to_vec()
-        } else {
-            needle.to_ascii_lowercase().into_bytes()
-        };
-        let finder = memmem::Finder::new(&folded);
-        let mut buf = Vec::new();
+        // lower() of an ASCII row has no upper-case letter to match one.
+        let ascii_rows_can_match = !self.lower || !needle.bytes().any(|b| b.is_ascii_uppercase());
+        let search = Caseless::new(needle.as_bytes());
         let mut out = Vec::with_capacity(haystack.len());
         // Rows that are not all ASCII, answered the original way below.
         let mut unicode: Vec<(usize, &str)> = Vec::new();
@@ -135,7 +183,7 @@ impl ScalarUDFImpl for FoldedContains {
             out.push(match v {
                 None => None,
                 Some(s) if s.is_ascii() => {
-                    Some(ascii_folded_contains(s.as_bytes(), &finder, &mut buf))
+                    Some(ascii_rows_can_match && search.found_in(s.as_bytes()))
                 }
                 Some(s) if self.lower => Some(s.to_lowercase().contains(needle)),
                 Some(s) => {
