@@ -9,6 +9,19 @@ use std::{
     process::{Child, Command, Stdio},
 };
 
+/// The directory a bench writes to: `--dir` when given (kept afterwards,
+/// for inspection), else a fresh temporary one, removed when the returned
+/// guard drops.
+pub fn work_dir(dir: Option<&Path>) -> (PathBuf, Option<tempfile::TempDir>) {
+    match dir {
+        Some(d) => (d.to_path_buf(), None),
+        None => {
+            let tmp = tempfile::tempdir().expect("a temporary directory");
+            (tmp.path().to_path_buf(), Some(tmp))
+        }
+    }
+}
+
 /// The first admin's password of the servers benches start.
 pub const ADMIN_PASSWORD: &str = "bench-admin-password";
 

@@ -37,7 +37,9 @@ use opentelemetry_proto::tonic::{
     common::v1::{AnyValue, any_value::Value},
     logs::v1::LogRecord,
 };
-use ophion_core::{Signal, TelemetryBatch, TenantId, testing::service_logs_request};
+use ophion_core::{
+    Signal, TelemetryBatch, TenantId, query::sql_literal, testing::service_logs_request,
+};
 use ophion_receiver::{
     Limits,
     convert::{self, TimeWindow},
@@ -550,11 +552,6 @@ async fn measure(store: &Store, runs: usize) -> Measured {
     Measured { searches, others }
 }
 
-/// SQL's quoting of a string literal.
-fn quoted(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
-}
-
 /// The held-out check (`--loghub`): searches cut at random from `kept`
 /// lines, each counted without and with the index (the counts must agree),
 /// with the rows the index skipped and the time saved.
@@ -572,20 +569,20 @@ async fn held_out_searches(store: Store, data: &std::path::Path, lines: usize, k
         searches.push(match i % 3 {
             0 if !wild => (
                 "LIKE",
-                format!("body LIKE {}", quoted(&format!("%{needle}%"))),
+                format!("body LIKE {}", sql_literal(&format!("%{needle}%"))),
             ),
             1 if !wild => (
                 "ILIKE",
                 format!(
                     "body ILIKE {}",
-                    quoted(&format!("%{}%", needle.to_uppercase()))
+                    sql_literal(&format!("%{}%", needle.to_uppercase()))
                 ),
             ),
             _ => (
                 "strpos",
                 format!(
                     "strpos(lower(body), {}) > 0",
-                    quoted(&needle.to_lowercase())
+                    sql_literal(&needle.to_lowercase())
                 ),
             ),
         });
@@ -753,14 +750,7 @@ async fn main() {
         a.python.is_some() || std::env::var("CI").as_deref() != Ok("true"),
         "CI=true: the DuckDB reference needs --python or OPHION_PYTHON"
     );
-    let tmp;
-    let dir = match &a.dir {
-        Some(d) => d.clone(),
-        None => {
-            tmp = tempfile::tempdir().expect("tmp");
-            tmp.path().to_path_buf()
-        }
-    };
+    let (dir, _tmp) = ophion_benches::work_dir(a.dir.as_deref());
     let data = dir.join("store");
     println!("# log search: {} lines, dir {}", a.lines, dir.display());
     if let Some(loghub) = &a.loghub {

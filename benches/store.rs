@@ -309,14 +309,7 @@ async fn logs_reference(python: &str, dir: &Path) {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let a = args();
-    let tmp;
-    let dir = match &a.dir {
-        Some(d) => d.clone(),
-        None => {
-            tmp = tempfile::tempdir().expect("tmp");
-            tmp.path().to_path_buf()
-        }
-    };
+    let (dir, _tmp) = ophion_benches::work_dir(a.dir.as_deref());
     let data = dir.join("store");
     let _ = std::fs::remove_dir_all(&data);
     std::fs::create_dir_all(&dir).expect("bench dir");

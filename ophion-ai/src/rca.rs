@@ -39,6 +39,8 @@ use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
+use ophion_core::query::sql_literal;
+
 use crate::spans::SpanInfo;
 
 /// What went wrong at a candidate.
@@ -561,9 +563,9 @@ fn candidate(
         evidence.push(format!("new version {}", new.join(", ")));
     }
     evidence.push(format!(
-        "SELECT * FROM spans WHERE service_name = '{}' AND name = '{}'",
-        name.replace('\'', "''"),
-        operation.replace('\'', "''")
+        "SELECT * FROM spans WHERE service_name = {} AND name = {}",
+        sql_literal(name),
+        sql_literal(&operation)
     ));
     o.slowest
         .sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(b.1)));

@@ -11,6 +11,13 @@ use arrow_schema::SchemaRef;
 
 use crate::TenantId;
 
+/// `text` as an SQL string literal (`'it''s'`), for queries built from
+/// values the program chose or shows to users as evidence. Never run user
+/// input this way: bind it as a [`Param`].
+pub fn sql_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
 /// A value bound to a named placeholder (`$service`, `$from`). Values never
 /// pass through the SQL text, so user input bound this way cannot change
 /// what a query does.

@@ -21,7 +21,7 @@
 //! ([`crate::textindex`]) reads both functions like the shapes they
 //! replace.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use arrow_array::{Array, ArrayRef, BooleanArray, Datum, Scalar, StringArray, cast::AsArray};
 use arrow_schema::DataType;
@@ -50,11 +50,21 @@ struct FoldedContains {
 }
 
 impl FoldedContains {
+    /// The function, made once per process for each of the two searches.
     fn udf(lower: bool) -> Arc<ScalarUDF> {
-        Arc::new(ScalarUDF::new_from_impl(Self {
-            lower,
-            signature: Signature::any(2, Volatility::Immutable),
-        }))
+        fn make(lower: bool) -> Arc<ScalarUDF> {
+            Arc::new(ScalarUDF::new_from_impl(FoldedContains {
+                lower,
+                signature: Signature::any(2, Volatility::Immutable),
+            }))
+        }
+        static ICONTAINS_UDF: LazyLock<Arc<ScalarUDF>> = LazyLock::new(|| make(false));
+        static LOWER_CONTAINS_UDF: LazyLock<Arc<ScalarUDF>> = LazyLock::new(|| make(true));
+        Arc::clone(if lower {
+            &LOWER_CONTAINS_UDF
+        } else {
+            &ICONTAINS_UDF
+        })
     }
 }
 

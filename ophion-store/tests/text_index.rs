@@ -22,7 +22,11 @@ use opentelemetry_proto::tonic::{
     common::v1::{AnyValue, any_value::Value},
     logs::v1::LogRecord,
 };
-use ophion_core::{Signal, TelemetryBatch, TenantId, query::Param, testing::service_logs_request};
+use ophion_core::{
+    Signal, TelemetryBatch, TenantId,
+    query::{Param, sql_literal},
+    testing::service_logs_request,
+};
 use ophion_receiver::{
     Limits,
     convert::{self, TimeWindow},
@@ -175,10 +179,6 @@ fn recase(r: &mut StdRng, s: &str) -> String {
         .collect()
 }
 
-fn quote(s: &str) -> String {
-    s.replace('\'', "''")
-}
-
 /// One search: SQL and its parameters.
 type Search = (String, Vec<(String, Param)>);
 
@@ -225,8 +225,11 @@ fn searches(r: &mut StdRng, lines: &[String]) -> Vec<Search> {
         let src = &lines[r.random_range(0..lines.len())];
         let s = cut(r, src);
         let sql = match i % 8 {
-            0 => format!("{agg} body LIKE '%{}%'", quote(&s)),
-            1 => format!("{agg} body ILIKE '%{}%'", quote(&recase(r, &s))),
+            0 => format!("{agg} body LIKE {}", sql_literal(&format!("%{s}%"))),
+            1 => format!(
+                "{agg} body ILIKE {}",
+                sql_literal(&format!("%{}%", &recase(r, &s)))
+            ),
             2 => {
                 out.push((
                     format!("{agg} strpos(lower(body), $q) > 0"),
@@ -240,26 +243,26 @@ fn searches(r: &mut StdRng, lines: &[String]) -> Vec<Search> {
                     .chars()
                     .map(|c| if r.random_range(0..5) == 0 { '_' } else { c })
                     .collect();
-                format!("{agg} body ILIKE '%{}%'", quote(&w))
+                format!("{agg} body ILIKE {}", sql_literal(&format!("%{w}%")))
             }
             4 => {
                 let prefix: String = src.chars().take(1 + r.random_range(0..20)).collect();
-                format!("{agg} body LIKE '{}%'", quote(&prefix))
+                format!("{agg} body LIKE {}", sql_literal(&format!("{prefix}%")))
             }
             5 => {
                 let j = r.random_range(0..lines.len());
                 let other = cut(r, &lines[j]);
                 format!(
-                    "{agg} (body LIKE '%{}%' OR body ILIKE '%{}%') AND severity_number >= 9",
-                    quote(&s),
-                    quote(&other)
+                    "{agg} (body LIKE {} OR body ILIKE {}) AND severity_number >= 9",
+                    sql_literal(&format!("%{s}%")),
+                    sql_literal(&format!("%{other}%"))
                 )
             }
-            6 => format!("{agg} contains(body, '{}')", quote(&s)),
+            6 => format!("{agg} contains(body, {})", sql_literal(&s)),
             _ => {
                 // Text in no line, most likely.
                 let absent = format!("{}{}", r.random::<u64>(), *WORDS.choose(r).expect("a list"));
-                format!("{agg} body ILIKE '%{}%'", quote(&absent))
+                format!("{agg} body ILIKE {}", sql_literal(&format!("%{absent}%")))
             }
         };
         out.push((sql, Vec::new()));
@@ -342,23 +345,26 @@ async fn searches_answer_the_same_with_and_without_the_index() {
             &lines[r.random_range(0..lines.len())]
         };
         let s = cut(&mut r, src);
-        let q = quote(&recase(&mut r, &s));
+        let q = recase(&mut r, &s);
         let low = s.to_lowercase();
         pairs.push(match i % 3 {
             0 => (
-                (format!("{agg} body ILIKE '%{q}%'"), Vec::new()),
                 (
-                    format!("{agg} body ILIKE concat('%', '{q}', '%')"),
+                    format!("{agg} body ILIKE {}", sql_literal(&format!("%{q}%"))),
+                    Vec::new(),
+                ),
+                (
+                    format!("{agg} body ILIKE concat('%', {}, '%')", sql_literal(&q)),
                     Vec::new(),
                 ),
             ),
             1 => (
                 (
-                    format!("{agg} strpos(lower(body), '{}') > 0", quote(&low)),
+                    format!("{agg} strpos(lower(body), {}) > 0", sql_literal(&low)),
                     Vec::new(),
                 ),
                 (
-                    format!("{agg} strpos(lower(body), '{}') >= 1", quote(&low)),
+                    format!("{agg} strpos(lower(body), {}) >= 1", sql_literal(&low)),
                     Vec::new(),
                 ),
             ),

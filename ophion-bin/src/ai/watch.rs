@@ -43,7 +43,8 @@ use super::{
     },
     red::{self, MINUTE_NS, Per},
 };
-use crate::read::{Range, literal, metrics, ts_text};
+use crate::read::{Range, metrics, ts_text};
+use ophion_core::query::sql_literal as literal;
 
 /// Insights kept.
 const MAX_INSIGHTS: usize = 500;

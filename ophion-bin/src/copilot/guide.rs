@@ -10,7 +10,7 @@ use super::{
     question::{Intent, Lang, Question},
     tools::{ToolError, Toolbox, service_link},
 };
-use crate::read::literal;
+use ophion_core::query::sql_literal as literal;
 
 /// Answers a root-cause, troubleshooting or dashboard question.
 pub(super) async fn answer(

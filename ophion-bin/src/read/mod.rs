@@ -188,12 +188,6 @@ pub fn ts_text(ns: i64) -> Value {
     json::value(&a, 0)
 }
 
-/// `text` as an SQL string literal, for the evidence queries shown to
-/// users (never for running user input: bind that with [`Params`]).
-pub fn literal(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
-}
-
 /// An attribute key safe to write inside `attributes['...']`: letters,
 /// digits and `._-/:`.
 pub fn attribute_key(key: &str) -> Result<&str, ReadError> {

@@ -196,11 +196,11 @@ async fn verify(
     out: &mut String,
 ) -> Result<(), CliError> {
     let started = std::time::Instant::now();
-    let quoted = service.replace('\'', "''");
+    let quoted = ophion_core::query::sql_literal(service);
     let sql = format!(
-        "SELECT 'spans' AS signal, count(*) AS n FROM spans WHERE service_name = '{quoted}' AND start_time > now() - INTERVAL '15 minutes' \
-         UNION ALL SELECT 'logs', count(*) FROM logs WHERE service_name = '{quoted}' AND timestamp > now() - INTERVAL '15 minutes' \
-         UNION ALL SELECT 'metric points', count(*) FROM metrics WHERE service_name = '{quoted}' AND timestamp > now() - INTERVAL '15 minutes'"
+        "SELECT 'spans' AS signal, count(*) AS n FROM spans WHERE service_name = {quoted} AND start_time > now() - INTERVAL '15 minutes' \
+         UNION ALL SELECT 'logs', count(*) FROM logs WHERE service_name = {quoted} AND timestamp > now() - INTERVAL '15 minutes' \
+         UNION ALL SELECT 'metric points', count(*) FROM metrics WHERE service_name = {quoted} AND timestamp > now() - INTERVAL '15 minutes'"
     );
     loop {
         let v = c
