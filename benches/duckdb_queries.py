@@ -3,7 +3,7 @@ files Ophion wrote, and prints median milliseconds.
 
 Usage: duckdb_queries.py FILE_LIST TRACE_IDS_FILE HOUR_FROM_NS HOUR_TO_NS DAY_TO_NS
 (FILE_LIST: one Parquet path per line, the files Ophion's catalog publishes)
-Prints: duckdb_ms <trace by id> <percentiles> <error rate>
+Prints: duckdb_ms <trace by id> <percentiles> <error rate> <median and max> <error spans>
 """
 import statistics
 import sys
@@ -37,11 +37,16 @@ pct = timed(
     "SELECT service_name, name, approx_quantile(duration_ns, 0.5), approx_quantile(duration_ns, 0.95), "
     "approx_quantile(duration_ns, 0.99), count(*) FROM spans "
     f"WHERE start_time >= {ts(hour_from)} AND start_time < {ts(hour_to)} GROUP BY service_name, name",
-    5,
+    7,
 )
 err = timed(
     "SELECT service_name, avg(CASE WHEN status_code = 'error' THEN 1.0 ELSE 0.0 END), count(*) FROM spans "
     f"WHERE start_time >= {ts(hour_from)} AND start_time < {ts(day_to)} GROUP BY service_name",
-    5,
+    7,
 )
-print(f"duckdb_ms {trace:.2f} {pct:.2f} {err:.2f}")
+median_max = timed(
+    "SELECT service_name, name, approx_quantile(duration_ns, 0.5), max(duration_ns) FROM spans GROUP BY service_name, name",
+    7,
+)
+errors = timed("SELECT service_name, count(*) FROM spans WHERE status_code = 'error' GROUP BY service_name", 7)
+print(f"duckdb_ms {trace:.2f} {pct:.2f} {err:.2f} {median_max:.2f} {errors:.2f}")

@@ -40,6 +40,12 @@ struct Args {
     dir: Option<PathBuf>,
     python: Option<String>,
     writers: usize,
+    /// `--queries-only`: run the queries on the store a previous run left
+    /// in `--dir`, as many times as given (for profiling them).
+    queries_only: Option<usize>,
+    /// Only the timed queries whose label contains this, or this query
+    /// when it starts with `SELECT` (profiling).
+    only: Option<String>,
 }
 
 fn args() -> Args {
@@ -48,6 +54,8 @@ fn args() -> Args {
         dir: None,
         python: std::env::var("OPHION_PYTHON").ok(),
         writers: 4,
+        queries_only: None,
+        only: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -56,6 +64,8 @@ fn args() -> Args {
             "--dir" => a.dir = it.next().map(PathBuf::from),
             "--python" => a.python = it.next(),
             "--writers" => a.writers = it.next().and_then(|v| v.parse().ok()).unwrap_or(a.writers),
+            "--queries-only" => a.queries_only = it.next().and_then(|v| v.parse().ok()),
+            "--only" => a.only = it.next(),
             _ => {} // cargo bench passes --bench
         }
     }
@@ -310,6 +320,13 @@ async fn logs_reference(python: &str, dir: &Path) {
 async fn main() {
     let a = args();
     let (dir, _tmp) = ophion_benches::work_dir(a.dir.as_deref());
+    if let Some(rounds) = a.queries_only {
+        assert!(
+            a.dir.is_some(),
+            "--queries-only needs the --dir of an earlier run"
+        );
+        return reopen(&dir, a.python.as_deref(), rounds, a.only.as_deref()).await;
+    }
     let data = dir.join("store");
     let _ = std::fs::remove_dir_all(&data);
     std::fs::create_dir_all(&dir).expect("bench dir");
@@ -345,13 +362,7 @@ async fn main() {
     });
     let pool_span_ns = times.clone().max().unwrap_or(0) - times.min().unwrap_or(0) + 1_000_000_000;
 
-    let mut config = StoreConfig::in_dir(&data);
-    config.buffer.flush_interval_secs = 30;
-    // The generated spans are from 2023: keep them.
-    config.retention.traces_days = 0;
-    // Compaction is measured on its own, after ingest.
-    config.compaction.enabled = false;
-    let store = Store::open(config).await.expect("open");
+    let store = Store::open(bench_config(&data)).await.expect("open");
     let t = TenantId::default();
     let rounds = a.spans.div_ceil(pool_spans);
     let total_spans = rounds * pool_spans;
@@ -519,46 +530,160 @@ async fn main() {
         }
     }
 
-    // Queries.
+    queries(&store, &dir, &data, &trace_ids, python.as_deref(), 1, None).await;
+}
+
+/// The config the bench's store runs with.
+fn bench_config(data: &Path) -> StoreConfig {
+    let mut config = StoreConfig::in_dir(data);
+    config.buffer.flush_interval_secs = 30;
+    // The generated spans are from 2023: keep them.
+    config.retention.traces_days = 0;
+    // Compaction is measured on its own, after ingest.
+    config.compaction.enabled = false;
+    config
+}
+
+/// `--queries-only`: the store a previous run left, with 20 of its trace
+/// ids spread over the data.
+async fn reopen(dir: &Path, python: Option<&str>, rounds: usize, only: Option<&str>) {
+    let data = dir.join("store");
+    let store = Store::open(bench_config(&data)).await.expect("open");
+    let out = store
+        .sql(
+            &TenantId::default(),
+            "SELECT trace_id FROM spans WHERE duration_ns % 100003 = 7 LIMIT 20",
+        )
+        .await
+        .expect("trace ids");
+    let trace_ids: Vec<String> = out
+        .batches
+        .iter()
+        .flat_map(|b| {
+            let ids = b.column(0).as_fixed_size_binary();
+            (0..ids.len())
+                .map(|i| hex::encode(ids.value(i)))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(!trace_ids.is_empty(), "no spans in {}", data.display());
+    queries(&store, dir, &data, &trace_ids, python, rounds, only).await;
+}
+
+/// The timed scans, with their labels: the store's two, then issue 20's
+/// two over all the data.
+fn timed_queries() -> [(&'static str, String); 4] {
+    let hour_from = T0 as i64;
+    let hour_to = hour_from + 3_600_000_000_000;
+    let day_to = hour_from + 86_400_000_000_000;
+    [
+        (
+            "p50/p95/p99 by service+operation over 1 h",
+            format!(
+                "SELECT service_name, name, approx_percentile_cont(duration_ns, 0.5) AS p50, approx_percentile_cont(duration_ns, 0.95) AS p95, \
+                 approx_percentile_cont(duration_ns, 0.99) AS p99, count(*) AS n FROM spans \
+                 WHERE start_time >= to_timestamp_nanos({hour_from}) AND start_time < to_timestamp_nanos({hour_to}) GROUP BY service_name, name"
+            ),
+        ),
+        (
+            "error rate by service over a day",
+            format!(
+                "SELECT service_name, avg(CASE WHEN status_code = 'error' THEN 1.0 ELSE 0.0 END) AS error_rate, count(*) AS n FROM spans \
+                 WHERE start_time >= to_timestamp_nanos({hour_from}) AND start_time < to_timestamp_nanos({day_to}) GROUP BY service_name"
+            ),
+        ),
+        (
+            "median and max duration by service+operation",
+            "SELECT service_name, name, approx_percentile_cont(duration_ns, 0.5) AS median, max(duration_ns) AS longest \
+             FROM spans GROUP BY service_name, name"
+                .to_owned(),
+        ),
+        (
+            "error spans by service",
+            "SELECT service_name, count(*) AS errors FROM spans WHERE status_code = 'error' GROUP BY service_name"
+                .to_owned(),
+        ),
+    ]
+}
+
+/// Times the queries (`rounds` times over, the figures printed each time),
+/// then DuckDB's on the same files; with `only`, just the timed queries
+/// whose label contains it, and no DuckDB.
+async fn queries(
+    store: &Store,
+    dir: &Path,
+    data: &Path,
+    trace_ids: &[String],
+    python: Option<&str>,
+    rounds: usize,
+    only: Option<&str>,
+) {
+    if let Some(plan) = only.filter(|o| o.starts_with("EXPLAIN")) {
+        let out = store
+            .sql(&TenantId::default(), plan)
+            .await
+            .expect("explain");
+        for b in &out.batches {
+            let text = b.column(1).as_string::<i32>();
+            for i in 0..b.num_rows() {
+                println!("{}", text.value(i));
+            }
+        }
+        return;
+    }
+    if let Some(only) = only {
+        for _ in 0..rounds {
+            let mut chosen: Vec<(&str, String)> = timed_queries().into_iter().collect();
+            if only.starts_with("SELECT") {
+                chosen = vec![(only, only.to_owned())];
+            }
+            for (label, q) in chosen {
+                if label.contains(only) {
+                    let (d, _) = time_query(store, &q, 7).await;
+                    println!("ophion: {label}: {:.1} ms", d.as_secs_f64() * 1e3);
+                }
+            }
+        }
+        return;
+    }
     let hour_from = T0 as i64;
     let hour_to = hour_from + 3_600_000_000_000;
     let q_trace = |id: &str| format!("SELECT * FROM spans WHERE trace_id = '{id}'");
-    let q_pct = format!(
-        "SELECT service_name, name, approx_percentile_cont(duration_ns, 0.5) AS p50, approx_percentile_cont(duration_ns, 0.95) AS p95, \
-         approx_percentile_cont(duration_ns, 0.99) AS p99, count(*) AS n FROM spans \
-         WHERE start_time >= to_timestamp_nanos({hour_from}) AND start_time < to_timestamp_nanos({hour_to}) GROUP BY service_name, name"
-    );
     let day_to = hour_from + 86_400_000_000_000;
-    let q_err = format!(
-        "SELECT service_name, avg(CASE WHEN status_code = 'error' THEN 1.0 ELSE 0.0 END) AS error_rate, count(*) AS n FROM spans \
-         WHERE start_time >= to_timestamp_nanos({hour_from}) AND start_time < to_timestamp_nanos({day_to}) GROUP BY service_name"
-    );
-    for q in [
-        "SELECT 1".to_owned(),
-        "SELECT count(*) FROM spans".to_owned(),
-        "SELECT service_name, count(*) FROM spans GROUP BY service_name".to_owned(),
-        "SELECT status_code, count(*) FROM spans GROUP BY status_code".to_owned(),
-    ] {
-        let (d, _) = time_query(&store, &q, 5).await;
-        println!("  {:>7.1} ms  {q}", d.as_secs_f64() * 1e3);
+    let mut ours = Vec::new();
+    for _ in 0..rounds {
+        for q in [
+            "SELECT 1".to_owned(),
+            "SELECT count(*) FROM spans".to_owned(),
+            "SELECT service_name, count(*) FROM spans GROUP BY service_name".to_owned(),
+            "SELECT status_code, count(*) FROM spans GROUP BY status_code".to_owned(),
+        ] {
+            let (d, _) = time_query(store, &q, 5).await;
+            println!("  {:>7.1} ms  {q}", d.as_secs_f64() * 1e3);
+        }
+        let mut trace_times = Vec::new();
+        for id in trace_ids {
+            let (d, rows) = time_query(store, &q_trace(id), 3).await;
+            assert!(rows > 0, "trace {id} not found");
+            trace_times.push(d);
+        }
+        let trace_ms = median(trace_times).as_secs_f64() * 1e3;
+        ours = vec![trace_ms];
+        for (label, q) in timed_queries() {
+            let (d, rows) = time_query(store, &q, 7).await;
+            println!(
+                "ophion: {label}: {:.1} ms ({rows} groups, median of 7)",
+                d.as_secs_f64() * 1e3
+            );
+            ours.push(d.as_secs_f64() * 1e3);
+        }
+        println!(
+            "ophion: trace by id {trace_ms:.1} ms (median of {} traces)",
+            trace_ids.len()
+        );
     }
-    let mut trace_times = Vec::new();
-    for id in &trace_ids {
-        let (d, rows) = time_query(&store, &q_trace(id), 3).await;
-        assert!(rows > 0, "trace {id} not found");
-        trace_times.push(d);
-    }
-    let trace_ms = median(trace_times).as_secs_f64() * 1e3;
-    let (pct, pct_rows) = time_query(&store, &q_pct, 5).await;
-    let (err, err_rows) = time_query(&store, &q_err, 5).await;
-    println!(
-        "ophion: trace by id {trace_ms:.1} ms (median of {} traces); p50/p95/p99 by service+operation over 1 h {:.0} ms ({pct_rows} groups); error rate by service over a day {:.0} ms ({err_rows} groups)",
-        trace_ids.len(),
-        pct.as_secs_f64() * 1e3,
-        err.as_secs_f64() * 1e3
-    );
 
-    if let Some(py) = &python {
+    if let Some(py) = python {
         // DuckDB reads exactly the published files (retired ones may linger
         // on disk until running queries are done with them).
         let list = dir.join("files.txt");
@@ -600,13 +725,19 @@ async fn main() {
                     .collect()
             })
             .unwrap_or_default();
-        if let [dt, dp, de] = vals[..] {
-            println!(
-                "ratio ophion/duckdb: trace by id {:.2}, percentiles {:.2}, error rate {:.2}",
-                trace_ms / dt,
-                pct.as_secs_f64() * 1e3 / dp,
-                err.as_secs_f64() * 1e3 / de
-            );
-        }
+        assert_eq!(vals.len(), ours.len(), "DuckDB printed {text}");
+        let names = [
+            "trace by id",
+            "percentiles",
+            "error rate",
+            "median and max",
+            "error spans",
+        ];
+        let ratios: Vec<String> = names
+            .iter()
+            .zip(ours.iter().zip(&vals))
+            .map(|(n, (o, d))| format!("{n} {:.2}", o / d))
+            .collect();
+        println!("ratio ophion/duckdb: {}", ratios.join(", "));
     }
 }

@@ -22,8 +22,10 @@
 //!                            ▲
 //!                  queries ──┘ (files pruned by tenant and time, log
 //!                              searches by the text index and without
-//!                              regular expressions (`textmatch`); footers
-//!                              and page indexes cached across queries)
+//!                              regular expressions (`textmatch`);
+//!                              percentiles from log-linear buckets
+//!                              (`percentile`); footers and page indexes
+//!                              cached across queries)
 //! ```
 //!
 //! Metadata lives in SQLite ([`metadata`]): the store's file catalog here,
@@ -57,6 +59,7 @@ mod maintenance;
 mod memory;
 pub mod metadata;
 mod objstore;
+mod percentile;
 pub mod persist;
 pub mod query;
 pub mod rollup;

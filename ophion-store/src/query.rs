@@ -886,6 +886,10 @@ pub(crate) fn new_session(
         .with_analyzer_rules(rules)
         .build();
     let ctx = SessionContext::new_with_state(state);
+    // Percentiles from relative-error sketches (see `percentile`).
+    ctx.register_udaf(datafusion::logical_expr::AggregateUDF::new_from_impl(
+        crate::percentile::SketchPercentile::default(),
+    ));
     for signal in Signal::ALL {
         ctx.register_table(table_name(signal), table(signal))?;
     }
