@@ -644,15 +644,23 @@ mod tests {
         ctx
     }
 
-    /// `(g, answer)` for each group, in group order.
-    async fn answers_of(ctx: &SessionContext, sql: &str) -> Vec<(i64, Option<f64>)> {
-        let batches = ctx
-            .sql(sql)
+    async fn run(ctx: &SessionContext, sql: &str) -> Vec<RecordBatch> {
+        ctx.sql(sql)
             .await
             .expect("plan")
             .collect()
             .await
-            .expect("run");
+            .expect("run")
+    }
+
+    /// The value of rank `q × (n - 1)` (rounded down) of `sorted`.
+    fn at_rank(sorted: &[f64], q: f64) -> f64 {
+        sorted[(q * (sorted.len() - 1) as f64).floor() as usize]
+    }
+
+    /// `(g, answer)` for each group, in group order.
+    async fn answers_of(ctx: &SessionContext, sql: &str) -> Vec<(i64, Option<f64>)> {
+        let batches = run(ctx, sql).await;
         let mut out: Vec<(i64, Option<f64>)> = batches
             .iter()
             .flat_map(|b| {
@@ -719,7 +727,7 @@ mod tests {
                 }
                 let mut sorted = xs.clone();
                 sorted.sort_by(f64::total_cmp);
-                let truth = sorted[(q * (sorted.len() - 1) as f64).floor() as usize];
+                let truth = at_rank(&sorted, q);
                 assert!(
                     (v - truth).abs() <= alpha * truth.abs() * (1.0 + 1e-9),
                     "group {g} ({} values), q {q}: {v} against {truth}",
@@ -731,15 +739,9 @@ mod tests {
         let all: Vec<f64> = groups.concat();
         let mut sorted = all.clone();
         sorted.sort_by(f64::total_cmp);
-        let batches = ours
-            .sql("SELECT approx_percentile_cont(x, 0.9) FROM t")
-            .await
-            .expect("plan")
-            .collect()
-            .await
-            .expect("run");
+        let batches = run(&ours, "SELECT approx_percentile_cont(x, 0.9) FROM t").await;
         let v = batches[0].column(0).as_primitive::<Float64Type>().value(0);
-        let truth = sorted[(0.9 * (sorted.len() - 1) as f64).floor() as usize];
+        let truth = at_rank(&sorted, 0.9);
         assert!(
             (v - truth).abs() <= alpha * truth.abs() * (1.0 + 1e-9),
             "{v} against {truth}"
@@ -757,18 +759,12 @@ mod tests {
         let one = |sql: &'static str| {
             let ctx = ctx.clone();
             async move {
-                let b = ctx
-                    .sql(sql)
-                    .await
-                    .expect("plan")
-                    .collect()
-                    .await
-                    .expect("run");
+                let b = run(&ctx, sql).await;
                 b[0].column(0).as_primitive::<Float64Type>().value(0)
             }
         };
-        let p90 = sorted[(0.9 * (sorted.len() - 1) as f64).floor() as usize];
-        let p10 = sorted[(0.1 * (sorted.len() - 1) as f64).floor() as usize];
+        let p90 = at_rank(&sorted, 0.9);
+        let p10 = at_rank(&sorted, 0.1);
         for (sql, truth) in [
             (
                 "SELECT approx_percentile_cont(0.9) WITHIN GROUP (ORDER BY x) FROM t",
@@ -802,13 +798,11 @@ mod tests {
         // percentile is a plan error.
         let v = one("SELECT approx_percentile_cont(x, 0.9, 200) FROM t").await;
         assert!((v - p90).abs() < 0.05 * p90, "{v} against {p90}");
-        let b = ctx
-            .sql("SELECT approx_percentile_cont(x, 0.5) FROM t WHERE g = 1")
-            .await
-            .expect("plan")
-            .collect()
-            .await
-            .expect("run");
+        let b = run(
+            &ctx,
+            "SELECT approx_percentile_cont(x, 0.5) FROM t WHERE g = 1",
+        )
+        .await;
         assert!(b[0].column(0).is_null(0));
         let err = ctx
             .sql("SELECT approx_percentile_cont(x, 1.5) FROM t")
