@@ -4,7 +4,8 @@
 //! until the server is idle again, so snapshots and compaction the load
 //! caused are included), its idle
 //! resident memory, and the time from an acknowledged export to the span
-//! being returned by a query. The server runs on core 0 and the generator on
+//! being returned by a query, and the API's own cost per query (`SELECT 1`
+//! round trips). The server runs on core 0 and the generator on
 //! core 1 (`taskset`), with the WAL fsync on (the default).
 //!
 //! Run (full): `cargo build --release -p ophion-bin && cargo bench -p ophion-benches --bench server_load -- --spans 2000000`
@@ -357,6 +358,31 @@ async fn run(a: Args) {
         "idle RSS {idle:.1} MiB; acknowledged -> queryable: median {:.1} ms, max {:.1} ms (20 traces; includes one query round trip)",
         median.as_secs_f64() * 1e3,
         delays.last().map_or(0.0, |d| d.as_secs_f64() * 1e3)
+    );
+    // The API's own cost per query: `SELECT 1` reads nothing, so its round
+    // trip is the token check, session, planning and JSON, over loopback.
+    let mut trips = Vec::new();
+    for _ in 0..50 {
+        let t = Instant::now();
+        let r = web
+            .post(format!("{api}/api/v1/query"))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({ "sql": "SELECT 1 AS one" }))
+            .send()
+            .await
+            .expect("query");
+        let status = r.status();
+        let v: serde_json::Value = r.json().await.expect("json");
+        trips.push(t.elapsed());
+        assert!(status.is_success() && v["rows"][0][0] == 1, "{status}: {v}");
+        // Under the per-user rate limit (20 a second).
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+    trips.sort();
+    println!(
+        "API per-query overhead (SELECT 1 through POST /api/v1/query, 50 runs): median {:.2} ms, p90 {:.2} ms",
+        trips[trips.len() / 2].as_secs_f64() * 1e3,
+        trips[trips.len() * 9 / 10].as_secs_f64() * 1e3
     );
     let total: usize = results.iter().map(|r| r.spans).sum();
     assert_eq!(

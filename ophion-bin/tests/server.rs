@@ -668,6 +668,23 @@ async fn check_ops(http: &reqwest::Client, server: &Server, sent: &Sent3) {
     assert!(text.contains("ophion_refused_requests_total{reason=\"bad_data\"}"));
     assert!(text.contains("# TYPE ophion_flush_seconds histogram"));
     assert!(text.contains("# TYPE ophion_parquet_files_compacted_total counter"));
+    for counter in [
+        "ophion_parquet_files_expired_total",
+        "ophion_parquet_orphans_deleted_total",
+        "ophion_text_index_rows_skipped_total",
+    ] {
+        assert!(
+            text.contains(&format!("# TYPE {counter} counter")),
+            "{counter}"
+        );
+        let value = text.lines().find_map(|l| {
+            l.strip_prefix(counter)?
+                .strip_prefix(' ')?
+                .parse::<u64>()
+                .ok()
+        });
+        assert!(value.is_some(), "{counter} has no value");
+    }
     let _ = &sent.traces;
 }
 

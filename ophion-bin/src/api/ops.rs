@@ -332,6 +332,24 @@ pub(super) async fn prometheus(State(s): State<Arc<ApiState>>) -> Response {
         st.files_compacted.load(Relaxed),
     );
     e.one(
+        "ophion_parquet_files_expired_total",
+        "counter",
+        "Parquet files removed by retention.",
+        st.files_expired.load(Relaxed),
+    );
+    e.one(
+        "ophion_parquet_orphans_deleted_total",
+        "counter",
+        "Unpublished Parquet files (left by a crash) deleted at start.",
+        st.orphans_deleted.load(Relaxed),
+    );
+    e.one(
+        "ophion_text_index_rows_skipped_total",
+        "counter",
+        "File rows that log text searches skipped by the text index.",
+        st.text_index_rows_skipped.load(Relaxed),
+    );
+    e.one(
         "ophion_parquet_bytes",
         "gauge",
         "Bytes of published Parquet files.",
