@@ -570,12 +570,17 @@ async fn reopen(dir: &Path, python: Option<&str>, rounds: usize, only: Option<&s
     queries(&store, dir, &data, &trace_ids, python, rounds, only).await;
 }
 
+/// The time bounds of the timed scans: the data's first hour and day,
+/// `(from, hour_to, day_to)` in nanoseconds.
+fn time_bounds() -> (i64, i64, i64) {
+    let from = T0 as i64;
+    (from, from + 3_600_000_000_000, from + 86_400_000_000_000)
+}
+
 /// The timed scans, with their labels: the store's two, then issue 20's
-/// two over all the data.
+/// two over all the data (`duckdb_queries.py` runs them in this order).
 fn timed_queries() -> [(&'static str, String); 4] {
-    let hour_from = T0 as i64;
-    let hour_to = hour_from + 3_600_000_000_000;
-    let day_to = hour_from + 86_400_000_000_000;
+    let (hour_from, hour_to, day_to) = time_bounds();
     [
         (
             "p50/p95/p99 by service+operation over 1 h",
@@ -646,10 +651,8 @@ async fn queries(
         }
         return;
     }
-    let hour_from = T0 as i64;
-    let hour_to = hour_from + 3_600_000_000_000;
+    let (hour_from, hour_to, day_to) = time_bounds();
     let q_trace = |id: &str| format!("SELECT * FROM spans WHERE trace_id = '{id}'");
-    let day_to = hour_from + 86_400_000_000_000;
     let mut ours = Vec::new();
     for _ in 0..rounds {
         for q in [
@@ -726,15 +729,8 @@ async fn queries(
             })
             .unwrap_or_default();
         assert_eq!(vals.len(), ours.len(), "DuckDB printed {text}");
-        let names = [
-            "trace by id",
-            "percentiles",
-            "error rate",
-            "median and max",
-            "error spans",
-        ];
+        let names = std::iter::once("trace by id").chain(timed_queries().map(|(label, _)| label));
         let ratios: Vec<String> = names
-            .iter()
             .zip(ours.iter().zip(&vals))
             .map(|(n, (o, d))| format!("{n} {:.2}", o / d))
             .collect();

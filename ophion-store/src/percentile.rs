@@ -27,7 +27,7 @@
 //! The three-argument form (`approx_percentile_cont(x, p, centroids)`)
 //! asks for a t-digest of a given size and is still DataFusion's.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use arrow_array::{
     Array, ArrayRef, BinaryArray, BooleanArray, Float64Array, RecordBatch, cast::AsArray,
@@ -39,7 +39,8 @@ use datafusion::{
     error::Result,
     functions_aggregate::approx_percentile_cont::ApproxPercentileCont,
     logical_expr::{
-        Accumulator, AggregateUDFImpl, Documentation, EmitTo, GroupsAccumulator, Signature,
+        Accumulator, AggregateUDF, AggregateUDFImpl, Documentation, EmitTo, GroupsAccumulator,
+        Signature,
         function::{AccumulatorArgs, StateFieldsArgs},
         utils::format_state_name,
     },
@@ -345,6 +346,13 @@ impl Reader<'_> {
     }
 }
 
+/// The function sessions register, made once per process.
+pub(crate) fn udaf() -> AggregateUDF {
+    static UDAF: LazyLock<AggregateUDF> =
+        LazyLock::new(|| AggregateUDF::new_from_impl(SketchPercentile::default()));
+    UDAF.clone()
+}
+
 /// `approx_percentile_cont` with [`Sketch`]es for its two-argument form.
 #[derive(Debug, Default, PartialEq, Eq, Hash)]
 pub(crate) struct SketchPercentile {
@@ -591,7 +599,6 @@ mod tests {
     use super::*;
     use datafusion::{
         datasource::MemTable,
-        logical_expr::AggregateUDF,
         prelude::{SessionConfig, SessionContext},
     };
     use rand::{Rng, SeedableRng, rngs::StdRng};
@@ -602,7 +609,7 @@ mod tests {
         let config = SessionConfig::new().with_target_partitions(2);
         let ctx = SessionContext::new_with_config(config);
         if sketches {
-            ctx.register_udaf(AggregateUDF::new_from_impl(SketchPercentile::default()));
+            ctx.register_udaf(udaf());
         }
         let rows: Vec<(i64, f64)> = groups
             .iter()

@@ -887,9 +887,7 @@ pub(crate) fn new_session(
         .build();
     let ctx = SessionContext::new_with_state(state);
     // Percentiles from relative-error sketches (see `percentile`).
-    ctx.register_udaf(datafusion::logical_expr::AggregateUDF::new_from_impl(
-        crate::percentile::SketchPercentile::default(),
-    ));
+    ctx.register_udaf(crate::percentile::udaf());
     for signal in Signal::ALL {
         ctx.register_table(table_name(signal), table(signal))?;
     }
