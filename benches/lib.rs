@@ -1,7 +1,9 @@
 //! Benchmarks of Ophion's subsystems; see `receiver.rs` and docs/benchmarks.md.
 //! This library holds what several benches share: starting the server
-//! binary and signing in ([`Started`]), and reading loghub-2k
-//! ([`loghub_contents`]).
+//! binary and signing in ([`Started`]), reading loghub-2k
+//! ([`loghub_contents`]) and generating log lines ([`lines`]).
+
+pub mod lines;
 
 use std::{
     io::BufRead as _,

@@ -3,20 +3,7 @@
 
 mod common;
 
-use ophion_store::StoreConfig;
-
-fn local(dir: &std::path::Path) -> StoreConfig {
-    let mut c = StoreConfig::in_dir(dir);
-    c.buffer.flush_interval_secs = 3600; // snapshots only when a test asks
-    // The generated data is from 2023; scenarios that test retention set it.
-    c.retention = ophion_store::config::RetentionConfig {
-        traces_days: 0,
-        logs_days: 0,
-        metrics_days: 0,
-        max_bytes: 0,
-    };
-    c
-}
+use common::local;
 
 macro_rules! scenario {
     ($($name:ident),* $(,)?) => {$(

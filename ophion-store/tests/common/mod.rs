@@ -53,6 +53,21 @@ pub async fn count(store: &Store, tenant: &TenantId, sql: &str) -> i64 {
         .value(0)
 }
 
+/// The local filesystem backend's configuration for a test: snapshots
+/// only when the test asks, and no retention (the generated data is from
+/// 2023; scenarios that test retention set it).
+pub fn local(dir: &std::path::Path) -> StoreConfig {
+    let mut c = StoreConfig::in_dir(dir);
+    c.buffer.flush_interval_secs = 3600;
+    c.retention = ophion_store::config::RetentionConfig {
+        traces_days: 0,
+        logs_days: 0,
+        metrics_days: 0,
+        max_bytes: 0,
+    };
+    c
+}
+
 /// Makes a store configuration for a fresh directory.
 pub type Config = dyn Fn(&std::path::Path) -> StoreConfig + Send + Sync;
 
