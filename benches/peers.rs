@@ -9,7 +9,8 @@
 //! Records: `--lines` log lines from the log search bench's generator
 //! ([`ophion_benches::lines::LineGen`]: eight formats, mostly unique
 //! bodies, the planted order id) and `--spans` shop spans from
-//! [`ophion_core::testing::Generator`], as OTLP/HTTP protobuf. Each
+//! [`ophion_core::testing::Generator`], as OTLP/HTTP JSON (Parseable's
+//! open-source server refuses protobuf). Each
 //! server's answers are compared (row counts, and the counts themselves)
 //! before any time is reported, so a query that means something else on
 //! one side is caught.
@@ -33,7 +34,6 @@ use ophion_benches::{
     lines::{LineGen, ORDER, request},
 };
 use ophion_core::testing::{Generator, now_ns, process, span_count};
-use prost::Message as _;
 
 #[derive(Debug)]
 struct Args {
@@ -259,8 +259,8 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// Sends `body` (OTLP protobuf) to both servers; retries an answer of
-/// overload.
+/// Sends `body` (OTLP/JSON: Parseable's open-source server takes no
+/// protobuf) to both servers; retries an answer of overload.
 async fn send(
     web: &reqwest::Client,
     ophion: &str,
@@ -280,7 +280,7 @@ async fn send(
                     .header("X-P-Log-Source", format!("otel-{signal}")),
             };
             let r = r
-                .header("content-type", "application/x-protobuf")
+                .header("content-type", "application/json")
                 .body(body.clone())
                 .send()
                 .await
@@ -338,7 +338,7 @@ async fn main() {
     let mut sent = 0usize;
     while sent < a.lines {
         let n = 4096.min(a.lines - sent);
-        let body = request(&mut g, t0, sent as u64, n).encode_to_vec();
+        let body = serde_json::to_vec(&request(&mut g, t0, sent as u64, n)).expect("otlp json");
         send(&web, &ophion.http, &parseable, "logs", "logs", body).await;
         sent += n;
     }
@@ -359,7 +359,7 @@ async fn main() {
             &parseable,
             "traces",
             "traces",
-            req.encode_to_vec(),
+            serde_json::to_vec(&req).expect("otlp json"),
         )
         .await;
     }

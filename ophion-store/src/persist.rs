@@ -42,6 +42,11 @@ const ROW_GROUP_ROWS: usize = 64 * 1024;
 /// columns stay one page.
 const SPAN_PAGE_BYTES: usize = 32 * 1024;
 
+/// Bytes (before compression) of an indexed text column's data page: room
+/// for a whole index block of lines (8,192 lines of 1 KiB), so pages end
+/// where blocks do.
+const INDEXED_PAGE_BYTES: usize = 8 << 20;
+
 /// The column a signal's rows are partitioned and pruned by.
 pub fn time_column(signal: Signal) -> &'static str {
     match signal {
@@ -278,6 +283,21 @@ pub fn writer_properties(
         .set_column_encoding(time, Encoding::DELTA_BINARY_PACKED);
     if signal == Signal::Traces {
         b = b.set_data_page_size_limit(SPAN_PAGE_BYTES);
+    }
+    if !textindex::indexed_columns(signal).is_empty() {
+        // A text search reads the blocks its index selects: with a page
+        // per block, a selected block decodes its own rows and no others
+        // (at the default 1 MiB a page, a log body's pages held about
+        // 7,000 rows, so most blocks straddled two pages). No dictionary:
+        // mostly unique lines outgrow it, and the fallback to plain pages
+        // cuts a page wherever it happens.
+        b = b.set_data_page_row_count_limit(textindex::BLOCK_ROWS);
+        for c in textindex::indexed_columns(signal) {
+            let c = ColumnPath::from(*c);
+            b = b
+                .set_column_data_page_size_limit(c.clone(), INDEXED_PAGE_BYTES)
+                .set_column_dictionary_enabled(c, false);
+        }
     }
     if matches!(signal, Signal::Traces | Signal::Logs) {
         let trace_id = ColumnPath::from(col::TRACE_ID);
@@ -654,6 +674,55 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// A log file's body pages end where the text index's blocks do, so a
+    /// block the index selects is one page.
+    #[test]
+    fn indexed_text_pages_are_index_blocks() {
+        use ophion_receiver::{Limits, convert};
+        let g = &mut ophion_core::testing::Generator::new(3, 1_700_000_000_000_000_000);
+        let batch = convert::logs(
+            &g.logs(40_000),
+            &Limits::default(),
+            convert::TimeWindow::ALL,
+            0,
+        )
+        .batch
+        .expect("rows");
+        let batch = sort(&batch, Signal::Logs).expect("sort");
+        let rows: Vec<(usize, usize)> = (0..batch.num_rows()).map(|r| (0, r)).collect();
+        let (_, bytes) =
+            encode_rows(&[batch], &rows, Signal::Logs, Effort::Snapshot).expect("encode");
+        let meta = ParquetMetaDataReader::new()
+            .with_page_index_policy(PageIndexPolicy::Required)
+            .parse_and_finish(&bytes)
+            .expect("footer");
+        let body = meta
+            .file_metadata()
+            .schema_descr()
+            .columns()
+            .iter()
+            .position(|c| c.name() == col::BODY)
+            .expect("body");
+        let offsets = meta.offset_index().expect("offset index");
+        let mut first_rows = Vec::new();
+        let mut start = 0i64;
+        for (rg, index) in meta.row_groups().iter().zip(offsets) {
+            for page in index[body].page_locations() {
+                first_rows.push(start + page.first_row_index);
+            }
+            start += rg.num_rows();
+        }
+        assert!(first_rows.len() >= 4, "the test's premise: {first_rows:?}");
+        let block = textindex::BLOCK_ROWS as i64;
+        assert!(
+            first_rows
+                .iter()
+                .enumerate()
+                .all(|(i, &r)| r == i as i64 * block),
+            "{first_rows:?}"
+        );
     }
 
     #[test]

@@ -230,22 +230,23 @@ impl Auth {
         let row: Option<(String, String, String, bool, i64, bool)> = self
             .meta
             .call(move |c| {
-                c.query_row(
+                // Every authenticated request runs this: parsed once per
+                // connection, not once per request.
+                c.prepare_cached(
                     "SELECT tenant_id, username, role, disabled != 0, token_version,
                             EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = ?2)
                      FROM users WHERE id = ?1",
-                    params![id, jti],
-                    |r| {
-                        Ok((
-                            r.get(0)?,
-                            r.get(1)?,
-                            r.get(2)?,
-                            r.get(3)?,
-                            r.get(4)?,
-                            r.get(5)?,
-                        ))
-                    },
-                )
+                )?
+                .query_row(params![id, jti], |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                    ))
+                })
                 .optional()
             })
             .await?;
