@@ -16,7 +16,7 @@ use std::{
 };
 
 use axum::{body::Body, extract::State, http::Request, response::Response};
-use ophion_store::{StoreConfig, config::ObjectStoreConfig};
+use ophion_store::config::ObjectStoreConfig;
 
 const BUCKET: &str = "ophion-test";
 
@@ -96,14 +96,7 @@ async fn store_suite_on_s3_with_failing_puts() {
     let (proxy_addr, proxy) = start_proxy(moto_url).await;
     let endpoint = format!("http://{proxy_addr}");
     let s3 = move |dir: &std::path::Path| {
-        let mut c = StoreConfig::in_dir(dir);
-        c.buffer.flush_interval_secs = 3600;
-        c.retention = ophion_store::config::RetentionConfig {
-            traces_days: 0,
-            logs_days: 0,
-            metrics_days: 0,
-            max_bytes: 0,
-        };
+        let mut c = scenarios::local(dir);
         c.object_store = ObjectStoreConfig::S3 {
             bucket: BUCKET.into(),
             region: "us-east-1".into(),
