@@ -24,6 +24,12 @@ pub fn work_dir(dir: Option<&Path>) -> (PathBuf, Option<tempfile::TempDir>) {
     }
 }
 
+/// The median of `v` (the upper one of an even count).
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
 /// The first admin's password of the servers benches start.
 pub const ADMIN_PASSWORD: &str = "bench-admin-password";
 

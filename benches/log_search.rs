@@ -13,6 +13,10 @@
 //! `cargo build --release -p ophion-bin -p ophion-benches --bins --bench log_search`,
 //! then `target/release/deps/log_search-<hash> --lines 1000000 --python ~/.cache/ophion-venv/bin/python`.
 //! CI runs a smoke pass (the default 60,000 lines) under `cargo test`.
+//! `--runs N` sets the timed runs per query (default 7; the median is
+//! reported); `--dir D` keeps the store there; `--index-cache-mb N` sets
+//! the store's `text_index_cache_mb`; `--reuse` (with `--dir`) times only
+//! the indexed searches on the store an earlier run left there.
 //!
 //! `--loghub DIR` is the check on data this bench's author did not write:
 //! lines are loghub-2k's (sixteen real systems, `../shared/data/loghub-2k`)
@@ -32,7 +36,10 @@ use std::{
 };
 
 use arrow_array::{RecordBatch, cast::AsArray, types::Int64Type};
-use ophion_benches::lines::{LineGen, Lines, Loghub, Rng, request};
+use ophion_benches::{
+    lines::{LineGen, Lines, Loghub, Rng, request},
+    median,
+};
 use ophion_core::{Signal, TelemetryBatch, TenantId, query::sql_literal};
 use ophion_receiver::{
     Limits,
@@ -48,6 +55,15 @@ struct Args {
     python: Option<String>,
     dir: Option<PathBuf>,
     loghub: Option<PathBuf>,
+    /// Timed runs per query (the median is reported).
+    runs: usize,
+    /// `--index-cache-mb N`: the store's `text_index_cache_mb` (default:
+    /// the store's default).
+    index_cache_mb: Option<usize>,
+    /// `--reuse`: query the store an earlier run left in `--dir`, with the
+    /// index only (no ingest, no scan without it, no DuckDB): another
+    /// setting's figures on the same files.
+    reuse: bool,
 }
 
 fn args() -> Args {
@@ -56,6 +72,9 @@ fn args() -> Args {
         python: std::env::var("OPHION_PYTHON").ok(),
         dir: None,
         loghub: None,
+        runs: 7,
+        index_cache_mb: None,
+        reuse: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -64,15 +83,13 @@ fn args() -> Args {
             "--python" => a.python = it.next(),
             "--dir" => a.dir = it.next().map(PathBuf::from),
             "--loghub" => a.loghub = it.next().map(PathBuf::from),
+            "--runs" => a.runs = it.next().and_then(|v| v.parse().ok()).unwrap_or(a.runs),
+            "--index-cache-mb" => a.index_cache_mb = it.next().and_then(|v| v.parse().ok()),
+            "--reuse" => a.reuse = true,
             _ => {} // cargo passes --bench
         }
     }
     a
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 /// Median milliseconds of `runs` runs, and the rows of the last.
@@ -102,6 +119,9 @@ fn config(dir: &std::path::Path, index: bool) -> StoreConfig {
     c.retention.logs_days = 0;
     c.compaction.enabled = false;
     c.query.text_index = index;
+    if let Some(mb) = args().index_cache_mb {
+        c.query.text_index_cache_mb = mb;
+    }
     c
 }
 
@@ -377,6 +397,26 @@ async fn main() {
         held_out_searches(store, &data, a.lines, &g.kept).await;
         return;
     }
+    let runs = a.runs.max(1);
+    if a.reuse {
+        let store = Store::open(config(&data, true)).await.expect("reopen");
+        println!(
+            "reused: {} files, text_index_cache_mb {}",
+            store.files().len(),
+            config(&data, true).query.text_index_cache_mb
+        );
+        let with = measure(&store, runs).await;
+        println!("\n| search | matches | rows skipped | count, index | first 100, index |");
+        println!("|---|---|---|---|---|");
+        for (i, (name, _)) in SEARCHES.iter().enumerate() {
+            let w = with.searches[i];
+            println!(
+                "| {name} | {} | {} rows | {:.1} ms | {:.1} ms |",
+                w.0, w.3, w.1, w.2
+            );
+        }
+        return;
+    }
     let store = ingest(&data, &mut LineGen::new(7, a.lines as u64), a.lines).await;
     let root = data.join("parquet");
     store.close().await.expect("close");
@@ -384,7 +424,6 @@ async fn main() {
 
     // The searches without the index, then with it, on the same files,
     // each in a freshly opened store.
-    let runs = 7;
     let store = Store::open(config(&data, false)).await.expect("reopen");
     let without = measure(&store, runs).await;
     store.close().await.expect("close");

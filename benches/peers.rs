@@ -32,6 +32,7 @@ use std::{
 use ophion_benches::{
     Started,
     lines::{LineGen, ORDER, request},
+    median,
 };
 use ophion_core::testing::{Generator, now_ns, process, span_count};
 
@@ -254,19 +255,14 @@ struct Question {
     count: bool,
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 /// Sends `body` (OTLP/JSON: Parseable's open-source server takes no
-/// protobuf) to both servers; retries an answer of overload.
+/// protobuf) to both servers, into Parseable's stream named after the
+/// signal; retries an answer of overload.
 async fn send(
     web: &reqwest::Client,
     ophion: &str,
     parseable: &Parseable,
     signal: &str,
-    stream: &str,
     body: Vec<u8>,
 ) {
     for side in [Side::Ophion, Side::Parseable] {
@@ -276,7 +272,7 @@ async fn send(
                 Side::Parseable => web
                     .post(format!("{}/v1/{signal}", parseable.url))
                     .basic_auth(P_USER, Some(P_PASSWORD))
-                    .header("X-P-Stream", stream)
+                    .header("X-P-Stream", signal)
                     .header("X-P-Log-Source", format!("otel-{signal}")),
             };
             let r = r
@@ -339,7 +335,7 @@ async fn main() {
     while sent < a.lines {
         let n = 4096.min(a.lines - sent);
         let body = serde_json::to_vec(&request(&mut g, t0, sent as u64, n)).expect("otlp json");
-        send(&web, &ophion.http, &parseable, "logs", "logs", body).await;
+        send(&web, &ophion.http, &parseable, "logs", body).await;
         sent += n;
     }
     let mut spans = 0usize;
@@ -357,7 +353,6 @@ async fn main() {
             &web,
             &ophion.http,
             &parseable,
-            "traces",
             "traces",
             serde_json::to_vec(&req).expect("otlp json"),
         )

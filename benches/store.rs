@@ -46,6 +46,10 @@ struct Args {
     /// Only the timed queries whose label contains this, or this query
     /// when it starts with `SELECT` (profiling).
     only: Option<String>,
+    /// `--queries-only` with `--stitch`: first stitch every snapshot file,
+    /// however large, into files of up to 64 MiB (fewer files, the same
+    /// row groups), to measure what the files' count costs the scans.
+    stitch: bool,
 }
 
 fn args() -> Args {
@@ -56,6 +60,7 @@ fn args() -> Args {
         writers: 4,
         queries_only: None,
         only: None,
+        stitch: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -66,6 +71,7 @@ fn args() -> Args {
             "--writers" => a.writers = it.next().and_then(|v| v.parse().ok()).unwrap_or(a.writers),
             "--queries-only" => a.queries_only = it.next().and_then(|v| v.parse().ok()),
             "--only" => a.only = it.next(),
+            "--stitch" => a.stitch = true,
             _ => {} // cargo bench passes --bench
         }
     }
@@ -325,7 +331,14 @@ async fn main() {
             a.dir.is_some(),
             "--queries-only needs the --dir of an earlier run"
         );
-        return reopen(&dir, a.python.as_deref(), rounds, a.only.as_deref()).await;
+        return reopen(
+            &dir,
+            a.python.as_deref(),
+            rounds,
+            a.only.as_deref(),
+            a.stitch,
+        )
+        .await;
     }
     let data = dir.join("store");
     let _ = std::fs::remove_dir_all(&data);
@@ -546,9 +559,22 @@ fn bench_config(data: &Path) -> StoreConfig {
 
 /// `--queries-only`: the store a previous run left, with 20 of its trace
 /// ids spread over the data.
-async fn reopen(dir: &Path, python: Option<&str>, rounds: usize, only: Option<&str>) {
+async fn reopen(dir: &Path, python: Option<&str>, rounds: usize, only: Option<&str>, stitch: bool) {
     let data = dir.join("store");
-    let store = Store::open(bench_config(&data)).await.expect("open");
+    let mut config = bench_config(&data);
+    if stitch {
+        config.compaction.keep_file_bytes = u64::MAX;
+        config.compaction.min_files = 2;
+    }
+    let store = Store::open(config).await.expect("open");
+    if stitch {
+        let before = store.files().len();
+        let merged = store.compact().await.expect("compact");
+        println!(
+            "stitched: {before} files -> {} ({merged} merged away)",
+            store.files().len()
+        );
+    }
     let out = store
         .sql(
             &TenantId::default(),

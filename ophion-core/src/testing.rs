@@ -797,3 +797,218 @@ mod tests {
         assert!((100..120).contains(&spans), "{spans}");
     }
 }
+
+/// A throwaway PostgreSQL server for tests of the shared catalog: Debian's
+/// `postgresql` package (`/usr/lib/postgresql/<version>/bin`, or `initdb`
+/// on the `PATH`), a fresh cluster in a temporary directory, listening on
+/// a free loopback port. PostgreSQL refuses to run as root, so as root the
+/// cluster belongs to the `postgres` user the package creates.
+pub mod postgres {
+    use std::{
+        path::{Path, PathBuf},
+        process::{Child, Command, Stdio},
+        time::{Duration, Instant},
+    };
+
+    /// A running server; stopped (and its files removed) when dropped.
+    #[derive(Debug)]
+    pub struct Postgres {
+        child: Child,
+        dir: PathBuf,
+        bin: PathBuf,
+        root: bool,
+        /// Its port on 127.0.0.1.
+        pub port: u16,
+    }
+
+    impl Drop for Postgres {
+        fn drop(&mut self) {
+            // Through pg_ctl: as root, the child is `runuser`, and the
+            // server its child.
+            let data = self.dir.join("data").to_string_lossy().to_string();
+            let _ = command(
+                &self.bin.join("pg_ctl"),
+                &["-D", &data, "stop", "-m", "immediate", "-w"],
+                self.root,
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    impl Postgres {
+        /// A connection string for `database` as the superuser `ophion`.
+        pub fn url(&self, database: &str) -> String {
+            format!(
+                "host=127.0.0.1 port={} user=ophion dbname={database}",
+                self.port
+            )
+        }
+
+        /// The server process's id.
+        pub fn pid(&self) -> u32 {
+            self.child.id()
+        }
+    }
+
+    /// The directory holding `initdb` and `postgres`.
+    fn bin_dir() -> PathBuf {
+        let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path().join("bin"))
+            .filter(|b| b.join("initdb").exists())
+            .collect();
+        found.sort();
+        if let Some(newest) = found.pop() {
+            return newest;
+        }
+        let on_path = Command::new("sh")
+            .args(["-c", "command -v initdb"])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+        on_path
+            .and_then(|p| p.parent().map(Path::to_path_buf))
+            .unwrap_or_else(|| {
+                panic!("PostgreSQL is not installed: apt-get install postgresql (.ci/run does)")
+            })
+    }
+
+    fn is_root() -> bool {
+        Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+    }
+
+    /// `bin` with `args`, as the `postgres` user when running as root.
+    fn command(bin: &Path, args: &[&str], root: bool) -> Command {
+        if root {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(bin).args(args);
+            c
+        } else {
+            let mut c = Command::new(bin);
+            c.args(args);
+            c
+        }
+    }
+
+    /// Starts a fresh server with `databases` created; waits until it
+    /// answers.
+    pub fn start(databases: &[&str]) -> Postgres {
+        let bin = bin_dir();
+        let root = is_root();
+        let dir = std::env::temp_dir().join(format!(
+            "ophion-pg-{}-{}",
+            std::process::id(),
+            super::now_ns()
+        ));
+        std::fs::create_dir_all(&dir).expect("postgres dir");
+        if root {
+            let ok = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&dir)
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "cannot give {} to the postgres user", dir.display());
+        }
+        let data = dir.join("data");
+        let data_s = data.to_string_lossy().to_string();
+        let out = command(
+            &bin.join("initdb"),
+            &["-D", &data_s, "-U", "ophion", "--auth=trust", "-E", "UTF8"],
+            root,
+        )
+        .output()
+        .expect("initdb");
+        assert!(
+            out.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let port = super::free_port();
+        let port_s = port.to_string();
+        let sockets = dir.to_string_lossy().to_string();
+        let child = command(
+            &bin.join("postgres"),
+            &[
+                "-D",
+                &data_s,
+                "-p",
+                &port_s,
+                "-k",
+                &sockets,
+                "-c",
+                "listen_addresses=127.0.0.1",
+                // Tests do not need the server's own durability.
+                "-c",
+                "fsync=off",
+            ],
+            root,
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("postgres");
+        let server = Postgres {
+            child,
+            dir,
+            bin: bin.clone(),
+            root,
+            port,
+        };
+        let psql = bin.join("psql");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let ready = Command::new(&psql)
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &port_s,
+                    "-U",
+                    "ophion",
+                    "-d",
+                    "postgres",
+                ])
+                .args(["-tAc", "SELECT 1"])
+                .output()
+                .is_ok_and(|o| o.status.success());
+            if ready {
+                break;
+            }
+            assert!(Instant::now() < deadline, "postgres did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        for db in databases {
+            let out = Command::new(&psql)
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &port_s,
+                    "-U",
+                    "ophion",
+                    "-d",
+                    "postgres",
+                ])
+                .args(["-c", &format!("CREATE DATABASE {db}")])
+                .output()
+                .expect("psql");
+            assert!(
+                out.status.success(),
+                "CREATE DATABASE {db}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        server
+    }
+}

@@ -23,6 +23,8 @@ pub struct StoreConfig {
     pub retention: RetentionConfig,
     /// Merging of small files.
     pub compaction: CompactionConfig,
+    /// Where the catalog of files is kept.
+    pub catalog: CatalogConfig,
 }
 
 impl Default for StoreConfig {
@@ -35,6 +37,7 @@ impl Default for StoreConfig {
             query: QueryConfig::default(),
             retention: RetentionConfig::default(),
             compaction: CompactionConfig::default(),
+            catalog: CatalogConfig::default(),
         }
     }
 }
@@ -74,6 +77,12 @@ pub enum ObjectStoreConfig {
     /// Files under `<data_dir>/parquet`.
     #[default]
     Local,
+    /// Files under `path`: a directory several nodes may share (a network
+    /// file system), with a shared catalog.
+    Directory {
+        /// The directory.
+        path: PathBuf,
+    },
     /// An S3 bucket or S3-compatible server (cargo feature `s3`).
     S3 {
         /// Bucket name.
@@ -105,6 +114,7 @@ impl ObjectStoreConfig {
     pub fn describe(&self) -> String {
         match self {
             Self::Local => "local files".into(),
+            Self::Directory { path } => format!("files under {}", path.display()),
             Self::S3 {
                 bucket,
                 endpoint,
@@ -250,10 +260,13 @@ pub struct CompactionConfig {
     /// Target size of a merged file (default 64 MiB): merges take runs of
     /// snapshot files up to about this size.
     pub small_file_bytes: u64,
-    /// Snapshot files at least this large (default 4 MiB) are kept as
-    /// written. Under sustained load every snapshot is this large, and
-    /// rewriting it would cost about as much CPU as ingesting its rows again
-    /// for almost no gain in size or query speed.
+    /// Snapshot files at least this large (default 4 MiB) are not
+    /// re-encoded: under sustained load every snapshot is this large, and
+    /// re-encoding it would cost about as much CPU as ingesting its rows
+    /// again for almost no gain in size. Files merged by copying their row
+    /// groups (`copy_min_rows`) are stitched whatever their size, since
+    /// that costs a copy of their bytes and leaves queries fewer files to
+    /// open.
     pub keep_file_bytes: u64,
     /// Span and metric snapshot files of at least this many rows (default
     /// 8192) are merged by copying their row groups as they are, which
@@ -272,6 +285,37 @@ impl Default for CompactionConfig {
             small_file_bytes: 64 << 20,
             keep_file_bytes: 4 << 20,
             copy_min_rows: 8192,
+        }
+    }
+}
+
+/// Where the catalog of Parquet files (and each node's WAL watermark) is
+/// kept: the embedded metadata database by default, or PostgreSQL, shared
+/// by several nodes writing one bucket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CatalogConfig {
+    /// PostgreSQL connection string (`postgres://user:password@host:5432/db`
+    /// or `host=... user=... dbname=...`); empty keeps the catalog in the
+    /// metadata database (SQLite). Connections are not encrypted: use a
+    /// private network or a local socket.
+    pub postgres_url: String,
+    /// The PostgreSQL schema holding Ophion's tables (default `ophion`;
+    /// created when missing).
+    pub postgres_schema: String,
+    /// This node's name in a shared catalog; its WAL watermark is kept
+    /// under it, so it must stay the same across restarts and differ
+    /// between nodes. Empty: a name made at the first start and kept in
+    /// `<data_dir>/node-id`.
+    pub node: String,
+}
+
+impl Default for CatalogConfig {
+    fn default() -> Self {
+        Self {
+            postgres_url: String::new(),
+            postgres_schema: "ophion".into(),
+            node: String::new(),
         }
     }
 }

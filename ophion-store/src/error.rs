@@ -40,6 +40,13 @@ pub enum Error {
     /// The metadata database failed.
     #[error("metadata database: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// The PostgreSQL catalog failed or cannot be reached. Retryable.
+    #[error("catalog database: {0}")]
+    Postgres(String),
+    /// A catalog change lost a race with another node's (the files it
+    /// retires are no longer live); nothing was changed.
+    #[error("catalog conflict: {0}")]
+    Conflict(String),
     /// A query failed to plan or run.
     #[error("query: {0}")]
     DataFusion(#[from] datafusion::error::DataFusionError),
@@ -56,6 +63,7 @@ impl Error {
             Error::Wal(_)
                 | Error::Backpressure(_)
                 | Error::ObjectStore(_)
+                | Error::Postgres(_)
                 | Error::Closed
                 | Error::Io(_)
         )

@@ -28,9 +28,12 @@
 //!                              cached across queries)
 //! ```
 //!
-//! Metadata lives in SQLite ([`metadata`]): the store's file catalog here,
-//! and whatever tables other features migrate there themselves (users,
-//! keys, tenants, audit log; the AI service's state).
+//! Metadata lives in SQLite ([`metadata`]): the store's file catalog here
+//! by default, and whatever tables other features migrate there themselves
+//! (users, keys, tenants, audit log; the AI service's state). The
+//! [`catalog`] can live in PostgreSQL instead, shared by several nodes
+//! that write one bucket: each sees the others' files at its next query,
+//! and one at a time compacts them.
 //!
 //! Reads go through [`ophion_core::TelemetryQuery`], which [`Store`]
 //! implements (and [`MemoryTables`], the same SQL over rows kept in memory,

@@ -77,19 +77,27 @@ impl Store {
         let inner = &self.inner;
         let _one = inner.maintenance.lock().await;
         delete_retired(inner).await;
+        if !maintenance_turn(inner).await? {
+            return Ok(0);
+        }
         let cfg = &inner.config.compaction;
-        // Only small files written by snapshots are merged, once: a
-        // compacted file is final, so no row is rewritten twice, and a large
-        // snapshot is final as written. A partition is merged when its hour
-        // is over (no more rows are coming) or it already holds a small
-        // file's worth of snapshots.
+        // Only files written by snapshots are merged, once: a compacted
+        // file is final, so no row is rewritten twice. Snapshots whose row
+        // groups are kept as they are (see below) are stitched whatever
+        // their size: that costs a copy of their bytes, not CPU, and every
+        // file fewer saves each query opening it. Other snapshots are final
+        // once large (`keep_file_bytes`): re-encoding them would cost about
+        // as much as ingesting their rows again. A partition is merged when
+        // its hour is over (no more rows are coming) or it already holds a
+        // small file's worth of snapshots.
         let closed_before = inner
             .clock
             .now_nanos()
             .saturating_sub(HOUR_NS + 10 * 60 * 1_000_000_000);
+        let copied = |f: &FileMeta| f.rows >= cfg.copy_min_rows && f.signal != Signal::Logs;
         let mut groups: HashMap<(TenantId, Signal, String), Vec<Arc<FileMeta>>> = HashMap::new();
         for f in inner.catalog.all() {
-            if f.level == 0 && f.bytes < cfg.keep_file_bytes {
+            if f.level == 0 && (f.bytes < cfg.keep_file_bytes || copied(&f)) {
                 let dir = f
                     .path
                     .rsplit_once('/')
@@ -116,9 +124,7 @@ impl Store {
             // Logs are always re-encoded: their text shrinks by about 7%
             // more with the full sort and zstd 9, where spans (random ids)
             // gain about 3% for the same CPU.
-            let (copy, merge): (Vec<_>, Vec<_>) = files
-                .into_iter()
-                .partition(|f| f.rows >= cfg.copy_min_rows && signal != Signal::Logs);
+            let (copy, merge): (Vec<_>, Vec<_>) = files.into_iter().partition(|f| copied(f));
             for run in runs(
                 copy,
                 cfg.small_file_bytes,
@@ -152,6 +158,9 @@ impl Store {
         let inner = &self.inner;
         let _one = inner.maintenance.lock().await;
         delete_retired(inner).await;
+        if !maintenance_turn(inner).await? {
+            return Ok(0);
+        }
         let r = &inner.config.retention;
         let now = inner.clock.now_nanos();
         let days = |s: Signal| match s {
@@ -196,7 +205,7 @@ impl Store {
         let ids = expired.iter().map(|f| f.id).collect();
         inner
             .catalog
-            .commit(&inner.metadata, Vec::new(), ids, None, now, || {})
+            .commit(Vec::new(), ids, None, now, || {})
             .await?;
         retire(inner, &expired);
         inner
@@ -205,6 +214,24 @@ impl Store {
             .fetch_add(expired.len() as u64, Relaxed);
         Ok(expired.len())
     }
+}
+
+/// How long a node keeps the maintenance lease of a shared catalog
+/// without renewing it: each pass renews it, so it passes to another node
+/// only when its holder stops.
+const MAINTENANCE_LEASE_NS: i64 = 10 * 60 * 1_000_000_000;
+
+/// Whether this node maintains the files now. With a shared catalog, it
+/// first catches up with the other nodes' files, then needs the
+/// maintenance lease: one node compacts and retires at a time. (Were two
+/// to race anyway, the catalog refuses the second to retire the same
+/// files.)
+async fn maintenance_turn(inner: &Inner) -> Result<bool> {
+    inner.catalog.refresh().await?;
+    inner
+        .catalog
+        .lease("maintenance", inner.clock.now_nanos(), MAINTENANCE_LEASE_NS)
+        .await
 }
 
 /// Stitches files whose row groups are worth keeping into one file, copying
@@ -360,10 +387,8 @@ async fn publish_merged(
     let hour = min_time.div_euclid(HOUR_NS) * HOUR_NS;
     let path = persist::file_path(&tenant, signal, hour);
     let size = bytes.len() as u64;
-    inner
-        .objects
-        .put(&ObjectPath::from(path.as_str()), PutPayload::from(bytes))
-        .await?;
+    let object = ObjectPath::from(path.as_str());
+    inner.objects.put(&object, PutPayload::from(bytes)).await?;
     let new = NewFile {
         tenant,
         signal,
@@ -375,17 +400,16 @@ async fn publish_merged(
         level: 1,
     };
     let ids = files.iter().map(|f| f.id).collect();
-    inner
+    let committed = inner
         .catalog
-        .commit(
-            &inner.metadata,
-            vec![new],
-            ids,
-            None,
-            inner.clock.now_nanos(),
-            || {},
-        )
-        .await?;
+        .commit(vec![new], ids, None, inner.clock.now_nanos(), || {})
+        .await;
+    if let Err(e) = committed {
+        // Unpublished: no query can read it. (Were the delete to fail too,
+        // the next start sweeps it.)
+        let _ = inner.objects.delete(&object).await;
+        return Err(e);
+    }
     retire(inner, files);
     Ok(files.len())
 }

@@ -20,8 +20,11 @@ pub(crate) const STORE_URL: &str = "ophion://store/";
 /// The configured object store, rooted where Ophion's paths start.
 pub(crate) fn build(config: &StoreConfig) -> Result<Arc<dyn ObjectStore>> {
     match &config.object_store {
-        ObjectStoreConfig::Local => {
-            let root = config.data_dir.join("parquet");
+        ObjectStoreConfig::Local | ObjectStoreConfig::Directory { .. } => {
+            let root = match &config.object_store {
+                ObjectStoreConfig::Directory { path } => path.clone(),
+                _ => config.data_dir.join("parquet"),
+            };
             std::fs::create_dir_all(&root)?;
             Ok(Arc::new(
                 LocalFileSystem::new_with_prefix(&root)?.with_automatic_cleanup(true),
@@ -74,18 +77,27 @@ pub(crate) fn build(config: &StoreConfig) -> Result<Arc<dyn ObjectStore>> {
 
 /// Deletes objects the catalog does not know (`known` holds its paths): files a crash left between
 /// their upload and their publication, and retired files a restart forgot
-/// to delete. Runs at open, before anything can write, so every such object
-/// is garbage. Returns how many were deleted.
+/// to delete. Runs at open, before this node can write; objects modified
+/// within `min_age` are left alone (with a shared catalog, another node
+/// may be about to publish them). Returns how many were deleted.
 pub(crate) async fn sweep_orphans(
     objects: &dyn ObjectStore,
     known: &std::collections::HashSet<String>,
+    min_age: std::time::Duration,
 ) -> Result<u64> {
     let mut listing = objects.list(None);
     let mut orphans = Vec::new();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let newest = now - min_age.as_secs() as i64;
     while let Some(meta) = listing.next().await {
         let meta = meta?;
         let path = meta.location.to_string();
-        if path.ends_with(".parquet") && !known.contains(&path) {
+        if path.ends_with(".parquet")
+            && !known.contains(&path)
+            && meta.last_modified.timestamp() <= newest
+        {
             orphans.push(meta.location);
         }
     }

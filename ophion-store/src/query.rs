@@ -196,6 +196,13 @@ impl TableProvider for TelemetryTable {
         limit: Option<usize>,
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
         let schema = self.schema();
+        // Files other nodes published since the last query (shared
+        // catalogs only).
+        self.store
+            .catalog
+            .refresh()
+            .await
+            .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
         let column = time_column(self.signal);
         let (from, to) = time_bounds(filters, column);
         let (time_filters, other_filters): (Vec<Expr>, Vec<Expr>) = filters

@@ -22,7 +22,7 @@ use ophion_core::{
 use tokio::sync::{Notify, RwLock};
 
 use crate::{
-    catalog::{Catalog, NewFile},
+    catalog::{Catalog, CatalogDb, NewFile, postgres::PgCatalog, sqlite::SqliteCatalog},
     config::StoreConfig,
     error::{Error, Result},
     metadata::Metadata,
@@ -180,6 +180,29 @@ fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
     b.create(dir)
 }
 
+/// This node's name in the catalog: the configured one, else the one kept
+/// in `<data_dir>/node-id` (made at the first start).
+fn node_name(config: &StoreConfig) -> Result<String> {
+    if !config.catalog.node.is_empty() {
+        return Ok(config.catalog.node.clone());
+    }
+    let path = config.data_dir.join("node-id");
+    match std::fs::read_to_string(&path) {
+        Ok(name) if !name.trim().is_empty() => Ok(name.trim().to_owned()),
+        Ok(_) => Err(Error::Corrupt(format!("{} is empty", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let name = format!("node-{}", uuid::Uuid::now_v7().simple());
+            // Written aside and renamed: never a half-written name.
+            let tmp = path.with_extension("tmp");
+            std::fs::write(&tmp, &name)?;
+            std::fs::File::open(&tmp)?.sync_all()?;
+            std::fs::rename(&tmp, &path)?;
+            Ok(name)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 impl Store {
     /// Opens the store: migrates the metadata database, loads the catalog,
     /// replays the write-ahead log into memory (skipping and counting a
@@ -194,7 +217,19 @@ impl Store {
         private_dir(&config.data_dir)?;
         let dir_lock = lock_data_dir(&config.data_dir)?;
         let metadata = Metadata::open(&config.data_dir.join("metadata.db"))?;
-        let (catalog, watermark) = Catalog::load(&metadata).await?;
+        let db: Arc<dyn CatalogDb> = if config.catalog.postgres_url.is_empty() {
+            Arc::new(SqliteCatalog::open(metadata.clone()).await?)
+        } else {
+            Arc::new(
+                PgCatalog::connect(
+                    &config.catalog.postgres_url,
+                    &config.catalog.postgres_schema,
+                )
+                .await?,
+            )
+        };
+        let node = node_name(&config)?;
+        let (catalog, watermark) = Catalog::open(db, &node).await?;
         let wal_dir = config.data_dir.join("wal");
         std::fs::create_dir_all(&wal_dir)?;
         let mut buffer = Buffer::default();
@@ -242,7 +277,14 @@ impl Store {
         let known = inner.catalog.all().iter().map(|f| f.path.clone()).collect();
         // The first call to the object store: a missing bucket, a wrong
         // endpoint or refused credentials stop the opening here, saying so.
-        let orphans = objstore::sweep_orphans(inner.objects.as_ref(), &known)
+        // With a shared catalog, another node's file may be written and
+        // not yet published: only files an hour old are orphans.
+        let min_age = if inner.catalog.db().shared() {
+            Duration::from_secs(3600)
+        } else {
+            Duration::ZERO
+        };
+        let orphans = objstore::sweep_orphans(inner.objects.as_ref(), &known, min_age)
             .await
             .map_err(|e| {
                 Error::Config(format!(
@@ -527,18 +569,11 @@ async fn snapshot(inner: &Arc<Inner>) -> Result<()> {
     let now = inner.clock.now_nanos();
     inner
         .catalog
-        .commit(
-            &inner.metadata,
-            files,
-            Vec::new(),
-            Some(watermark),
-            now,
-            || {
-                let mut b = lock(&inner.buffer);
-                b.persisting.clear();
-                b.persisting_bytes = 0;
-            },
-        )
+        .commit(files, Vec::new(), Some(watermark), now, || {
+            let mut b = lock(&inner.buffer);
+            b.persisting.clear();
+            b.persisting_bytes = 0;
+        })
         .await?;
     inner.wal.truncate_before(watermark)?;
     inner.stats.snapshots.fetch_add(1, Relaxed);

@@ -1,0 +1,237 @@
+//! The file catalog in PostgreSQL (Debian's `postgresql`, a throwaway
+//! cluster per test): the whole store suite with the catalog there, then
+//! what only a shared catalog must do: nodes writing one directory see
+//! each other's files at their next query, one node maintains them at a
+//! time, and two nodes can never both retire the same files.
+
+mod common;
+
+use std::sync::Arc;
+
+use ophion_core::{Signal, TenantId, testing::postgres};
+use ophion_store::{
+    Error, Store, StoreConfig,
+    catalog::{CatalogDb, NewFile, postgres::PgCatalog},
+    config::ObjectStoreConfig,
+};
+
+use common::{count, local, spans};
+
+/// A schema name of its own for each data directory, so the scenarios'
+/// reopenings find their catalog and no two share one.
+fn schema_for(dir: &std::path::Path) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in dir.to_string_lossy().bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+    }
+    format!("t_{h:016x}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_suite_passes_with_the_catalog_in_postgres() {
+    let pg = postgres::start(&["ophion"]);
+    let url = pg.url("ophion");
+    let config = move |dir: &std::path::Path| -> StoreConfig {
+        let mut c = local(dir);
+        c.catalog.postgres_url = url.clone();
+        c.catalog.postgres_schema = schema_for(dir);
+        c
+    };
+    common::all(&config).await;
+}
+
+/// Two nodes: their own data directories (WAL, node name), one directory
+/// of Parquet files, one catalog.
+fn node(pg: &postgres::Postgres, dir: &std::path::Path, shared: &std::path::Path) -> StoreConfig {
+    let mut c = local(dir);
+    c.object_store = ObjectStoreConfig::Directory {
+        path: shared.to_path_buf(),
+    };
+    c.catalog.postgres_url = pg.url("ophion");
+    c.catalog.postgres_schema = "cluster".into();
+    c.compaction.enabled = false;
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_sharing_a_catalog_see_each_others_files_and_maintain_them_once() {
+    let pg = postgres::start(&["ophion"]);
+    let (a_dir, b_dir, shared) = (
+        tempfile::tempdir().expect("tmp"),
+        tempfile::tempdir().expect("tmp"),
+        tempfile::tempdir().expect("tmp"),
+    );
+    let t = TenantId::default();
+    let mut cfg_a = node(&pg, a_dir.path(), shared.path());
+    cfg_a.compaction.copy_min_rows = 50;
+    let a = Store::open(cfg_a.clone()).await.expect("open a");
+    let b = Store::open(node(&pg, b_dir.path(), shared.path()))
+        .await
+        .expect("open b");
+
+    // A node's rows still in its memory are its own; once published, the
+    // other node's next query sees them.
+    let mut total = 0;
+    for seed in 0..3 {
+        let (batch, _) = spans(700 + seed, 80);
+        total += batch.num_rows() as i64;
+        a.write(&t, batch).await.expect("write a");
+        a.flush().await.expect("flush a");
+    }
+    let all = "SELECT count(*) FROM spans";
+    let (batch, _) = spans(710, 80);
+    let b_rows = batch.num_rows() as i64;
+    b.write(&t, batch).await.expect("write b");
+    assert_eq!(
+        count(&b, &t, all).await,
+        total + b_rows,
+        "b: a's published files and its own buffer"
+    );
+    assert_eq!(count(&a, &t, all).await, total, "b's buffer is b's");
+    b.flush().await.expect("flush b");
+    total += b_rows;
+    assert_eq!(count(&a, &t, all).await, total, "a sees b's file");
+    assert_eq!(count(&b, &t, all).await, total, "b sees a's files");
+    let by_service =
+        "SELECT service_name, count(*), sum(duration_ns) FROM spans GROUP BY 1 ORDER BY 1";
+    let expected = a.sql(&t, by_service).await.expect("query").batches;
+
+    // One node maintains at a time: a takes the lease and merges every
+    // node's snapshots; b, asked too, does nothing.
+    let merged = a.compact().await.expect("compact a");
+    assert_eq!(merged, 4, "a merges all four snapshots, b's included");
+    assert_eq!(b.files().len(), 4, "b has not looked since");
+    assert_eq!(count(&b, &t, all).await, total);
+    assert_eq!(b.files().len(), 1, "b's query caught up with the merge");
+    assert_eq!(
+        b.compact().await.expect("compact b"),
+        0,
+        "a holds the lease"
+    );
+    assert_eq!(
+        b.sql(&t, by_service).await.expect("query").batches,
+        expected
+    );
+
+    // A node restarted keeps its own WAL watermark: nothing is replayed
+    // twice, nothing of b's is lost.
+    let (batch, _) = spans(720, 40);
+    let unflushed = batch.num_rows() as i64;
+    b.write(&t, batch).await.expect("write b");
+    drop(b);
+    let b = Store::open(node(&pg, b_dir.path(), shared.path()))
+        .await
+        .expect("reopen b");
+    assert_eq!(count(&b, &t, all).await, total + unflushed);
+    assert_eq!(
+        count(&a, &t, all).await,
+        total,
+        "b's unflushed rows are b's"
+    );
+    b.flush().await.expect("flush b");
+    assert_eq!(count(&a, &t, all).await, total + unflushed);
+    drop((a, b));
+
+    // A node opened fresh on the same catalog sees it all.
+    let c_dir = tempfile::tempdir().expect("tmp");
+    let c = Store::open(node(&pg, c_dir.path(), shared.path()))
+        .await
+        .expect("open c");
+    assert_eq!(count(&c, &t, all).await, total + unflushed);
+}
+
+fn new_file(path: &str) -> NewFile {
+    NewFile {
+        tenant: TenantId::default(),
+        signal: Signal::Traces,
+        path: path.into(),
+        min_time: 1,
+        max_time: 2,
+        rows: 10,
+        bytes: 100,
+        level: 0,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_never_both_retire_the_same_files() {
+    let pg = postgres::start(&["ophion"]);
+    let url = pg.url("ophion");
+    let one: Arc<dyn CatalogDb> = Arc::new(PgCatalog::connect(&url, "race").await.expect("one"));
+    let two: Arc<dyn CatalogDb> = Arc::new(PgCatalog::connect(&url, "race").await.expect("two"));
+    let start = one.load("n1").await.expect("load").version;
+    let ids = one
+        .commit("n1", &[new_file("a"), new_file("b")], &[], Some(7), 10)
+        .await
+        .expect("publish");
+
+    // Both compact the same two files into their own merged file.
+    let first = one
+        .commit("n1", &[new_file("merged-1")], &ids, None, 20)
+        .await;
+    let second = two
+        .commit("n2", &[new_file("merged-2")], &ids, None, 21)
+        .await;
+    assert!(first.is_ok(), "{first:?}");
+    assert!(
+        matches!(second, Err(Error::Conflict(_))),
+        "the second is refused: {second:?}"
+    );
+    // The refused commit changed nothing: merged-2 was not published.
+    let loaded = two.load("n2").await.expect("load");
+    let paths: Vec<&str> = loaded.files.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(paths, ["merged-1"]);
+    assert_eq!(loaded.watermark, 0, "n2 has no watermark");
+    assert_eq!(one.load("n1").await.expect("load").watermark, 7);
+
+    // The changes since the start say the same.
+    let changes = two
+        .changes_since(start)
+        .await
+        .expect("changes")
+        .expect("known");
+    let added: Vec<&str> = changes.added.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(added, ["merged-1"]);
+    assert_eq!(changes.version, loaded.version);
+    let none = two
+        .changes_since(changes.version)
+        .await
+        .expect("changes")
+        .expect("known");
+    assert!(none.added.is_empty() && none.removed.is_empty());
+
+    // Retirements are kept an hour, then purged; a node that far behind
+    // is told to load everything again.
+    let hour = 3_600_000_000_000;
+    let merged = loaded.files[0].id;
+    one.commit("n1", &[new_file("c")], &[merged], None, 30)
+        .await
+        .expect("retire merged-1");
+    let c = one.load("n1").await.expect("load").files[0].id;
+    let recent = two
+        .changes_since(changes.version)
+        .await
+        .expect("changes")
+        .expect("known");
+    assert_eq!(recent.removed, [merged]);
+    one.commit("n1", &[], &[c], None, 31 + hour)
+        .await
+        .expect("retire c, purging merged-1");
+    assert!(
+        two.changes_since(changes.version)
+            .await
+            .expect("changes")
+            .is_none(),
+        "merged-1's retirement is purged: a full load is needed"
+    );
+
+    // Leases: one holder at a time, renewable by it.
+    let ttl = 60_000_000_000;
+    assert!(one.lease("maintenance", "n1", 0, ttl).await.expect("lease"));
+    assert!(!two.lease("maintenance", "n2", 0, ttl).await.expect("lease"));
+    assert!(one.lease("maintenance", "n1", 0, ttl).await.expect("renew"));
+    // Expired (a lease of 1 ns), it passes to the next asker.
+    assert!(one.lease("short", "n1", 0, 1).await.expect("lease"));
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    assert!(two.lease("short", "n2", 0, ttl).await.expect("taken over"));
+}
