@@ -965,44 +965,19 @@ pub mod postgres {
             root,
             port,
         };
-        let psql = bin.join("psql");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let ready = Command::new(&psql)
-                .args([
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    &port_s,
-                    "-U",
-                    "ophion",
-                    "-d",
-                    "postgres",
-                ])
-                .args(["-tAc", "SELECT 1"])
+        let psql = |sql: &str| {
+            Command::new(bin.join("psql"))
+                .args(["-h", "127.0.0.1", "-p", &port_s, "-U", "ophion"])
+                .args(["-d", "postgres", "-tAc", sql])
                 .output()
-                .is_ok_and(|o| o.status.success());
-            if ready {
-                break;
-            }
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !psql("SELECT 1").is_ok_and(|o| o.status.success()) {
             assert!(Instant::now() < deadline, "postgres did not start");
             std::thread::sleep(Duration::from_millis(100));
         }
         for db in databases {
-            let out = Command::new(&psql)
-                .args([
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    &port_s,
-                    "-U",
-                    "ophion",
-                    "-d",
-                    "postgres",
-                ])
-                .args(["-c", &format!("CREATE DATABASE {db}")])
-                .output()
-                .expect("psql");
+            let out = psql(&format!("CREATE DATABASE {db}")).expect("psql");
             assert!(
                 out.status.success(),
                 "CREATE DATABASE {db}: {}",

@@ -203,7 +203,11 @@ pub struct QueryConfig {
     /// either way).
     pub text_index: bool,
     /// MiB of parsed text indexes kept in memory across queries (default
-    /// 256; about 3 bytes per indexed row).
+    /// 256). The index takes about 5.6 bytes per log line, so 256 MiB
+    /// holds about 45 million lines' worth; a search over more lines reads
+    /// the rest from the files each time (at 100 million lines: a search
+    /// for an order id in 410 ms with 256 MiB, 77 ms with 1,024;
+    /// docs/benchmarks.md).
     pub text_index_cache_mb: usize,
 }
 

@@ -111,6 +111,19 @@ fn file_of(r: &tokio_postgres::Row) -> Result<super::FileMeta> {
     )
 }
 
+/// A read-only transaction on one snapshot of the catalog.
+async fn snapshot(
+    client: &mut deadpool_postgres::Object,
+) -> Result<deadpool_postgres::Transaction<'_>> {
+    client
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await
+        .map_err(pg)
+}
+
 impl PgCatalog {
     /// Connects to `url` (`postgres://user:password@host:port/database`,
     /// or the key=value form), creates `schema` and migrates its tables.
@@ -218,13 +231,7 @@ impl PgCatalog {
 impl CatalogDb for PgCatalog {
     async fn load(&self, node: &str) -> Result<Loaded> {
         let mut client = self.client().await?;
-        let tx = client
-            .build_transaction()
-            .isolation_level(IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .await
-            .map_err(pg)?;
+        let tx = snapshot(&mut client).await?;
         let version: i64 = tx
             .query_one(
                 &*self.sql("SELECT version FROM {s}.catalog_state WHERE id = 1"),
@@ -360,13 +367,7 @@ impl CatalogDb for PgCatalog {
 
     async fn changes_since(&self, version: i64) -> Result<Option<Changes>> {
         let mut client = self.client().await?;
-        let tx = client
-            .build_transaction()
-            .isolation_level(IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .await
-            .map_err(pg)?;
+        let tx = snapshot(&mut client).await?;
         let state = tx
             .query_one(
                 &*self.sql("SELECT version, purged_version FROM {s}.catalog_state WHERE id = 1"),
