@@ -197,12 +197,12 @@ impl TableProvider for TelemetryTable {
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
         let schema = self.schema();
         // Files other nodes published since the last query (shared
-        // catalogs only).
-        self.store
-            .catalog
-            .refresh()
-            .await
-            .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+        // catalogs only). Without the catalog database, the query still
+        // answers from the files this node knows: the newest publications
+        // of other nodes are missing until it is back.
+        if let Err(e) = self.store.catalog.refresh().await {
+            tracing::warn!(error = %e, "cannot refresh the file catalog; answering from the files already known");
+        }
         let column = time_column(self.signal);
         let (from, to) = time_bounds(filters, column);
         let (time_filters, other_filters): (Vec<Expr>, Vec<Expr>) = filters

@@ -138,6 +138,11 @@ async fn nodes_sharing_a_catalog_see_each_others_files_and_maintain_them_once() 
         .await
         .expect("open c");
     assert_eq!(count(&c, &t, all).await, total + unflushed);
+
+    // Without the catalog database, queries still answer from the files
+    // the node knows.
+    drop(pg);
+    assert_eq!(count(&c, &t, all).await, total + unflushed);
 }
 
 fn new_file(path: &str) -> NewFile {
