@@ -266,29 +266,7 @@ pub async fn send_with_python_sdk(transport: &str, target: String) -> serde_json
 
 /// moto's S3 server, for tests of the S3 object store.
 pub mod moto {
-    use std::{
-        process::{Child, Command, Stdio},
-        time::{Duration, Instant},
-    };
-
-    /// A running moto server; killed when dropped.
-    #[derive(Debug)]
-    pub struct Moto(Child);
-
-    impl Drop for Moto {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-
-    /// A free loopback port.
-    pub fn free_port() -> u16 {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("free port")
-    }
+    pub use ophion_core::testing::{free_port, moto::Moto};
 
     /// Starts moto's S3 server (from the venv `scripts/test` makes:
     /// `OPHION_PYTHON`) on a free loopback port and creates `bucket`; the
@@ -301,36 +279,19 @@ pub mod moto {
     /// `INITIAL_NO_AUTH_ACTION_COUNT`: after that many requests, moto
     /// checks credentials and refuses keys it does not know).
     pub async fn start_with(bucket: &str, env: &[(&str, &str)]) -> (Moto, String) {
-        let python = std::env::var("OPHION_PYTHON").unwrap_or_else(|_| {
-            panic!(
-                "OPHION_PYTHON is not set: run scripts/test, which installs moto[server] in a venv"
-            )
-        });
-        let bin = std::path::Path::new(&python).with_file_name("moto_server");
-        let port = free_port();
-        let child = Command::new(&bin)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-        let moto = Moto(child);
-        let url = format!("http://127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let client = reqwest::Client::new();
-        loop {
-            if client
-                .put(format!("{url}/{bucket}"))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-            {
-                break;
-            }
-            assert!(Instant::now() < deadline, "moto did not start on {url}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let bucket = bucket.to_owned();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let moto = tokio::task::spawn_blocking(move || {
+            let env: Vec<(&str, &str)> =
+                env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            ophion_core::testing::moto::start(&bucket, &env)
+        })
+        .await
+        .expect("moto");
+        let url = moto.url.clone();
         (moto, url)
     }
 }

@@ -8,6 +8,10 @@
 //!  API :8080 ─► /api/v1/* ─► Reader (TelemetryQuery) ◄─────────────────┘
 //! ```
 //!
+//! In a cluster (`[store.cluster] role`), an ingest node runs the
+//! receivers and no watch, alerts or healing; a query node runs no
+//! receivers; a compact node neither. Every node serves the API.
+//!
 //! Shutdown: stop accepting (readiness turns 503 first), let in-flight
 //! requests finish, write buffered rows out as Parquet, return; all within
 //! [`SHUTDOWN_BUDGET`].
@@ -68,21 +72,27 @@ pub enum ServerError {
 }
 
 /// The addresses actually bound (port 0 in the configuration picks one).
-#[derive(Debug, Clone, Copy, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct Addresses {
-    /// OTLP/gRPC.
-    pub grpc: SocketAddr,
-    /// OTLP/HTTP.
-    pub otlp_http: SocketAddr,
+    /// OTLP/gRPC (none on query and compact nodes).
+    pub grpc: Option<SocketAddr>,
+    /// OTLP/HTTP (none on query and compact nodes).
+    pub otlp_http: Option<SocketAddr>,
     /// API, health and metrics.
     pub api: SocketAddr,
+    /// Where other cluster nodes read this node's unflushed rows
+    /// (`[store.cluster] flight_addr`, as advertised).
+    pub flight: Option<String>,
+    /// This node's role.
+    pub role: ophion_store::config::Role,
 }
 
 /// A server with its ports bound, ready to serve.
 #[derive(Debug)]
 pub struct Server {
     addresses: Addresses,
-    receiver: ophion_receiver::BoundReceiver,
+    /// The OTLP receivers, on nodes that ingest.
+    receiver: Option<ophion_receiver::BoundReceiver>,
     api: TcpListener,
     state: Arc<ApiState>,
     tls: Option<ophion_receiver::tls::Tls>,
@@ -174,7 +184,12 @@ impl Server {
             started: Instant::now(),
         });
         let tls = ophion_receiver::tls::Tls::load(&config.tls)?;
-        let receiver = receiver.bind().await?.with_tls(tls.clone());
+        let role = config.store.cluster.role;
+        let receiver = if role.ingests() {
+            Some(receiver.bind().await?.with_tls(tls.clone()))
+        } else {
+            None
+        };
         let api = TcpListener::bind(config.api_addr)
             .await
             .map_err(|source| ServerError::Bind {
@@ -182,14 +197,18 @@ impl Server {
                 source,
             })?;
         let addresses = Addresses {
-            grpc: receiver.grpc_addr(),
-            otlp_http: receiver.http_addr(),
+            grpc: receiver.as_ref().map(|r| r.grpc_addr()),
+            otlp_http: receiver.as_ref().map(|r| r.http_addr()),
             api: api.local_addr().map_err(ServerError::Serve)?,
+            flight: state.store.flight_addr().map(str::to_owned),
+            role,
         };
         tracing::info!(
-            grpc = %addresses.grpc,
-            otlp_http = %addresses.otlp_http,
+            grpc = ?addresses.grpc,
+            otlp_http = ?addresses.otlp_http,
             api = %addresses.api,
+            flight = ?addresses.flight,
+            role = role.as_str(),
             "ophion-server listening"
         );
         Ok(Self {
@@ -212,7 +231,7 @@ impl Server {
 
     /// Where the server listens.
     pub fn addresses(&self) -> Addresses {
-        self.addresses
+        self.addresses.clone()
     }
 
     /// Serves until `shutdown` completes, then shuts down gracefully.
@@ -234,7 +253,10 @@ impl Server {
         let wait = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|stop| *stop).await;
         };
-        if self.state.ai.config().watch {
+        // In a cluster, the features that read telemetry in the background
+        // run on query nodes (and single nodes) only.
+        let watches = self.state.store.role().watches();
+        if watches && self.state.ai.config().watch {
             let auth = Arc::clone(&self.state.auth);
             let tenants: crate::ai::watch::TenantList = Arc::new(move || {
                 let auth = Arc::clone(&auth);
@@ -243,10 +265,10 @@ impl Server {
             tokio::spawn(Arc::clone(&self.state.ai).run_watch(tenants, stop_rx.clone()));
         }
 
-        if self.state.alerts.config().enabled {
+        if watches && self.state.alerts.config().enabled {
             tokio::spawn(Arc::clone(&self.state.alerts).run(stop_rx.clone()));
         }
-        if self.state.heal.config().enabled {
+        if watches && self.state.heal.config().enabled {
             let ai = Arc::clone(&self.state.ai);
             self.state
                 .heal
@@ -278,7 +300,13 @@ impl Server {
                 }
             }
         };
-        let receiver = self.receiver.serve(wait(stop_rx.clone()));
+        let receiver_stop = stop_rx.clone();
+        let receiver = async move {
+            match self.receiver {
+                Some(r) => r.serve(wait(receiver_stop)).await,
+                None => Ok(()),
+            }
+        };
         let serving = async move {
             let (a, r) = tokio::join!(api, receiver);
             a.map_err(ServerError::Serve)?;

@@ -63,17 +63,9 @@ async fn count(http: &reqwest::Client, s: &Server, tag: &str) -> u64 {
     rows[0][0].as_u64().expect("a count")
 }
 
-/// Parquet objects in the bucket (moto's ListObjectsV2).
+/// Parquet objects under the server's prefix.
 async fn parquet_objects(http: &reqwest::Client, moto: &str) -> usize {
-    let xml = http
-        .get(format!("{moto}/{BUCKET}?list-type=2&prefix=srv/"))
-        .send()
-        .await
-        .expect("list")
-        .text()
-        .await
-        .expect("xml");
-    xml.matches(".parquet</Key>").count()
+    common::parquet_objects(http, moto, BUCKET, "srv/").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -906,8 +906,12 @@ pub mod postgres {
     pub fn start(databases: &[&str]) -> Postgres {
         let bin = bin_dir();
         let root = is_root();
+        // Tests of one process start servers at once: a counter keeps
+        // their directories apart.
+        static STARTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!(
-            "ophion-pg-{}-{}",
+            "ophion-pg-{}-{n}-{}",
             std::process::id(),
             super::now_ns()
         ));
@@ -985,5 +989,79 @@ pub mod postgres {
             );
         }
         server
+    }
+}
+
+/// moto's S3 server for tests (`moto_server` beside the test venv's
+/// Python, `OPHION_PYTHON`, which `scripts/test` creates).
+pub mod moto {
+    use std::{
+        io::{Read as _, Write as _},
+        process::{Child, Command, Stdio},
+        time::{Duration, Instant},
+    };
+
+    /// A running moto server; killed when dropped.
+    #[derive(Debug)]
+    pub struct Moto {
+        child: Child,
+        /// Its base URL, `http://127.0.0.1:<port>`.
+        pub url: String,
+    }
+
+    impl Drop for Moto {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    /// `PUT /bucket` over plain HTTP/1.1; whether moto answered 200.
+    fn create_bucket(port: u16, bucket: &str) -> bool {
+        let Ok(mut conn) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+            return false;
+        };
+        let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+        let sent = write!(
+            conn,
+            "PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        let mut answer = String::new();
+        sent.is_ok()
+            && conn.read_to_string(&mut answer).is_ok()
+            && answer.starts_with("HTTP/1.1 200")
+    }
+
+    /// Starts moto on a free loopback port with extra environment `env`
+    /// (e.g. `INITIAL_NO_AUTH_ACTION_COUNT`) and creates `bucket`.
+    pub fn start(bucket: &str, env: &[(&str, &str)]) -> Moto {
+        let python = std::env::var("OPHION_PYTHON").unwrap_or_else(|_| {
+            panic!(
+                "OPHION_PYTHON is not set: run scripts/test, which installs moto[server] in a venv"
+            )
+        });
+        let bin = std::path::Path::new(&python).with_file_name("moto_server");
+        let port = super::free_port();
+        let child = Command::new(&bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+        let moto = Moto {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !create_bucket(port, bucket) {
+            assert!(
+                Instant::now() < deadline,
+                "moto did not start on {}",
+                moto.url
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        moto
     }
 }

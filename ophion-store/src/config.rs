@@ -25,6 +25,8 @@ pub struct StoreConfig {
     pub compaction: CompactionConfig,
     /// Where the catalog of files is kept.
     pub catalog: CatalogConfig,
+    /// This node's part in a cluster sharing the catalog and the bucket.
+    pub cluster: ClusterConfig,
 }
 
 impl Default for StoreConfig {
@@ -38,6 +40,7 @@ impl Default for StoreConfig {
             retention: RetentionConfig::default(),
             compaction: CompactionConfig::default(),
             catalog: CatalogConfig::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -65,6 +68,22 @@ impl StoreConfig {
         }
         if self.query.max_rows == 0 {
             return bad("query.max_rows must be at least 1");
+        }
+        if self.cluster.role != Role::All && self.catalog.postgres_url.is_empty() {
+            return bad(
+                "cluster.role other than \"all\" needs a shared catalog (catalog.postgres_url)",
+            );
+        }
+        if self.cluster.role.ingests()
+            && self.cluster.role != Role::All
+            && self.cluster.flight_addr.is_empty()
+        {
+            return bad(
+                "an ingest node serves its unflushed rows to the query nodes: set cluster.flight_addr",
+            );
+        }
+        if self.cluster.heartbeat_secs == 0 {
+            return bad("cluster.heartbeat_secs must be at least 1");
         }
         Ok(())
     }
@@ -320,6 +339,108 @@ impl Default for CatalogConfig {
             postgres_url: String::new(),
             postgres_schema: "ophion".into(),
             node: String::new(),
+        }
+    }
+}
+
+/// What a node does in a cluster (`[store.cluster] role`, or
+/// `ophion-server --role`). Every role answers the API (health, metrics,
+/// and queries over every node's rows); the role decides what else runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Everything in one process: the single-node default.
+    #[default]
+    All,
+    /// OTLP receivers, the write-ahead log and snapshots to Parquet; serves
+    /// its unflushed rows to query nodes (`flight_addr`).
+    Ingest,
+    /// Queries, and the features built on them (AI watch, alerts,
+    /// auto-healing); no receivers.
+    Query,
+    /// Compaction and retention; no receivers.
+    Compact,
+}
+
+impl Role {
+    /// Whether this node runs the OTLP receivers and writes.
+    pub fn ingests(self) -> bool {
+        matches!(self, Self::All | Self::Ingest)
+    }
+
+    /// Whether this node compacts and enforces retention (one such node
+    /// at a time holds the maintenance lease).
+    pub fn maintains(self) -> bool {
+        matches!(self, Self::All | Self::Compact)
+    }
+
+    /// Whether this node runs the background features that read
+    /// telemetry (AI watch, alert evaluation, auto-healing).
+    pub fn watches(self) -> bool {
+        matches!(self, Self::All | Self::Query)
+    }
+
+    /// The role's name in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::All => "all",
+            Self::Ingest => "ingest",
+            Self::Query => "query",
+            Self::Compact => "compact",
+        }
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        [Self::All, Self::Ingest, Self::Query, Self::Compact]
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| format!("unknown role {s:?}: all, ingest, query or compact"))
+    }
+}
+
+/// A node's part in a cluster: nodes share the catalog (PostgreSQL) and
+/// the bucket, find each other through heartbeats in the catalog, and
+/// query nodes ask ingest nodes for their rows not yet in Parquet over
+/// Arrow Flight.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// `all` (default), `ingest`, `query` or `compact`; see [`Role`].
+    pub role: Role,
+    /// Where this node serves its unflushed rows to the other nodes
+    /// (Arrow Flight, e.g. `0.0.0.0:4319`); empty: nowhere. Needed on
+    /// ingest nodes.
+    pub flight_addr: String,
+    /// The address other nodes reach `flight_addr` at (`host:port`);
+    /// empty: the address bound.
+    pub advertise_addr: String,
+    /// A secret every node of the cluster shares: Flight requests must
+    /// carry it. Empty: none, and a warning unless `flight_addr` is a
+    /// loopback address.
+    pub secret: String,
+    /// Seconds between a node's heartbeats in the catalog (default 2). A
+    /// node not heard of for three heartbeats is taken as gone.
+    pub heartbeat_secs: u64,
+    /// How long a query waits for one ingest node's unflushed rows, in
+    /// milliseconds (default 2000). A node that does not answer in time
+    /// is left out of the answer, with a warning: its rows not yet in
+    /// Parquet are missing until it publishes them.
+    pub peer_timeout_ms: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            role: Role::All,
+            flight_addr: String::new(),
+            advertise_addr: String::new(),
+            secret: String::new(),
+            heartbeat_secs: 2,
+            peer_timeout_ms: 2000,
         }
     }
 }

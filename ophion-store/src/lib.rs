@@ -55,6 +55,7 @@
 //! | `s3`    | S3 and S3-compatible object stores (`object_store/aws`) |
 
 pub mod catalog;
+mod cluster;
 pub mod config;
 pub mod error;
 mod footers;

@@ -205,7 +205,7 @@ impl Store {
         let ids = expired.iter().map(|f| f.id).collect();
         inner
             .catalog
-            .commit(Vec::new(), ids, None, now, || {})
+            .commit(Vec::new(), ids, None, now, |_| {})
             .await?;
         retire(inner, &expired);
         inner
@@ -402,7 +402,7 @@ async fn publish_merged(
     let ids = files.iter().map(|f| f.id).collect();
     let committed = inner
         .catalog
-        .commit(vec![new], ids, None, inner.clock.now_nanos(), || {})
+        .commit(vec![new], ids, None, inner.clock.now_nanos(), |_| {})
         .await;
     if let Err(e) = committed {
         // Unpublished: no query can read it. (Were the delete to fail too,

@@ -216,7 +216,7 @@ impl TableProvider for TelemetryTable {
         let exact = TimeFilter::new(&schema, column, projection, &time_filters)?;
 
         let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
-        let buffered = crate::store::buffered(&self.store, &self.tenant, self.signal);
+        let (files, buffered) = self.files_and_unflushed(from, to).await;
         if !buffered.is_empty() {
             let scan = scan_buffer(buffered, self.signal, exact.projection(projection))?;
             inputs.push(exact.apply(state, scan)?);
@@ -229,10 +229,6 @@ impl TableProvider for TelemetryTable {
             .text_index
             .then(|| TextSearch::from_filters(filters, textindex::indexed_columns(self.signal)))
             .flatten();
-        let files = self
-            .store
-            .catalog
-            .files(&self.tenant, self.signal, from, to);
         let files = select_rows(&self.store, files, search.as_ref()).await;
         // Files whose whole time span passes the bounds need no row filter.
         let (covered, partial): (Vec<_>, Vec<_>) = files.into_iter().partition(|(f, _)| {
@@ -252,6 +248,62 @@ impl TableProvider for TelemetryTable {
             return empty_scan(&schema, projection);
         }
         UnionExec::try_new(inputs)
+    }
+}
+
+impl TelemetryTable {
+    /// The files that may hold rows in `[from, to]`, and the rows in no
+    /// live file: this node's buffer and, in a cluster, every other
+    /// node's (see `cluster`). The files are a whole catalog version and
+    /// the other nodes answer for that version, so no row is missed or
+    /// read twice.
+    async fn files_and_unflushed(
+        &self,
+        from: i64,
+        to: i64,
+    ) -> (Vec<Arc<FileMeta>>, Vec<RecordBatch>) {
+        let store = &self.store;
+        let mut tries = 0;
+        loop {
+            let (version, files, mut rows) =
+                store
+                    .catalog
+                    .files_at(&self.tenant, self.signal, from, to, || {
+                        crate::store::buffered(store, &self.tenant, self.signal)
+                    });
+            let Some(cluster) = &store.cluster else {
+                return (files, rows);
+            };
+            match cluster
+                .unflushed(
+                    &store.catalog,
+                    &store.stats.peer_failures,
+                    &self.tenant,
+                    self.signal,
+                    version,
+                )
+                .await
+            {
+                Ok(theirs) => {
+                    rows.extend(theirs);
+                    return (files, rows);
+                }
+                Err(crate::cluster::PeerError::Behind) if tries < 3 => {
+                    tries += 1;
+                    if let Err(e) = store.catalog.refresh().await {
+                        tracing::warn!(error = %e, "cannot refresh the file catalog");
+                    }
+                }
+                Err(e) => {
+                    store
+                        .stats
+                        .peer_failures
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::warn!(error = ?e, "answering without the other nodes' unflushed rows");
+                    return (files, rows);
+                }
+            }
+        }
     }
 }
 

@@ -46,6 +46,23 @@ pub(crate) struct Buffer {
     /// budget before the log sees them, so that concurrent writers cannot
     /// all pass the check at once.
     reserved_bytes: usize,
+    /// Rows of recent snapshots, with the catalog version that published
+    /// them, kept [`crate::cluster::KEEP_PUBLISHED`] for query nodes whose
+    /// catalog is a version behind (nodes serving their unflushed rows
+    /// only).
+    published: std::collections::VecDeque<Published>,
+    published_bytes: usize,
+    /// Snapshots published at versions up to this one are no longer kept.
+    dropped_through: i64,
+}
+
+/// A published snapshot's rows, kept a moment for query nodes.
+#[derive(Debug)]
+struct Published {
+    version: i64,
+    at: Instant,
+    rows: HashMap<Key, Vec<RecordBatch>>,
+    bytes: usize,
 }
 
 impl Buffer {
@@ -63,7 +80,19 @@ impl Buffer {
     }
 
     fn bytes(&self) -> usize {
-        self.active_bytes + self.persisting_bytes + self.reserved_bytes
+        self.active_bytes + self.persisting_bytes + self.reserved_bytes + self.published_bytes
+    }
+
+    /// Drops the published rows kept longer than needed.
+    fn prune(&mut self, now: Instant) {
+        while let Some(p) = self.published.front() {
+            if now.duration_since(p.at) < crate::cluster::KEEP_PUBLISHED {
+                break;
+            }
+            self.published_bytes -= p.bytes;
+            self.dropped_through = self.dropped_through.max(p.version);
+            self.published.pop_front();
+        }
     }
 }
 
@@ -98,6 +127,9 @@ pub struct StoreStats {
     pub orphans_deleted: AtomicU64,
     /// File rows that text searches skipped by the text index.
     pub text_index_rows_skipped: AtomicU64,
+    /// Times a query answered without a cluster node's unflushed rows
+    /// (the node unreachable, too slow, or the node list unreadable).
+    pub peer_failures: AtomicU64,
     /// Time from a write's arrival at the log to its fsync.
     pub wal_append: ophion_core::Histogram,
     /// Time a snapshot to Parquet takes.
@@ -133,8 +165,18 @@ pub(crate) struct Inner {
     /// Wakes the background task; shared so that the task can wait
     /// without keeping the store alive.
     wake: Arc<Notify>,
+    /// This node's part in a cluster (a shared catalog only).
+    pub(crate) cluster: Option<crate::cluster::Cluster>,
+    /// Stops serving unflushed rows when the store is dropped.
+    flight_stop: Arc<Notify>,
     /// Held (locked) for the store's life: one process per data directory.
     _dir_lock: std::fs::File,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.flight_stop.notify_one();
+    }
 }
 
 impl std::fmt::Debug for Inner {
@@ -248,7 +290,25 @@ impl Store {
         // Segments below the watermark are persisted; a crash may have left them.
         wal.truncate_before(watermark)?;
         let objects = objstore::build(&config)?;
-        let rollup_minutes = i64::from(config.query.rollup_hours) * 60;
+        let shared = catalog.db().shared();
+        // The rollups see only this node's writes: with a shared catalog,
+        // queries read the spans (every node's) instead.
+        let rollup_minutes = if shared {
+            0
+        } else {
+            i64::from(config.query.rollup_hours) * 60
+        };
+        let flight = if config.cluster.flight_addr.is_empty() {
+            None
+        } else {
+            Some(crate::cluster::bind(&config.cluster).await?)
+        };
+        let cluster = shared.then(|| {
+            crate::cluster::Cluster::new(
+                config.cluster.clone(),
+                flight.as_ref().map(|(_, a)| a.clone()).unwrap_or_default(),
+            )
+        });
         let metadata_cache: Arc<FileMetadataCache> = Arc::new(
             DefaultCache::new(config.query.metadata_cache_mb << 20)
                 .with_name("ophion parquet metadata"),
@@ -271,8 +331,25 @@ impl Store {
             retired: Mutex::new(Vec::new()),
             maintenance: tokio::sync::Mutex::new(()),
             wake: Arc::new(Notify::new()),
+            cluster,
+            flight_stop: Arc::new(Notify::new()),
             _dir_lock: dir_lock,
         });
+        if let Some((listener, _)) = flight {
+            crate::cluster::serve(
+                listener,
+                Box::new(Arc::downgrade(&inner)),
+                inner.config.cluster.secret.clone(),
+                Arc::clone(&inner.flight_stop),
+            );
+        }
+        if let Some(c) = &inner.cluster {
+            c.heartbeat(&inner.catalog).await?;
+            tokio::spawn(heartbeats(
+                Arc::downgrade(&inner),
+                Duration::from_secs(inner.config.cluster.heartbeat_secs),
+            ));
+        }
         record_replay(&inner.stats, &replay);
         let known = inner.catalog.all().iter().map(|f| f.path.clone()).collect();
         // The first call to the object store: a missing bucket, a wrong
@@ -393,6 +470,21 @@ impl Store {
         self.inner.metadata_cache.len()
     }
 
+    /// Where this node serves its unflushed rows to the cluster
+    /// (`[store.cluster] flight_addr`, as advertised).
+    pub fn flight_addr(&self) -> Option<&str> {
+        self.inner
+            .cluster
+            .as_ref()
+            .map(|c| c.advertised())
+            .filter(|a| !a.is_empty())
+    }
+
+    /// This node's role in a cluster.
+    pub fn role(&self) -> crate::config::Role {
+        self.inner.config.cluster.role
+    }
+
     /// The metadata database (users, keys, rules, audit log).
     pub fn metadata(&self) -> &Metadata {
         &self.inner.metadata
@@ -408,6 +500,65 @@ impl Store {
 /// Every buffered batch of one table (for query scans).
 pub(crate) fn buffered(inner: &Inner, tenant: &TenantId, signal: Signal) -> Vec<RecordBatch> {
     lock(&inner.buffer).batches(tenant, signal)
+}
+
+/// Announces the node every `every` until the store is dropped. The
+/// store is not held while the database answers: a store dropped is
+/// released at once (its data directory's lock with it).
+async fn heartbeats(inner: Weak<Inner>, every: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        let beat = {
+            let Some(inner) = inner.upgrade() else { return };
+            let Some(c) = &inner.cluster else { return };
+            c.heartbeat(&inner.catalog)
+        };
+        if let Err(e) = beat.await {
+            tracing::warn!(error = %e, "cannot record this node's heartbeat in the catalog");
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::cluster::LocalRows for Weak<Inner> {
+    async fn unflushed(
+        &self,
+        tenant: &TenantId,
+        signal: Signal,
+        after: i64,
+    ) -> Option<Vec<RecordBatch>> {
+        let inner = self.upgrade()?;
+        unflushed(&inner, tenant, signal, after).await
+    }
+}
+
+/// This node's rows of a table in no file live at catalog version
+/// `after`: its buffer, and the snapshots it published after `after`.
+/// Answered while no commit of this node is under way, so the versions
+/// match what it hands out. `None` when a snapshot published after
+/// `after` is no longer kept (the asker refreshes and asks again), or the
+/// store is closing.
+async fn unflushed(
+    inner: &Inner,
+    tenant: &TenantId,
+    signal: Signal,
+    after: i64,
+) -> Option<Vec<RecordBatch>> {
+    let _no_commit = inner.catalog.hold_commits().await;
+    let mut b = lock(&inner.buffer);
+    b.prune(Instant::now());
+    if after < b.dropped_through {
+        return None;
+    }
+    let key = (tenant.clone(), signal);
+    let mut out: Vec<RecordBatch> = b
+        .published
+        .iter()
+        .filter(|p| p.version > after)
+        .flat_map(|p| p.rows.get(&key).into_iter().flatten().cloned())
+        .collect();
+    out.extend(b.batches(tenant, signal));
+    Some(out)
 }
 
 /// The tenants with buffered rows of `signal`.
@@ -505,6 +656,7 @@ async fn background(weak: Weak<Inner>) {
             .await
             .is_ok();
         let Some(inner) = weak.upgrade() else { return };
+        lock(&inner.buffer).prune(Instant::now());
         let due = woken
             || lock(&inner.buffer).active_bytes > 0
             || lock(&inner.buffer).persisting_bytes > 0;
@@ -515,8 +667,9 @@ async fn background(weak: Weak<Inner>) {
             continue;
         }
         let store = Store { inner };
-        // Files the rollup rebuild reads stay until it is done.
-        if !store.inner.rollups.is_ready() {
+        // Files the rollup rebuild reads stay until it is done; in a
+        // cluster, compact nodes maintain the files.
+        if !store.inner.rollups.is_ready() || !store.inner.config.cluster.role.maintains() {
             continue;
         }
         if let Err(e) = store.enforce_retention().await {
@@ -569,10 +722,25 @@ async fn snapshot(inner: &Arc<Inner>) -> Result<()> {
     let now = inner.clock.now_nanos();
     inner
         .catalog
-        .commit(files, Vec::new(), Some(watermark), now, || {
+        .commit(files, Vec::new(), Some(watermark), now, |version| {
             let mut b = lock(&inner.buffer);
-            b.persisting.clear();
-            b.persisting_bytes = 0;
+            let rows = std::mem::take(&mut b.persisting);
+            let bytes = std::mem::take(&mut b.persisting_bytes);
+            // Query nodes a version behind still need these rows a moment.
+            if inner
+                .cluster
+                .as_ref()
+                .is_some_and(|c| !c.advertised().is_empty())
+            {
+                b.published.push_back(Published {
+                    version,
+                    at: Instant::now(),
+                    rows,
+                    bytes,
+                });
+                b.published_bytes += bytes;
+            }
+            b.prune(Instant::now());
         })
         .await?;
     inner.wal.truncate_before(watermark)?;

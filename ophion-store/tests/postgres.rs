@@ -12,7 +12,7 @@ use ophion_core::{Signal, TenantId, testing::postgres};
 use ophion_store::{
     Error, Store, StoreConfig,
     catalog::{CatalogDb, NewFile, postgres::PgCatalog},
-    config::ObjectStoreConfig,
+    config::{ObjectStoreConfig, Role},
 };
 
 use common::{count, local, spans};
@@ -165,10 +165,12 @@ async fn two_nodes_never_both_retire_the_same_files() {
     let one: Arc<dyn CatalogDb> = Arc::new(PgCatalog::connect(&url, "race").await.expect("one"));
     let two: Arc<dyn CatalogDb> = Arc::new(PgCatalog::connect(&url, "race").await.expect("two"));
     let start = one.load("n1").await.expect("load").version;
-    let ids = one
+    let committed = one
         .commit("n1", &[new_file("a"), new_file("b")], &[], Some(7), 10)
         .await
         .expect("publish");
+    assert_eq!(committed.version, start + 1, "one version per commit");
+    let ids = committed.ids;
 
     // Both compact the same two files into their own merged file.
     let first = one
@@ -239,4 +241,173 @@ async fn two_nodes_never_both_retire_the_same_files() {
     assert!(one.lease("short", "n1", 0, 1).await.expect("lease"));
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     assert!(two.lease("short", "n2", 0, ttl).await.expect("taken over"));
+
+    // Heartbeats: the nodes heard of lately, with their role and address.
+    one.heartbeat("n1", "ingest", "127.0.0.1:1")
+        .await
+        .expect("beat");
+    two.heartbeat("n2", "query", "").await.expect("beat");
+    one.heartbeat("n1", "ingest", "127.0.0.1:2")
+        .await
+        .expect("beat again");
+    let nodes = two.nodes(ttl).await.expect("nodes");
+    let seen: Vec<(&str, &str, &str)> = nodes
+        .iter()
+        .map(|n| (n.name.as_str(), n.role.as_str(), n.flight.as_str()))
+        .collect();
+    assert_eq!(seen, [("n1", "ingest", "127.0.0.1:2"), ("n2", "query", "")]);
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    assert!(
+        one.nodes(1_000_000).await.expect("nodes").is_empty(),
+        "none heard of within the last millisecond"
+    );
+}
+
+/// A cluster node: its own data directory, the shared directory of
+/// Parquet files, the catalog, a role, and Flight on a loopback port.
+fn member(
+    pg: &postgres::Postgres,
+    dir: &std::path::Path,
+    shared: &std::path::Path,
+    role: Role,
+    secret: &str,
+) -> StoreConfig {
+    let mut c = node(pg, dir, shared);
+    c.catalog.postgres_schema = "members".into();
+    c.cluster.role = role;
+    c.cluster.secret = secret.into();
+    if role.ingests() {
+        c.cluster.flight_addr = "127.0.0.1:0".into();
+    }
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_nodes_read_ingest_nodes_unflushed_rows_exactly_once() {
+    let pg = postgres::start(&["ophion"]);
+    let dirs: Vec<tempfile::TempDir> = (0..5).map(|_| tempfile::tempdir().expect("tmp")).collect();
+    let shared = dirs[0].path();
+    let t = TenantId::default();
+    let secret = "cluster-secret";
+    let i1 = Store::open(member(&pg, dirs[1].path(), shared, Role::Ingest, secret))
+        .await
+        .expect("open i1");
+    let i2 = Store::open(member(&pg, dirs[2].path(), shared, Role::Ingest, secret))
+        .await
+        .expect("open i2");
+    let q = Store::open(member(&pg, dirs[3].path(), shared, Role::Query, secret))
+        .await
+        .expect("open q");
+    assert!(i1.flight_addr().is_some() && q.flight_addr().is_none());
+    let all = "SELECT count(*) FROM spans";
+
+    // Rows only in the ingest nodes' memory are found through the query
+    // node, and through the other ingest node.
+    let (b1, _) = spans(800, 120);
+    let (b2, _) = spans(801, 90);
+    let mut total = (b1.num_rows() + b2.num_rows()) as i64;
+    i1.write(&t, b1).await.expect("write i1");
+    i2.write(&t, b2).await.expect("write i2");
+    assert_eq!(count(&q, &t, all).await, total, "q: both buffers");
+    assert_eq!(count(&i1, &t, all).await, total, "i1: its own and i2's");
+
+    // Published, the rows are read from the file and not again from
+    // memory (they are kept a moment for nodes a version behind).
+    i1.flush().await.expect("flush i1");
+    assert_eq!(count(&q, &t, all).await, total, "no row twice");
+    let by_service =
+        "SELECT service_name, count(*), sum(duration_ns) FROM spans GROUP BY 1 ORDER BY 1";
+    assert_eq!(
+        q.sql(&t, by_service).await.expect("q").batches,
+        i2.sql(&t, by_service).await.expect("i2").batches,
+        "every node answers the same"
+    );
+
+    // Writes and snapshots racing queries: each count lies between the
+    // rows acknowledged before the query and the rows sent when it ended.
+    let acked = Arc::new(std::sync::atomic::AtomicI64::new(total));
+    let sent = Arc::new(std::sync::atomic::AtomicI64::new(total));
+    let writer = {
+        let (i1, acked, sent, t) = (i1.clone(), acked.clone(), sent.clone(), t.clone());
+        tokio::spawn(async move {
+            for round in 0..30u64 {
+                let (batch, _) = spans(900 + round, 40);
+                let n = batch.num_rows() as i64;
+                sent.fetch_add(n, std::sync::atomic::Ordering::SeqCst);
+                i1.write(&t, batch).await.expect("write");
+                acked.fetch_add(n, std::sync::atomic::Ordering::SeqCst);
+                if round % 3 == 2 {
+                    i1.flush().await.expect("flush");
+                }
+            }
+        })
+    };
+    let mut queries = 0;
+    while !writer.is_finished() {
+        let low = acked.load(std::sync::atomic::Ordering::SeqCst);
+        let got = count(&q, &t, all).await;
+        let high = sent.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(
+            low <= got && got <= high,
+            "query {queries}: {got} rows, with {low} acknowledged before and {high} sent after"
+        );
+        queries += 1;
+    }
+    writer.await.expect("writer");
+    total = sent.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(queries >= 5, "only {queries} queries ran during the writes");
+    assert_eq!(count(&q, &t, all).await, total);
+    assert_eq!(
+        q.stats()
+            .peer_failures
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+
+    // A node without the cluster's secret is refused: it answers from the
+    // files alone, and counts the failures.
+    let (b3, _) = spans(802, 30);
+    let unflushed = b3.num_rows() as i64;
+    i2.write(&t, b3).await.expect("write i2");
+    let stranger = Store::open(member(&pg, dirs[4].path(), shared, Role::Query, "wrong"))
+        .await
+        .expect("open stranger");
+    let in_files: i64 = stranger.files().iter().map(|f| f.rows as i64).sum();
+    assert_eq!(count(&stranger, &t, all).await, in_files);
+    assert!(in_files < total + unflushed, "some rows are only in memory");
+    assert!(
+        stranger
+            .stats()
+            .peer_failures
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
+    );
+    drop(stranger);
+
+    // An ingest node gone: queries answer without its unflushed rows;
+    // restarted, it replays its log and serves them again (at its new
+    // address, known from its heartbeat).
+    assert_eq!(count(&q, &t, all).await, total + unflushed);
+    drop(i2);
+    let without = count(&q, &t, all).await;
+    assert!(
+        without < total + unflushed,
+        "i2's buffer is missing: {without}"
+    );
+    assert!(
+        q.stats()
+            .peer_failures
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
+    );
+    let i2 = Store::open(member(&pg, dirs[2].path(), shared, Role::Ingest, secret))
+        .await
+        .expect("reopen i2");
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(count(&q, &t, all).await, total + unflushed);
+    i2.flush().await.expect("flush i2");
+    i1.flush().await.expect("flush i1");
+    assert_eq!(count(&q, &t, all).await, total + unflushed);
+    let in_files: i64 = q.files().iter().map(|f| f.rows as i64).sum();
+    assert_eq!(in_files, total + unflushed, "all in files, once");
 }

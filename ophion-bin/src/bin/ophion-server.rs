@@ -37,7 +37,7 @@ fn main() -> ExitCode {
             // One line on standard output for scripts and tests: where we listen.
             println!(
                 "{}",
-                serde_json::json!({"event": "listening", "grpc": a.grpc, "otlp_http": a.otlp_http, "api": a.api})
+                serde_json::json!({"event": "listening", "grpc": a.grpc, "otlp_http": a.otlp_http, "api": a.api, "flight": a.flight, "role": a.role})
             );
             server.serve(ophion_bin::shutdown_signal()).await
         }

@@ -199,6 +199,10 @@ pub struct Overrides {
     /// API listen address (default 127.0.0.1:8080).
     #[arg(long)]
     pub api_addr: Option<SocketAddr>,
+    /// This node's role in a cluster: all (default), ingest, query or
+    /// compact (`[store.cluster] role`).
+    #[arg(long)]
+    pub role: Option<ophion_store::config::Role>,
 }
 
 /// Short environment names for the options people set most.
@@ -225,7 +229,12 @@ impl ServerConfig {
                 flags.data_dir.as_ref().map(|d| d.display()),
             )
             .listen(&flags.listen)
-            .set("--api-addr", &["api_addr"], flags.api_addr);
+            .set("--api-addr", &["api_addr"], flags.api_addr)
+            .set(
+                "--role",
+                &["store", "cluster", "role"],
+                flags.role.map(|r| r.as_str()),
+            );
         let mut shape = Self::default();
         shape.tls.cert_path = Some(PathBuf::new());
         shape.tls.key_path = Some(PathBuf::new());

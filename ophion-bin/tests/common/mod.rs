@@ -19,10 +19,12 @@ pub struct Server {
     child: Option<Child>,
     /// API base URL, e.g. `http://127.0.0.1:41234`.
     pub api: String,
-    /// OTLP/gRPC address.
+    /// OTLP/gRPC address (`0.0.0.0:0` on nodes without receivers).
     pub grpc: SocketAddr,
-    /// OTLP/HTTP base URL.
+    /// OTLP/HTTP base URL (empty on nodes without receivers).
     pub otlp_http: String,
+    /// Where the node serves its unflushed rows to a cluster, if it does.
+    pub flight: Option<String>,
     /// Where the server's log goes.
     pub log: PathBuf,
     /// An access token of the first admin (`admin`, [`ADMIN_PASSWORD`]).
@@ -64,6 +66,11 @@ impl Server {
     /// [`Server::start`] with OTLP/gRPC on `grpc` (to restart a server
     /// where its clients expect it).
     pub fn start_at(data_dir: &Path, env: &[(&str, &str)], grpc: &str) -> Self {
+        Self::start_with(data_dir, env, grpc, &[])
+    }
+
+    /// [`Server::start_at`] with extra command-line arguments.
+    pub fn start_with(data_dir: &Path, env: &[(&str, &str)], grpc: &str, args: &[&str]) -> Self {
         // The server creates the data directory itself (mode 0700).
         if let Some(parent) = data_dir.parent() {
             std::fs::create_dir_all(parent).expect("data dir's parent");
@@ -80,6 +87,7 @@ impl Server {
             .args(["--grpc-addr", grpc])
             .args(["--otlp-http-addr", "127.0.0.1:0"])
             .args(["--api-addr", "127.0.0.1:0"])
+            .args(args)
             // Test data may be older than the default retention; keep it.
             .env("OPHION__STORE__RETENTION__TRACES_DAYS", "0")
             .env("OPHION__STORE__RETENTION__LOGS_DAYS", "0")
@@ -127,8 +135,17 @@ impl Server {
         Self {
             child: Some(child),
             api,
-            grpc: addr("grpc"),
-            otlp_http: format!("http://{}", addr("otlp_http")),
+            grpc: if v["grpc"].is_null() {
+                SocketAddr::from(([0, 0, 0, 0], 0))
+            } else {
+                addr("grpc")
+            },
+            otlp_http: if v["otlp_http"].is_null() {
+                String::new()
+            } else {
+                format!("http://{}", addr("otlp_http"))
+            },
+            flight: v["flight"].as_str().map(str::to_owned),
             log,
             token,
         }
@@ -258,6 +275,25 @@ pub async fn query(http: &reqwest::Client, server: &Server, sql: &str) -> (u16, 
         .expect("query");
     let status = r.status().as_u16();
     (status, r.json().await.expect("json"))
+}
+
+/// Parquet objects in an S3 bucket under `prefix` (moto's
+/// ListObjectsV2 at `moto`).
+pub async fn parquet_objects(
+    http: &reqwest::Client,
+    moto: &str,
+    bucket: &str,
+    prefix: &str,
+) -> usize {
+    let xml = http
+        .get(format!("{moto}/{bucket}?list-type=2&prefix={prefix}"))
+        .send()
+        .await
+        .expect("list")
+        .text()
+        .await
+        .expect("xml");
+    xml.matches(".parquet</Key>").count()
 }
 
 /// Runs SQL through the API; returns the rows.

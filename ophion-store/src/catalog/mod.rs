@@ -106,6 +106,27 @@ pub struct Changes {
     pub version: i64,
 }
 
+/// What a commit did.
+#[derive(Debug, Default)]
+pub struct Committed {
+    /// The new files' ids, in order.
+    pub ids: Vec<i64>,
+    /// The catalog version the commit made (0 in a catalog only its own
+    /// node writes).
+    pub version: i64,
+}
+
+/// A node of a cluster, as its last heartbeat described it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    /// Its name in the catalog.
+    pub name: String,
+    /// Its role (`ingest`, `query`, ...).
+    pub role: String,
+    /// Where it serves its unflushed rows (`host:port`); empty: nowhere.
+    pub flight: String,
+}
+
 /// A database keeping the catalog.
 #[async_trait::async_trait]
 pub trait CatalogDb: std::fmt::Debug + Send + Sync {
@@ -115,7 +136,7 @@ pub trait CatalogDb: std::fmt::Debug + Send + Sync {
     /// Publishes `added` and retires `removed` in one transaction, moving
     /// `node`'s WAL watermark when given. Fails with
     /// [`crate::Error::Conflict`], changing nothing, when a file of
-    /// `removed` is no longer live. Returns the new files' ids, in order.
+    /// `removed` is no longer live.
     async fn commit(
         &self,
         node: &str,
@@ -123,7 +144,7 @@ pub trait CatalogDb: std::fmt::Debug + Send + Sync {
         removed: &[i64],
         watermark: Option<u64>,
         now_ns: i64,
-    ) -> Result<Vec<i64>>;
+    ) -> Result<Committed>;
 
     /// The changes after `version`, or `None` when they are no longer
     /// known (the caller loads everything again). A catalog only its own
@@ -138,6 +159,15 @@ pub trait CatalogDb: std::fmt::Debug + Send + Sync {
     /// ttl_ns`, unless another holder has it unexpired. A catalog only its
     /// own node writes always grants it.
     async fn lease(&self, name: &str, holder: &str, now_ns: i64, ttl_ns: i64) -> Result<bool>;
+
+    /// Records that `node`, in `role`, is alive now and serves its
+    /// unflushed rows at `flight` (empty: nowhere). A catalog only its own
+    /// node writes keeps nothing.
+    async fn heartbeat(&self, node: &str, role: &str, flight: &str) -> Result<()>;
+
+    /// The nodes heard of within the last `max_age_ns` (the database's
+    /// clock).
+    async fn nodes(&self, max_age_ns: i64) -> Result<Vec<Node>>;
 }
 
 /// In-memory mirror of the live files, over the database that keeps them.
@@ -207,6 +237,11 @@ impl Catalog {
             return Ok(());
         }
         let _one = self.refreshing.lock().await;
+        self.catch_up().await
+    }
+
+    /// [`Catalog::refresh`]'s work; the caller holds `refreshing`.
+    async fn catch_up(&self) -> Result<()> {
         let version = self.read().version;
         match self.db.changes_since(version).await? {
             Some(c) => {
@@ -242,6 +277,38 @@ impl Catalog {
             .collect()
     }
 
+    /// [`Catalog::files`], with the catalog version they are exactly the
+    /// live files of (a shared catalog's mirror is a whole version: every
+    /// commit up to it and none after), and what `also` reads meanwhile:
+    /// commits publish while holding the mirror, so `also` sees the rows
+    /// in memory that match these files (none in both, none in neither).
+    pub fn files_at<T>(
+        &self,
+        tenant: &TenantId,
+        signal: Signal,
+        from: i64,
+        to: i64,
+        also: impl FnOnce() -> T,
+    ) -> (i64, Vec<Arc<FileMeta>>, T) {
+        let m = self.read();
+        let files = m
+            .files
+            .iter()
+            .filter(|f| {
+                f.signal == signal && &f.tenant == tenant && f.max_time >= from && f.min_time <= to
+            })
+            .cloned()
+            .collect();
+        (m.version, files, also())
+    }
+
+    /// Waits until no commit is under way and holds commits off while the
+    /// guard lives: what a node hands out as unflushed then matches the
+    /// versions its commits made.
+    pub async fn hold_commits(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.refreshing.lock().await
+    }
+
     /// Every file.
     pub fn all(&self) -> Vec<Arc<FileMeta>> {
         self.read().files.clone()
@@ -257,30 +324,39 @@ impl Catalog {
 
     /// Publishes `added` and retires `removed` in one transaction, moving
     /// this node's WAL watermark when given; then updates the mirror
-    /// through `publish`, which runs while the mirror is locked so a reader
-    /// sees the old set or the new one, never a mix.
+    /// through `publish` (given the commit's catalog version), which runs
+    /// while the mirror is locked so a reader sees the old set or the new
+    /// one, never a mix. A shared catalog's mirror then catches up with
+    /// the other nodes' commits, so it stays a whole version.
     pub async fn commit(
         &self,
         added: Vec<NewFile>,
         removed: Vec<i64>,
         watermark: Option<u64>,
         now_ns: i64,
-        publish: impl FnOnce(),
+        publish: impl FnOnce(i64),
     ) -> Result<Vec<Arc<FileMeta>>> {
         // A refresh running meanwhile could put back an older set.
         let _one = self.refreshing.lock().await;
-        let ids = self
+        let committed = self
             .db
             .commit(&self.node, &added, &removed, watermark, now_ns)
             .await?;
         let new: Vec<Arc<FileMeta>> = added
             .into_iter()
-            .zip(ids)
+            .zip(committed.ids)
             .map(|(f, id)| Arc::new(f.published(id)))
             .collect();
-        let mut m = self.write();
-        m.apply(new.iter().cloned(), &removed);
-        publish();
+        {
+            let mut m = self.write();
+            m.apply(new.iter().cloned(), &removed);
+            publish(committed.version);
+        }
+        if self.db.shared()
+            && let Err(e) = self.catch_up().await
+        {
+            tracing::warn!(error = %e, "committed, but cannot read the catalog's other changes; the next query will");
+        }
         Ok(new)
     }
 

@@ -11,6 +11,8 @@
 //! - `wal_state`: each node's WAL watermark;
 //! - `leases`: who runs compaction or retention, until when (the
 //!   database's clock decides);
+//! - `nodes`: each node's role, where it serves its unflushed rows, and
+//!   its last heartbeat (the database's clock);
 //! - `migrations`: which of this module's migrations ran.
 
 use std::time::Duration;
@@ -18,7 +20,7 @@ use std::time::Duration;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::{IsolationLevel, NoTls};
 
-use super::{CatalogDb, Changes, Loaded, NewFile, file_row};
+use super::{CatalogDb, Changes, Committed, Loaded, NewFile, Node, file_row};
 use crate::error::{Error, Result};
 
 /// How long retired files stay listed so that other nodes learn of the
@@ -28,7 +30,8 @@ const KEEP_RETIRED_NS: i64 = 3_600_000_000_000;
 
 /// The catalog's migrations, in order; `{s}` is the schema. Never edit a
 /// released one.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
     CREATE TABLE {s}.parquet_files (
         id BIGSERIAL PRIMARY KEY,
         tenant_id TEXT NOT NULL,
@@ -63,7 +66,19 @@ const MIGRATIONS: &[&str] = &[r#"
         holder TEXT NOT NULL,
         expires_at BIGINT NOT NULL
     );
-"#];
+"#,
+    r#"
+    CREATE TABLE {s}.nodes (
+        name TEXT PRIMARY KEY,
+        role TEXT NOT NULL,
+        flight TEXT NOT NULL,
+        seen_at BIGINT NOT NULL
+    );
+"#,
+];
+
+/// Now on the database's clock, in nanoseconds since the epoch (SQL).
+const DB_NOW_NS: &str = "(extract(epoch FROM clock_timestamp()) * 1e9)::BIGINT";
 
 /// The catalog in a PostgreSQL database.
 #[derive(Clone)]
@@ -272,7 +287,7 @@ impl CatalogDb for PgCatalog {
         removed: &[i64],
         watermark: Option<u64>,
         now_ns: i64,
-    ) -> Result<Vec<i64>> {
+    ) -> Result<Committed> {
         let mut client = self.client().await?;
         let tx = client.transaction().await.map_err(pg)?;
         // The row lock orders commits: versions follow commit order.
@@ -362,7 +377,7 @@ impl CatalogDb for PgCatalog {
             .map_err(pg)?;
         }
         tx.commit().await.map_err(pg)?;
-        Ok(ids)
+        Ok(Committed { ids, version })
     }
 
     async fn changes_since(&self, version: i64) -> Result<Option<Changes>> {
@@ -420,17 +435,54 @@ impl CatalogDb for PgCatalog {
         let row = client
             .query_opt(
                 &*self.sql(
-                    "INSERT INTO {s}.leases (name, holder, expires_at)
-                     VALUES ($1, $2, (extract(epoch FROM clock_timestamp()) * 1e9)::BIGINT + $3)
+                    &format!("INSERT INTO {{s}}.leases (name, holder, expires_at)
+                     VALUES ($1, $2, {DB_NOW_NS} + $3)
                      ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at
-                     WHERE {s}.leases.holder = EXCLUDED.holder
-                        OR {s}.leases.expires_at < EXCLUDED.expires_at - $3
-                     RETURNING holder",
+                     WHERE {{s}}.leases.holder = EXCLUDED.holder
+                        OR {{s}}.leases.expires_at < EXCLUDED.expires_at - $3
+                     RETURNING holder"),
                 ),
                 &[&name, &holder, &ttl_ns],
             )
             .await
             .map_err(pg)?;
         Ok(row.is_some())
+    }
+
+    async fn heartbeat(&self, node: &str, role: &str, flight: &str) -> Result<()> {
+        let client = self.client().await?;
+        client
+            .execute(
+                &*self.sql(&format!(
+                    "INSERT INTO {{s}}.nodes (name, role, flight, seen_at) VALUES ($1, $2, $3, {DB_NOW_NS})
+                     ON CONFLICT (name) DO UPDATE
+                     SET role = EXCLUDED.role, flight = EXCLUDED.flight, seen_at = EXCLUDED.seen_at"
+                )),
+                &[&node, &role, &flight],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(())
+    }
+
+    async fn nodes(&self, max_age_ns: i64) -> Result<Vec<Node>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                &*self.sql(&format!(
+                    "SELECT name, role, flight FROM {{s}}.nodes WHERE seen_at >= {DB_NOW_NS} - $1 ORDER BY name"
+                )),
+                &[&max_age_ns],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(rows
+            .iter()
+            .map(|r| Node {
+                name: r.get(0),
+                role: r.get(1),
+                flight: r.get(2),
+            })
+            .collect())
     }
 }

@@ -3,7 +3,7 @@
 
 use rusqlite::params;
 
-use super::{CatalogDb, Changes, Loaded, NewFile, file_row};
+use super::{CatalogDb, Changes, Committed, Loaded, NewFile, Node, file_row};
 use crate::{
     error::{Error, Result},
     metadata::Metadata,
@@ -103,7 +103,7 @@ impl CatalogDb for SqliteCatalog {
         removed: &[i64],
         watermark: Option<u64>,
         now_ns: i64,
-    ) -> Result<Vec<i64>> {
+    ) -> Result<Committed> {
         let added = added.to_vec();
         let removed = removed.to_vec();
         let ids = self
@@ -150,7 +150,10 @@ impl CatalogDb for SqliteCatalog {
                 Ok(Some(ids))
             })
             .await?;
-        ids.ok_or_else(|| Error::Conflict("a file to retire is no longer in the catalog".into()))
+        let ids = ids.ok_or_else(|| {
+            Error::Conflict("a file to retire is no longer in the catalog".into())
+        })?;
+        Ok(Committed { ids, version: 0 })
     }
 
     async fn changes_since(&self, version: i64) -> Result<Option<Changes>> {
@@ -167,5 +170,13 @@ impl CatalogDb for SqliteCatalog {
     async fn lease(&self, _name: &str, _holder: &str, _now_ns: i64, _ttl_ns: i64) -> Result<bool> {
         // One process owns the data directory (and so this database).
         Ok(true)
+    }
+
+    async fn heartbeat(&self, _node: &str, _role: &str, _flight: &str) -> Result<()> {
+        Ok(())
+    }
+
+    async fn nodes(&self, _max_age_ns: i64) -> Result<Vec<Node>> {
+        Ok(Vec::new())
     }
 }

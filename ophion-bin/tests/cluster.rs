@@ -1,0 +1,210 @@
+//! A cluster on one machine, each node its own `ophion-server` process:
+//! Debian's PostgreSQL for the catalog, moto's S3 server for the bucket,
+//! two ingest nodes, two query nodes and a compact node. The Python
+//! OpenTelemetry SDK sends to both ingest nodes; every span it saw
+//! acknowledged is found through either query node, before any is in
+//! Parquet and after; the answers to a set of queries equal a single-node
+//! server's on the same spans; `kill -9` of an ingest node loses nothing
+//! once it restarts, and of a query node fails nothing on the other.
+
+mod common;
+
+use std::{
+    collections::BTreeSet,
+    net::SocketAddr,
+    path::Path,
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use common::{Server, client, sql};
+use ophion_core::testing::postgres;
+use serde_json::Value;
+
+const BUCKET: &str = "ophion-cluster";
+const SECRET: &str = "cluster-test-secret";
+/// Traces the SDK sends (1 to 6 children each: 1,350 spans).
+const TRACES: usize = 300;
+
+/// The environment every cluster node shares: the bucket, the catalog,
+/// the secret; rows stay in memory until a node stops (or an hour).
+fn cluster_env(moto: &str, pg: &str) -> Vec<(String, String)> {
+    [
+        ("OPHION__STORE__OBJECT_STORE__KIND", "s3"),
+        ("OPHION__STORE__OBJECT_STORE__BUCKET", BUCKET),
+        ("OPHION__STORE__OBJECT_STORE__ENDPOINT", moto),
+        ("OPHION__STORE__OBJECT_STORE__REGION", "us-east-1"),
+        ("OPHION__STORE__OBJECT_STORE__ACCESS_KEY_ID", "test"),
+        ("OPHION__STORE__OBJECT_STORE__SECRET_ACCESS_KEY", "test"),
+        ("OPHION__STORE__OBJECT_STORE__ALLOW_HTTP", "true"),
+        ("OPHION__STORE__CATALOG__POSTGRES_URL", pg),
+        ("OPHION__STORE__CLUSTER__SECRET", SECRET),
+        ("OPHION__STORE__BUFFER__FLUSH_INTERVAL_SECS", "3600"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
+
+/// Starts a node of `role` on `dir` (its WAL, metadata and node name).
+fn node(dir: &Path, env: &[(String, String)], role: &str, grpc: &str) -> Server {
+    let mut env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    if role == "ingest" {
+        env.push(("OPHION__STORE__CLUSTER__FLIGHT_ADDR", "127.0.0.1:0"));
+    }
+    Server::start_with(dir, &env, grpc, &["--role", role])
+}
+
+/// Runs the SDK script (spans starting at `base_ns`, traces to `targets`
+/// in turn): the spans it saw acknowledged, as (trace, span) hex pairs.
+fn send(base_ns: u64, targets: &[SocketAddr]) -> BTreeSet<(String, String)> {
+    let python = std::env::var("OPHION_PYTHON").expect("OPHION_PYTHON (scripts/test sets it)");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/python/cluster_send.py");
+    let targets: Vec<String> = targets.iter().map(ToString::to_string).collect();
+    let out = Command::new(python)
+        .arg(script)
+        .args([
+            "7",
+            &TRACES.to_string(),
+            &targets.join(","),
+            &base_ns.to_string(),
+        ])
+        .output()
+        .expect("python");
+    assert!(
+        out.status.success(),
+        "cluster_send.py: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["failed"], 0, "every export acknowledged");
+    v["acked"]
+        .as_array()
+        .expect("acked")
+        .iter()
+        .map(|p| {
+            (
+                p[0].as_str().expect("trace").to_owned(),
+                p[1].as_str().expect("span").to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Every span's ids, through `s`'s API.
+async fn ids(http: &reqwest::Client, s: &Server) -> BTreeSet<(String, String)> {
+    let rows = sql(http, s, "SELECT trace_id, span_id FROM spans").await;
+    rows.iter()
+        .map(|r| {
+            (
+                r[0].as_str().expect("trace_id").to_owned(),
+                r[1].as_str().expect("span_id").to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Questions whose answers must not depend on where the spans went.
+const QUESTIONS: &[&str] = &[
+    "SELECT count(*), count(DISTINCT trace_id), sum(duration_ns), min(start_time), max(start_time) FROM spans",
+    "SELECT service_name, name, count(*), sum(duration_ns), max(duration_ns) FROM spans GROUP BY 1, 2 ORDER BY 1, 2",
+    "SELECT service_name, count(*) FILTER (WHERE status_code = 'error') AS errors, count(*) FROM spans GROUP BY 1 ORDER BY 1",
+    "SELECT service_name, approx_percentile_cont(duration_ns, 0.5), approx_percentile_cont(duration_ns, 0.99) FROM spans GROUP BY 1 ORDER BY 1",
+    "SELECT name, kind, duration_ns FROM spans WHERE service_name = 'payments' ORDER BY start_time DESC, span_id LIMIT 20",
+    "SELECT attributes['app.shard'] AS shard, count(*) FROM spans WHERE parent_span_id IS NULL GROUP BY 1 ORDER BY 1",
+];
+
+async fn answers(http: &reqwest::Client, s: &Server) -> Vec<Vec<Value>> {
+    let mut out = Vec::new();
+    for q in QUESTIONS {
+        out.push(sql(http, s, q).await);
+    }
+    out
+}
+
+/// Waits until `check` holds, for at most 30 s.
+async fn eventually<F: std::future::Future<Output = bool>>(
+    what: &str,
+    mut check: impl FnMut() -> F,
+) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !check().await {
+        assert!(Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_ingest_two_query_one_compact_node_answer_like_one_server() {
+    let pg = postgres::start(&["ophion"]);
+    let (_moto, moto) = ophion_tests::moto::start(BUCKET).await;
+    let env = cluster_env(&moto, &pg.url("ophion"));
+    let root = tempfile::tempdir().expect("tmp");
+    let dir = |n: &str| root.path().join(n);
+    let i1 = node(&dir("i1"), &env, "ingest", "127.0.0.1:0");
+    let i2 = node(&dir("i2"), &env, "ingest", "127.0.0.1:0");
+    let q1 = node(&dir("q1"), &env, "query", "127.0.0.1:0");
+    let q2 = node(&dir("q2"), &env, "query", "127.0.0.1:0");
+    let compact = node(&dir("c"), &env, "compact", "127.0.0.1:0");
+    assert!(i1.flight.is_some() && i2.flight.is_some());
+    assert!(q1.otlp_http.is_empty(), "a query node takes no OTLP");
+    let single = Server::start(&dir("single"), &[]);
+    let http = client();
+
+    // Two hours ago, whole seconds: the same spans every run.
+    let base = (common::now_ns() / 1_000_000_000 - 7200) * 1_000_000_000;
+    let targets = [i1.grpc, i2.grpc];
+    let acked = tokio::task::spawn_blocking(move || send(base, &targets))
+        .await
+        .expect("send");
+    assert!(
+        acked.len() >= TRACES * 2,
+        "{} spans acknowledged",
+        acked.len()
+    );
+    let targets = [single.grpc];
+    let reference = tokio::task::spawn_blocking(move || send(base, &targets))
+        .await
+        .expect("send");
+    assert_eq!(reference, acked, "the same spans both times");
+
+    // Nothing is in Parquet yet: the query nodes read the ingest nodes'
+    // memory.
+    assert_eq!(common::parquet_objects(&http, &moto, BUCKET, "").await, 0);
+    for q in [&q1, &q2] {
+        assert_eq!(ids(&http, q).await, acked, "every acknowledged span");
+    }
+    let expected = answers(&http, &single).await;
+    assert_eq!(expected[0][0][0].as_u64(), Some(acked.len() as u64));
+    assert_eq!(answers(&http, &q1).await, expected);
+    assert_eq!(answers(&http, &q2).await, expected);
+
+    // kill -9 of an ingest node: once restarted (it replays its log), no
+    // acknowledged span is missing, and none is there twice.
+    let i1_grpc = i1.grpc.to_string();
+    drop(i1);
+    let i1 = node(&dir("i1"), &env, "ingest", &i1_grpc);
+    eventually("q1 sees i1's replayed rows", || async {
+        ids(&http, &q1).await == acked
+    })
+    .await;
+    assert_eq!(answers(&http, &q1).await, expected);
+
+    // Stopped gracefully, ingest nodes write their rows to the bucket;
+    // the answers stay the same.
+    for s in [i1, i2] {
+        let (status, _) = s.stop(Duration::from_secs(60));
+        assert!(status.success(), "ingest node stopped cleanly");
+    }
+    assert!(common::parquet_objects(&http, &moto, BUCKET, "").await > 0);
+    for q in [&q1, &q2] {
+        assert_eq!(ids(&http, q).await, acked);
+        assert_eq!(answers(&http, q).await, expected);
+    }
+
+    // kill -9 of a query node fails nothing on the other.
+    drop(q1);
+    assert_eq!(answers(&http, &q2).await, expected);
+    let (status, _) = compact.stop(Duration::from_secs(60));
+    assert!(status.success());
+}
