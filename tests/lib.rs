@@ -295,3 +295,131 @@ pub mod moto {
         (moto, url)
     }
 }
+
+/// A proxy in front of an S3 server that answers 30% of the requests of
+/// the given methods `503 SlowDown` without forwarding them
+/// (deterministically: 3 of every 10), and forwards the rest.
+pub mod s3proxy {
+    use std::{
+        net::SocketAddr,
+        sync::{
+            Arc,
+            atomic::{AtomicU64, Ordering},
+        },
+    };
+
+    use axum::{body::Body, extract::State, http::Request, response::Response};
+
+    /// The proxy's counters.
+    #[derive(Clone, Debug)]
+    pub struct Proxy {
+        upstream: String,
+        client: reqwest::Client,
+        methods: Arc<Vec<http::Method>>,
+        /// Requests of the failed methods seen.
+        pub seen: Arc<AtomicU64>,
+        /// Of those, failed on purpose.
+        pub failed: Arc<AtomicU64>,
+        hold: Arc<std::sync::Mutex<Option<(http::Method, bool)>>>,
+        /// Requests held so far (see [`Proxy::hold`]).
+        pub held: Arc<AtomicU64>,
+    }
+
+    impl Proxy {
+        /// From now on, requests of `method` never get an answer: a crash
+        /// can be placed exactly at that step. With `forward`, the request
+        /// reaches the server first (a PUT then stores its object), else
+        /// it never does. `None` ends the holding for new requests.
+        pub fn hold(&self, what: Option<(http::Method, bool)>) {
+            *self.hold.lock().unwrap_or_else(|e| e.into_inner()) = what;
+        }
+    }
+
+    async fn forward(State(p): State<Proxy>, req: Request<Body>) -> Response {
+        let (parts, body) = req.into_parts();
+        let body = axum::body::to_bytes(body, usize::MAX)
+            .await
+            .unwrap_or_default();
+        let held = p
+            .hold
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .filter(|(m, _)| *m == parts.method);
+        if let Some((_, forward)) = held {
+            if forward {
+                let uri = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+                let mut up = p
+                    .client
+                    .request(parts.method.clone(), format!("{}{uri}", p.upstream))
+                    .body(body.clone());
+                for (k, v) in &parts.headers {
+                    if k != http::header::HOST {
+                        up = up.header(k, v);
+                    }
+                }
+                let _ = up.send().await;
+            }
+            p.held.fetch_add(1, Ordering::SeqCst);
+            // Never answered: the client waits until it dies.
+            std::future::pending::<()>().await;
+        }
+        if p.methods.contains(&parts.method) {
+            let n = p.seen.fetch_add(1, Ordering::SeqCst);
+            if n % 10 < 3 {
+                p.failed.fetch_add(1, Ordering::SeqCst);
+                let xml = "<Error><Code>SlowDown</Code><Message>injected failure</Message></Error>";
+                return Response::builder()
+                    .status(503)
+                    .body(Body::from(xml))
+                    .unwrap_or_default();
+            }
+        }
+        let uri = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let mut up = p
+            .client
+            .request(parts.method, format!("{}{uri}", p.upstream))
+            .body(body);
+        for (k, v) in &parts.headers {
+            if k != http::header::HOST {
+                up = up.header(k, v);
+            }
+        }
+        match up.send().await {
+            Ok(r) => {
+                let mut b = Response::builder().status(r.status());
+                for (k, v) in r.headers() {
+                    b = b.header(k, v);
+                }
+                b.body(Body::from(r.bytes().await.unwrap_or_default()))
+                    .unwrap_or_default()
+            }
+            Err(e) => Response::builder()
+                .status(502)
+                .body(Body::from(e.to_string()))
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Starts the proxy on a loopback port in front of `upstream`.
+    pub async fn start(upstream: String, methods: &[http::Method]) -> (SocketAddr, Proxy) {
+        let proxy = Proxy {
+            upstream,
+            client: reqwest::Client::new(),
+            methods: Arc::new(methods.to_vec()),
+            seen: Arc::default(),
+            failed: Arc::default(),
+            hold: Arc::default(),
+            held: Arc::default(),
+        };
+        let app = axum::Router::new()
+            .fallback(forward)
+            .with_state(proxy.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (addr, proxy)
+    }
+}

@@ -208,3 +208,178 @@ async fn two_ingest_two_query_one_compact_node_answer_like_one_server() {
     let (status, _) = compact.stop(Duration::from_secs(60));
     assert!(status.success());
 }
+
+/// Rows, and distinct (trace, span) ids.
+async fn counts(http: &reqwest::Client, q: &Server) -> (u64, u64) {
+    let one = |sql: &'static str| async move {
+        let (status, v) = common::query(http, q, sql).await;
+        assert_eq!(status, 200, "{sql}: {v}");
+        v["rows"][0][0].as_u64().expect("a count")
+    };
+    (
+        one("SELECT count(*) FROM spans").await,
+        one("SELECT count(*) FROM (SELECT trace_id, span_id FROM spans GROUP BY 1, 2)").await,
+    )
+}
+
+/// Files the query node lists after a query brought its catalog up to
+/// date (`GET /api/v1/status`).
+async fn listed_files(http: &reqwest::Client, q: &Server) -> u64 {
+    sql(http, q, "SELECT count(*) FROM spans").await;
+    let (status, v) = common::get(http, q, "/api/v1/status", &[]).await;
+    assert_eq!(status, 200);
+    v["traces"]["files"].as_u64().expect("files")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compact_node_killed_mid_compaction_over_failing_s3_loses_and_leaves_nothing() {
+    let pg = postgres::start(&["ophion"]);
+    let (_moto, moto) = ophion_tests::moto::start(BUCKET).await;
+    // Every node reaches the bucket through a proxy failing 30% of all
+    // requests (reads, writes, lists, deletes).
+    let (proxy_addr, proxy) = ophion_tests::s3proxy::start(
+        moto.clone(),
+        &[
+            http::Method::GET,
+            http::Method::PUT,
+            http::Method::POST,
+            http::Method::DELETE,
+            http::Method::HEAD,
+        ],
+    )
+    .await;
+    let mut env = cluster_env(&format!("http://{proxy_addr}"), &pg.url("ophion"));
+    // Snapshots every second (many small files to merge), compaction
+    // passes every second, retired files deleted 6 s after.
+    for (k, v) in [
+        ("OPHION__STORE__BUFFER__FLUSH_INTERVAL_SECS", "1"),
+        ("OPHION__STORE__QUERY__TIMEOUT_SECS", "1"),
+    ] {
+        env.retain(|(key, _)| key != k);
+        env.push((k.to_owned(), v.to_owned()));
+    }
+    let root = tempfile::tempdir().expect("tmp");
+    let dir = |n: &str| root.path().join(n);
+    let ingest = node(&dir("i"), &env, "ingest", "127.0.0.1:0");
+    let q = node(&dir("q"), &env, "query", "127.0.0.1:0");
+    let http = client();
+
+    // Rounds of 3,000 spans two hours ago (a closed hour: merged at
+    // once), each snapshotted on its own.
+    let start = common::now_ns() - 2 * 3_600_000_000_000;
+    let mut sent = 0u64;
+    let mut seed = 4000;
+    let mut snapshot_rounds = |rounds: u64| {
+        let (http, ingest, q) = (&http, &ingest, &q);
+        let first = seed;
+        seed += rounds;
+        async move {
+            let mut spans = 0;
+            for s in first..first + rounds {
+                let mut g = ophion_core::testing::Generator::new(s, start + s * 1_000_000);
+                let req = g.traces(3000);
+                spans += ophion_core::testing::span_count(&req) as u64;
+                common::export(http, ingest, "/v1/traces", &req).await;
+                let before = listed_files(http, q).await;
+                eventually("the round is snapshotted", || async {
+                    listed_files(http, q).await > before
+                })
+                .await;
+            }
+            spans
+        }
+    };
+    sent += snapshot_rounds(8).await;
+    let snapshots = listed_files(&http, &q).await;
+    assert!(snapshots >= 8, "{snapshots} snapshot files");
+
+    // The compact node reaches the bucket through a proxy of its own,
+    // which can leave a chosen request unanswered: the node is killed
+    // exactly there.
+    let (c_addr, c_proxy) = ophion_tests::s3proxy::start(moto.clone(), &[]).await;
+    let mut c_env = env.clone();
+    c_env.retain(|(k, _)| k != "OPHION__STORE__OBJECT_STORE__ENDPOINT");
+    c_env.push((
+        "OPHION__STORE__OBJECT_STORE__ENDPOINT".into(),
+        format!("http://{c_addr}"),
+    ));
+    let objects = || common::parquet_objects(&http, &moto, BUCKET, "");
+    let kill_at = |method: http::Method, forward: bool, what: &'static str| {
+        let (c_proxy, c_env, dir, http, q) = (&c_proxy, &c_env, dir("c"), &http, &q);
+        async move {
+            let held = c_proxy.held.load(std::sync::atomic::Ordering::SeqCst);
+            c_proxy.hold(Some((method, forward)));
+            let c = node(&dir, c_env, "compact", "127.0.0.1:0");
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while c_proxy.held.load(std::sync::atomic::Ordering::SeqCst) == held {
+                if Instant::now() > deadline {
+                    panic!(
+                        "never: {what}; {} files listed; the compact node's log:\n{}",
+                        listed_files(http, q).await,
+                        c.log()
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            drop(c);
+            c_proxy.hold(None);
+        }
+    };
+
+    // 1. Killed while uploading its merged file: nothing reaches the
+    //    bucket, nothing changes.
+    kill_at(http::Method::PUT, false, "the merged file's upload").await;
+    assert_eq!(counts(&http, &q).await, (sent, sent), "after kill 1");
+    assert_eq!(listed_files(&http, &q).await, snapshots);
+    assert_eq!(objects().await as u64, snapshots);
+
+    // 2. Killed after publishing the merged file, before deleting the
+    //    files it replaced (held until the queries' grace is over; S3
+    //    deletes are batch POSTs).
+    kill_at(http::Method::POST, false, "deleting the merged-away files").await;
+    assert_eq!(counts(&http, &q).await, (sent, sent), "after kill 2");
+    let live = listed_files(&http, &q).await;
+    assert!(live < snapshots, "the merge was published");
+    assert!(
+        objects().await as u64 > live,
+        "the replaced files are still there"
+    );
+
+    // 3. More snapshots; killed once its merged file is in the bucket but
+    //    before it is published: an unpublished file of its own.
+    sent += snapshot_rounds(5).await;
+    kill_at(http::Method::PUT, true, "the merged file's upload answer").await;
+    assert_eq!(counts(&http, &q).await, (sent, sent), "after kill 3");
+
+    // Started once more, it cleans up: its own unpublished file at once,
+    // the files retired by its crashed self after the grace, and merges
+    // what is left. The bucket then holds the live files, nothing else.
+    let before = listed_files(&http, &q).await;
+    let c = node(&dir("c"), &c_env, "compact", "127.0.0.1:0");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let live = listed_files(&http, &q).await;
+        let in_bucket = objects().await as u64;
+        if live < before && in_bucket == live {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{in_bucket} objects in the bucket for {live} live files"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert_eq!(counts(&http, &q).await, (sent, sent));
+    let metrics = common::metrics(&c.api).await;
+    assert!(
+        common::prometheus_sample(&metrics, "ophion_parquet_orphans_deleted_total") >= 1.0,
+        "the compact node deleted its own unpublished file at start"
+    );
+    let failed = proxy.failed.load(std::sync::atomic::Ordering::SeqCst);
+    let seen = proxy.seen.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        failed * 10 >= seen * 3 - 10 && failed > 20,
+        "{failed} of {seen} requests failed"
+    );
+    drop((c, ingest, q));
+}

@@ -228,10 +228,14 @@ const MAINTENANCE_LEASE_NS: i64 = 10 * 60 * 1_000_000_000;
 /// files.)
 async fn maintenance_turn(inner: &Inner) -> Result<bool> {
     inner.catalog.refresh().await?;
-    inner
+    let mine = inner
         .catalog
         .lease("maintenance", inner.clock.now_nanos(), MAINTENANCE_LEASE_NS)
-        .await
+        .await?;
+    if mine {
+        delete_retired_shared(inner).await?;
+    }
+    Ok(mine)
 }
 
 /// Stitches files whose row groups are worth keeping into one file, copying
@@ -385,7 +389,7 @@ async fn publish_merged(
     (min_time, max_time): (i64, i64),
 ) -> Result<usize> {
     let hour = min_time.div_euclid(HOUR_NS) * HOUR_NS;
-    let path = persist::file_path(&tenant, signal, hour);
+    let path = persist::file_path(&tenant, signal, hour, &inner.writer);
     let size = bytes.len() as u64;
     let object = ObjectPath::from(path.as_str());
     inner.objects.put(&object, PutPayload::from(bytes)).await?;
@@ -417,14 +421,54 @@ async fn publish_merged(
 /// Remembers objects no longer in the catalog, for deletion once no query
 /// that could have planned with them can still run.
 fn retire(inner: &Inner, files: &[Arc<FileMeta>]) {
+    // A shared catalog lists its retired files itself (see
+    // `delete_retired_shared`), whichever node retired them.
+    if inner.catalog.db().shared() {
+        return;
+    }
     let now = std::time::Instant::now();
     let mut r = inner.retired.lock().unwrap_or_else(|e| e.into_inner());
     r.extend(files.iter().map(|f| (f.path.clone(), now)));
 }
 
+/// How long a retired file stays: a query runs at most
+/// `query.timeout_secs`; that long, and more.
+fn retired_grace(inner: &Inner) -> std::time::Duration {
+    std::time::Duration::from_secs(inner.config.query.timeout_secs.max(1) + 5)
+}
+
+/// Deletes the objects of files the shared catalog retired more than the
+/// grace ago and that are not deleted yet, whichever node retired them
+/// (a compact node killed after its commit leaves none behind).
+async fn delete_retired_shared(inner: &Inner) -> Result<()> {
+    let db = inner.catalog.db();
+    if !db.shared() {
+        return Ok(());
+    }
+    let grace = i64::try_from(retired_grace(inner).as_nanos()).unwrap_or(i64::MAX);
+    let due = db
+        .retired_undeleted(inner.clock.now_nanos().saturating_sub(grace))
+        .await?;
+    let mut done = Vec::with_capacity(due.len());
+    for (id, p) in due {
+        let path = ObjectPath::from(p.as_str());
+        inner.metadata_cache.remove(&path);
+        inner.text_indexes.remove(&p);
+        match inner.objects.delete(&path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => done.push(id),
+            Err(e) => {
+                tracing::warn!(path = %p, error = %e, "cannot delete a retired file; will retry")
+            }
+        }
+    }
+    if !done.is_empty() {
+        db.mark_deleted(&done, inner.clock.now_nanos()).await?;
+    }
+    Ok(())
+}
+
 async fn delete_retired(inner: &Inner) {
-    // A query runs at most `query.timeout_secs`; wait that long, and more.
-    let grace = std::time::Duration::from_secs(inner.config.query.timeout_secs.max(1) + 5);
+    let grace = retired_grace(inner);
     let paths: Vec<String> = {
         let mut r = inner.retired.lock().unwrap_or_else(|e| e.into_inner());
         let (due, keep): (Vec<_>, Vec<_>) = r.drain(..).partition(|(_, at)| at.elapsed() >= grace);

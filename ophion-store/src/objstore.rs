@@ -84,6 +84,7 @@ pub(crate) async fn sweep_orphans(
     objects: &dyn ObjectStore,
     known: &std::collections::HashSet<String>,
     min_age: std::time::Duration,
+    own_suffix: &str,
 ) -> Result<u64> {
     let mut listing = objects.list(None);
     let mut orphans = Vec::new();
@@ -94,9 +95,12 @@ pub(crate) async fn sweep_orphans(
     while let Some(meta) = listing.next().await {
         let meta = meta?;
         let path = meta.location.to_string();
+        let own = path
+            .strip_suffix(".parquet")
+            .is_some_and(|p| p.ends_with(own_suffix));
         if path.ends_with(".parquet")
             && !known.contains(&path)
-            && meta.last_modified.timestamp() <= newest
+            && (own || meta.last_modified.timestamp() <= newest)
         {
             orphans.push(meta.location);
         }

@@ -531,14 +531,32 @@ fn civil(days: i64) -> (i64, u32, u32) {
 
 /// Object path of a new file: `<tenant>/<signal>/<yyyy-mm-dd>/<hh>/<uuid v7>.parquet`.
 /// Tenant ids are restricted to path-safe characters by [`TenantId::new`].
-pub fn file_path(tenant: &TenantId, signal: Signal, hour_start_ns: i64) -> String {
+pub fn file_path(tenant: &TenantId, signal: Signal, hour_start_ns: i64, writer: &str) -> String {
     let hours = hour_start_ns.div_euclid(NANOS_PER_HOUR);
     let (y, m, d) = civil(hours.div_euclid(24));
     let hh = hours.rem_euclid(24);
     format!(
-        "{tenant}/{signal}/{y:04}-{m:02}-{d:02}/{hh:02}/{}.parquet",
-        uuid::Uuid::now_v7()
+        "{tenant}/{signal}/{y:04}-{m:02}-{d:02}/{hh:02}/{}{}.parquet",
+        uuid::Uuid::now_v7(),
+        writer_suffix(writer)
     )
+}
+
+/// The end of the names of files a node writes (`-w<tag>`, before
+/// `.parquet`): a node at its start knows which unpublished files are its
+/// own, left by its crash, and deletes them at once; other nodes' may be
+/// about to be published.
+pub fn writer_suffix(writer: &str) -> String {
+    format!("-w{writer}")
+}
+
+/// A node's writer tag: a short hash of its name in the catalog.
+pub fn writer_tag(node: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in node.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+    }
+    format!("{:012x}", h >> 16)
 }
 
 /// Concatenates batches of one schema.
@@ -765,10 +783,14 @@ mod tests {
             &TenantId::default(),
             Signal::Logs,
             1_700_000_000_000_000_000 / NANOS_PER_HOUR * NANOS_PER_HOUR,
+            &writer_tag("node-a"),
         );
         assert!(
             p.starts_with("default/logs/2023-11-14/22/") && p.ends_with(".parquet"),
             "{p}"
         );
+        assert!(p.ends_with(&format!("{}.parquet", writer_suffix(&writer_tag("node-a")))));
+        assert_ne!(writer_tag("node-a"), writer_tag("node-b"));
+        assert_eq!(writer_tag("node-a").len(), 12);
     }
 }

@@ -169,6 +169,8 @@ pub(crate) struct Inner {
     pub(crate) cluster: Option<crate::cluster::Cluster>,
     /// Stops serving unflushed rows when the store is dropped.
     flight_stop: Arc<Notify>,
+    /// This node's writer tag, in the names of the files it writes.
+    pub(crate) writer: String,
     /// Held (locked) for the store's life: one process per data directory.
     _dir_lock: std::fs::File,
 }
@@ -333,6 +335,7 @@ impl Store {
             wake: Arc::new(Notify::new()),
             cluster,
             flight_stop: Arc::new(Notify::new()),
+            writer: persist::writer_tag(&node),
             _dir_lock: dir_lock,
         });
         if let Some((listener, _)) = flight {
@@ -355,14 +358,20 @@ impl Store {
         // The first call to the object store: a missing bucket, a wrong
         // endpoint or refused credentials stop the opening here, saying so.
         // With a shared catalog, another node's file may be written and
-        // not yet published: only files an hour old are orphans.
+        // not yet published: only files an hour old are orphans, and this
+        // node's own (its name says so), which its crash left.
         let min_age = if inner.catalog.db().shared() {
             Duration::from_secs(3600)
         } else {
             Duration::ZERO
         };
-        let orphans = objstore::sweep_orphans(inner.objects.as_ref(), &known, min_age)
-            .await
+        let orphans = objstore::sweep_orphans(
+            inner.objects.as_ref(),
+            &known,
+            min_age,
+            &persist::writer_suffix(&inner.writer),
+        )
+        .await
             .map_err(|e| {
                 Error::Config(format!(
                     "the object store ({}) cannot be read: {e}; check the bucket, endpoint and credentials",
@@ -781,7 +790,7 @@ async fn persist_all(
         .await
         .map_err(|e| Error::Wal(format!("encoder task failed: {e}")))??;
         for (hour, (min_time, max_time), rows, bytes) in encoded {
-            let path = persist::file_path(&tenant, signal, hour);
+            let path = persist::file_path(&tenant, signal, hour, &inner.writer);
             let size = bytes.len() as u64;
             // A put is atomic: the file is complete or absent. It becomes
             // visible to queries only when the catalog publishes it.

@@ -221,6 +221,27 @@ async fn two_nodes_never_both_retire_the_same_files() {
         .expect("changes")
         .expect("known");
     assert_eq!(recent.removed, [merged]);
+    // Its object is deleted by the maintaining node once the grace is
+    // over; then, an hour on, the retirement is purged.
+    // (a and b were retired at 20, merged-1 at 30.)
+    let path = |(id, p): &(i64, String)| (*id, p.clone());
+    let early: Vec<_> = one.retired_undeleted(21).await.expect("retired");
+    assert_eq!(
+        early.iter().map(|e| e.1.as_str()).collect::<Vec<_>>(),
+        ["a", "b"]
+    );
+    let due = one.retired_undeleted(31).await.expect("retired");
+    assert_eq!(due.last().map(path), Some((merged, "merged-1".to_owned())));
+    assert_eq!(due.len(), 3);
+    assert!(one.retired_undeleted(20).await.expect("retired").is_empty());
+    let ids: Vec<i64> = due.iter().map(|d| d.0).collect();
+    one.mark_deleted(&ids, 32).await.expect("deleted");
+    assert!(
+        one.retired_undeleted(31 + hour)
+            .await
+            .expect("retired")
+            .is_empty()
+    );
     one.commit("n1", &[], &[c], None, 31 + hour)
         .await
         .expect("retire c, purging merged-1");

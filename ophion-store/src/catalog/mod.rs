@@ -168,6 +168,14 @@ pub trait CatalogDb: std::fmt::Debug + Send + Sync {
     /// The nodes heard of within the last `max_age_ns` (the database's
     /// clock).
     async fn nodes(&self, max_age_ns: i64) -> Result<Vec<Node>>;
+
+    /// Files retired before `before_ns` whose objects are not deleted yet
+    /// (id, path). A catalog only its own node writes forgets retired
+    /// files at once (its node deletes them, and sweeps the rest at start).
+    async fn retired_undeleted(&self, before_ns: i64) -> Result<Vec<(i64, String)>>;
+
+    /// Records that the objects of the retired files `ids` are deleted.
+    async fn mark_deleted(&self, ids: &[i64], now_ns: i64) -> Result<()>;
 }
 
 /// In-memory mirror of the live files, over the database that keeps them.

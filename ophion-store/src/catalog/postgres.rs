@@ -4,7 +4,9 @@
 //! Tables live in their own schema (`postgres_schema`, default `ophion`):
 //! - `parquet_files`: every file, with the catalog version that published
 //!   it and, once retired, the version that retired it (kept for an hour so
-//!   other nodes learn of the retirement, then purged);
+//!   other nodes learn of the retirement, then purged) and when its object
+//!   was deleted (by the node holding the maintenance lease, after a
+//!   grace for queries still reading it);
 //! - `catalog_state`: the catalog version, bumped by every commit in its
 //!   transaction. Its row lock orders commits, so a reader whose snapshot
 //!   shows version `v` sees every commit up to `v` and none after;
@@ -74,6 +76,11 @@ const MIGRATIONS: &[&str] = &[
         flight TEXT NOT NULL,
         seen_at BIGINT NOT NULL
     );
+"#,
+    r#"
+    ALTER TABLE {s}.parquet_files ADD COLUMN deleted_at BIGINT;
+    CREATE INDEX parquet_files_undeleted ON {s}.parquet_files (retired_at)
+        WHERE retired_at IS NOT NULL AND deleted_at IS NULL;
 "#,
 ];
 
@@ -321,11 +328,12 @@ impl CatalogDb for PgCatalog {
                 )));
             }
             // Retirements older than an hour have reached every node
-            // that refreshes; nodes further behind reload everything.
+            // that refreshes (nodes further behind reload everything);
+            // their rows go once their objects are deleted.
             tx.execute(
                 &*self.sql(
                     "WITH gone AS (
-                         DELETE FROM {s}.parquet_files WHERE retired_at < $1 RETURNING retired_version
+                         DELETE FROM {s}.parquet_files WHERE retired_at < $1 AND deleted_at IS NOT NULL RETURNING retired_version
                      )
                      UPDATE {s}.catalog_state
                      SET purged_version = GREATEST(purged_version, (SELECT coalesce(max(retired_version), 0) FROM gone))
@@ -484,5 +492,33 @@ impl CatalogDb for PgCatalog {
                 flight: r.get(2),
             })
             .collect())
+    }
+
+    async fn retired_undeleted(&self, before_ns: i64) -> Result<Vec<(i64, String)>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                &*self.sql(
+                    "SELECT id, path FROM {s}.parquet_files
+                     WHERE retired_at IS NOT NULL AND retired_at < $1 AND deleted_at IS NULL
+                     ORDER BY id LIMIT 10000",
+                ),
+                &[&before_ns],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    async fn mark_deleted(&self, ids: &[i64], now_ns: i64) -> Result<()> {
+        let client = self.client().await?;
+        client
+            .execute(
+                &*self.sql("UPDATE {s}.parquet_files SET deleted_at = $1 WHERE id = ANY($2)"),
+                &[&now_ns, &ids],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(())
     }
 }

@@ -179,4 +179,12 @@ impl CatalogDb for SqliteCatalog {
     async fn nodes(&self, _max_age_ns: i64) -> Result<Vec<Node>> {
         Ok(Vec::new())
     }
+
+    async fn retired_undeleted(&self, _before_ns: i64) -> Result<Vec<(i64, String)>> {
+        Ok(Vec::new())
+    }
+
+    async fn mark_deleted(&self, _ids: &[i64], _now_ns: i64) -> Result<()> {
+        Ok(())
+    }
 }
