@@ -87,6 +87,19 @@ impl Started {
         cores: Option<&str>,
         grpc: &str,
     ) -> Self {
+        Self::start_with(server, data_dir, env, cores, grpc, &[]).await
+    }
+
+    /// [`Started::start_at`] with more command-line `args` (`--role
+    /// query`); the addresses of receivers a role does not run are empty.
+    pub async fn start_with(
+        server: &Path,
+        data_dir: &Path,
+        env: &[(&str, &str)],
+        cores: Option<&str>,
+        grpc: &str,
+        args: &[&str],
+    ) -> Self {
         let mut cmd = match cores {
             Some(c) => {
                 let mut cmd = Command::new("taskset");
@@ -105,6 +118,7 @@ impl Started {
                 "--api-addr",
                 "127.0.0.1:0",
             ])
+            .args(args)
             .env("RUST_LOG", "warn")
             .env("OPHION_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .envs(env.iter().copied())
@@ -118,7 +132,11 @@ impl Started {
             .read_line(&mut line)
             .expect("listening line");
         let v: serde_json::Value = serde_json::from_str(&line).expect("json");
-        let url = |k: &str| format!("http://{}", v[k].as_str().expect("address"));
+        let url = |k: &str| {
+            v[k].as_str()
+                .map(|a| format!("http://{a}"))
+                .unwrap_or_default()
+        };
         let (grpc, http, api) = (url("grpc"), url("otlp_http"), url("api"));
         let token = login(&api).await;
         Self {

@@ -672,6 +672,10 @@ async fn check_ops(http: &reqwest::Client, server: &Server, sent: &Sent3) {
         "ophion_parquet_files_expired_total",
         "ophion_parquet_orphans_deleted_total",
         "ophion_text_index_rows_skipped_total",
+        "ophion_peer_failures_total",
+        "ophion_distributed_queries_total",
+        "ophion_distributed_fallbacks_total",
+        "ophion_worker_tasks_total",
     ] {
         assert!(
             text.contains(&format!("# TYPE {counter} counter")),

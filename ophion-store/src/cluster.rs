@@ -117,6 +117,9 @@ pub(crate) struct Cluster {
     nodes: tokio::sync::Mutex<Option<(Instant, Vec<Node>)>>,
     /// One connection per peer address, reused by queries.
     channels: Mutex<HashMap<String, tonic::transport::Channel>>,
+    /// The query nodes that take parts of large scans, refreshed with
+    /// each heartbeat.
+    pub(crate) workers: crate::distributed::Workers,
 }
 
 impl Cluster {
@@ -126,6 +129,7 @@ impl Cluster {
             advertised,
             nodes: tokio::sync::Mutex::new(None),
             channels: Mutex::new(HashMap::new()),
+            workers: crate::distributed::Workers::default(),
         }
     }
 
@@ -138,7 +142,9 @@ impl Cluster {
         i64::try_from(self.config.heartbeat_secs).unwrap_or(60) * 1_000_000_000
     }
 
-    /// Announces this node in the catalog (the future holds no borrow).
+    /// Announces this node in the catalog and refreshes the list of
+    /// query nodes that take parts of large scans (the future holds no
+    /// borrow).
     pub(crate) fn heartbeat(
         &self,
         catalog: &Catalog,
@@ -147,7 +153,24 @@ impl Cluster {
         let node = catalog.node().to_owned();
         let role = self.config.role.as_str();
         let flight = self.advertised.clone();
-        async move { db.heartbeat(&node, role, &flight).await }
+        let workers = self.workers.clone();
+        let max_age = 3 * self.heartbeat_ns();
+        async move {
+            db.heartbeat(&node, role, &flight).await?;
+            let nodes = db.nodes(max_age).await?;
+            workers.set(
+                nodes
+                    .iter()
+                    .filter(|n| {
+                        !n.flight.is_empty()
+                            && n.role
+                                .parse::<crate::config::Role>()
+                                .is_ok_and(|r| r.queries())
+                    })
+                    .map(|n| n.flight.as_str()),
+            );
+            Ok(())
+        }
     }
 
     /// The other nodes that serve unflushed rows, heard of within three
@@ -289,20 +312,28 @@ impl Unflushed {
     }
 
     fn check<T>(&self, request: &Request<T>) -> std::result::Result<(), Status> {
-        if self.secret.is_empty() {
-            return Ok(());
-        }
-        let given = request
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        match given {
-            Some(s) if constant_time_eq(s.as_bytes(), self.secret.as_bytes()) => Ok(()),
-            _ => Err(Status::unauthenticated(
-                "this node's rows need the cluster's secret",
-            )),
-        }
+        authorize(&self.secret, request.metadata())
+    }
+}
+
+/// Whether `metadata` carries the cluster's `secret` (`authorization:
+/// Bearer`); every request to a node's Flight address must.
+fn authorize(
+    secret: &str,
+    metadata: &tonic::metadata::MetadataMap,
+) -> std::result::Result<(), Status> {
+    if secret.is_empty() {
+        return Ok(());
+    }
+    let given = metadata
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        Some(s) if constant_time_eq(s.as_bytes(), secret.as_bytes()) => Ok(()),
+        _ => Err(Status::unauthenticated(
+            "this node's services need the cluster's secret",
+        )),
     }
 }
 
@@ -440,17 +471,30 @@ pub(crate) async fn bind(config: &ClusterConfig) -> Result<(tokio::net::TcpListe
 }
 
 /// Serves this node's unflushed rows on `listener` until `stop` is
-/// notified (the store's end).
+/// notified (the store's end), and, on query nodes, `worker`: the parts of
+/// other query nodes' scans (see `distributed`). Both need the secret.
 pub(crate) fn serve(
     listener: tokio::net::TcpListener,
     rows: Box<dyn LocalRows>,
+    worker: Option<datafusion_distributed::Worker>,
     secret: String,
     stop: Arc<tokio::sync::Notify>,
 ) {
+    let worker = worker.map(|w| {
+        let secret = secret.clone();
+        tonic::service::interceptor::InterceptedService::new(
+            w.into_worker_server(),
+            move |request: Request<()>| {
+                authorize(&secret, request.metadata())?;
+                Ok(request)
+            },
+        )
+    });
     let service = Unflushed::service(rows, secret);
     tokio::spawn(async move {
         let served = tonic::transport::Server::builder()
             .add_service(service)
+            .add_optional_service(worker)
             .serve_with_incoming_shutdown(
                 tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
                 async move { stop.notified().await },

@@ -356,7 +356,8 @@ pub enum Role {
     /// its unflushed rows to query nodes (`flight_addr`).
     Ingest,
     /// Queries, and the features built on them (AI watch, alerts,
-    /// auto-healing); no receivers.
+    /// auto-healing); no receivers. With a `flight_addr`, it also runs
+    /// parts of the other query nodes' large scans.
     Query,
     /// Compaction and retention; no receivers.
     Compact,
@@ -377,6 +378,12 @@ impl Role {
     /// Whether this node runs the background features that read
     /// telemetry (AI watch, alert evaluation, auto-healing).
     pub fn watches(self) -> bool {
+        matches!(self, Self::All | Self::Query)
+    }
+
+    /// Whether this node runs parts of other query nodes' large scans
+    /// (when it has a `flight_addr`).
+    pub fn queries(self) -> bool {
         matches!(self, Self::All | Self::Query)
     }
 
@@ -430,6 +437,12 @@ pub struct ClusterConfig {
     /// is left out of the answer, with a warning: its rows not yet in
     /// Parquet are missing until it publishes them.
     pub peer_timeout_ms: u64,
+    /// Parquet bytes one partition of a query node scans (default 16 MiB).
+    /// A scan larger than one node's partitions (this times its cores) is
+    /// split across the query nodes with a `flight_addr` (datafusion-
+    /// distributed); smaller ones run where they were asked. 0: every
+    /// query runs on the node asked.
+    pub distribute_bytes_per_partition: u64,
 }
 
 impl Default for ClusterConfig {
@@ -441,6 +454,7 @@ impl Default for ClusterConfig {
             secret: String::new(),
             heartbeat_secs: 2,
             peer_timeout_ms: 2000,
+            distribute_bytes_per_partition: 16 << 20,
         }
     }
 }

@@ -33,7 +33,12 @@
 //! (users, keys, tenants, audit log; the AI service's state). The
 //! [`catalog`] can live in PostgreSQL instead, shared by several nodes
 //! that write one bucket: each sees the others' files at its next query,
-//! and one at a time compacts them.
+//! and one at a time compacts them. Such nodes take roles
+//! ([`config::Role`]: ingest, query, compact): query nodes read ingest
+//! nodes' rows not yet in Parquet over Arrow Flight (`cluster`), and split
+//! scans too large for one of them across all of them with
+//! datafusion-distributed (`distributed`). docs/cluster.md tells how to
+//! deploy one.
 //!
 //! Reads go through [`ophion_core::TelemetryQuery`], which [`Store`]
 //! implements (and [`MemoryTables`], the same SQL over rows kept in memory,
@@ -57,6 +62,7 @@
 pub mod catalog;
 mod cluster;
 pub mod config;
+mod distributed;
 pub mod error;
 mod footers;
 mod maintenance;

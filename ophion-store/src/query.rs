@@ -49,7 +49,7 @@ use datafusion::{
         cache::cache_manager::{CacheManagerConfig, FileMetadataCache},
         disk_manager::{DiskManagerBuilder, DiskManagerMode},
         object_store::ObjectStoreUrl,
-        runtime_env::RuntimeEnvBuilder,
+        runtime_env::{RuntimeEnv, RuntimeEnvBuilder},
     },
     logical_expr::{
         BinaryExpr, Expr, LogicalPlan, Operator, TableProviderFilterPushDown, cast,
@@ -82,7 +82,8 @@ use parquet::arrow::arrow_reader::RowSelection;
 
 use crate::{
     catalog::FileMeta,
-    config::QueryConfig,
+    config::{ClusterConfig, QueryConfig},
+    distributed::Workers,
     error::{Error, Result},
     footers::CachedFooters,
     objstore::STORE_URL,
@@ -909,7 +910,62 @@ pub(crate) fn new_session(
     objects: Option<(Arc<dyn object_store::ObjectStore>, Arc<FileMetadataCache>)>,
     mut table: impl FnMut(Signal) -> Arc<dyn TableProvider>,
     rollups: (&Arc<Rollups>, &TenantId, i64),
+    distribute: Option<&ClusterConfig>,
+    workers: Option<&Workers>,
 ) -> Result<SessionContext> {
+    let runtime = runtime(limits, objects)?;
+    let mut config = SessionConfig::new().with_information_schema(true);
+    config.options_mut().execution.parquet.pushdown_filters = true;
+    config.options_mut().execution.parquet.reorder_filters = true;
+    let mut rules: Vec<Arc<dyn AnalyzerRule + Send + Sync>> = vec![Arc::new(HexIds)];
+    rules.extend(Analyzer::new().rules);
+    let mut state = SessionStateBuilder::new()
+        .with_config(config)
+        .with_runtime_env(runtime)
+        .with_default_features()
+        .with_analyzer_rules(rules);
+    // Scans larger than this node's partitions run across the query
+    // nodes, when there are others (see `distributed`).
+    if let (Some(cluster), Some(workers)) = (distribute, workers)
+        && cluster.distribute_bytes_per_partition > 0
+        && workers.len() > 1
+    {
+        state = crate::distributed::coordinate(
+            state,
+            workers,
+            cluster.distribute_bytes_per_partition,
+            &cluster.secret,
+        )?;
+    }
+    let ctx = SessionContext::new_with_state(state.build());
+    // Percentiles from relative-error sketches (see `percentile`).
+    ctx.register_udaf(crate::percentile::udaf());
+    for signal in Signal::ALL {
+        ctx.register_table(table_name(signal), table(signal))?;
+    }
+    let (rollups, tenant, now_ns) = rollups;
+    for (name, which) in [
+        (SPAN_MINUTES, Which::SpanMinutes),
+        (SERVICE_MINUTES, Which::ServiceMinutes),
+        (SERVICE_EDGES, Which::ServiceEdges),
+    ] {
+        let t = RollupTable {
+            which,
+            rollups: Arc::clone(rollups),
+            tenant: tenant.clone(),
+            now_ns,
+        };
+        ctx.register_table(name, Arc::new(t))?;
+    }
+    Ok(ctx)
+}
+
+/// A query's runtime: `limits`' memory limit and no spilling, and
+/// `objects` registered under [`STORE_URL`] with the footer cache.
+fn runtime(
+    limits: &QueryConfig,
+    objects: Option<(Arc<dyn object_store::ObjectStore>, Arc<FileMetadataCache>)>,
+) -> Result<Arc<RuntimeEnv>> {
     // No spilling to disk: a query over its memory limit fails with a
     // clear error instead of filling the temp directory.
     let mut runtime = RuntimeEnvBuilder::new()
@@ -933,38 +989,41 @@ pub(crate) fn new_session(
             objects,
         );
     }
-    let mut config = SessionConfig::new().with_information_schema(true);
-    config.options_mut().execution.parquet.pushdown_filters = true;
-    config.options_mut().execution.parquet.reorder_filters = true;
-    let mut rules: Vec<Arc<dyn AnalyzerRule + Send + Sync>> = vec![Arc::new(HexIds)];
-    rules.extend(Analyzer::new().rules);
-    let state = SessionStateBuilder::new()
-        .with_config(config)
-        .with_runtime_env(runtime)
-        .with_default_features()
-        .with_analyzer_rules(rules)
-        .build();
-    let ctx = SessionContext::new_with_state(state);
-    // Percentiles from relative-error sketches (see `percentile`).
-    ctx.register_udaf(crate::percentile::udaf());
-    for signal in Signal::ALL {
-        ctx.register_table(table_name(signal), table(signal))?;
+    Ok(runtime)
+}
+
+/// The sessions other query nodes' plan fragments run in here: this
+/// node's runtime (memory limit, bucket, footer cache) and Ophion's
+/// functions; the plan brings everything else.
+impl crate::distributed::FragmentSessions for std::sync::Weak<Inner> {
+    fn session(
+        &self,
+        mut builder: SessionStateBuilder,
+    ) -> Option<datafusion::execution::SessionState> {
+        let inner = self.upgrade()?;
+        let runtime = runtime(
+            &inner.config.query,
+            Some((
+                Arc::clone(&inner.objects),
+                Arc::clone(&inner.metadata_cache),
+            )),
+        )
+        .ok()?;
+        builder = builder.with_runtime_env(runtime);
+        builder
+            .aggregate_functions()
+            .get_or_insert_default()
+            .push(Arc::new(crate::percentile::udaf()));
+        builder
+            .scalar_functions()
+            .get_or_insert_default()
+            .extend(crate::textmatch::udfs());
+        inner
+            .stats
+            .worker_tasks
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Some(builder.build())
     }
-    let (rollups, tenant, now_ns) = rollups;
-    for (name, which) in [
-        (SPAN_MINUTES, Which::SpanMinutes),
-        (SERVICE_MINUTES, Which::ServiceMinutes),
-        (SERVICE_EDGES, Which::ServiceEdges),
-    ] {
-        let t = RollupTable {
-            which,
-            rollups: Arc::clone(rollups),
-            tenant: tenant.clone(),
-            now_ns,
-        };
-        ctx.register_table(name, Arc::new(t))?;
-    }
-    Ok(ctx)
 }
 
 /// A bound parameter as DataFusion's value.
@@ -981,11 +1040,13 @@ fn scalar(p: Param) -> ScalarValue {
 }
 
 /// Runs one read-only query in `ctx` under `limits` (timeout, row cap).
+/// `split` is set when the plan runs on several nodes.
 pub(crate) async fn run_sql(
     ctx: SessionContext,
     limits: &QueryConfig,
     sql: &str,
     params: Params,
+    split: &mut bool,
 ) -> Result<QueryOutput> {
     let started = std::time::Instant::now();
     let timeout = Duration::from_secs(limits.timeout_secs.max(1));
@@ -1002,7 +1063,10 @@ pub(crate) async fn run_sql(
             df = df.with_param_values(values).map_err(classify)?;
         }
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-        let mut stream = df.execute_stream().await.map_err(classify)?;
+        let task = Arc::new(df.task_ctx());
+        let plan = df.create_physical_plan().await.map_err(classify)?;
+        *split = crate::distributed::is_distributed(&plan);
+        let mut stream = datafusion::physical_plan::execute_stream(plan, task).map_err(classify)?;
         let mut batches = Vec::new();
         let mut rows = 0;
         let mut truncated = false;
@@ -1033,8 +1097,9 @@ pub(crate) async fn run_sql(
 }
 
 impl Store {
-    /// A query session that sees `tenant`'s tables only.
-    pub(crate) fn session(&self, tenant: &TenantId) -> Result<SessionContext> {
+    /// A query session that sees `tenant`'s tables only; with `split`,
+    /// large scans run across the cluster's query nodes.
+    pub(crate) fn session(&self, tenant: &TenantId, split: bool) -> Result<SessionContext> {
         let inner = &self.inner;
         new_session(
             &inner.config.query,
@@ -1050,6 +1115,8 @@ impl Store {
                 })
             },
             (&inner.rollups, tenant, inner.clock.now_nanos()),
+            Some(&inner.config.cluster),
+            inner.cluster.as_ref().filter(|_| split).map(|c| &c.workers),
         )
     }
 
@@ -1068,7 +1135,44 @@ impl Store {
         sql: &str,
         params: Params,
     ) -> Result<QueryOutput> {
-        run_sql(self.session(tenant)?, &self.inner.config.query, sql, params).await
+        let limits = &self.inner.config.query;
+        let stats = &self.inner.stats;
+        let mut split = false;
+        let first = run_sql(
+            self.session(tenant, true)?,
+            limits,
+            sql,
+            params.clone(),
+            &mut split,
+        )
+        .await;
+        if !split {
+            return first;
+        }
+        stats
+            .distributed_queries
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        match first {
+            // A query node gone mid-query, or one that refuses this
+            // node: the query runs again here alone (reads have no side
+            // effects), so an answer never misses the rows of a part
+            // that failed.
+            Err(e) if !matches!(e, Error::Query(QueryError::Timeout(_))) => {
+                tracing::warn!(error = %e, "a query split across the query nodes failed; running it on this node alone");
+                stats
+                    .distributed_fallbacks
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                run_sql(
+                    self.session(tenant, false)?,
+                    limits,
+                    sql,
+                    params,
+                    &mut split,
+                )
+                .await
+            }
+            other => other,
+        }
     }
 
     /// Every span of one trace: the fast path behind "trace by id" (the

@@ -130,6 +130,13 @@ pub struct StoreStats {
     /// Times a query answered without a cluster node's unflushed rows
     /// (the node unreachable, too slow, or the node list unreadable).
     pub peer_failures: AtomicU64,
+    /// Queries this node split across the cluster's query nodes.
+    pub distributed_queries: AtomicU64,
+    /// Split queries that failed (a query node gone, or refusing this
+    /// one) and ran again on this node alone.
+    pub distributed_fallbacks: AtomicU64,
+    /// Parts of other query nodes' scans this node ran.
+    pub worker_tasks: AtomicU64,
     /// Time from a write's arrival at the log to its fsync.
     pub wal_append: ophion_core::Histogram,
     /// Time a snapshot to Parquet takes.
@@ -339,9 +346,13 @@ impl Store {
             _dir_lock: dir_lock,
         });
         if let Some((listener, _)) = flight {
+            // Query nodes also run parts of each other's large scans.
+            let worker = (inner.cluster.is_some() && inner.config.cluster.role.queries())
+                .then(|| crate::distributed::worker(Box::new(Arc::downgrade(&inner))));
             crate::cluster::serve(
                 listener,
                 Box::new(Arc::downgrade(&inner)),
+                worker,
                 inner.config.cluster.secret.clone(),
                 Arc::clone(&inner.flight_stop),
             );
@@ -837,7 +848,7 @@ async fn plan_rebuild(store: &Store) -> Result<Rebuild> {
     tenants.dedup();
     let mut out = Vec::new();
     for tenant in tenants {
-        let ctx = store.session(&tenant)?;
+        let ctx = store.session(&tenant, false)?;
         let sql = format!(
             "SELECT {}, {}, {}, {}, {}, {}, http_route, {}, {}, {}, {}, server_address \
              FROM spans WHERE {} >= $from",

@@ -135,6 +135,12 @@ impl Caseless {
     }
 }
 
+/// Both searches, for sessions that decode plans using them (the query
+/// nodes running parts of another node's query, see `distributed`).
+pub(crate) fn udfs() -> [Arc<ScalarUDF>; 2] {
+    [FoldedContains::udf(false), FoldedContains::udf(true)]
+}
+
 impl ScalarUDFImpl for FoldedContains {
     fn name(&self) -> &str {
         if self.lower {

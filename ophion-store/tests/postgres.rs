@@ -432,3 +432,161 @@ async fn query_nodes_read_ingest_nodes_unflushed_rows_exactly_once() {
     let in_files: i64 = q.files().iter().map(|f| f.rows as i64).sum();
     assert_eq!(in_files, total + unflushed, "all in files, once");
 }
+
+/// A query node that also runs parts of the others' large scans
+/// (Flight on a loopback port), splitting its own scans above
+/// `bytes_per_partition` (0: never).
+fn query_member(
+    pg: &postgres::Postgres,
+    dir: &std::path::Path,
+    shared: &std::path::Path,
+    secret: &str,
+    bytes_per_partition: u64,
+) -> StoreConfig {
+    let mut c = member(pg, dir, shared, Role::Query, secret);
+    c.catalog.postgres_schema = "distributed".into();
+    c.cluster.flight_addr = "127.0.0.1:0".into();
+    c.cluster.heartbeat_secs = 1;
+    c.cluster.distribute_bytes_per_partition = bytes_per_partition;
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_scans_run_across_the_query_nodes_and_answer_like_one_node() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let pg = postgres::start(&["ophion"]);
+    let dirs: Vec<tempfile::TempDir> = (0..5).map(|_| tempfile::tempdir().expect("tmp")).collect();
+    let shared = dirs[0].path();
+    let t = TenantId::default();
+    let secret = "cluster-secret";
+    // The ingest node answers every query itself: the reference.
+    let mut ingest = member(&pg, dirs[1].path(), shared, Role::Ingest, secret);
+    ingest.catalog.postgres_schema = "distributed".into();
+    ingest.cluster.distribute_bytes_per_partition = 0;
+    let i = Store::open(ingest).await.expect("open ingest");
+    // Any scan of a file is "large" for q1: it always splits.
+    let q1 = Store::open(query_member(&pg, dirs[2].path(), shared, secret, 1))
+        .await
+        .expect("open q1");
+    let q2 = Store::open(query_member(&pg, dirs[3].path(), shared, secret, 0))
+        .await
+        .expect("open q2");
+
+    // Six files of spans and logs, and rows still in the ingest node's
+    // memory.
+    for round in 0..6u64 {
+        let (s, _) = spans(1000 + round, 150);
+        i.write(&t, s).await.expect("write spans");
+        i.write(&t, common::logs(2000 + round, 400))
+            .await
+            .expect("write logs");
+        i.flush().await.expect("flush");
+    }
+    let (s, _) = spans(1100, 70);
+    i.write(&t, s).await.expect("write unflushed spans");
+    i.write(&t, common::logs(2100, 90))
+        .await
+        .expect("write unflushed logs");
+
+    // q1 hears of q2 within a heartbeat, then splits its scans.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while q1.stats().distributed_queries.load(Relaxed) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "q1 never split a scan across the query nodes"
+        );
+        count(&q1, &t, "SELECT count(*) FROM spans").await;
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+
+    let questions = [
+        "SELECT count(*), count(DISTINCT trace_id), sum(duration_ns) FROM spans",
+        "SELECT service_name, name, count(*), sum(duration_ns), max(duration_ns) \
+         FROM spans GROUP BY 1, 2 ORDER BY 1, 2",
+        "SELECT service_name, approx_percentile_cont(0.99) WITHIN GROUP (ORDER BY duration_ns) \
+         FROM spans GROUP BY 1 ORDER BY 1",
+        "SELECT service_name, count(*) FROM spans WHERE status_code = 'STATUS_CODE_ERROR' \
+         GROUP BY 1 ORDER BY 1",
+        "SELECT trace_id, span_id, name FROM spans ORDER BY duration_ns DESC, span_id LIMIT 25",
+        "SELECT count(*) FROM logs WHERE body LIKE '%timed out%'",
+        "SELECT count(*) FROM logs WHERE body ILIKE '%ERROR%'",
+        "SELECT severity_text, count(*) FROM logs GROUP BY 1 ORDER BY 1",
+    ];
+    let before_tasks = q2.stats().worker_tasks.load(Relaxed);
+    let before = q1.stats().distributed_queries.load(Relaxed);
+    for sql in questions {
+        let want = i.sql(&t, sql).await.expect("ingest node").batches;
+        let got = q1
+            .sql(&t, sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        assert_eq!(
+            arrow_cast::pretty::pretty_format_batches(&got.batches)
+                .expect("format")
+                .to_string(),
+            arrow_cast::pretty::pretty_format_batches(&want)
+                .expect("format")
+                .to_string(),
+            "{sql}"
+        );
+    }
+    let split = q1.stats().distributed_queries.load(Relaxed) - before;
+    assert!(
+        split >= questions.len() as u64 - 1,
+        "only {split} of {} questions ran across the nodes",
+        questions.len()
+    );
+    assert!(
+        q2.stats().worker_tasks.load(Relaxed) > before_tasks,
+        "q2 ran no part of q1's scans"
+    );
+    // q2 splits nothing (0 bytes per partition): small or large, its
+    // queries run where they were asked.
+    count(&q2, &t, "SELECT count(*) FROM spans").await;
+    assert_eq!(q2.stats().distributed_queries.load(Relaxed), 0);
+
+    // A query node with a wrong secret is refused by the others' workers:
+    // its split queries run again on it alone, answer in full, and are
+    // counted; the others ran nothing for it.
+    let stranger = Store::open(query_member(&pg, dirs[4].path(), shared, "wrong", 1))
+        .await
+        .expect("open stranger");
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let tasks = q2.stats().worker_tasks.load(Relaxed) + q1.stats().worker_tasks.load(Relaxed);
+    // (Its Flight requests for the ingest node's memory are refused
+    // too: it answers from the files.)
+    let all = "SELECT count(*) FROM spans";
+    let got = count(&stranger, &t, all).await;
+    let in_files: i64 = stranger
+        .files()
+        .iter()
+        .filter(|f| f.signal == Signal::Traces)
+        .map(|f| f.rows as i64)
+        .sum();
+    assert_eq!(got, in_files);
+    assert_eq!(stranger.stats().distributed_queries.load(Relaxed), 1);
+    assert_eq!(stranger.stats().distributed_fallbacks.load(Relaxed), 1);
+    assert_eq!(
+        q2.stats().worker_tasks.load(Relaxed) + q1.stats().worker_tasks.load(Relaxed),
+        tasks,
+        "no worker ran a plan without the cluster's secret"
+    );
+    drop(stranger);
+
+    // A query node killed: until its heartbeats are missed, splits that
+    // give it a part fail and run again where they were asked; the
+    // answers stay whole.
+    drop(q2);
+    for sql in questions {
+        let want = i.sql(&t, sql).await.expect("ingest node").batches;
+        let got = q1
+            .sql(&t, sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        assert_eq!(got.batches, want, "{sql} without q2");
+    }
+    assert!(
+        q1.stats().distributed_fallbacks.load(Relaxed) > 0,
+        "q1 gave no part to the killed node"
+    );
+}

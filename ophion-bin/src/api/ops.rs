@@ -349,6 +349,30 @@ pub(super) async fn prometheus(State(s): State<Arc<ApiState>>) -> Response {
         "File rows that log text searches skipped by the text index.",
         st.text_index_rows_skipped.load(Relaxed),
     );
+    for (name, help, value) in [
+        (
+            "ophion_peer_failures_total",
+            "Queries answered without a cluster node's unflushed rows (node unreachable, slow or refusing).",
+            &st.peer_failures,
+        ),
+        (
+            "ophion_distributed_queries_total",
+            "Queries split across the cluster's query nodes.",
+            &st.distributed_queries,
+        ),
+        (
+            "ophion_distributed_fallbacks_total",
+            "Split queries that failed on another node and ran again on this one alone.",
+            &st.distributed_fallbacks,
+        ),
+        (
+            "ophion_worker_tasks_total",
+            "Parts of other query nodes' scans run on this node.",
+            &st.worker_tasks,
+        ),
+    ] {
+        e.one(name, "counter", help, value.load(Relaxed));
+    }
     e.one(
         "ophion_parquet_bytes",
         "gauge",

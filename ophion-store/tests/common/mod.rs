@@ -30,7 +30,7 @@ pub fn spans(
     )
 }
 
-fn logs(seed: u64, n: usize) -> TelemetryBatch {
+pub fn logs(seed: u64, n: usize) -> TelemetryBatch {
     let req = Generator::new(seed, T0).logs(n);
     let c = convert::logs(&req, &Limits::default(), TimeWindow::ALL, T0 as i64);
     TelemetryBatch::new(Signal::Logs, c.batch.expect("rows")).expect("schema")
