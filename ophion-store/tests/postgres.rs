@@ -284,6 +284,17 @@ async fn two_nodes_never_both_retire_the_same_files() {
     );
 }
 
+/// The secret the cluster tests' nodes share.
+const SECRET: &str = "cluster-secret";
+
+/// A throwaway PostgreSQL and five directories: the shared one of Parquet
+/// files (the first) and four nodes' own.
+fn five_members() -> (postgres::Postgres, Vec<tempfile::TempDir>) {
+    let pg = postgres::start(&["ophion"]);
+    let dirs = (0..5).map(|_| tempfile::tempdir().expect("tmp")).collect();
+    (pg, dirs)
+}
+
 /// A cluster node: its own data directory, the shared directory of
 /// Parquet files, the catalog, a role, and Flight on a loopback port.
 fn member(
@@ -305,11 +316,10 @@ fn member(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn query_nodes_read_ingest_nodes_unflushed_rows_exactly_once() {
-    let pg = postgres::start(&["ophion"]);
-    let dirs: Vec<tempfile::TempDir> = (0..5).map(|_| tempfile::tempdir().expect("tmp")).collect();
+    let (pg, dirs) = five_members();
     let shared = dirs[0].path();
     let t = TenantId::default();
-    let secret = "cluster-secret";
+    let secret = SECRET;
     let i1 = Store::open(member(&pg, dirs[1].path(), shared, Role::Ingest, secret))
         .await
         .expect("open i1");
@@ -454,11 +464,10 @@ fn query_member(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_scans_run_across_the_query_nodes_and_answer_like_one_node() {
     use std::sync::atomic::Ordering::Relaxed;
-    let pg = postgres::start(&["ophion"]);
-    let dirs: Vec<tempfile::TempDir> = (0..5).map(|_| tempfile::tempdir().expect("tmp")).collect();
+    let (pg, dirs) = five_members();
     let shared = dirs[0].path();
     let t = TenantId::default();
-    let secret = "cluster-secret";
+    let secret = SECRET;
     // The ingest node answers every query itself: the reference.
     let mut ingest = member(&pg, dirs[1].path(), shared, Role::Ingest, secret);
     ingest.catalog.postgres_schema = "distributed".into();
