@@ -23,7 +23,7 @@
 //!
 //! Run (full): `cargo build --release -p ophion-bin && cargo bench -p ophion-benches --bench cluster -- --spans 1000000 --scan-spans 10000000`
 //! Options: `--server PATH`, `--runs N` (default 5), `--catalog-files N`
-//! (single-file commits timed, default 300). CI runs a smoke pass with the
+//! (single-file commits timed, default 300), `--ingest-only`. CI runs a smoke pass with the
 //! debug server (`cargo test --all-targets`). Results: docs/benchmarks.md.
 
 use std::{
@@ -51,6 +51,8 @@ struct Args {
     scan_spans: usize,
     runs: usize,
     catalog_files: usize,
+    /// Only the ingest figures (`--ingest-only`).
+    ingest_only: bool,
 }
 
 fn args() -> Args {
@@ -60,6 +62,7 @@ fn args() -> Args {
         scan_spans: 20_000,
         runs: 5,
         catalog_files: 300,
+        ingest_only: false,
     };
     let mut it = std::env::args().skip(1);
     let num = |v: Option<String>, d: usize| v.and_then(|v| v.parse().ok()).unwrap_or(d);
@@ -70,6 +73,7 @@ fn args() -> Args {
             "--scan-spans" => a.scan_spans = num(it.next(), a.scan_spans),
             "--runs" => a.runs = num(it.next(), a.runs).max(1),
             "--catalog-files" => a.catalog_files = num(it.next(), a.catalog_files).max(1),
+            "--ingest-only" => a.ingest_only = true,
             _ => {} // cargo passes --bench
         }
     }
@@ -301,6 +305,9 @@ async fn run(a: Args) {
     let reference = one.spans as f64 / one.wall.as_secs_f64();
     for r in [&one, &ingest1, &ingest2] {
         r.print(reference);
+    }
+    if a.ingest_only {
+        return;
     }
 
     // 2. Distributed scan: the rest of the scanned spans into the two

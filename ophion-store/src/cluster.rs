@@ -69,8 +69,11 @@ pub(crate) trait LocalRows: Send + Sync + 'static {
 }
 
 /// How long an ingest node keeps the rows of a published snapshot for
-/// query nodes whose catalog is a version behind.
-pub(crate) const KEEP_PUBLISHED: Duration = Duration::from_secs(10);
+/// query nodes whose catalog is a version behind: a query node asks right
+/// after refreshing its catalog, so a moment is enough; one slower than
+/// that is told to refresh and ask again. (At most `flush_bytes` of them
+/// are kept, outside the write budget.)
+pub(crate) const KEEP_PUBLISHED: Duration = Duration::from_secs(2);
 
 /// How long a query node reuses the list of live nodes.
 const NODES_FRESH: Duration = Duration::from_secs(1);

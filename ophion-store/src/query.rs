@@ -930,6 +930,13 @@ pub(crate) fn new_session(
         && cluster.distribute_bytes_per_partition > 0
         && workers.len() > 1
     {
+        // The planner cuts plans where partitions meet (repartitions,
+        // merges); a one-core node plans a single partition and so has no
+        // such place: plan at least one partition per query node.
+        if let Some(config) = state.config() {
+            let execution = &mut config.options_mut().execution;
+            execution.target_partitions = execution.target_partitions.max(workers.len());
+        }
         state = crate::distributed::coordinate(
             state,
             workers,

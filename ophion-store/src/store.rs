@@ -79,14 +79,21 @@ impl Buffer {
         out
     }
 
+    /// The bytes writes are admitted against. Published rows kept for
+    /// query nodes are not among them: they are capped apart (`prune`),
+    /// so a node serving its rows takes writes at the single node's rate.
     fn bytes(&self) -> usize {
-        self.active_bytes + self.persisting_bytes + self.reserved_bytes + self.published_bytes
+        self.active_bytes + self.persisting_bytes + self.reserved_bytes
     }
 
-    /// Drops the published rows kept longer than needed.
-    fn prune(&mut self, now: Instant) {
+    /// Drops the published rows kept longer than needed, and the oldest
+    /// beyond `cap` bytes (a query node that needed them is told to
+    /// refresh its catalog and ask again).
+    fn prune(&mut self, now: Instant, cap: usize) {
         while let Some(p) = self.published.front() {
-            if now.duration_since(p.at) < crate::cluster::KEEP_PUBLISHED {
+            if now.duration_since(p.at) < crate::cluster::KEEP_PUBLISHED
+                && self.published_bytes <= cap
+            {
                 break;
             }
             self.published_bytes -= p.bytes;
@@ -448,6 +455,9 @@ impl Store {
         let over = {
             let mut b = lock(&inner.buffer);
             b.push((tenant.clone(), signal), batch.into_batch());
+            if !b.published.is_empty() {
+                b.prune(Instant::now(), inner.config.buffer.flush_bytes);
+            }
             b.active_bytes >= inner.config.buffer.flush_bytes
         };
         if let Some(spans) = spans {
@@ -566,7 +576,7 @@ async fn unflushed(
 ) -> Option<Vec<RecordBatch>> {
     let _no_commit = inner.catalog.hold_commits().await;
     let mut b = lock(&inner.buffer);
-    b.prune(Instant::now());
+    b.prune(Instant::now(), inner.config.buffer.flush_bytes);
     if after < b.dropped_through {
         return None;
     }
@@ -676,7 +686,7 @@ async fn background(weak: Weak<Inner>) {
             .await
             .is_ok();
         let Some(inner) = weak.upgrade() else { return };
-        lock(&inner.buffer).prune(Instant::now());
+        lock(&inner.buffer).prune(Instant::now(), inner.config.buffer.flush_bytes);
         let due = woken
             || lock(&inner.buffer).active_bytes > 0
             || lock(&inner.buffer).persisting_bytes > 0;
@@ -760,7 +770,7 @@ async fn snapshot(inner: &Arc<Inner>) -> Result<()> {
                 });
                 b.published_bytes += bytes;
             }
-            b.prune(Instant::now());
+            b.prune(Instant::now(), inner.config.buffer.flush_bytes);
         })
         .await?;
     inner.wal.truncate_before(watermark)?;
