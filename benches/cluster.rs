@@ -366,14 +366,7 @@ async fn run(a: Args) {
     let q2 = node(&a, &dir("q2"), &env2, &[], "query", Some("1")).await;
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let split = time_scans(&web, &q1, &expected, a.runs).await;
-    let text = web
-        .get(format!("{}/metrics", q1.api))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let text = ophion_benches::prometheus(&web, &q1.api).await;
     let distributed =
         ophion_core::testing::prometheus_sample(&text, "ophion_distributed_queries_total");
     println!(

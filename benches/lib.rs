@@ -160,6 +160,17 @@ impl Started {
     }
 }
 
+/// A server's Prometheus `/metrics` text.
+pub async fn prometheus(web: &reqwest::Client, api: &str) -> String {
+    web.get(format!("{api}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text")
+}
+
 /// Signs in as the first admin at `api`; the access token.
 async fn login(api: &str) -> String {
     let v: serde_json::Value = reqwest::Client::new()

@@ -206,17 +206,6 @@ async fn drive(
     }
 }
 
-/// The server's Prometheus `/metrics` text.
-async fn prometheus(web: &reqwest::Client, api: &str) -> String {
-    web.get(format!("{api}/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text")
-}
-
 /// A sample's value in Prometheus text (0 when absent).
 fn sample(text: &str, name: &str) -> f64 {
     text.lines()
@@ -301,7 +290,7 @@ async fn run(a: Args) {
             pid,
         )
         .await;
-        let metrics = prometheus(&reqwest::Client::new(), &api).await;
+        let metrics = ophion_benches::prometheus(&reqwest::Client::new(), &api).await;
         println!(
             "{:?}: {} spans in {:.2} s = {:.0} spans/s; server CPU {:.2} s while sending, {:.2} s until idle = {:.2} µs/span ({:.0} spans per server CPU-second); Parquet files so far: {} written, {} compacted",
             r.transport,

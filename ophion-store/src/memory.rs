@@ -120,7 +120,6 @@ impl TelemetryQuery for MemoryTables {
             },
             (&self.rollups, tenant, now),
             None,
-            None,
         )
         .map_err(Error::into_query_error)?;
         run_sql(ctx, &self.limits, sql, params, &mut false)

@@ -910,8 +910,7 @@ pub(crate) fn new_session(
     objects: Option<(Arc<dyn object_store::ObjectStore>, Arc<FileMetadataCache>)>,
     mut table: impl FnMut(Signal) -> Arc<dyn TableProvider>,
     rollups: (&Arc<Rollups>, &TenantId, i64),
-    distribute: Option<&ClusterConfig>,
-    workers: Option<&Workers>,
+    distribute: Option<(&ClusterConfig, &Workers)>,
 ) -> Result<SessionContext> {
     let runtime = runtime(limits, objects)?;
     let mut config = SessionConfig::new().with_information_schema(true);
@@ -926,7 +925,7 @@ pub(crate) fn new_session(
         .with_analyzer_rules(rules);
     // Scans larger than this node's partitions run across the query
     // nodes, when there are others (see `distributed`).
-    if let (Some(cluster), Some(workers)) = (distribute, workers)
+    if let Some((cluster, workers)) = distribute
         && cluster.distribute_bytes_per_partition > 0
         && workers.len() > 1
     {
@@ -1122,8 +1121,11 @@ impl Store {
                 })
             },
             (&inner.rollups, tenant, inner.clock.now_nanos()),
-            Some(&inner.config.cluster),
-            inner.cluster.as_ref().filter(|_| split).map(|c| &c.workers),
+            inner
+                .cluster
+                .as_ref()
+                .filter(|_| split)
+                .map(|c| (&inner.config.cluster, &c.workers)),
         )
     }
 
