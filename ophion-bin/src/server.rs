@@ -103,6 +103,18 @@ impl Server {
     /// Opens the store (replaying its log) and binds every address.
     pub async fn bind(config: ServerConfig) -> Result<Self, ServerError> {
         let store = Store::open(config.store.clone()).await?;
+        let shared = store.metadata().dialect() == ophion_store::metadata::Dialect::Postgres;
+        let signing_env = std::env::var(crate::auth::signing::ENV).ok();
+        // Nodes sharing users must sign their tokens with one key.
+        if shared
+            && config.store.cluster.role != ophion_store::config::Role::All
+            && signing_env.as_deref().is_none_or(|k| k.trim().is_empty())
+        {
+            return Err(ServerError::Auth(crate::auth::AuthError::Invalid(format!(
+                "a cluster's nodes share their users: give every node the same token signing key in {}",
+                crate::auth::signing::ENV
+            ))));
+        }
         let guard = MemoryGuard::new(Arc::new(store.clone()), config.memory.soft_limit_bytes());
         let tail = tail::LogTail::default();
         let sink = Arc::new(tail::TailSink::new(guard.clone(), tail.clone()));
@@ -111,10 +123,7 @@ impl Server {
             config.auth.clone(),
             config.limits.clone(),
             std::thread::available_parallelism().map_or(1, |n| n.get()),
-            crate::auth::signing::Source::of(
-                &config.store.data_dir,
-                std::env::var(crate::auth::signing::ENV).ok(),
-            ),
+            crate::auth::signing::Source::of(&config.store.data_dir, signing_env),
         )
         .await?;
         let admin_password = std::env::var("OPHION_ADMIN_PASSWORD")
@@ -265,15 +274,36 @@ impl Server {
             tokio::spawn(Arc::clone(&self.state.ai).run_watch(tenants, stop_rx.clone()));
         }
 
+        // Alerts notify and healing acts: of the nodes sharing a metadata
+        // database, the one holding the lease does (a node alone always
+        // holds it).
         if watches && self.state.alerts.config().enabled {
-            tokio::spawn(Arc::clone(&self.state.alerts).run(stop_rx.clone()));
+            let alerts = Arc::clone(&self.state.alerts);
+            tokio::spawn(while_leased(
+                self.state.store.clone(),
+                "alerts",
+                stop_rx.clone(),
+                move |stop| tokio::spawn(Arc::clone(&alerts).run(stop)),
+            ));
         }
         if watches && self.state.heal.config().enabled {
             let ai = Arc::clone(&self.state.ai);
             self.state
                 .heal
                 .read_insights_from(Arc::new(move |t| ai.watch_insights(t)));
-            tokio::spawn(Arc::clone(&self.state.heal).run(stop_rx.clone()));
+            let heal = Arc::clone(&self.state.heal);
+            tokio::spawn(while_leased(
+                self.state.store.clone(),
+                "healing",
+                stop_rx.clone(),
+                move |stop| tokio::spawn(Arc::clone(&heal).run(stop)),
+            ));
+        }
+        if self.state.store.metadata().dialect() == ophion_store::metadata::Dialect::Postgres {
+            tokio::spawn(reload_ingest_keys(
+                Arc::clone(&self.state.auth),
+                stop_rx.clone(),
+            ));
         }
 
         let api_listener = self.api;
@@ -360,4 +390,63 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     Server::bind(config).await?.serve(shutdown).await
+}
+
+/// How long a node holds a duty's lease without renewing it, and how often
+/// it renews: a node that dies hands the duty over within `LEASE_TTL`.
+const LEASE_TTL: Duration = Duration::from_secs(15);
+const LEASE_RENEW: Duration = Duration::from_secs(5);
+
+/// Runs the duty `start` starts while this node holds the lease `name`,
+/// and stops it (through the stop signal it was given) when the lease is
+/// lost or cannot be renewed, or the server stops.
+async fn while_leased(
+    store: ophion_store::Store,
+    name: &'static str,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    start: impl Fn(tokio::sync::watch::Receiver<bool>) -> tokio::task::JoinHandle<()>,
+) {
+    let mut running: Option<(
+        tokio::sync::watch::Sender<bool>,
+        tokio::task::JoinHandle<()>,
+    )> = None;
+    loop {
+        let held = store.lease(name, LEASE_TTL).await.unwrap_or_else(|e| {
+            tracing::warn!(duty = name, error = %e, "cannot renew the lease; pausing the duty");
+            false
+        });
+        if held && running.is_none() {
+            tracing::info!(duty = name, "this node runs the duty");
+            let (tx, rx) = tokio::sync::watch::channel(false);
+            running = Some((tx, start(rx)));
+        } else if !held && let Some((tx, task)) = running.take() {
+            tracing::info!(duty = name, "another node runs the duty");
+            let _ = tx.send(true);
+            let _ = task.await;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(LEASE_RENEW) => {}
+            _ = stop.wait_for(|s| *s) => break,
+        }
+    }
+    if let Some((tx, task)) = running {
+        let _ = tx.send(true);
+        let _ = task.await;
+    }
+}
+
+/// How soon ingest keys created or revoked on another node sharing the
+/// metadata database take effect on this one.
+const KEYS_REFRESH: Duration = Duration::from_secs(5);
+
+async fn reload_ingest_keys(auth: Arc<Auth>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(KEYS_REFRESH) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        if let Err(e) = auth.reload_ingest_keys().await {
+            tracing::warn!(error = %e, "cannot read the ingest keys; keeping the last ones");
+        }
+    }
 }

@@ -39,7 +39,7 @@ pub enum Error {
     ObjectStore(#[from] object_store::Error),
     /// The metadata database failed.
     #[error("metadata database: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Metadata(#[from] crate::metadata::SqlError),
     /// The PostgreSQL catalog failed or cannot be reached. Retryable.
     #[error("catalog database: {0}")]
     Postgres(String),

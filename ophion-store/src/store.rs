@@ -274,18 +274,21 @@ impl Store {
         config.validate()?;
         private_dir(&config.data_dir)?;
         let dir_lock = lock_data_dir(&config.data_dir)?;
-        let metadata = Metadata::open(&config.data_dir.join("metadata.db"))?;
-        let db: Arc<dyn CatalogDb> = if config.catalog.postgres_url.is_empty() {
-            Arc::new(SqliteCatalog::open(metadata.clone()).await?)
-        } else {
-            Arc::new(
-                PgCatalog::connect(
+        // The metadata lives with the catalog: in the data directory, or
+        // in the PostgreSQL database a cluster's nodes share.
+        let (metadata, db): (Metadata, Arc<dyn CatalogDb>) =
+            if config.catalog.postgres_url.is_empty() {
+                let metadata = Metadata::open(&config.data_dir.join("metadata.db"))?;
+                let db = Arc::new(SqliteCatalog::open(metadata.clone()).await?);
+                (metadata, db)
+            } else {
+                let (url, schema) = (
                     &config.catalog.postgres_url,
                     &config.catalog.postgres_schema,
-                )
-                .await?,
-            )
-        };
+                );
+                let db = Arc::new(PgCatalog::connect(url, schema).await?);
+                (Metadata::connect(url, schema).await?, db)
+            };
         let node = node_name(&config)?;
         let (catalog, watermark) = Catalog::open(db, &node).await?;
         let wal_dir = config.data_dir.join("wal");
@@ -518,6 +521,18 @@ impl Store {
     /// The metadata database (users, keys, rules, audit log).
     pub fn metadata(&self) -> &Metadata {
         &self.inner.metadata
+    }
+
+    /// Takes or renews the lease `name` for this node for `ttl`: whether
+    /// this node holds it now. Nodes sharing a catalog use it so that one
+    /// of them at a time runs a duty (the database's clock decides when a
+    /// lease lapses); a node alone always holds it.
+    pub async fn lease(&self, name: &str, ttl: std::time::Duration) -> Result<bool> {
+        let ttl_ns = i64::try_from(ttl.as_nanos()).unwrap_or(i64::MAX);
+        self.inner
+            .catalog
+            .lease(name, self.inner.clock.now_nanos(), ttl_ns)
+            .await
     }
 
     /// Flushes and stops accepting writes of the background task; for a

@@ -7,18 +7,27 @@ use std::collections::{HashMap, hash_map::Entry};
 use ophion_ai::patterns::{MinerState, TemplateMiner};
 use ophion_core::TenantId;
 use ophion_store::metadata::Metadata;
-use rusqlite::OptionalExtension as _;
+use ophion_store::{
+    metadata::{Dialect, Migrations, OptionalExtension as _},
+    params,
+};
 
 use super::AiError;
 
 /// The AI service's tables, in order. Never edit a released migration.
-const MIGRATIONS: &[&str] = &[
-    // 1: saved template miners, one row per tenant.
-    "CREATE TABLE ai_log_templates (
-        tenant_id TEXT PRIMARY KEY,
-        state TEXT NOT NULL
-    );",
-];
+const MIGRATIONS: Migrations = Migrations {
+    sqlite: &[
+        // 1: saved template miners, one row per tenant.
+        "CREATE TABLE ai_log_templates (
+            tenant_id TEXT PRIMARY KEY,
+            state TEXT NOT NULL
+        );",
+    ],
+    postgres: &["CREATE TABLE ai_log_templates (
+            tenant_id TEXT PRIMARY KEY,
+            state TEXT NOT NULL
+        );"],
+};
 
 /// Where releases before the AI service had its own table kept miners.
 const LEGACY_PREFIX: &str = "ai.log_templates.";
@@ -33,20 +42,23 @@ impl Miners {
     /// Migrates the table (moving miners saved by older releases) and
     /// starts with none loaded.
     pub(super) async fn open(metadata: Metadata) -> Result<Self, AiError> {
-        metadata.migrate("ai", MIGRATIONS).await?;
+        metadata.migrate("ai", &MIGRATIONS).await?;
         metadata
             .call(|c| {
-                let legacy: bool = c
-                    .query_row(
+                // Only an embedded database can be of a release that kept
+                // miners in its settings.
+                let legacy: bool = c.dialect() == Dialect::Sqlite
+                    && c.query_row(
                         "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'settings'",
-                        [],
+                        params![],
                         |r| r.get(0),
                     )?;
                 if legacy {
                     let tx = c.transaction()?;
                     tx.execute(
-                        "INSERT OR IGNORE INTO ai_log_templates (tenant_id, state) \
-                         SELECT substr(key, ?1), value FROM settings WHERE key LIKE ?2",
+                        "INSERT INTO ai_log_templates (tenant_id, state) \
+                         SELECT substr(key, ?1), value FROM settings WHERE key LIKE ?2 \
+                         ON CONFLICT DO NOTHING",
                         ((LEGACY_PREFIX.len() + 1) as i64, format!("{LEGACY_PREFIX}%")),
                     )?;
                     tx.execute(

@@ -14,7 +14,10 @@ use std::collections::{BTreeMap, HashMap};
 use ophion_ai::incidents::{
     self, Alert, CorrelateConfig, Due, OpenIncident, Schedule, ServiceGraph, Severity,
 };
-use rusqlite::{Transaction, params};
+use ophion_store::{
+    metadata::{SqlError, sql::Transaction},
+    params,
+};
 use serde_json::Value;
 
 use super::message::{DIGEST, Routed, message};
@@ -42,7 +45,7 @@ fn history(
     to: &str,
     v: f64,
     now: i64,
-) -> rusqlite::Result<()> {
+) -> ophion_store::metadata::sql::Result<()> {
     tx.execute(
         "INSERT INTO alert_history (tenant_id, rule_id, fingerprint, labels, from_state, to_state, value, at_ns) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         params![t, rule, fp, labels, from, to, v, now],
@@ -62,7 +65,10 @@ fn member(fp: String, labels: &str, fired: i64) -> Alert {
 }
 
 /// `tenant`'s open incidents with their members.
-fn open_incidents(tx: &Transaction<'_>, t: &str) -> rusqlite::Result<Vec<(i64, OpenIncident)>> {
+fn open_incidents(
+    tx: &Transaction<'_>,
+    t: &str,
+) -> ophion_store::metadata::sql::Result<Vec<(i64, OpenIncident)>> {
     let mut st = tx.prepare(
         "SELECT i.id, i.quiet_ns, a.fingerprint, a.labels, a.fired_ns FROM incidents i
          LEFT JOIN alerts a ON a.tenant_id = i.tenant_id AND a.incident_id = i.id
@@ -71,11 +77,11 @@ fn open_incidents(tx: &Transaction<'_>, t: &str) -> rusqlite::Result<Vec<(i64, O
     let mut out: Vec<(i64, OpenIncident)> = Vec::new();
     let rows = st.query_map([t], |r| {
         Ok((
-            r.get::<_, i64>(0)?,
-            r.get::<_, Option<i64>>(1)?,
-            r.get::<_, Option<String>>(2)?,
-            r.get::<_, Option<String>>(3)?,
-            r.get::<_, Option<i64>>(4)?,
+            r.get::<i64>(0)?,
+            r.get::<Option<i64>>(1)?,
+            r.get::<Option<String>>(2)?,
+            r.get::<Option<String>>(3)?,
+            r.get::<Option<i64>>(4)?,
         ))
     })?;
     for row in rows {
@@ -104,7 +110,7 @@ fn join(
     graph: &ServiceGraph,
     cfg: &CorrelateConfig,
     now: i64,
-) -> rusqlite::Result<i64> {
+) -> ophion_store::metadata::sql::Result<i64> {
     let open = open_incidents(tx, t)?;
     let again = open
         .iter()
@@ -115,13 +121,11 @@ fn join(
             let views: Vec<OpenIncident> = open.iter().map(|(_, i)| i.clone()).collect();
             match incidents::assign(cfg, graph, &views, a) {
                 Some(k) => open[k].0,
-                None => {
-                    tx.execute(
-                        "INSERT INTO incidents (tenant_id, opened_ns) VALUES (?1, ?2)",
-                        params![t, now],
-                    )?;
-                    tx.last_insert_rowid()
-                }
+                None => tx.query_row(
+                    "INSERT INTO incidents (tenant_id, opened_ns) VALUES (?1, ?2) RETURNING id",
+                    params![t, now],
+                    |r| r.get(0),
+                )?,
             }
         }
     };
@@ -140,14 +144,14 @@ pub fn apply(
     graph: &ServiceGraph,
     cfg: &CorrelateConfig,
     now: i64,
-) -> rusqlite::Result<()> {
+) -> ophion_store::metadata::sql::Result<()> {
     let mut current: HashMap<String, (String, i64, Option<i64>)> = HashMap::new();
     {
         let mut st = tx.prepare(
             "SELECT fingerprint, state, active_ns, incident_id FROM alerts WHERE tenant_id = ?1 AND rule_id = ?2 AND state IN ('pending', 'firing')",
         )?;
         for r in st.query_map(params![t, rule], |r| {
-            Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            Ok((r.get::<String>(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
         })? {
             let (fp, state, active, inc) = r?;
             current.insert(fp, (state, active, inc));
@@ -161,12 +165,18 @@ pub fn apply(
         }
         let labels = serde_json::to_string(&s.labels).unwrap_or_default();
         let ann = serde_json::to_string(&s.annotations).unwrap_or_default();
-        let fire = |tx: &Transaction<'_>, from: &str, active: i64| -> rusqlite::Result<()> {
+        let fire = |tx: &Transaction<'_>,
+                    from: &str,
+                    active: i64|
+         -> ophion_store::metadata::sql::Result<()> {
             let a = member(fp.clone(), &labels, now);
             let inc = join(tx, t, &a, graph, cfg, now)?;
             tx.execute(
-                "INSERT OR REPLACE INTO alerts (tenant_id, fingerprint, rule_id, labels, annotations, value, state, active_ns, fired_ns, resolved_ns, incident_id)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'firing', ?7, ?8, NULL, ?9)",
+                "INSERT INTO alerts (tenant_id, fingerprint, rule_id, labels, annotations, value, state, active_ns, fired_ns, resolved_ns, incident_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'firing', ?7, ?8, NULL, ?9)
+                 ON CONFLICT (tenant_id, fingerprint) DO UPDATE SET rule_id = excluded.rule_id, labels = excluded.labels,
+                   annotations = excluded.annotations, value = excluded.value, state = excluded.state, active_ns = excluded.active_ns,
+                   fired_ns = excluded.fired_ns, resolved_ns = excluded.resolved_ns, incident_id = excluded.incident_id",
                 params![t, fp, rule, labels, ann, s.value, active, now, inc],
             )?;
             history(tx, t, rule, &fp, &labels, from, "firing", s.value, now)
@@ -243,7 +253,7 @@ pub fn dispatch(
     cfg: &CorrelateConfig,
     external: &str,
     now: i64,
-) -> rusqlite::Result<usize> {
+) -> ophion_store::metadata::sql::Result<usize> {
     let quiet = cfg.quiet_secs as i64 * 1_000_000_000;
     // Incidents quiet down, then resolve.
     tx.execute(
@@ -260,7 +270,7 @@ pub fn dispatch(
     let mut channels: Vec<(i64, ChannelSpec)> = Vec::new();
     {
         let mut st = tx.prepare("SELECT id, spec FROM alert_channels WHERE tenant_id = ?1")?;
-        for r in st.query_map([t], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))? {
+        for r in st.query_map([t], |r| Ok((r.get::<i64>(0)?, r.get::<String>(1)?)))? {
             let (id, spec) = r?;
             if let Ok(c) = serde_json::from_value::<ChannelSpec>(json_of(spec)) {
                 channels.push((id, c));
@@ -273,7 +283,7 @@ pub fn dispatch(
     let mut rule_channels: HashMap<i64, Vec<String>> = HashMap::new();
     {
         let mut st = tx.prepare("SELECT id, spec FROM alert_rules WHERE tenant_id = ?1")?;
-        for r in st.query_map([t], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))? {
+        for r in st.query_map([t], |r| Ok((r.get::<i64>(0)?, r.get::<String>(1)?)))? {
             let (id, spec) = r?;
             let chans = json_of(spec)["channels"]
                 .as_array()
@@ -286,9 +296,9 @@ pub fn dispatch(
             rule_channels.insert(id, chans);
         }
     }
-    let load = |sql: &str| -> rusqlite::Result<Vec<Value>> {
+    let load = |sql: &str| -> ophion_store::metadata::sql::Result<Vec<Value>> {
         let mut st = tx.prepare(sql)?;
-        st.query_map([t], |r| r.get::<_, String>(0))?
+        st.query_map([t], |r| r.get::<String>(0))?
             .map(|r| r.map(json_of))
             .collect()
     };
@@ -314,16 +324,16 @@ pub fn dispatch(
         )?;
         let rows = st.query_map([t], |r| {
             Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, String>(4)?,
-                r.get::<_, i64>(5)?,
-                r.get::<_, Option<i64>>(6)?,
-                r.get::<_, f64>(7)?,
-                r.get::<_, i64>(8)?,
-                r.get::<_, Option<i64>>(9)?,
+                r.get::<String>(0)?,
+                r.get::<i64>(1)?,
+                r.get::<String>(2)?,
+                r.get::<String>(3)?,
+                r.get::<String>(4)?,
+                r.get::<i64>(5)?,
+                r.get::<Option<i64>>(6)?,
+                r.get::<f64>(7)?,
+                r.get::<i64>(8)?,
+                r.get::<Option<i64>>(9)?,
             ))
         })?;
         for row in rows {
@@ -401,9 +411,9 @@ pub fn dispatch(
                 .query_row(
                     "SELECT schedule, closed FROM notify_groups WHERE tenant_id = ?1 AND channel_id = ?2 AND group_key = ?3",
                     params![t, cid, key],
-                    |r| Ok((Some(r.get(0)?), r.get::<_, i64>(1)? != 0)),
+                    |r| Ok((Some(r.get(0)?), r.get::<i64>(1)? != 0)),
                 )
-                .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok((None, false)) } else { Err(e) })?;
+                .or_else(|e| if e == SqlError::NoRows { Ok((None, false)) } else { Err(e) })?;
             let prior: Option<Schedule> = sched
                 .as_deref()
                 .filter(|_| !closed)
@@ -463,7 +473,8 @@ pub fn dispatch(
                 Due::Wait(_) => {
                     if resolved {
                         tx.execute(
-                            "INSERT OR REPLACE INTO notify_groups (tenant_id, channel_id, group_key, schedule, closed) VALUES (?1, ?2, ?3, ?4, 1)",
+                            "INSERT INTO notify_groups (tenant_id, channel_id, group_key, schedule, closed) VALUES (?1, ?2, ?3, ?4, 1) \
+                             ON CONFLICT (tenant_id, channel_id, group_key) DO UPDATE SET schedule = excluded.schedule, closed = excluded.closed",
                             params![t, cid, key, serde_json::to_string(&s).unwrap_or_default()],
                         )?;
                     } else if sched.is_none() {
@@ -486,7 +497,8 @@ pub fn dispatch(
             s.sent_firing = firing;
             s.sent_resolved = status == "resolved";
             tx.execute(
-                "INSERT OR REPLACE INTO notify_groups (tenant_id, channel_id, group_key, schedule, closed) VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO notify_groups (tenant_id, channel_id, group_key, schedule, closed) VALUES (?1, ?2, ?3, ?4, ?5) \
+                 ON CONFLICT (tenant_id, channel_id, group_key) DO UPDATE SET schedule = excluded.schedule, closed = excluded.closed",
                 params![t, cid, key, serde_json::to_string(&s).unwrap_or_default(), i64::from(s.sent_resolved)],
             )?;
             queued += 1;

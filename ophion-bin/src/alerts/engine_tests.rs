@@ -2,6 +2,7 @@
 //! virtual time.
 
 use ophion_ai::incidents::{CorrelateConfig, ServiceGraph};
+use ophion_store::metadata::Conn;
 use rusqlite::Connection;
 use serde_json::{Value, json};
 
@@ -21,7 +22,7 @@ fn db() -> Connection {
 /// `extra` besides fast timing.
 fn db_with(extra: Value) -> Connection {
     let c = Connection::open_in_memory().expect("sqlite");
-    for m in MIGRATIONS {
+    for m in MIGRATIONS.sqlite {
         c.execute_batch(m).expect("migration");
     }
     let mut channel = json!({"name": "hook", "kind": "webhook", "url": "http://127.0.0.1:9/",
@@ -72,7 +73,8 @@ fn step(c: &mut Connection, samples: &[Sample], now: i64) {
         ..CorrelateConfig::default()
     };
     let graph = ServiceGraph::default();
-    let tx = c.transaction().expect("tx");
+    let conn: &dyn Conn = &*c;
+    let tx = conn.transaction().expect("tx");
     apply(&tx, "t", 1, 0, samples, &graph, &cfg, now).expect("apply");
     dispatch(&tx, "t", &graph, &cfg, "http://ophion.test", now).expect("dispatch");
     tx.commit().expect("commit");

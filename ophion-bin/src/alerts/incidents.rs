@@ -35,13 +35,13 @@ impl Alerts {
                 )?;
                 st.query_map([&t], |r| {
                     Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, i64>(1)?,
-                        r.get::<_, Option<i64>>(2)?,
-                        r.get::<_, Option<String>>(3)?,
-                        r.get::<_, Option<String>>(4)?,
-                        r.get::<_, Option<String>>(5)?,
-                        r.get::<_, Option<i64>>(6)?,
+                        r.get::<i64>(0)?,
+                        r.get::<i64>(1)?,
+                        r.get::<Option<i64>>(2)?,
+                        r.get::<Option<String>>(3)?,
+                        r.get::<Option<String>>(4)?,
+                        r.get::<Option<String>>(5)?,
+                        r.get::<Option<i64>>(6)?,
                     ))
                 })?
                 .collect::<Result<Vec<_>, _>>()

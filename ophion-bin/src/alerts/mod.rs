@@ -51,6 +51,10 @@ use ophion_core::{TenantId, query::Param};
 use serde_json::Value;
 
 use crate::read::{Params, Reader, json, now_ns, ts};
+
+/// How soon the node evaluating rules sees rules written on another node
+/// sharing the metadata database.
+const RULES_REFRESH: Duration = Duration::from_secs(5);
 use model::{Labels, RuleSpec, secs};
 use store::{AlertStore, Kind};
 use template::{TemplateData, render};
@@ -391,6 +395,7 @@ impl Alerts {
         let tick = Duration::from_millis(self.config.tick_ms.max(50));
         let mut rules: Vec<(TenantId, i64, RuleSpec, i64)> = Vec::new();
         let mut loaded = 0;
+        let mut listed = std::time::Instant::now();
         let mut every = tokio::time::interval(tick);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -399,7 +404,11 @@ impl Alerts {
                 _ = stop.wait_for(|s| *s) => return,
             }
             let generation = self.generation.load(Ordering::Relaxed);
-            if generation != loaded
+            // Rules written on another node of a cluster reach this one's
+            // list within RULES_REFRESH; this node's own at once.
+            let stale = self.store.metadata.dialect() == ophion_store::metadata::Dialect::Postgres
+                && listed.elapsed() >= RULES_REFRESH;
+            if (generation != loaded || stale)
                 && let Ok(all) = self.store.list(Kind::Rule, None).await
             {
                 {
@@ -418,6 +427,7 @@ impl Alerts {
                         })
                         .collect();
                     loaded = generation;
+                    listed = std::time::Instant::now();
                 }
             }
             let now = now_ns();
@@ -486,7 +496,7 @@ impl Alerts {
                          ORDER BY d.id LIMIT 200",
                     )?;
                     st.query_map([now_ns()], |r| {
-                        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, String>(3)?, r.get::<_, i64>(4)?, r.get::<_, String>(5)?))
+                        Ok((r.get::<i64>(0)?, r.get::<String>(1)?, r.get::<i64>(2)?, r.get::<String>(3)?, r.get::<i64>(4)?, r.get::<String>(5)?))
                     })?
                     .collect::<Result<Vec<_>, _>>()
                 })
@@ -532,7 +542,7 @@ impl Alerts {
                             match r {
                                 Ok(()) => c.execute(
                                     "UPDATE deliveries SET state = 'delivered', attempts = attempts + 1, done_ns = ?2, last_error = NULL WHERE id = ?1",
-                                    rusqlite::params![id, now],
+                                    ophion_store::params![id, now],
                                 ),
                                 Err(e) => {
                                     let n = attempts + 1;
@@ -540,7 +550,7 @@ impl Alerts {
                                     let state = if n >= MAX_ATTEMPTS { "failed" } else { "pending" };
                                     c.execute(
                                         "UPDATE deliveries SET state = ?2, attempts = ?3, next_ns = ?4, last_error = ?5, done_ns = CASE WHEN ?2 = 'failed' THEN ?6 END WHERE id = ?1",
-                                        rusqlite::params![id, state, n, now + backoff, e, now],
+                                        ophion_store::params![id, state, n, now + backoff, e, now],
                                     )
                                 }
                             }

@@ -7,7 +7,10 @@
 //! past them (someone dropping the triggers, editing the file).
 
 use ophion_core::TenantId;
-use rusqlite::{Connection, OptionalExtension as _, params};
+use ophion_store::{
+    metadata::{Conn, OptionalExtension as _, sql::lock_key},
+    params,
+};
 
 use super::AuthError;
 use serde::Serialize;
@@ -85,8 +88,15 @@ fn hash_of(r: &Record) -> String {
 }
 
 /// Appends `e` at `at_ms`, chained to the tenant's last record.
-pub fn append(conn: &mut Connection, e: &Event, at_ms: i64) -> rusqlite::Result<Record> {
+pub fn append(
+    conn: &dyn Conn,
+    e: &Event,
+    at_ms: i64,
+) -> ophion_store::metadata::sql::Result<Record> {
     let tx = conn.transaction()?;
+    // Nodes sharing the database append one at a time: each record links
+    // to the one before it.
+    tx.lock(lock_key("ophion audit log"))?;
     let prev: Option<String> = tx
         .query_row(
             "SELECT hash FROM audit_log WHERE tenant_id = ?1 ORDER BY id DESC LIMIT 1",
@@ -94,9 +104,11 @@ pub fn append(conn: &mut Connection, e: &Event, at_ms: i64) -> rusqlite::Result<
             |r| r.get(0),
         )
         .optional()?;
-    let id: i64 = tx.query_row("SELECT coalesce(max(id), 0) + 1 FROM audit_log", [], |r| {
-        r.get(0)
-    })?;
+    let id: i64 = tx.query_row(
+        "SELECT coalesce(max(id), 0) + 1 FROM audit_log",
+        params![],
+        |r| r.get(0),
+    )?;
     let mut r = Record {
         id,
         tenant: e.tenant.clone(),
@@ -140,17 +152,17 @@ pub struct Filter {
     pub limit: usize,
 }
 
-fn record(r: &rusqlite::Row<'_>) -> rusqlite::Result<Record> {
+fn record(r: &ophion_store::metadata::sql::Row) -> ophion_store::metadata::sql::Result<Record> {
     Ok(Record {
         id: r.get(0)?,
-        tenant: r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+        tenant: r.get::<Option<String>>(1)?.unwrap_or_default(),
         at_ms: r.get(2)?,
-        actor: r.get::<_, Option<String>>(3)?.unwrap_or_default(),
+        actor: r.get::<Option<String>>(3)?.unwrap_or_default(),
         action: r.get(4)?,
-        target: r.get::<_, Option<String>>(5)?.unwrap_or_default(),
-        source: r.get::<_, Option<String>>(6)?.unwrap_or_default(),
+        target: r.get::<Option<String>>(5)?.unwrap_or_default(),
+        source: r.get::<Option<String>>(6)?.unwrap_or_default(),
         outcome: r.get(7)?,
-        detail: r.get::<_, Option<String>>(8)?.unwrap_or_default(),
+        detail: r.get::<Option<String>>(8)?.unwrap_or_default(),
         prev_hash: r.get(9)?,
         hash: r.get(10)?,
     })
@@ -160,7 +172,11 @@ const COLUMNS: &str =
     "id, tenant_id, at, actor, action, target, source, outcome, detail, prev_hash, hash";
 
 /// A tenant's records matching `f`, newest first.
-pub fn list(conn: &Connection, tenant: &str, f: &Filter) -> rusqlite::Result<Vec<Record>> {
+pub fn list(
+    conn: &dyn Conn,
+    tenant: &str,
+    f: &Filter,
+) -> ophion_store::metadata::sql::Result<Vec<Record>> {
     let sql = format!(
         "SELECT {COLUMNS} FROM audit_log WHERE tenant_id = ?1
            AND (?2 IS NULL OR action = ?2) AND (?3 IS NULL OR actor = ?3)
@@ -196,15 +212,14 @@ pub struct Verification {
 }
 
 /// Recomputes a tenant's chain from the first record.
-pub fn verify(conn: &Connection, tenant: &str) -> rusqlite::Result<Verification> {
+pub fn verify(conn: &dyn Conn, tenant: &str) -> ophion_store::metadata::sql::Result<Verification> {
     let mut st = conn.prepare(&format!(
         "SELECT {COLUMNS} FROM audit_log WHERE tenant_id = ?1 ORDER BY id"
     ))?;
-    let mut rows = st.query([tenant])?;
     let mut prev = String::new();
     let mut n = 0;
-    while let Some(row) = rows.next()? {
-        let r = record(row)?;
+    for r in st.query_map([tenant], record)? {
+        let r = r?;
         n += 1;
         let broken = |reason: &str| Verification {
             records: n,

@@ -16,7 +16,7 @@ use ophion_core::TenantId;
 use ophion_receiver::{AuthError as Refusal, Authenticator};
 use serde::Serialize;
 
-use rusqlite::{OptionalExtension as _, params};
+use ophion_store::{metadata::OptionalExtension as _, params};
 
 use super::{Auth, AuthError, limits::Limiters, now_ms, password, sha256_hex};
 
@@ -66,6 +66,13 @@ impl IngestKeys {
     pub fn insert(&self, hash: String, tenant: TenantId) {
         if let Ok(mut m) = self.live.write() {
             m.insert(hash, tenant);
+        }
+    }
+
+    /// Lets exactly `live` in.
+    pub fn replace(&self, live: HashMap<String, TenantId>) {
+        if let Ok(mut m) = self.live.write() {
+            *m = live;
         }
     }
 
@@ -129,7 +136,36 @@ impl Authenticator for IngestKeys {
     }
 }
 
+/// The live ingest keys in the database, by hash.
+pub(super) async fn live(
+    meta: &ophion_store::metadata::Metadata,
+) -> Result<HashMap<String, TenantId>, AuthError> {
+    let rows: Vec<(String, String)> = meta
+        .call(|c| {
+            c.query_map(
+                "SELECT key_hash, tenant_id FROM api_keys WHERE revoked_at IS NULL AND scope = 'ingest'",
+                params![],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+        })
+        .await?;
+    rows.into_iter()
+        .map(|(hash, tenant)| {
+            let tenant = TenantId::new(&tenant).map_err(|e| AuthError::Internal(e.to_string()))?;
+            Ok((hash, tenant))
+        })
+        .collect()
+}
+
 impl Auth {
+    /// Reads the live ingest keys again: on a node sharing the metadata
+    /// database, keys created or revoked on other nodes take effect here
+    /// at the next reload.
+    pub async fn reload_ingest_keys(&self) -> Result<(), AuthError> {
+        self.ingest.replace(live(&self.meta).await?);
+        Ok(())
+    }
+
     /// Creates an ingest key for `tenant`; the key itself is in the answer
     /// and nowhere else.
     pub async fn create_key(
@@ -155,11 +191,11 @@ impl Auth {
         let id = self
             .meta
             .call(move |c| {
-                c.execute(
-                    "INSERT INTO api_keys (tenant_id, name, prefix, key_hash, scope, created_at) VALUES (?1, ?2, ?3, ?4, 'ingest', ?5)",
+                c.query_row(
+                    "INSERT INTO api_keys (tenant_id, name, prefix, key_hash, scope, created_at) VALUES (?1, ?2, ?3, ?4, 'ingest', ?5) RETURNING id",
                     params![t, n, p, h, at],
-                )?;
-                Ok(c.last_insert_rowid())
+                    |r| r.get::<i64>(0),
+                )
             })
             .await?;
         self.ingest.insert(hash, tenant.clone());

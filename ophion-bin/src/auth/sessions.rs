@@ -3,7 +3,7 @@
 //! tokens, authentication of a bearer token into a [`Principal`], and
 //! sign-out (revoking the access token's `jti` and the refresh token).
 
-use rusqlite::{OptionalExtension as _, params};
+use ophion_store::{metadata::OptionalExtension as _, params};
 
 use super::{Auth, AuthError, Principal, Role, Tokens, audit, password, sha256_hex, token};
 use ophion_core::TenantId;
@@ -92,33 +92,37 @@ impl Auth {
         };
         let name = username.to_owned();
         let tenant = tenant.map(str::to_owned);
-        let row: Option<(i64, String, String, bool, i64)> = self
-            .meta
-            .call(move |c| {
-                let mut st = c.prepare(
-                    "SELECT id, tenant_id, password_hash, disabled, token_version FROM users \
+        let row: Option<(i64, String, String, bool, i64)> =
+            self.meta
+                .call(move |c| {
+                    let mut st = c.prepare(
+                        "SELECT id, tenant_id, password_hash, disabled, token_version FROM users \
                      WHERE username = ?1 AND (?2 IS NULL OR tenant_id = ?2) \
                      ORDER BY tenant_id = 'default' DESC LIMIT 2",
-                )?;
-                let rows = st
-                    .query_map(params![name, tenant], |r| {
-                        Ok((
-                            r.get(0)?,
-                            r.get(1)?,
-                            r.get(2)?,
-                            r.get::<_, i64>(3)? != 0,
-                            r.get(4)?,
-                        ))
-                    })?
-                    .collect::<rusqlite::Result<Vec<(i64, String, String, bool, i64)>>>()?;
-                // One match, or the default tenant's user among several.
-                Ok(match rows.as_slice() {
-                    [one] => Some(one.clone()),
-                    [first, _] if first.1 == TenantId::default().as_str() => Some(first.clone()),
-                    _ => None,
+                    )?;
+                    let rows = st
+                        .query_map(params![name, tenant], |r| {
+                            Ok((
+                                r.get(0)?,
+                                r.get(1)?,
+                                r.get(2)?,
+                                r.get::<i64>(3)? != 0,
+                                r.get(4)?,
+                            ))
+                        })?
+                        .collect::<ophion_store::metadata::sql::Result<
+                            Vec<(i64, String, String, bool, i64)>,
+                        >>()?;
+                    // One match, or the default tenant's user among several.
+                    Ok(match rows.as_slice() {
+                        [one] => Some(one.clone()),
+                        [first, _] if first.1 == TenantId::default().as_str() => {
+                            Some(first.clone())
+                        }
+                        _ => None,
+                    })
                 })
-            })
-            .await?;
+                .await?;
         let ok = self
             .hasher
             .verify(password, row.as_ref().map(|r| r.2.clone()))
@@ -232,7 +236,7 @@ impl Auth {
             .call(move |c| {
                 // Every authenticated request runs this: parsed once per
                 // connection, not once per request.
-                c.prepare_cached(
+                c.prepare(
                     "SELECT tenant_id, username, role, disabled != 0, token_version,
                             EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = ?2)
                      FROM users WHERE id = ?1",
@@ -282,7 +286,7 @@ impl Auth {
             .call(move |c| {
                 c.execute("DELETE FROM revoked_tokens WHERE expires_at < ?1", [now])?;
                 c.execute(
-                    "INSERT OR IGNORE INTO revoked_tokens (jti, expires_at) VALUES (?1, ?2)",
+                    "INSERT INTO revoked_tokens (jti, expires_at) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
                     params![jti, exp],
                 )?;
                 if let Some(h) = hash {

@@ -1,7 +1,7 @@
 //! Tenants: created by operators (admins of the default tenant) together
 //! with their first admin; listed for the server's background tasks.
 
-use rusqlite::params;
+use ophion_store::params;
 
 use super::{Auth, AuthError, Role, User, now_ms, valid_password, valid_username};
 use ophion_core::TenantId;
@@ -23,7 +23,7 @@ impl Auth {
             .meta
             .call(move |c| {
                 c.execute(
-                    "INSERT OR IGNORE INTO tenants (id, name, created_at) VALUES (?1, ?2, ?3)",
+                    "INSERT INTO tenants (id, name, created_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
                     params![t, n, now_ms()],
                 )
             })
@@ -42,8 +42,8 @@ impl Auth {
             .meta
             .call(|c| {
                 let mut q = c.prepare("SELECT id FROM tenants ORDER BY id")?;
-                q.query_map([], |r| r.get(0))?
-                    .collect::<rusqlite::Result<Vec<String>>>()
+                q.query_map(params![], |r| r.get(0))?
+                    .collect::<ophion_store::metadata::sql::Result<Vec<String>>>()
             })
             .await;
         match ids {

@@ -1,7 +1,7 @@
 //! Users of a tenant: create, list, change role, disable, passwords. A
 //! user belongs to one tenant; every query here is scoped by it.
 
-use rusqlite::{OptionalExtension as _, params};
+use ophion_store::{metadata::OptionalExtension as _, params};
 
 use super::{
     Auth, AuthError, Principal, Role, User, UserPatch, now_ms, user_row, valid_password,
@@ -29,11 +29,13 @@ impl Auth {
         let created = self
             .meta
             .call(move |c| {
-                let n = c.execute(
-                    "INSERT OR IGNORE INTO users (tenant_id, username, password_hash, role, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                c.query_row(
+                    "INSERT INTO users (tenant_id, username, password_hash, role, created_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT DO NOTHING RETURNING id",
                     params![t, name, phc, role.as_str(), now_ms()],
-                )?;
-                Ok((n == 1).then(|| c.last_insert_rowid()))
+                    |r| r.get::<i64>(0),
+                )
+                .optional()
             })
             .await?;
         let id = created

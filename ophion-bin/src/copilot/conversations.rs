@@ -3,11 +3,35 @@
 //! so a conversation can go on and be read back by its owner only.
 
 use ophion_core::TenantId;
-use ophion_store::metadata::Metadata;
-use rusqlite::OptionalExtension as _;
+use ophion_store::metadata::OptionalExtension as _;
+use ophion_store::metadata::{Metadata, Migrations, SqlError};
 
 /// The copilot's tables, in order. Never edit a released migration.
-const MIGRATIONS: &[&str] = &[
+const MIGRATIONS: Migrations = Migrations {
+    sqlite: SQLITE,
+    postgres: &["CREATE TABLE copilot_conversations (
+        id TEXT PRIMARY KEY,
+        tenant_id TEXT NOT NULL,
+        user_id BIGINT NOT NULL,
+        created_at BIGINT NOT NULL
+    );
+    CREATE TABLE copilot_messages (
+        conversation_id TEXT NOT NULL REFERENCES copilot_conversations(id) ON DELETE CASCADE,
+        seq BIGINT NOT NULL,
+        role TEXT NOT NULL,
+        content TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        PRIMARY KEY (conversation_id, seq)
+    );
+    CREATE TABLE copilot_usage (
+        tenant_id TEXT NOT NULL,
+        day BIGINT NOT NULL,
+        tokens BIGINT NOT NULL,
+        PRIMARY KEY (tenant_id, day)
+    );"],
+};
+
+const SQLITE: &[&str] = &[
     // 1: conversations and their messages.
     "CREATE TABLE copilot_conversations (
         id TEXT PRIMARY KEY,
@@ -56,7 +80,7 @@ fn now_secs() -> i64 {
 impl Conversations {
     /// Migrates the tables.
     pub async fn open(metadata: Metadata) -> Result<Self, ophion_store::Error> {
-        metadata.migrate("copilot", MIGRATIONS).await?;
+        metadata.migrate("copilot", &MIGRATIONS).await?;
         Ok(Self { metadata })
     }
 
@@ -83,9 +107,8 @@ impl Conversations {
                     return Ok(found);
                 }
                 let mut bytes = [0u8; 16];
-                getrandom::fill(&mut bytes).map_err(|e| {
-                    rusqlite::Error::ToSqlConversionFailure(Box::new(std::io::Error::other(e.to_string())))
-                })?;
+                getrandom::fill(&mut bytes)
+                    .map_err(|e| SqlError::Conversion(format!("no random bytes: {e}")))?;
                 let id = hex::encode(bytes);
                 c.execute(
                     "INSERT INTO copilot_conversations (id, tenant_id, user_id, created_at) VALUES (?1, ?2, ?3, ?4)",

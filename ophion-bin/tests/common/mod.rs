@@ -57,6 +57,44 @@ pub fn login_blocking(api: &str, username: &str, password: &str) -> String {
         .to_owned()
 }
 
+const PG_URL: &str = "OPHION__STORE__CATALOG__POSTGRES_URL";
+const PG_SCHEMA: &str = "OPHION__STORE__CATALOG__POSTGRES_SCHEMA";
+
+/// With `OPHION_TEST_METADATA=postgres` (`scripts/test`'s second pass over
+/// the suites of users, tenants, alerts, dashboards, healing and the
+/// copilot), every server keeps its catalog and metadata in PostgreSQL:
+/// one throwaway server per test process, stopped when the process exits,
+/// and a schema per data directory, so a restarted server finds its own.
+/// Any other value is refused rather than ignored.
+#[allow(unsafe_code)]
+fn metadata_in_postgres(data_dir: &Path) -> Option<(String, String)> {
+    use std::sync::Mutex;
+    static PG: Mutex<Option<ophion_core::testing::postgres::Postgres>> = Mutex::new(None);
+    extern "C" fn stop() {
+        if let Ok(mut pg) = PG.lock() {
+            pg.take();
+        }
+    }
+    match std::env::var("OPHION_TEST_METADATA").as_deref() {
+        Err(_) | Ok("sqlite") => return None,
+        Ok("postgres") => {}
+        Ok(other) => panic!("OPHION_TEST_METADATA={other}: use sqlite or postgres"),
+    }
+    let mut pg = PG.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if pg.is_none() {
+        *pg = Some(ophion_core::testing::postgres::start(&["ophion"]));
+        // SAFETY: `stop` is a plain function taking the server out of its
+        // lock; the test harness ends with `exit`, which calls it.
+        unsafe { libc::atexit(stop) };
+    }
+    let url = pg.as_ref().map(|p| p.url("ophion"))?;
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in data_dir.to_string_lossy().bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+    }
+    Some((url, format!("t_{h:016x}")))
+}
+
 impl Server {
     /// Starts the binary on `data_dir` with extra environment `env`.
     pub fn start(data_dir: &Path, env: &[(&str, &str)]) -> Self {
@@ -102,6 +140,11 @@ impl Server {
             .env("OPHION__LIMITS__INGEST_PER_KEY", "0")
             .stdout(Stdio::piped())
             .stderr(log_file);
+        if !env.iter().any(|(k, _)| *k == PG_URL)
+            && let Some((url, schema)) = metadata_in_postgres(data_dir)
+        {
+            cmd.env(PG_URL, url).env(PG_SCHEMA, schema);
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }

@@ -108,7 +108,7 @@ fn pg(e: impl std::fmt::Display) -> Error {
 }
 
 /// Whether `s` is a plain lower-case SQL identifier (it is put in SQL text).
-fn identifier(s: &str) -> bool {
+pub(crate) fn identifier(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
         && s.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')

@@ -1,16 +1,21 @@
 //! The catalog in the embedded metadata database (SQLite): the default,
 //! for one node that owns its data directory and its files.
 
-use rusqlite::params;
-
 use super::{CatalogDb, Changes, Committed, Loaded, NewFile, Node, file_row};
 use crate::{
     error::{Error, Result},
-    metadata::Metadata,
+    metadata::{Metadata, Migrations},
+    params,
 };
 
 /// The catalog's tables, in order. Never edit a released migration.
-const MIGRATIONS: &[&str] = &[
+const MIGRATIONS: Migrations = Migrations {
+    sqlite: SQLITE,
+    // A shared catalog is `PgCatalog`'s, in tables of its own.
+    postgres: &[],
+};
+
+const SQLITE: &[&str] = &[
     // 1: published Parquet files, and how far the write-ahead log is
     // persisted.
     r#"
@@ -44,7 +49,7 @@ pub struct SqliteCatalog {
 impl SqliteCatalog {
     /// The catalog in `meta`, its tables migrated.
     pub async fn open(meta: Metadata) -> Result<Self> {
-        meta.migrate("catalog", MIGRATIONS).await?;
+        meta.migrate("catalog", &MIGRATIONS).await?;
         Ok(Self { meta })
     }
 }
@@ -57,11 +62,10 @@ impl CatalogDb for SqliteCatalog {
         let (rows, watermark) = self
             .meta
             .call(|c| {
-                let mut stmt = c.prepare(
+                let rows: Vec<Row> = c.query_map(
                     "SELECT id, tenant_id, signal, path, min_time, max_time, rows, bytes, level FROM parquet_files ORDER BY id",
-                )?;
-                let rows = stmt
-                    .query_map([], |r| {
+                    params![],
+                    |r| {
                         Ok((
                             r.get(0)?,
                             r.get(1)?,
@@ -73,11 +77,11 @@ impl CatalogDb for SqliteCatalog {
                             r.get(7)?,
                             r.get(8)?,
                         ))
-                    })?
-                    .collect::<rusqlite::Result<Vec<Row>>>()?;
+                    },
+                )?;
                 let watermark: i64 = c.query_row(
                     "SELECT persisted_before_segment FROM wal_state WHERE id = 1",
-                    [],
+                    params![],
                     |r| r.get(0),
                 )?;
                 Ok((rows, watermark))
@@ -112,13 +116,11 @@ impl CatalogDb for SqliteCatalog {
                 let tx = c.transaction()?;
                 let mut ids = Vec::with_capacity(added.len());
                 let mut gone = 0;
-                {
-                    let mut ins = tx.prepare(
+                for f in &added {
+                    ids.push(tx.query_row(
                         "INSERT INTO parquet_files (tenant_id, signal, path, min_time, max_time, rows, bytes, level, created_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                    )?;
-                    for f in &added {
-                        ins.execute(params![
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING id",
+                        params![
                             f.tenant.as_str(),
                             f.signal.as_str(),
                             f.path,
@@ -128,13 +130,12 @@ impl CatalogDb for SqliteCatalog {
                             f.bytes as i64,
                             f.level,
                             now_ns
-                        ])?;
-                        ids.push(tx.last_insert_rowid());
-                    }
-                    let mut del = tx.prepare("DELETE FROM parquet_files WHERE id = ?1")?;
-                    for id in &removed {
-                        gone += del.execute([id])?;
-                    }
+                        ],
+                        |r| r.get(0),
+                    )?);
+                }
+                for id in &removed {
+                    gone += tx.execute("DELETE FROM parquet_files WHERE id = ?1", params![id])?;
                 }
                 if gone != removed.len() {
                     // Dropping the transaction rolls it back.
@@ -143,7 +144,7 @@ impl CatalogDb for SqliteCatalog {
                 if let Some(w) = watermark {
                     tx.execute(
                         "UPDATE wal_state SET persisted_before_segment = ?1 WHERE id = 1",
-                        [w as i64],
+                        params![w as i64],
                     )?;
                 }
                 tx.commit()?;
