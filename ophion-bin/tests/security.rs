@@ -601,23 +601,20 @@ async fn the_audit_log_records_events_and_verify_finds_the_edited_record() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("audit log intact"));
 
-    // Someone edits a stored record in SQLite (dropping the guard trigger
-    // first): verify names exactly that record and fails.
+    // Someone edits a stored record in the database (turning the guard
+    // trigger off first): verify names exactly that record and fails.
     let victim = records
         .iter()
         .find(|r| r["action"] == "user_update")
         .expect("a record")["id"]
         .as_i64()
         .expect("id");
-    let db = rusqlite::Connection::open(data.join("metadata.db")).expect("db");
-    db.execute_batch("DROP TRIGGER audit_log_no_update")
-        .expect("drop trigger");
-    db.execute(
-        "UPDATE audit_log SET detail = 'role admin' WHERE id = ?1",
-        [victim],
-    )
-    .expect("edit");
-    drop(db);
+    let edit = format!("UPDATE audit_log SET detail = 'role admin' WHERE id = {victim};");
+    common::tamper_metadata(
+        &data,
+        &format!("DROP TRIGGER audit_log_no_update; {edit}"),
+        &format!("ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_change; {edit}"),
+    );
     let out = ophion(&["audit", "verify"]);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);

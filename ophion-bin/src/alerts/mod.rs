@@ -319,6 +319,7 @@ impl Alerts {
             "service",
             Param::Text(spec.service.clone().unwrap_or_default()),
         );
+        let mut spans_sql = None;
         let sql = if let Some(metric) = &spec.metric {
             // A metric: the mean of its points per minute.
             p.bind("metric", Param::Text(metric.clone()));
@@ -336,15 +337,31 @@ impl Alerts {
                 Some("latency") => "sum(CAST(duration_ns AS DOUBLE) * spans) / sum(spans) / 1e6",
                 _ => "CAST(sum(spans) AS DOUBLE)",
             };
+            // The same measure from the spans, where the rollups are off
+            // (a cluster: each node's would see only its own writes).
+            let from_spans = match spec.signal.as_deref() {
+                Some("errors") => {
+                    "CAST(sum(CASE WHEN status_code = 'error' THEN 1 ELSE 0 END) AS DOUBLE) / count(*)"
+                }
+                Some("latency") => "avg(CAST(duration_ns AS DOUBLE)) / 1e6",
+                _ => "CAST(count(*) AS DOUBLE)",
+            };
+            spans_sql = Some(format!(
+                "SELECT date_bin(INTERVAL '1 minute', start_time) AS minute, {from_spans} AS v FROM spans
+                 WHERE service_name = $service AND {} AND start_time >= $from AND start_time < $to GROUP BY 1 ORDER BY 1",
+                crate::read::ENTRY_SPANS
+            ));
             format!(
                 "SELECT minute, {measure} AS v FROM span_minutes WHERE service_name = $service AND entry AND minute >= $from AND minute < $to GROUP BY minute ORDER BY minute"
             )
         };
-        let out = self
-            .reader
-            .sql(tenant, &sql, &p)
-            .await
-            .map_err(|e| e.to_string())?;
+        let out = match (self.reader.sql(tenant, &sql, &p).await, spans_sql) {
+            (Err(ophion_core::QueryError::NotCovered(_)), Some(spans)) => {
+                self.reader.sql(tenant, &spans, &p).await
+            }
+            (answer, _) => answer,
+        }
+        .map_err(|e| e.to_string())?;
         let points: Vec<(i64, f64)> = json::rows(&out.batches)
             .into_iter()
             .enumerate()
@@ -535,7 +552,7 @@ impl Alerts {
                     let ext = me.config.external_url.clone();
                     let r = notify::send(&me.http, &ch, &msg, id, &ext).await;
                     let now = now_ns();
-                    let _ = me
+                    let recorded = me
                         .store
                         .metadata
                         .call(move |c| {
@@ -549,13 +566,16 @@ impl Alerts {
                                     let backoff = (1i64 << n.min(8)).min(300) * 1_000_000_000;
                                     let state = if n >= MAX_ATTEMPTS { "failed" } else { "pending" };
                                     c.execute(
-                                        "UPDATE deliveries SET state = ?2, attempts = ?3, next_ns = ?4, last_error = ?5, done_ns = CASE WHEN ?2 = 'failed' THEN ?6 END WHERE id = ?1",
+                                        "UPDATE deliveries SET state = ?2, attempts = ?3, next_ns = ?4, last_error = ?5, done_ns = CASE WHEN ?2 = 'failed' THEN CAST(?6 AS BIGINT) END WHERE id = ?1",
                                         ophion_store::params![id, state, n, now + backoff, e, now],
                                     )
                                 }
                             }
                         })
                         .await;
+                    if let Err(e) = recorded {
+                        tracing::error!(delivery = id, error = %e, "alerts: cannot record a delivery's outcome");
+                    }
                     if let Ok(mut f) = me.in_flight.lock() {
                         f.remove(&id);
                     }

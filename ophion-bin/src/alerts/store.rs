@@ -353,7 +353,7 @@ impl AlertStore {
         self.metadata
             .call(move |c| {
                 let sql = format!(
-                    "SELECT id, tenant_id, spec{} FROM {} WHERE ?1 IS NULL OR tenant_id = ?1 ORDER BY id",
+                    "SELECT id, tenant_id, spec{} FROM {} WHERE tenant_id = ?1 OR ?1 IS NULL ORDER BY id",
                     kind.extra_columns(),
                     kind.table()
                 );

@@ -179,9 +179,9 @@ pub fn list(
 ) -> ophion_store::metadata::sql::Result<Vec<Record>> {
     let sql = format!(
         "SELECT {COLUMNS} FROM audit_log WHERE tenant_id = ?1
-           AND (?2 IS NULL OR action = ?2) AND (?3 IS NULL OR actor = ?3)
-           AND (?4 IS NULL OR outcome = ?4)
-           AND (?5 IS NULL OR at >= ?5) AND (?6 IS NULL OR at < ?6)
+           AND (action = ?2 OR ?2 IS NULL) AND (actor = ?3 OR ?3 IS NULL)
+           AND (outcome = ?4 OR ?4 IS NULL)
+           AND (at >= ?5 OR ?5 IS NULL) AND (at < ?6 OR ?6 IS NULL)
          ORDER BY id DESC LIMIT ?7"
     );
     let mut st = conn.prepare(&sql)?;

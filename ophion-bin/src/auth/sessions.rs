@@ -92,15 +92,15 @@ impl Auth {
         };
         let name = username.to_owned();
         let tenant = tenant.map(str::to_owned);
-        let row: Option<(i64, String, String, bool, i64)> =
-            self.meta
-                .call(move |c| {
-                    let mut st = c.prepare(
-                        "SELECT id, tenant_id, password_hash, disabled, token_version FROM users \
-                     WHERE username = ?1 AND (?2 IS NULL OR tenant_id = ?2) \
+        let row: Option<(i64, String, String, bool, i64)> = self
+            .meta
+            .call(move |c| {
+                let mut st = c.prepare(
+                    "SELECT id, tenant_id, password_hash, disabled, token_version FROM users \
+                     WHERE username = ?1 AND (tenant_id = ?2 OR ?2 IS NULL) \
                      ORDER BY tenant_id = 'default' DESC LIMIT 2",
-                    )?;
-                    let rows = st
+                )?;
+                let rows = st
                         .query_map(params![name, tenant], |r| {
                             Ok((
                                 r.get(0)?,
@@ -113,16 +113,14 @@ impl Auth {
                         .collect::<ophion_store::metadata::sql::Result<
                             Vec<(i64, String, String, bool, i64)>,
                         >>()?;
-                    // One match, or the default tenant's user among several.
-                    Ok(match rows.as_slice() {
-                        [one] => Some(one.clone()),
-                        [first, _] if first.1 == TenantId::default().as_str() => {
-                            Some(first.clone())
-                        }
-                        _ => None,
-                    })
+                // One match, or the default tenant's user among several.
+                Ok(match rows.as_slice() {
+                    [one] => Some(one.clone()),
+                    [first, _] if first.1 == TenantId::default().as_str() => Some(first.clone()),
+                    _ => None,
                 })
-                .await?;
+            })
+            .await?;
         let ok = self
             .hasher
             .verify(password, row.as_ref().map(|r| r.2.clone()))

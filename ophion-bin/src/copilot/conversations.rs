@@ -164,7 +164,7 @@ impl Conversations {
             .call(move |c| {
                 c.execute(
                     "INSERT INTO copilot_usage (tenant_id, day, tokens) VALUES (?1, ?2, ?3) \
-                     ON CONFLICT (tenant_id, day) DO UPDATE SET tokens = tokens + excluded.tokens",
+                     ON CONFLICT (tenant_id, day) DO UPDATE SET tokens = copilot_usage.tokens + excluded.tokens",
                     (&tenant, now_secs() / 86_400, tokens),
                 )?;
                 Ok(())

@@ -238,7 +238,7 @@ impl HealStore {
             .call(move |c| {
                 let mut st = c.prepare(
                     "SELECT tenant_id, name, version, spec, updated_by, updated_at FROM playbooks
-                     WHERE ?1 IS NULL OR tenant_id = ?1 ORDER BY tenant_id, name",
+                     WHERE tenant_id = ?1 OR ?1 IS NULL ORDER BY tenant_id, name",
                 )?;
                 st.query_map([&t], stored_playbook)?.collect()
             })
@@ -388,7 +388,7 @@ impl HealStore {
             .call(move |c| {
                 let mut st = c.prepare(&format!(
                     "SELECT {RUN_COLUMNS}, tenant_id FROM heal_runs
-                     WHERE (?1 IS NULL OR tenant_id = ?1) AND (?2 IS NULL OR state = ?2)
+                     WHERE (tenant_id = ?1 OR ?1 IS NULL) AND (state = ?2 OR ?2 IS NULL)
                      ORDER BY id DESC LIMIT ?3"
                 ))?;
                 st.query_map(params![t, s, limit as i64], |r| {

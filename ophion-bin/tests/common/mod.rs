@@ -95,6 +95,37 @@ fn metadata_in_postgres(data_dir: &Path) -> Option<(String, String)> {
     Some((url, format!("t_{h:016x}")))
 }
 
+/// Runs `sqlite` or `postgres` (statements for that database) on the
+/// metadata database of the server on `data_dir`, behind the server's
+/// back: the tests of tamper detection.
+pub fn tamper_metadata(data_dir: &Path, sqlite: &str, postgres: &str) {
+    match metadata_in_postgres(data_dir) {
+        None => {
+            let db = rusqlite::Connection::open(data_dir.join("metadata.db")).expect("db");
+            db.execute_batch(sqlite).expect("sqlite statements");
+        }
+        Some((url, schema)) => {
+            let psql = std::fs::read_dir("/usr/lib/postgresql")
+                .expect("postgresql")
+                .flatten()
+                .map(|e| e.path().join("bin/psql"))
+                .find(|p| p.exists())
+                .expect("psql");
+            let out = Command::new(psql)
+                .arg(url)
+                .args(["-v", "ON_ERROR_STOP=1", "-c"])
+                .arg(format!("SET search_path TO {schema}; {postgres}"))
+                .output()
+                .expect("psql");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
+
 impl Server {
     /// Starts the binary on `data_dir` with extra environment `env`.
     pub fn start(data_dir: &Path, env: &[(&str, &str)]) -> Self {

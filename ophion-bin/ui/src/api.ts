@@ -5,6 +5,8 @@ export class ApiError extends Error {
   constructor(
     public status: number,
     message: string,
+    /** The API's error code (`error.code`), when it gave one. */
+    public code?: string,
   ) {
     super(message);
   }
@@ -31,13 +33,15 @@ function save(s: Session | null) {
 
 async function readError(r: Response): Promise<ApiError> {
   let message = `${r.status} ${r.statusText}`;
+  let code: string | undefined;
   try {
     const v = await r.json();
     message = v?.error?.message ?? message;
+    code = v?.error?.code;
   } catch {
     /* not JSON */
   }
-  return new ApiError(r.status, message);
+  return new ApiError(r.status, message, code);
 }
 
 export async function login(username: string, password: string, tenant?: string) {
@@ -128,6 +132,21 @@ export function sql(text: string, range?: { from: string; to: string }): Promise
   }
   return send<Rows>("POST", "/api/v1/query", { sql: s });
 }
+
+/** `rollups`, a query of the per-minute rollups; where they do not cover
+ * the range (turned off, or on a cluster's query node, which ingests
+ * nothing of its own), `spans`, the same over the spans. */
+export async function sqlOr(rollups: string, spans: string, range?: { from: string; to: string }): Promise<Rows> {
+  try {
+    return await sql(rollups, range);
+  } catch (e) {
+    if (e instanceof ApiError && e.code === "not_covered") return sql(spans, range);
+    throw e;
+  }
+}
+
+/** Requests of a service: what the rollups count as `entry`. */
+export const ENTRY_SPANS = "(kind IN ('server', 'consumer') OR parent_span_id IS NULL)";
 
 /** `now`, `now-15m` or an absolute time, as an RFC 3339 timestamp. */
 export function toIso(t: string): string {

@@ -140,7 +140,10 @@ impl Pg {
         let stmt = self
             .rt
             .block_on(live.client.prepare(&numbered_parameters(sql)))
-            .map_err(pg)?;
+            .map_err(|e| match pg(e) {
+                SqlError::Database(m) => SqlError::Database(format!("{m}, in: {sql}")),
+                e => e,
+            })?;
         live.statements.insert(sql.to_owned(), stmt.clone());
         Ok(stmt)
     }

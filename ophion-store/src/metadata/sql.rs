@@ -4,7 +4,9 @@
 //! PostgreSQL share: numbered parameters `?1`, `?2` (sent to PostgreSQL as
 //! `$1`, `$2`), `INSERT … ON CONFLICT … DO NOTHING | DO UPDATE`,
 //! `RETURNING id` for generated keys, integers for flags, `CAST(sum(x) AS
-//! BIGINT)` where PostgreSQL would answer a `numeric`. Only the tables
+//! BIGINT)` where PostgreSQL would answer a `numeric`, and an optional
+//! filter written `(col = ?1 OR ?1 IS NULL)`: PostgreSQL infers a
+//! parameter's type where it first meets it, and `?1 IS NULL` says none. Only the tables
 //! (their migrations) are written once per database. Values cross as
 //! [`Value`]s: what SQLite stores, converted on the PostgreSQL side to the
 //! type the statement's parameter or column has.

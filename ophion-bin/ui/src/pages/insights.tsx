@@ -5,7 +5,7 @@
 // The forecast's choices are in the URL, so a view can be shared.
 import { useQuery } from "@tanstack/react-query";
 import type { ReactNode } from "react";
-import { get, send, sql, toIso } from "../api";
+import { ENTRY_SPANS, get, send, sqlOr, toIso } from "../api";
 import { TimeChart } from "../chart";
 import { Link, setParams, useRoute } from "../router";
 import { useRange } from "../time";
@@ -16,14 +16,24 @@ type Insight = {
   evidence: string[]; from: string; to: string; score?: number; value?: number; expected_low?: number; expected_high?: number;
 };
 
-/** The watch's RED series (ophion_ai::red::METRICS) as SQL per minute. */
-const RED: Record<string, (svc: string, op: string) => string> = {
-  requests: (svc, op) =>
+/** The watch's RED series (ophion_ai::red::METRICS) as SQL per minute:
+ * from the rollups, and from the spans where the rollups do not cover
+ * the range. */
+const fromSpans = (measure: string, svc: string, op: string) =>
+  `SELECT date_bin(INTERVAL '1 minute', start_time) AS minute, ${measure} AS v FROM spans WHERE service_name = ${svc}${op ? ` AND name = ${op}` : ` AND ${ENTRY_SPANS}`} AND start_time >= $from AND start_time < $to GROUP BY 1 ORDER BY 1`;
+const RED: Record<string, (svc: string, op: string) => [string, string]> = {
+  requests: (svc, op) => [
     `SELECT minute, CAST(sum(spans) AS DOUBLE) AS v FROM span_minutes WHERE service_name = ${svc}${op ? ` AND name = ${op}` : " AND entry"} AND minute >= $from AND minute < $to GROUP BY 1 ORDER BY 1`,
-  error_ratio: (svc, op) =>
+    fromSpans("CAST(count(*) AS DOUBLE)", svc, op),
+  ],
+  error_ratio: (svc, op) => [
     `SELECT minute, CAST(sum(errors) AS DOUBLE) / sum(spans) AS v FROM span_minutes WHERE service_name = ${svc}${op ? ` AND name = ${op}` : " AND entry"} AND minute >= $from AND minute < $to GROUP BY 1 ORDER BY 1`,
-  p95_ms: (svc, op) =>
-    `SELECT date_bin(INTERVAL '1 minute', start_time) AS minute, approx_percentile_cont(duration_ns, 0.95) / 1e6 AS v FROM spans WHERE service_name = ${svc}${op ? ` AND name = ${op}` : " AND (kind IN ('server', 'consumer') OR parent_span_id IS NULL)"} AND start_time >= $from AND start_time < $to GROUP BY 1 ORDER BY 1`,
+    fromSpans("CAST(sum(CASE WHEN status_code = 'error' THEN 1 ELSE 0 END) AS DOUBLE) / count(*)", svc, op),
+  ],
+  p95_ms: (svc, op) => {
+    const q = fromSpans("approx_percentile_cont(duration_ns, 0.95) / 1e6", svc, op);
+    return [q, q];
+  },
 };
 
 function AnomalyChart({ i }: { i: Insight }) {
@@ -37,7 +47,8 @@ function AnomalyChart({ i }: { i: Insight }) {
     enabled: !!i.metric,
     queryFn: async (): Promise<[number, number][]> => {
       if (red) {
-        const d = await sql(red(lit(i.service), i.operation ? lit(i.operation) : ""), { from, to });
+        const [rollups, spans] = red(lit(i.service), i.operation ? lit(i.operation) : "");
+        const d = await sqlOr(rollups, spans, { from, to });
         return d.rows.map((r) => [Date.parse(String(r[0])), Number(r[1])]);
       }
       const d = await get<{ series: { points: [string, number | null][] }[] }>("/api/v1/metrics/query", { name: i.metric ?? "", service: i.service, from, to });

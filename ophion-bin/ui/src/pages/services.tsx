@@ -1,7 +1,7 @@
 // Services: rate, errors and latency per service with sparklines, and the
 // service map coloured by health.
 import { useQuery } from "@tanstack/react-query";
-import { get, sql } from "../api";
+import { ENTRY_SPANS, get, sqlOr } from "../api";
 import { Sparkline } from "../chart";
 import { Link, navigate } from "../router";
 import { useRange } from "../time";
@@ -76,7 +76,11 @@ export default function Services() {
   const sparks = useQuery({
     queryKey: ["sparks", r.from, r.to, r.tick],
     queryFn: () =>
-      sql("SELECT service_name, minute, CAST(sum(spans) AS DOUBLE) AS n FROM service_minutes WHERE minute >= $from AND minute < $to GROUP BY 1, 2 ORDER BY 1, 2", r),
+      sqlOr(
+        "SELECT service_name, minute, CAST(sum(spans) AS DOUBLE) AS n FROM service_minutes WHERE minute >= $from AND minute < $to GROUP BY 1, 2 ORDER BY 1, 2",
+        `SELECT service_name, date_bin(INTERVAL '1 minute', start_time) AS minute, CAST(count(*) AS DOUBLE) AS n FROM spans WHERE ${ENTRY_SPANS} AND start_time >= $from AND start_time < $to GROUP BY 1, 2 ORDER BY 1, 2`,
+        r,
+      ),
   });
   const lines = new Map<string, number[]>();
   for (const row of sparks.data?.rows ?? []) {
