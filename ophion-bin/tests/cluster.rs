@@ -6,6 +6,10 @@
 //! Parquet and after; the answers to a set of queries equal a single-node
 //! server's on the same spans; `kill -9` of an ingest node loses nothing
 //! once it restarts, and of a query node fails nothing on the other.
+//! The nodes share one metadata database (in the catalog's PostgreSQL):
+//! users, tokens, tenants, ingest keys, rules, dashboards and one audit
+//! chain written on any node hold on every node, and one node at a time
+//! evaluates the alert rules.
 
 mod common;
 
@@ -17,12 +21,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{Server, client, sql};
+use common::{PASSWORD, Server, call, client, sql};
 use ophion_core::testing::postgres;
-use serde_json::Value;
+use prost::Message as _;
+use serde_json::{Value, json};
 
 const BUCKET: &str = "ophion-cluster";
 const SECRET: &str = "cluster-test-secret";
+const SIGNING_KEY: &str = "5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed";
 /// Traces the SDK sends (1 to 6 children each: 1,350 spans).
 const TRACES: usize = 300;
 
@@ -40,6 +46,9 @@ fn cluster_env(moto: &str, pg: &str) -> Vec<(String, String)> {
         ("OPHION__STORE__CATALOG__POSTGRES_URL", pg),
         ("OPHION__STORE__CLUSTER__SECRET", SECRET),
         ("OPHION__STORE__BUFFER__FLUSH_INTERVAL_SECS", "3600"),
+        // One token signing key for all: a token from one node is good
+        // on every node.
+        ("OPHION_SIGNING_KEY", SIGNING_KEY),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -406,4 +415,201 @@ async fn a_compact_node_killed_mid_compaction_over_failing_s3_loses_and_leaves_n
         "{failed} of {seen} requests failed"
     );
     drop((c, ingest, q));
+}
+
+/// Which of `nodes` logged that it took the duty `duty`.
+fn runs_duty(nodes: &[&Server], duty: &str) -> Vec<usize> {
+    let line = format!("this node runs the duty duty=\"{duty}\"");
+    (0..nodes.len())
+        .filter(|&i| nodes[i].log().contains(&line))
+        .collect()
+}
+
+/// Posts `n` spans to an ingest node with ingest key `key`: the status.
+async fn post_with_key(http: &reqwest::Client, node: &Server, key: &str, seed: u64) -> u16 {
+    let traces =
+        ophion_core::testing::Generator::new(seed, common::now_ns() - 600_000_000_000).traces(20);
+    http.post(format!("{}/v1/traces", node.otlp_http))
+        .header("content-type", "application/x-protobuf")
+        .header("x-ophion-api-key", key)
+        .body(traces.encode_to_vec())
+        .send()
+        .await
+        .expect("the ingest node answers")
+        .status()
+        .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_nodes_share_users_tenants_keys_rules_dashboards_and_one_audit_chain() {
+    let pg = postgres::start(&["ophion"]);
+    let (_moto, moto) = ophion_tests::moto::start(BUCKET).await;
+    let env = cluster_env(&moto, &pg.url("ophion"));
+    let root = tempfile::tempdir().expect("tmp");
+    let dir = |n: &str| root.path().join(n);
+    let ingest = node(&dir("i1"), &env, "ingest", "127.0.0.1:0");
+    let q1 = node(&dir("q1"), &env, "query", "127.0.0.1:0");
+    let q2 = node(&dir("q2"), &env, "query", "127.0.0.1:0");
+    let http = client();
+
+    // A tenant made on one query node; its admin signs in on the other,
+    // and that node's token is good on the first.
+    let (status, v) = call(
+        &http,
+        &q1,
+        "POST",
+        "/api/v1/tenants",
+        Some(&q1.token),
+        Some(json!({"id": "acme", "name": "Acme", "admin_username": "acme-admin", "admin_password": PASSWORD})),
+    )
+    .await;
+    assert_eq!(status, 201, "{v}");
+    let acme = common::token(&http, &q2, "acme-admin", PASSWORD).await;
+    let (status, me) = call(&http, &q1, "GET", "/api/v1/auth/me", Some(&acme), None).await;
+    assert_eq!(status, 200, "{me}");
+    assert_eq!(me["tenant"], "acme", "{me}");
+
+    // An ingest key made on q1 lets data in at the ingest node, into
+    // acme, within its key refresh; revoked on q2, it stops working there.
+    let (status, key) = call(
+        &http,
+        &q1,
+        "POST",
+        "/api/v1/keys",
+        Some(&acme),
+        Some(json!({"name": "collector"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{key}");
+    let secret = key["key"].as_str().expect("the key, once").to_owned();
+    let mut accepted = 0;
+    let mut seed = 0;
+    eventually("the ingest node takes the new key", || {
+        seed += 1;
+        let (http, ingest, secret) = (&http, &ingest, &secret);
+        let s = seed;
+        async move {
+            let status = post_with_key(http, ingest, secret, s).await;
+            assert!(status == 200 || status == 401, "{status}");
+            status == 200
+        }
+    })
+    .await;
+    accepted += 1;
+    let acme_spans = async |q: &Server| -> u64 {
+        let (status, v) = call(
+            &http,
+            q,
+            "POST",
+            "/api/v1/query",
+            Some(&acme),
+            Some(json!({"sql": "SELECT count(*) FROM spans"})),
+        )
+        .await;
+        assert_eq!(status, 200, "{v}");
+        v["rows"][0][0].as_u64().expect("count")
+    };
+    let sent = acme_spans(&q2).await;
+    assert!(sent >= 20 * accepted, "{sent} spans in acme");
+    assert_eq!(acme_spans(&q1).await, sent);
+    let default_spans = sql(&http, &q1, "SELECT count(*) FROM spans").await;
+    assert_eq!(default_spans[0][0], 0, "acme's spans are acme's only");
+    let key_id = key["id"].as_i64().expect("id");
+    let (status, _) = call(
+        &http,
+        &q2,
+        "DELETE",
+        &format!("/api/v1/keys/{key_id}"),
+        Some(&acme),
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    eventually("the ingest node drops the revoked key", || {
+        seed += 1;
+        let (http, ingest, secret) = (&http, &ingest, &secret);
+        let s = seed;
+        async move { post_with_key(http, ingest, secret, s).await == 401 }
+    })
+    .await;
+
+    // A rule and a dashboard saved on one node are read on the other.
+    let rule = json!({
+        "name": "AcmeBusy", "kind": "sql",
+        "sql": "SELECT CAST(count(*) AS DOUBLE) AS value FROM spans WHERE start_time >= $from AND start_time < $to",
+        "condition": {"op": ">", "threshold": 1e9}, "interval": "1s", "range": "5m",
+    });
+    let (status, saved) = call(
+        &http,
+        &q2,
+        "POST",
+        "/api/v1/alerts/rules",
+        Some(&acme),
+        Some(rule),
+    )
+    .await;
+    assert_eq!(status, 201, "{saved}");
+    let (status, rules) = call(&http, &q1, "GET", "/api/v1/alerts/rules", Some(&acme), None).await;
+    assert_eq!(status, 200);
+    assert!(rules.to_string().contains("AcmeBusy"), "{rules}");
+    let board = json!({"title": "Shared", "panels": [{"title": "Spans", "chart": "stat", "sql": "SELECT count(*) AS n FROM spans"}]});
+    let (status, saved) = call(
+        &http,
+        &q1,
+        "POST",
+        "/api/v1/dashboards",
+        Some(&acme),
+        Some(board),
+    )
+    .await;
+    assert_eq!(status, 201, "{saved}");
+    let path = format!("/api/v1/dashboards/{}", saved["id"]);
+    let (status, back) = call(&http, &q2, "GET", &path, Some(&acme), None).await;
+    assert_eq!(status, 200, "{back}");
+    assert_eq!(back["title"], "Shared");
+
+    // One audit chain: what either node did, intact.
+    let (status, audit) = call(
+        &http,
+        &q1,
+        "GET",
+        "/api/v1/audit?limit=100",
+        Some(&acme),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{audit}");
+    let actions: Vec<&str> = audit["records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .filter_map(|r| r["action"].as_str())
+        .collect();
+    for done in ["key_create", "key_revoke", "login"] {
+        assert!(actions.contains(&done), "{done} in {actions:?}");
+    }
+    for q in [&q1, &q2] {
+        let (status, v) = call(&http, q, "GET", "/api/v1/audit/verify", Some(&acme), None).await;
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(v["ok"], true, "{v}");
+        assert_eq!(v["records"].as_u64(), Some(actions.len() as u64), "{v}");
+    }
+
+    // One query node evaluates the rules; when it dies, the other takes
+    // over within the lease's lifetime.
+    let nodes = [&q1, &q2];
+    eventually("a node runs the alerts", || async {
+        runs_duty(&nodes, "alerts").len() == 1
+    })
+    .await;
+    let holder = runs_duty(&nodes, "alerts")[0];
+    let (q1, q2) = (Some(q1), Some(q2));
+    let (dead, alive) = if holder == 0 { (q1, q2) } else { (q2, q1) };
+    let alive = alive.expect("the other node");
+    assert!(runs_duty(&[&alive], "alerts").is_empty());
+    drop(dead);
+    eventually("the other node takes the alerts over", || async {
+        runs_duty(&[&alive], "alerts").len() == 1
+    })
+    .await;
 }
