@@ -40,6 +40,7 @@ fn compose(file: &Path, quiet: bool) -> (bool, String, String, &'static str) {
         .args(quiet.then_some("-q"))
         .env("OPHION_ADMIN_PASSWORD", "a-password")
         .env("OPHION_CLUSTER_SECRET", "a-cluster-secret")
+        .env("OPHION_SIGNING_KEY", "ab".repeat(32))
         .output()
         .unwrap_or_else(|e| panic!("{program}: {e} (.ci/run installs Debian's docker-compose)"));
     (

@@ -39,7 +39,7 @@ pub enum Error {
     ObjectStore(#[from] object_store::Error),
     /// The metadata database failed.
     #[error("metadata database: {0}")]
-    Metadata(#[from] crate::metadata::SqlError),
+    Metadata(#[from] SqlError),
     /// The PostgreSQL catalog failed or cannot be reached. Retryable.
     #[error("catalog database: {0}")]
     Postgres(String),
@@ -103,3 +103,21 @@ impl Error {
 
 /// Result with the store error.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Why a statement failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SqlError {
+    /// `query_row` found no row.
+    #[error("query returned no rows")]
+    NoRows,
+    /// A uniqueness, foreign key or check constraint refused the change.
+    #[error("constraint violated: {0}")]
+    Constraint(String),
+    /// A value could not be converted to or from the database's type.
+    #[error("conversion: {0}")]
+    Conversion(String),
+    /// The database failed or cannot be reached.
+    #[error("{0}")]
+    Database(String),
+}

@@ -599,3 +599,179 @@ async fn large_scans_run_across_the_query_nodes_and_answer_like_one_node() {
         "q1 gave no part to the killed node"
     );
 }
+
+/// What the metadata's features rely on, run against both databases: the
+/// same statements give the same answers, conversions and errors.
+mod metadata_sql {
+    use ophion_store::{
+        metadata::{Metadata, Migrations, OptionalExtension as _, SqlError, sql::Value},
+        params,
+    };
+
+    const THINGS: Migrations = Migrations {
+        sqlite: &["CREATE TABLE things (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            name TEXT NOT NULL UNIQUE,
+            size INTEGER,
+            ratio REAL,
+            flag INTEGER NOT NULL DEFAULT 0,
+            blob BLOB
+        );"],
+        // Translated: identity key, BIGINT, DOUBLE PRECISION, BYTEA.
+        postgres: None,
+    };
+
+    async fn exercise(m: Metadata) {
+        m.migrate("things", &THINGS).await.expect("migrate");
+        m.migrate("things", &THINGS).await.expect("once only");
+        assert_eq!(m.version("things").await.expect("version"), 1);
+        let answers = m
+            .call(|c| {
+                // Generated keys, numbered parameters out of order, NULLs.
+                let a: i64 = c.query_row(
+                    "INSERT INTO things (name, size, ratio, flag, blob) VALUES (?2, ?1, ?3, ?4, ?5) RETURNING id",
+                    params![7i64, "a", 0.5f64, true, vec![0u8, 255]],
+                    |r| r.get(0),
+                )?;
+                let b: i64 = c.query_row(
+                    "INSERT INTO things (name, size, ratio) VALUES (?1, ?2, ?3) RETURNING id",
+                    params!["b", None::<i64>, None::<f64>],
+                    |r| r.get(0),
+                )?;
+                // A unique key refused, as a constraint error.
+                let dup = c.execute("INSERT INTO things (name) VALUES (?1)", ["a"]);
+                // Upsert, counting on the stored value.
+                c.execute(
+                    "INSERT INTO things (name, size) VALUES (?1, ?2)
+                     ON CONFLICT (name) DO UPDATE SET size = coalesce(things.size, 0) + excluded.size",
+                    params!["a", 3i64],
+                )?;
+                // An optional filter: typed comparison first.
+                let sized: Vec<String> = c.query_map(
+                    "SELECT name FROM things WHERE (size = ?1 OR ?1 IS NULL) ORDER BY name",
+                    params![None::<i64>],
+                    |r| r.get(0),
+                )?;
+                let ten: Vec<String> = c.query_map(
+                    "SELECT name FROM things WHERE (size = ?1 OR ?1 IS NULL) ORDER BY name",
+                    [10i64],
+                    |r| r.get(0),
+                )?;
+                let row = c.query_row(
+                    "SELECT size, ratio, flag, blob, flag != 0, CAST(sum(size) OVER () AS BIGINT), count(*) OVER () FROM things WHERE id = ?1",
+                    [a],
+                    |r| {
+                        Ok((
+                            r.get::<i64>(0)?,
+                            r.get::<f64>(1)?,
+                            r.get::<bool>(2)?,
+                            r.get::<Vec<u8>>(3)?,
+                            r.get::<bool>(4)?,
+                            r.get::<i64>(5)?,
+                            r.get::<i64>(6)?,
+                        ))
+                    },
+                )?;
+                let nulls: (Option<i64>, Option<f64>, Value) = c.query_row(
+                    "SELECT size, ratio, blob FROM things WHERE id = ?1",
+                    [b],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )?;
+                let none = c
+                    .query_row("SELECT id FROM things WHERE name = ?1", ["zzz"], |r| {
+                        r.get::<i64>(0)
+                    })
+                    .optional()?;
+                // A transaction rolled back by dropping it leaves nothing.
+                {
+                    let tx = c.transaction()?;
+                    tx.execute("DELETE FROM things", params![])?;
+                    tx.lock(7)?;
+                }
+                let left: i64 = c.query_row("SELECT count(*) FROM things", params![], |r| r.get(0))?;
+                {
+                    let tx = c.transaction()?;
+                    tx.execute("DELETE FROM things WHERE id = ?1", [b])?;
+                    tx.commit()?;
+                }
+                let after: i64 = c.query_row("SELECT count(*) FROM things", params![], |r| r.get(0))?;
+                // A wrong type is a conversion error, not a wrong value.
+                let wrong = c.query_row("SELECT name FROM things", params![], |r| r.get::<i64>(0));
+                Ok((a, b, dup, sized, ten, row, nulls, none, left, after, wrong))
+            })
+            .await
+            .expect("statements");
+        let (a, b, dup, sized, ten, row, nulls, none, left, after, wrong) = answers;
+        assert!(b > a, "keys grow: {a} {b}");
+        assert!(matches!(dup, Err(SqlError::Constraint(_))), "{dup:?}");
+        assert_eq!(sized, ["a", "b"]);
+        assert_eq!(ten, ["a"]);
+        assert_eq!(row, (10, 0.5, true, vec![0, 255], true, 10, 1));
+        assert_eq!(nulls, (None, None, Value::Null));
+        assert_eq!(none, None);
+        assert_eq!((left, after), (2, 1));
+        assert!(matches!(wrong, Err(SqlError::Conversion(_))), "{wrong:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn statements_mean_the_same_in_sqlite_and_postgres() {
+        let dir = tempfile::tempdir().expect("tmp");
+        exercise(Metadata::open(&dir.path().join("meta.db")).expect("sqlite")).await;
+        let pg = super::postgres::start(&["ophion"]);
+        exercise(
+            Metadata::connect(&pg.url("ophion"), "meta_sql")
+                .await
+                .expect("postgres"),
+        )
+        .await;
+    }
+
+    /// Nodes starting together migrate once, and appends serialized by a
+    /// lock see each other's rows.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn nodes_migrate_once_and_serialize_under_a_lock() {
+        let pg = super::postgres::start(&["ophion"]);
+        let url = pg.url("ophion");
+        let nodes =
+            futures::future::join_all((0..4).map(|_| Metadata::connect(&url, "shared_meta"))).await;
+        let nodes: Vec<Metadata> = nodes.into_iter().map(|m| m.expect("connect")).collect();
+        let migrated =
+            futures::future::join_all(nodes.iter().map(|m| m.migrate("things", &THINGS))).await;
+        for m in migrated {
+            m.expect("migrate");
+        }
+        // Each append reads the last size and writes the next: without the
+        // lock two nodes would read the same one.
+        let appends = futures::future::join_all(nodes.iter().enumerate().flat_map(|(n, m)| {
+            (0..10).map(move |i| {
+                m.call(move |c| {
+                    let tx = c.transaction()?;
+                    tx.lock(ophion_store::metadata::sql::lock_key("things"))?;
+                    let last: i64 = tx.query_row(
+                        "SELECT CAST(coalesce(max(size), 0) AS BIGINT) FROM things",
+                        params![],
+                        |r| r.get(0),
+                    )?;
+                    tx.execute(
+                        "INSERT INTO things (name, size) VALUES (?1, ?2)",
+                        params![format!("n{n}-{i}"), last + 1],
+                    )?;
+                    tx.commit()
+                })
+            })
+        }))
+        .await;
+        for a in appends {
+            a.expect("append");
+        }
+        let sizes: Vec<i64> = nodes[0]
+            .call(|c| {
+                c.query_map("SELECT size FROM things ORDER BY size", params![], |r| {
+                    r.get(0)
+                })
+            })
+            .await
+            .expect("sizes");
+        assert_eq!(sizes, (1..=40).collect::<Vec<i64>>());
+    }
+}

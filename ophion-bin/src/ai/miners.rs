@@ -23,10 +23,7 @@ const MIGRATIONS: Migrations = Migrations {
             state TEXT NOT NULL
         );",
     ],
-    postgres: &["CREATE TABLE ai_log_templates (
-            tenant_id TEXT PRIMARY KEY,
-            state TEXT NOT NULL
-        );"],
+    postgres: None,
 };
 
 /// Where releases before the AI service had its own table kept miners.

@@ -46,7 +46,7 @@ pub use rbac::{Permission, Role};
 /// order. Never edit a released migration: append a new one.
 pub const MIGRATIONS: Migrations = Migrations {
     sqlite: SQLITE,
-    postgres: POSTGRES,
+    postgres: Some(POSTGRES),
 };
 
 /// In PostgreSQL (a cluster's): the tables as SQLite's migrations left

@@ -9,26 +9,7 @@ use ophion_store::metadata::{Metadata, Migrations, SqlError};
 /// The copilot's tables, in order. Never edit a released migration.
 const MIGRATIONS: Migrations = Migrations {
     sqlite: SQLITE,
-    postgres: &["CREATE TABLE copilot_conversations (
-        id TEXT PRIMARY KEY,
-        tenant_id TEXT NOT NULL,
-        user_id BIGINT NOT NULL,
-        created_at BIGINT NOT NULL
-    );
-    CREATE TABLE copilot_messages (
-        conversation_id TEXT NOT NULL REFERENCES copilot_conversations(id) ON DELETE CASCADE,
-        seq BIGINT NOT NULL,
-        role TEXT NOT NULL,
-        content TEXT NOT NULL,
-        created_at BIGINT NOT NULL,
-        PRIMARY KEY (conversation_id, seq)
-    );
-    CREATE TABLE copilot_usage (
-        tenant_id TEXT NOT NULL,
-        day BIGINT NOT NULL,
-        tokens BIGINT NOT NULL,
-        PRIMARY KEY (tenant_id, day)
-    );"],
+    postgres: None,
 };
 
 const SQLITE: &[&str] = &[

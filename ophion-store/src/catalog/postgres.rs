@@ -23,7 +23,10 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::{IsolationLevel, NoTls};
 
 use super::{CatalogDb, Changes, Committed, Loaded, NewFile, Node, file_row};
-use crate::error::{Error, Result};
+use crate::{
+    error::{Error, Result},
+    metadata::postgres_config,
+};
 
 /// How long retired files stay listed so that other nodes learn of the
 /// retirement with their next refresh; a node further behind loads the
@@ -107,15 +110,6 @@ fn pg(e: impl std::fmt::Display) -> Error {
     Error::Postgres(e.to_string())
 }
 
-/// Whether `s` is a plain lower-case SQL identifier (it is put in SQL text).
-pub(crate) fn identifier(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
-        && s.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-}
-
 const FILE_COLUMNS: &str = "id, tenant_id, signal, path, min_time, max_time, rows, bytes, level";
 
 fn file_of(r: &tokio_postgres::Row) -> Result<super::FileMeta> {
@@ -150,18 +144,7 @@ impl PgCatalog {
     /// Connects to `url` (`postgres://user:password@host:port/database`,
     /// or the key=value form), creates `schema` and migrates its tables.
     pub async fn connect(url: &str, schema: &str) -> Result<Self> {
-        if !identifier(schema) {
-            return Err(Error::Config(format!(
-                "store.catalog.postgres_schema {schema:?}: use lower-case letters, digits and _"
-            )));
-        }
-        let mut config: tokio_postgres::Config = url
-            .parse()
-            .map_err(|e| Error::Config(format!("store.catalog.postgres_url: {e}")))?;
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(Duration::from_secs(10));
-        }
-        config.application_name("ophion");
+        let config = postgres_config(url, schema, "ophion")?;
         let manager = Manager::from_config(
             config,
             NoTls,

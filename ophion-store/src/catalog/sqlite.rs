@@ -12,7 +12,7 @@ use crate::{
 const MIGRATIONS: Migrations = Migrations {
     sqlite: SQLITE,
     // A shared catalog is `PgCatalog`'s, in tables of its own.
-    postgres: &[],
+    postgres: Some(&[]),
 };
 
 const SQLITE: &[&str] = &[

@@ -38,15 +38,17 @@ pub use sql::{Conn, Dialect, OptionalExtension, SqlError};
 type Job = Box<dyn FnOnce(&dyn Conn) + Send>;
 
 /// A feature's migrations, in order, for each database. A migration is
-/// never edited once released: append a new one. The lists grow
-/// separately: a database only ever runs its own.
+/// never edited once released: append a new one. A database only ever
+/// runs its own list.
 #[derive(Debug, Clone, Copy)]
 pub struct Migrations {
     /// For the embedded SQLite file.
     pub sqlite: &'static [&'static str],
     /// For a PostgreSQL database (the tables are created in the catalog's
-    /// schema, which is first on the connection's search path).
-    pub postgres: &'static [&'static str],
+    /// schema, which is first on the connection's search path). `None`:
+    /// the SQLite list with its types translated ([`sql::postgres_ddl`]),
+    /// for features whose tables need nothing else.
+    pub postgres: Option<&'static [&'static str]>,
 }
 
 /// Handle to the metadata database. Cheap to clone.
@@ -131,9 +133,14 @@ impl Metadata {
     /// migrated by a newer build (more migrations than this build knows)
     /// is refused.
     pub async fn migrate(&self, component: &'static str, migrations: &Migrations) -> Result<()> {
-        let list = match self.dialect {
-            Dialect::Sqlite => migrations.sqlite,
-            Dialect::Postgres => migrations.postgres,
+        let list: Vec<String> = match (self.dialect, migrations.postgres) {
+            (Dialect::Sqlite, _) => migrations.sqlite.iter().map(|m| (*m).to_owned()).collect(),
+            (Dialect::Postgres, Some(own)) => own.iter().map(|m| (*m).to_owned()).collect(),
+            (Dialect::Postgres, None) => migrations
+                .sqlite
+                .iter()
+                .map(|m| sql::postgres_ddl(m))
+                .collect(),
         };
         let done = self.version(component).await? as usize;
         if done > list.len() {
@@ -151,11 +158,11 @@ impl Metadata {
             // and checked before each migration commits.
             Dialect::Sqlite => {
                 c.execute_batch("PRAGMA foreign_keys = OFF")?;
-                let applied = apply(c, component, list);
+                let applied = apply(c, component, &list);
                 c.execute_batch("PRAGMA foreign_keys = ON")?;
                 applied
             }
-            Dialect::Postgres => apply(c, component, list),
+            Dialect::Postgres => apply(c, component, &list),
         })
         .await
     }
@@ -166,6 +173,30 @@ impl Metadata {
     }
 }
 
+/// The connection settings of `url` (`postgres://user:password@host:port/db`
+/// or the key=value form) for `application`, 10 s to connect unless it
+/// says otherwise, once `schema` is checked to be a plain name (it is put
+/// in SQL text).
+pub(crate) fn postgres_config(
+    url: &str,
+    schema: &str,
+    application: &str,
+) -> Result<tokio_postgres::Config> {
+    if !sql::identifier(schema) {
+        return Err(Error::Config(format!(
+            "store.catalog.postgres_schema {schema:?}: use lower-case letters, digits and _"
+        )));
+    }
+    let mut config: tokio_postgres::Config = url
+        .parse()
+        .map_err(|e| Error::Config(format!("store.catalog.postgres_url: {e}")))?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(std::time::Duration::from_secs(10));
+    }
+    config.application_name(application);
+    Ok(config)
+}
+
 fn version(c: &dyn Conn, component: &str) -> sql::Result<u32> {
     c.query_row(
         "SELECT CAST(coalesce(max(version), 0) AS BIGINT) FROM schema_migrations WHERE component = ?1",
@@ -174,7 +205,7 @@ fn version(c: &dyn Conn, component: &str) -> sql::Result<u32> {
     )
 }
 
-fn apply(c: &dyn Conn, component: &str, list: &[&str]) -> sql::Result<()> {
+fn apply(c: &dyn Conn, component: &str, list: &[String]) -> sql::Result<()> {
     for (i, sql) in list.iter().enumerate() {
         let tx = c.transaction()?;
         tx.lock(sql::lock_key("ophion metadata migrations"))?;
@@ -210,14 +241,14 @@ mod tests {
 
     const FIRST: Migrations = Migrations {
         sqlite: &["CREATE TABLE things (id INTEGER PRIMARY KEY, name TEXT NOT NULL);"],
-        postgres: &[],
+        postgres: Some(&[]),
     };
     const BOTH: Migrations = Migrations {
         sqlite: &[
             "CREATE TABLE things (id INTEGER PRIMARY KEY, name TEXT NOT NULL);",
             "ALTER TABLE things ADD COLUMN size INTEGER NOT NULL DEFAULT 0;",
         ],
-        postgres: &[],
+        postgres: Some(&[]),
     };
 
     #[tokio::test]

@@ -8,7 +8,7 @@
 //! unless a transaction was open on it: that transaction's remaining
 //! statements fail, and it rolls back.
 
-use std::{cell::RefCell, collections::HashMap, time::Duration};
+use std::{cell::RefCell, collections::HashMap};
 
 use tokio_postgres::{
     NoTls, Statement,
@@ -48,18 +48,7 @@ fn pg(e: tokio_postgres::Error) -> SqlError {
 impl Pg {
     /// Connects, creates `schema` and the migration ledger in it.
     pub(super) fn connect(url: &str, schema: &str) -> Result<Self> {
-        if !crate::catalog::postgres::identifier(schema) {
-            return Err(Error::Config(format!(
-                "store.catalog.postgres_schema {schema:?}: use lower-case letters, digits and _"
-            )));
-        }
-        let mut config: tokio_postgres::Config = url
-            .parse()
-            .map_err(|e| Error::Config(format!("store.catalog.postgres_url: {e}")))?;
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(Duration::from_secs(10));
-        }
-        config.application_name("ophion-metadata");
+        let config = super::postgres_config(url, schema, "ophion-metadata")?;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
