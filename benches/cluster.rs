@@ -174,6 +174,8 @@ fn cluster_env(pg: &str, schema: &str, shared: &Path) -> Vec<(String, String)> {
             shared.display().to_string(),
         ),
         ("OPHION__STORE__CLUSTER__SECRET", "bench-secret".to_owned()),
+        // The nodes share users, so they sign tokens with one key.
+        ("OPHION_SIGNING_KEY", "b".repeat(64)),
         ("OPHION__STORE__CLUSTER__HEARTBEAT_SECS", "1".to_owned()),
         (
             "OPHION__STORE__CLUSTER__FLIGHT_ADDR",

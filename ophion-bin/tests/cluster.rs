@@ -447,9 +447,21 @@ async fn the_nodes_share_users_tenants_keys_rules_dashboards_and_one_audit_chain
     let env = cluster_env(&moto, &pg.url("ophion"));
     let root = tempfile::tempdir().expect("tmp");
     let dir = |n: &str| root.path().join(n);
-    let ingest = node(&dir("i1"), &env, "ingest", "127.0.0.1:0");
-    let q1 = node(&dir("q1"), &env, "query", "127.0.0.1:0");
-    let q2 = node(&dir("q2"), &env, "query", "127.0.0.1:0");
+    // Started together: they migrate the shared tables once and make
+    // the first admin once between them.
+    let (ingest, q1, q2) = std::thread::scope(|scope| {
+        let start = |n: &'static str, role: &'static str| {
+            let (dir, env) = (dir(n), &env);
+            scope.spawn(move || node(&dir, env, role, "127.0.0.1:0"))
+        };
+        let (i, a, b) = (
+            start("i1", "ingest"),
+            start("q1", "query"),
+            start("q2", "query"),
+        );
+        let join = |h: std::thread::ScopedJoinHandle<'_, Server>| h.join().expect("node");
+        (join(i), join(a), join(b))
+    });
     let http = client();
 
     // A tenant made on one query node; its admin signs in on the other,

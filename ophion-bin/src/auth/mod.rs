@@ -436,9 +436,15 @@ impl Auth {
         let generated = password.is_none();
         let pw = password.unwrap_or_else(|| password::random_hex(12));
         valid_password(&pw)?;
-        self.create_user(&TenantId::default(), "admin", &pw, Role::Admin)
-            .await?;
-        Ok(generated.then_some(pw))
+        match self
+            .create_user(&TenantId::default(), "admin", &pw, Role::Admin)
+            .await
+        {
+            Ok(_) => Ok(generated.then_some(pw)),
+            // Nodes of a cluster starting together: another one made it.
+            Err(AuthError::Conflict(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// Records an audit event; a failure to record is logged, never hidden.
