@@ -64,6 +64,7 @@ impl Error {
                 | Error::Backpressure(_)
                 | Error::ObjectStore(_)
                 | Error::Postgres(_)
+                | Error::Metadata(SqlError::Unavailable(_))
                 | Error::Closed
                 | Error::Io(_)
         )
@@ -117,7 +118,11 @@ pub enum SqlError {
     /// A value could not be converted to or from the database's type.
     #[error("conversion: {0}")]
     Conversion(String),
-    /// The database failed or cannot be reached.
+    /// The database failed.
     #[error("{0}")]
     Database(String),
+    /// The database cannot be reached (PostgreSQL down, the connection
+    /// broken). Retryable.
+    #[error("unreachable: {0}")]
+    Unavailable(String),
 }

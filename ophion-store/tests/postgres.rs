@@ -774,4 +774,31 @@ mod metadata_sql {
             .expect("sizes");
         assert_eq!(sizes, (1..=40).collect::<Vec<i64>>());
     }
+
+    /// PostgreSQL gone: a retryable error (the API answers 503), not a
+    /// wrong answer or a hang.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_unreachable_database_is_a_retryable_error() {
+        let pg = super::postgres::start(&["ophion"]);
+        let m = Metadata::connect(&pg.url("ophion"), "gone")
+            .await
+            .expect("connect");
+        m.migrate("things", &THINGS).await.expect("migrate");
+        drop(pg);
+        for _ in 0..2 {
+            let e = m
+                .call(|c| {
+                    c.query_row("SELECT count(*) FROM things", params![], |r| {
+                        r.get::<i64>(0)
+                    })
+                })
+                .await
+                .expect_err("the database is down");
+            assert!(
+                matches!(e, ophion_store::Error::Metadata(SqlError::Unavailable(_))),
+                "{e:?}"
+            );
+            assert!(e.is_retryable(), "{e}");
+        }
+    }
 }

@@ -26,6 +26,7 @@ impl From<AuthError> for ApiError {
             AuthError::NotFound(m) => ApiError::new(StatusCode::NOT_FOUND, "not_found", m),
             AuthError::Conflict(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
             AuthError::RateLimited(wait) => ApiError::too_many(wait),
+            AuthError::Store(e) if e.is_retryable() => e.into(),
             e => {
                 tracing::error!(error = %e, "auth failed");
                 ApiError::new(

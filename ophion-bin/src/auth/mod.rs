@@ -260,7 +260,8 @@ pub enum AuthError {
     /// Over a limit: 429 with `Retry-After`.
     #[error("too many requests; retry after {0:?}")]
     RateLimited(std::time::Duration),
-    /// The metadata database failed: 500 (logged).
+    /// The metadata database failed: 500 (logged), or 503 when it cannot
+    /// be reached.
     #[error("metadata database: {0}")]
     Store(#[from] ophion_store::Error),
     /// Something else failed: 500 (logged).

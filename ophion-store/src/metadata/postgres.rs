@@ -40,8 +40,19 @@ fn pg(e: tokio_postgres::Error) -> SqlError {
         Some(db) if db.code().code().starts_with("23") => {
             SqlError::Constraint(db.message().to_owned())
         }
+        // Classes 08 (connection), 53 (out of resources: connections,
+        // memory, disk) and 57P (the server shutting down or restarting):
+        // try again later.
+        Some(db)
+            if ["08", "53", "57P"]
+                .iter()
+                .any(|c| db.code().code().starts_with(c)) =>
+        {
+            SqlError::Unavailable(format!("{}: {}", db.code().code(), db.message()))
+        }
         Some(db) => SqlError::Database(format!("{}: {}", db.code().code(), db.message())),
-        None => SqlError::Database(e.to_string()),
+        // No answer from the server: it is down or the connection broke.
+        None => SqlError::Unavailable(e.to_string()),
     }
 }
 
@@ -86,7 +97,7 @@ impl Pg {
         let broken = live.as_ref().is_none_or(|l| l.client.is_closed());
         if broken {
             if *self.in_transaction.borrow() {
-                return Err(SqlError::Database(
+                return Err(SqlError::Unavailable(
                     "the connection to PostgreSQL broke during a transaction".into(),
                 ));
             }
