@@ -103,12 +103,14 @@ impl Server {
     /// Opens the store (replaying its log) and binds every address.
     pub async fn bind(config: ServerConfig) -> Result<Self, ServerError> {
         let store = Store::open(config.store.clone()).await?;
-        let shared = store.metadata().dialect() == ophion_store::metadata::Dialect::Postgres;
-        let signing_env = std::env::var(crate::auth::signing::ENV).ok();
+        let signing = crate::auth::signing::Source::of(
+            &config.store.data_dir,
+            std::env::var(crate::auth::signing::ENV).ok(),
+        );
         // Nodes sharing users must sign their tokens with one key.
-        if shared
+        if store.metadata().shared()
             && config.store.cluster.role != ophion_store::config::Role::All
-            && signing_env.as_deref().is_none_or(|k| k.trim().is_empty())
+            && signing.0 != crate::auth::signing::Source::Env
         {
             return Err(ServerError::Auth(crate::auth::AuthError::Invalid(format!(
                 "a cluster's nodes share their users: give every node the same token signing key in {}",
@@ -123,7 +125,7 @@ impl Server {
             config.auth.clone(),
             config.limits.clone(),
             std::thread::available_parallelism().map_or(1, |n| n.get()),
-            crate::auth::signing::Source::of(&config.store.data_dir, signing_env),
+            signing,
         )
         .await?;
         let admin_password = std::env::var("OPHION_ADMIN_PASSWORD")
@@ -299,7 +301,7 @@ impl Server {
                 move |stop| tokio::spawn(Arc::clone(&heal).run(stop)),
             ));
         }
-        if self.state.store.metadata().dialect() == ophion_store::metadata::Dialect::Postgres {
+        if self.state.store.metadata().shared() {
             tokio::spawn(reload_ingest_keys(
                 Arc::clone(&self.state.auth),
                 stop_rx.clone(),

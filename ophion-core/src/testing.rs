@@ -855,6 +855,32 @@ pub mod postgres {
         }
     }
 
+    /// A schema name of its own for each data directory (`t_` and a hash
+    /// of its path), so a server reopened on a directory finds its tables
+    /// and no two directories share them.
+    pub fn schema_for(dir: &Path) -> String {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in dir.to_string_lossy().bytes() {
+            h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+        }
+        format!("t_{h:016x}")
+    }
+
+    /// Runs `sql` with `psql` on the database at `url`, stopping at the
+    /// first error; panics (with psql's message) if it fails.
+    pub fn psql(url: &str, sql: &str) {
+        let out = Command::new(bin_dir().join("psql"))
+            .arg(url)
+            .args(["-v", "ON_ERROR_STOP=1", "-c", sql])
+            .output()
+            .expect("psql");
+        assert!(
+            out.status.success(),
+            "psql: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// The directory holding `initdb` and `postgres`.
     fn bin_dir() -> PathBuf {
         let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")

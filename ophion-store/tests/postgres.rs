@@ -17,16 +17,6 @@ use ophion_store::{
 
 use common::{count, local, spans};
 
-/// A schema name of its own for each data directory, so the scenarios'
-/// reopenings find their catalog and no two share one.
-fn schema_for(dir: &std::path::Path) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in dir.to_string_lossy().bytes() {
-        h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
-    }
-    format!("t_{h:016x}")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_store_suite_passes_with_the_catalog_in_postgres() {
     let pg = postgres::start(&["ophion"]);
@@ -34,7 +24,7 @@ async fn the_store_suite_passes_with_the_catalog_in_postgres() {
     let config = move |dir: &std::path::Path| -> StoreConfig {
         let mut c = local(dir);
         c.catalog.postgres_url = url.clone();
-        c.catalog.postgres_schema = schema_for(dir);
+        c.catalog.postgres_schema = postgres::schema_for(dir);
         c
     };
     common::all(&config).await;

@@ -424,8 +424,7 @@ impl Alerts {
             let generation = self.generation.load(Ordering::Relaxed);
             // Rules written on another node of a cluster reach this one's
             // list within RULES_REFRESH; this node's own at once.
-            let stale = self.store.metadata.dialect() == ophion_store::metadata::Dialect::Postgres
-                && listed.elapsed() >= RULES_REFRESH;
+            let stale = self.store.metadata.shared() && listed.elapsed() >= RULES_REFRESH;
             if (generation != loaded || stale)
                 && let Ok(all) = self.store.list(Kind::Rule, None).await
             {

@@ -88,11 +88,7 @@ fn metadata_in_postgres(data_dir: &Path) -> Option<(String, String)> {
         unsafe { libc::atexit(stop) };
     }
     let url = pg.as_ref().map(|p| p.url("ophion"))?;
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in data_dir.to_string_lossy().bytes() {
-        h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
-    }
-    Some((url, format!("t_{h:016x}")))
+    Some((url, ophion_core::testing::postgres::schema_for(data_dir)))
 }
 
 /// Runs `sqlite` or `postgres` (statements for that database) on the
@@ -104,25 +100,10 @@ pub fn tamper_metadata(data_dir: &Path, sqlite: &str, postgres: &str) {
             let db = rusqlite::Connection::open(data_dir.join("metadata.db")).expect("db");
             db.execute_batch(sqlite).expect("sqlite statements");
         }
-        Some((url, schema)) => {
-            let psql = std::fs::read_dir("/usr/lib/postgresql")
-                .expect("postgresql")
-                .flatten()
-                .map(|e| e.path().join("bin/psql"))
-                .find(|p| p.exists())
-                .expect("psql");
-            let out = Command::new(psql)
-                .arg(url)
-                .args(["-v", "ON_ERROR_STOP=1", "-c"])
-                .arg(format!("SET search_path TO {schema}; {postgres}"))
-                .output()
-                .expect("psql");
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
+        Some((url, schema)) => ophion_core::testing::postgres::psql(
+            &url,
+            &format!("SET search_path TO {schema}; {postgres}"),
+        ),
     }
 }
 

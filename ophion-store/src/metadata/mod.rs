@@ -112,6 +112,12 @@ impl Metadata {
         self.dialect
     }
 
+    /// Whether other nodes share this database (PostgreSQL): what they
+    /// write can change it at any time.
+    pub fn shared(&self) -> bool {
+        self.dialect == Dialect::Postgres
+    }
+
     /// Runs `f` on the database thread and returns its result.
     pub async fn call<R, F>(&self, f: F) -> Result<R>
     where

@@ -208,7 +208,7 @@ fn to_pg(v: Value, ty: &Type) -> std::result::Result<Bound, String> {
         Type::INT4 => Box::new(int(&v)?.map(i32::try_from).transpose().map_err(range)?),
         Type::INT2 => Box::new(int(&v)?.map(i16::try_from).transpose().map_err(range)?),
         Type::BOOL => Box::new(int(&v)?.map(|i| i != 0)),
-        Type::FLOAT8 | Type::FLOAT4 | Type::NUMERIC => {
+        Type::FLOAT8 | Type::FLOAT4 => {
             let x = match v {
                 Value::Null => None,
                 Value::Integer(i) => Some(i as f64),
@@ -217,8 +217,6 @@ fn to_pg(v: Value, ty: &Type) -> std::result::Result<Bound, String> {
             };
             if *ty == Type::FLOAT4 {
                 Box::new(x.map(|x| x as f32))
-            } else if *ty == Type::NUMERIC {
-                return Err("numeric parameters are not supported; cast to a double".into());
             } else {
                 Box::new(x)
             }

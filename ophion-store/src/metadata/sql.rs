@@ -245,16 +245,6 @@ impl Row {
             e => e,
         })
     }
-
-    /// How many columns the row has.
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// Whether the row has no columns.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
 }
 
 /// A connection to the metadata database, used from its own thread.
@@ -307,7 +297,7 @@ impl dyn Conn + '_ {
     }
 
     /// A statement to run (once or more) with [`Statement::query_map`] or
-    /// [`Statement::execute`]. Both databases keep it prepared.
+    /// [`Statement::query_row`]. Both databases keep it prepared.
     pub fn prepare(&self, sql: &str) -> Result<Statement<'_>> {
         Ok(Statement {
             conn: self,
@@ -356,11 +346,6 @@ impl Statement<'_> {
         f: impl FnOnce(&Row) -> Result<T>,
     ) -> Result<T> {
         self.conn.query_row(&self.sql, params, f)
-    }
-
-    /// Runs it; the number of rows it changed.
-    pub fn execute(&mut self, params: impl AsParams) -> Result<usize> {
-        params.with_params(|p| self.conn.exec(&self.sql, p))
     }
 }
 
