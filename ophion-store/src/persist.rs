@@ -284,6 +284,15 @@ pub fn writer_properties(
     if signal == Signal::Traces {
         b = b.set_data_page_size_limit(SPAN_PAGE_BYTES);
     }
+    // Enum columns: a dictionary of a few values and a code per row, which
+    // zstd shrinks by a few hundredths of a byte per row. Uncompressed,
+    // a scan filtering on them neither makes a zstd context per column
+    // chunk nor decompresses.
+    for c in [col::STATUS_CODE, col::KIND, col::SEVERITY_TEXT] {
+        if schema.index_of(c).is_ok() {
+            b = b.set_column_compression(ColumnPath::from(c), Compression::UNCOMPRESSED);
+        }
+    }
     if !textindex::indexed_columns(signal).is_empty() {
         // A text search reads the blocks its index selects: with a page
         // per block, a selected block decodes its own rows and no others
@@ -741,6 +750,36 @@ mod tests {
                 .all(|(i, &r)| r == i as i64 * block),
             "{first_rows:?}"
         );
+    }
+
+    /// Enum columns are written without a codec (a scan filtering on
+    /// them makes no zstd context per column chunk); every other column
+    /// with zstd.
+    #[test]
+    fn enum_columns_are_uncompressed_and_the_rest_zstd() {
+        for (signal, enums) in [
+            (Signal::Traces, &[col::STATUS_CODE, col::KIND][..]),
+            (Signal::Logs, &[col::SEVERITY_TEXT][..]),
+        ] {
+            let meta = ParquetMetaDataReader::new()
+                .parse_and_finish(&encoded(signal, 4))
+                .expect("footer");
+            let mut seen = 0;
+            for c in meta.row_group(0).columns() {
+                let name = c.column_path().string();
+                if enums.contains(&name.as_str()) {
+                    seen += 1;
+                    assert_eq!(c.compression(), Compression::UNCOMPRESSED, "{name}");
+                } else {
+                    assert!(
+                        matches!(c.compression(), Compression::ZSTD(_)),
+                        "{name}: {:?}",
+                        c.compression()
+                    );
+                }
+            }
+            assert_eq!(seen, enums.len(), "{signal:?}");
+        }
     }
 
     #[test]
