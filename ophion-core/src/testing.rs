@@ -869,16 +869,20 @@ pub mod postgres {
     /// Runs `sql` with `psql` on the database at `url`, stopping at the
     /// first error; panics (with psql's message) if it fails.
     pub fn psql(url: &str, sql: &str) {
-        let out = Command::new(bin_dir().join("psql"))
-            .arg(url)
-            .args(["-v", "ON_ERROR_STOP=1", "-c", sql])
-            .output()
-            .expect("psql");
+        let out = psql_command(url, sql).output().expect("psql");
         assert!(
             out.status.success(),
             "psql: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+
+    /// `psql` running `sql` on the database at `url`, stopping at the
+    /// first error.
+    fn psql_command(url: &str, sql: &str) -> Command {
+        let mut c = Command::new(bin_dir().join("psql"));
+        c.arg(url).args(["-v", "ON_ERROR_STOP=1", "-c", sql]);
+        c
     }
 
     /// The directory holding `initdb` and `postgres`.
@@ -995,24 +999,17 @@ pub mod postgres {
             root,
             port,
         };
-        let psql = |sql: &str| {
-            Command::new(bin.join("psql"))
-                .args(["-h", "127.0.0.1", "-p", &port_s, "-U", "ophion"])
-                .args(["-d", "postgres", "-tAc", sql])
-                .output()
-        };
+        let admin = server.url("postgres");
         let deadline = Instant::now() + Duration::from_secs(60);
-        while !psql("SELECT 1").is_ok_and(|o| o.status.success()) {
+        while !psql_command(&admin, "SELECT 1")
+            .output()
+            .is_ok_and(|o| o.status.success())
+        {
             assert!(Instant::now() < deadline, "postgres did not start");
             std::thread::sleep(Duration::from_millis(100));
         }
         for db in databases {
-            let out = psql(&format!("CREATE DATABASE {db}")).expect("psql");
-            assert!(
-                out.status.success(),
-                "CREATE DATABASE {db}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            psql(&admin, &format!("CREATE DATABASE {db}"));
         }
         server
     }

@@ -107,11 +107,6 @@ impl Metadata {
         Ok(Self { tx, dialect })
     }
 
-    /// Which database this is.
-    pub fn dialect(&self) -> Dialect {
-        self.dialect
-    }
-
     /// Whether other nodes share this database (PostgreSQL): what they
     /// write can change it at any time.
     pub fn shared(&self) -> bool {
