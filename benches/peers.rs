@@ -30,7 +30,7 @@ use std::{
 };
 
 use ophion_benches::{
-    Started,
+    Started, files_under,
     lines::{LineGen, ORDER, request},
     median,
 };
@@ -140,7 +140,7 @@ impl Parseable {
 
     /// Files still in staging (rows not yet in Parquet).
     fn staged(&self) -> usize {
-        walk(&self.staging)
+        files_under(&self.staging)
             .iter()
             .filter(|p| {
                 let name = p.to_string_lossy();
@@ -150,29 +150,9 @@ impl Parseable {
     }
 }
 
-/// Every file under `dir`.
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                todo.push(p);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
-}
-
 /// Bytes of the Parquet files under `dir` whose path contains `part`.
 fn parquet_bytes(dir: &Path, part: &str) -> u64 {
-    walk(dir)
+    files_under(dir)
         .iter()
         .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
         .filter(|p| p.to_string_lossy().contains(part))

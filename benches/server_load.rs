@@ -13,11 +13,19 @@
 //! binary's directory), `--spans N` per transport, `--concurrency C`,
 //! `--transports grpc,http-proto,http-json` (which ones, in that order;
 //! default all three).
+//!
+//! Then the cost of the text index at ingest (issue 20): `--log-lines N`
+//! log lines from the log search bench's generator, as OTLP/HTTP JSON, to
+//! a fresh server with `[store.buffer] text_index` on and one with it off,
+//! alternately for `--log-rounds R` rounds: the server's CPU per line from
+//! the first request until every line is in Parquet (snapshots and
+//! compaction included) and the server is idle. Full:
+//! `--spans 2000000 --log-lines 1000000 --log-rounds 3`.
 //! CI runs a smoke pass with the debug server (`cargo test --all-targets`).
 //! Results: docs/benchmarks.md.
 
 use std::{
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Command, Stdio},
     sync::Arc,
     time::{Duration, Instant},
@@ -26,6 +34,7 @@ use std::{
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, trace_service_client::TraceServiceClient,
 };
+use ophion_benches::{files_under, lines, lines::LineGen, median};
 use ophion_core::testing::{Generator, now_ns, process, span_count};
 use prost::Message as _;
 
@@ -34,6 +43,9 @@ struct Args {
     spans: usize,
     concurrency: usize,
     transports: Vec<Transport>,
+    log_lines: usize,
+    log_rounds: usize,
+    log_flush_secs: u64,
 }
 
 fn args() -> Args {
@@ -42,12 +54,33 @@ fn args() -> Args {
         spans: 20_000,
         concurrency: 8,
         transports: vec![Transport::Grpc, Transport::HttpProto, Transport::HttpJson],
+        log_lines: 20_000,
+        log_rounds: 1,
+        log_flush_secs: 2,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
         match k.as_str() {
             "--server" => a.server = it.next().map(PathBuf::from).unwrap_or(a.server),
             "--spans" => a.spans = it.next().and_then(|v| v.parse().ok()).unwrap_or(a.spans),
+            "--log-lines" => {
+                a.log_lines = it
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(a.log_lines)
+            }
+            "--log-flush-secs" => {
+                a.log_flush_secs = it
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(a.log_flush_secs)
+            }
+            "--log-rounds" => {
+                a.log_rounds = it
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(a.log_rounds)
+            }
             "--concurrency" => {
                 a.concurrency = it
                     .next()
@@ -383,4 +416,145 @@ async fn run(a: Args) {
         .args(["-TERM", &pid.to_string()])
         .status();
     drop(server);
+    text_index_cost(&a, dir.path()).await;
+}
+
+/// The server's CPU per log line with the text index written and without,
+/// alternately, and the index's share.
+async fn text_index_cost(a: &Args, dir: &Path) {
+    // Two hours old, so that compaction (which waits for an hour to end)
+    // runs within the measurement, as it eventually does in production.
+    let t0 = now_ns() - 7_200_000_000_000;
+    let mut g = LineGen::new(11, a.log_lines as u64);
+    let mut requests = Vec::new();
+    let mut made = 0;
+    while made < a.log_lines {
+        let n = 4096.min(a.log_lines - made);
+        let req = lines::request(&mut g, t0, made as u64, n);
+        requests.push(serde_json::to_vec(&req).expect("otlp json"));
+        made += n;
+    }
+    let requests = Arc::new(requests);
+    let (mut with, mut without) = (Vec::new(), Vec::new());
+    for round in 0..a.log_rounds {
+        for text_index in [true, false] {
+            let data = dir.join(format!("logs-{round}-{text_index}"));
+            let us = log_ingest(a, &data, &requests, text_index).await;
+            println!(
+                "log ingest, round {round}, text index {}: {us:.2} µs of server CPU per line",
+                if text_index { "on" } else { "off" }
+            );
+            if text_index { &mut with } else { &mut without }.push(us);
+            let _ = std::fs::remove_dir_all(&data);
+        }
+    }
+    let (w, wo) = (median(with), median(without));
+    println!(
+        "log ingest over OTLP/HTTP JSON, {} lines, median of {}: {w:.2} µs per line with the text index, {wo:.2} without: the index costs +{:.1} %",
+        a.log_lines,
+        a.log_rounds,
+        100.0 * (w / wo - 1.0)
+    );
+}
+
+/// Sends every request to a fresh server with `[store.buffer] text_index`
+/// set to `text_index`, waits until every line is in Parquet and the server
+/// is idle, checks the files carry an index exactly when asked, and
+/// returns the server's CPU microseconds per line.
+async fn log_ingest(a: &Args, data: &Path, requests: &Arc<Vec<Vec<u8>>>, text_index: bool) -> f64 {
+    let (flag, flush) = (text_index.to_string(), a.log_flush_secs.to_string());
+    let server = ophion_benches::Started::start(
+        &a.server,
+        data,
+        &[
+            ("OPHION__AI__WATCH", "false"),
+            ("OPHION__STORE__BUFFER__FLUSH_INTERVAL_SECS", &flush),
+            ("OPHION__STORE__BUFFER__TEXT_INDEX", &flag),
+        ],
+        Some("0"),
+    )
+    .await;
+    let pid = server.pid();
+    let cpu0 = cpu_secs(pid);
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..a.concurrency.min(4) {
+        let (requests, next, http) = (Arc::clone(requests), Arc::clone(&next), server.http.clone());
+        tasks.push(tokio::spawn(async move {
+            let web = reqwest::Client::new();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(body) = requests.get(i) else { return };
+                // Refused (overload): back off and send again.
+                while !web
+                    .post(format!("{http}/v1/logs"))
+                    .header("content-type", "application/json")
+                    .body(body.clone())
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
+                {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("sender");
+    }
+    let sending = cpu_secs(pid) - cpu0;
+    // Every line in Parquet, then no CPU for 3 s (more than a flush
+    // interval, so a pending compaction cannot hide between two passes).
+    let total = a.log_lines;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let mut samples = std::collections::VecDeque::from([cpu_secs(pid)]);
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        samples.push_back(cpu_secs(pid));
+        if samples.len() > 7 {
+            samples.pop_front();
+        }
+        let quiet = samples.len() == 7 && samples[6] - samples[0] < 0.03;
+        if quiet && log_files(data).iter().map(|f| f.1).sum::<usize>() == total {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the lines did not reach Parquet");
+    }
+    let cpu = cpu_secs(pid) - cpu0;
+    let metrics = ophion_benches::prometheus(&reqwest::Client::new(), &server.api).await;
+    println!(
+        "  text index {text_index}: {:.2} µs a line while sending, {:.2} after; {} Parquet files written, {} compacted",
+        sending * 1e6 / total as f64,
+        (cpu - sending) * 1e6 / total as f64,
+        sample(&metrics, "ophion_parquet_files_written_total"),
+        sample(&metrics, "ophion_parquet_files_compacted_total"),
+    );
+    let files = log_files(data);
+    assert!(
+        files.iter().all(|f| f.2 == text_index),
+        "text_index = {text_index}, but the log files' indexes are {:?}",
+        files.iter().map(|f| f.2).collect::<Vec<_>>()
+    );
+    drop(server);
+    cpu * 1e6 / total as f64
+}
+
+/// The log Parquet files under `data`: path, rows, whether it has a text
+/// index.
+fn log_files(data: &Path) -> Vec<(PathBuf, usize, bool)> {
+    use parquet::file::reader::{FileReader as _, SerializedFileReader};
+    files_under(data)
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .filter(|p| p.to_string_lossy().contains("/logs/"))
+        .filter_map(|p| {
+            // A file being written or removed is counted next time.
+            let reader = SerializedFileReader::new(std::fs::File::open(&p).ok()?).ok()?;
+            let meta = reader.metadata().file_metadata();
+            let indexed = meta
+                .key_value_metadata()
+                .is_some_and(|kv| kv.iter().any(|e| e.key == ophion_store::textindex::KV_KEY));
+            Some((p, meta.num_rows() as usize, indexed))
+        })
+        .collect()
 }

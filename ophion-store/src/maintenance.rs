@@ -331,6 +331,7 @@ async fn compact_group(
     // Encode on a blocking thread as batches arrive.
     let (tx, rx) = std::sync::mpsc::sync_channel::<RecordBatch>(2);
     let rows_total: u64 = files.iter().map(|f| f.rows).sum();
+    let text_index = inner.config.buffer.text_index;
     let encoder =
         tokio::task::spawn_blocking(move || -> Result<(bytes::Bytes, usize, i64, i64)> {
             let mut w = persist::FileEncoder::new(
@@ -339,6 +340,7 @@ async fn compact_group(
                 Arc::clone(&storage),
                 rows_total as usize,
                 persist::Effort::Compaction,
+                text_index,
             )?;
             let (mut rows, mut min, mut max) = (0usize, i64::MAX, i64::MIN);
             for batch in rx {

@@ -42,6 +42,13 @@ const ROW_GROUP_ROWS: usize = 64 * 1024;
 /// columns stay one page.
 const SPAN_PAGE_BYTES: usize = 32 * 1024;
 
+/// Rows of a span data page at most. Narrow columns (`status_code`,
+/// `service_name`, `kind`) fit a whole row group in one page of
+/// [`SPAN_PAGE_BYTES`]; cut every 4,096 rows, the pages of a file's run of
+/// error spans (see [`sort_columns`]) end within 4,096 rows of the run, so
+/// a search for errors decodes little besides them.
+const SPAN_PAGE_ROWS: usize = 4096;
+
 /// Bytes (before compression) of an indexed text column's data page: room
 /// for a whole index block of lines (8,192 lines of 1 KiB), so pages end
 /// where blocks do.
@@ -57,14 +64,19 @@ pub fn time_column(signal: Signal) -> &'static str {
 
 /// Sort order of a signal's files.
 ///
-/// Spans are sorted by trace id then start time: a trace's spans sit
-/// together, so one trace is one small range of one row group (found by
-/// min/max statistics and the bloom filter), and the spans of one trace
-/// share most values, which compresses better than sorting by service and
-/// time. Logs and metrics are read by service and time range.
+/// Spans are sorted by status code, then trace id, then start time. The
+/// status first (three values, the rarest the one searched for) puts a
+/// file's error spans in one run of rows, so `status_code = 'error'` reads
+/// the row groups and pages of that run and skips the rest by their
+/// statistics: low cardinality first, as ClickHouse advises for its
+/// primary keys (ADR 007). Within a status, a trace's spans sit together,
+/// so one trace is a small range of one or two runs (found by min/max
+/// statistics and the bloom filter), and the spans of one trace share most
+/// values, which compresses better than sorting by service and time. Logs
+/// and metrics are read by service and time range.
 pub fn sort_columns(signal: Signal) -> &'static [&'static str] {
     match signal {
-        Signal::Traces => &[col::TRACE_ID, col::START_TIME],
+        Signal::Traces => &[col::STATUS_CODE, col::TRACE_ID, col::START_TIME],
         Signal::Logs => &[col::SERVICE_NAME, col::TIMESTAMP],
         Signal::Metrics => &[col::METRIC_NAME, col::SERVICE_NAME, col::TIMESTAMP],
     }
@@ -282,7 +294,9 @@ pub fn writer_properties(
         .set_column_dictionary_enabled(time.clone(), false)
         .set_column_encoding(time, Encoding::DELTA_BINARY_PACKED);
     if signal == Signal::Traces {
-        b = b.set_data_page_size_limit(SPAN_PAGE_BYTES);
+        b = b
+            .set_data_page_size_limit(SPAN_PAGE_BYTES)
+            .set_data_page_row_count_limit(SPAN_PAGE_ROWS);
     }
     // Enum columns: a dictionary of a few values and a code per row, which
     // zstd shrinks by a few hundredths of a byte per row. Uncompressed,
@@ -334,18 +348,20 @@ pub struct FileEncoder<W: std::io::Write + Send> {
 
 impl<W: std::io::Write + Send> FileEncoder<W> {
     /// An encoder of `rows` rows (an estimate: it sizes the trace-id bloom
-    /// filter) of `schema` into `out`.
+    /// filter) of `schema` into `out`, with a text index when `text_index`
+    /// and the signal has indexed columns (`[store.buffer] text_index`).
     pub fn new(
         out: W,
         signal: Signal,
         schema: arrow_schema::SchemaRef,
         rows: usize,
         effort: Effort,
+        text_index: bool,
     ) -> Result<Self> {
         let props = writer_properties(signal, rows, &schema, effort);
         Ok(Self {
             writer: ArrowWriter::try_new(out, schema, Some(props))?,
-            index: IndexBuilder::for_signal(signal),
+            index: IndexBuilder::for_signal(signal).filter(|_| text_index),
         })
     }
 
@@ -401,6 +417,7 @@ pub fn encode_rows(
     rows: &[(usize, usize)],
     signal: Signal,
     effort: Effort,
+    text_index: bool,
 ) -> Result<((i64, i64), Bytes)> {
     let refs: Vec<&RecordBatch> = batches.iter().collect();
     let (mut lo, mut hi) = (i64::MAX, i64::MIN);
@@ -418,6 +435,7 @@ pub fn encode_rows(
                 batch.schema(),
                 rows.len(),
                 effort,
+                text_index,
             )?),
         };
         e.write(&batch)?;
@@ -599,7 +617,7 @@ mod tests {
         };
         let batch = sort(&c.batch.expect("rows"), signal).expect("sort");
         let rows: Vec<(usize, usize)> = (0..batch.num_rows()).map(|r| (0, r)).collect();
-        encode_rows(&[batch], &rows, signal, Effort::Snapshot)
+        encode_rows(&[batch], &rows, signal, Effort::Snapshot, true)
             .expect("encode")
             .1
     }
@@ -628,7 +646,7 @@ mod tests {
         assert_eq!(got.len(), expected.len());
         for ((h1, b1), (h2, b2)) in got.iter().zip(&expected) {
             assert_eq!(h1, h2);
-            // Ties in (trace id, start time) may come out in either order;
+            // Ties in the sort keys may come out in either order;
             // the sort keys and the multiset of rows must agree.
             assert_eq!(b1.num_rows(), b2.num_rows());
             for name in sort_columns(Signal::Traces) {
@@ -679,7 +697,8 @@ mod tests {
             assert_eq!(h1, h2);
             assert!(rows.len() > ENCODE_SLICE_ROWS, "the test's premise");
             let (range, bytes) =
-                encode_rows(&batches, rows, Signal::Traces, Effort::Snapshot).expect("encode");
+                encode_rows(&batches, rows, Signal::Traces, Effort::Snapshot, true)
+                    .expect("encode");
             assert_eq!(range, time_range(expected, Signal::Traces).expect("range"));
             let reader =
                 parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
@@ -720,7 +739,7 @@ mod tests {
         let batch = sort(&batch, Signal::Logs).expect("sort");
         let rows: Vec<(usize, usize)> = (0..batch.num_rows()).map(|r| (0, r)).collect();
         let (_, bytes) =
-            encode_rows(&[batch], &rows, Signal::Logs, Effort::Snapshot).expect("encode");
+            encode_rows(&[batch], &rows, Signal::Logs, Effort::Snapshot, true).expect("encode");
         let meta = ParquetMetaDataReader::new()
             .with_page_index_policy(PageIndexPolicy::Required)
             .parse_and_finish(&bytes)

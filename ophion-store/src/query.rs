@@ -11,9 +11,11 @@
 //! Ids are fixed-size binary, but `trace_id = '4bf9…'` works: an analyzer
 //! rule, run before type coercion, turns hex string literals compared with
 //! `trace_id`, `span_id` or `parent_span_id` (`=`, `<>`, `<`, `<=`, `>`,
-//! `>=`, `IN`) into binary literals. Files are sorted by trace id, so
-//! `trace_id < '08000000000000000000000000000000'` (a sample of whole
-//! traces) reads only the row groups that can hold such ids.
+//! `>=`, `IN`) into binary literals. Files are sorted by status code,
+//! then trace id, so `trace_id < '08000000000000000000000000000000'` (a
+//! sample of whole traces) reads only the pages that can hold such ids (the
+//! start of each status's run), and `status_code = 'error'` only the run
+//! of error spans.
 //!
 //! Attribute maps are read with `attributes['key']` and
 //! `resource_attributes['key']`, e.g.

@@ -813,12 +813,18 @@ async fn persist_all(
     // size, each sorted by the signal's key, so a bound on the key (a
     // sample of trace ids) skips most of their pages. Only the key columns
     // are copied to sort; rows are gathered a slice at a time as encoded.
+    let text_index = inner.config.buffer.text_index;
     for ((tenant, signal), batches) in work {
         let encoded = tokio::task::spawn_blocking(move || -> Result<Vec<Encoded>> {
             let mut out = Vec::new();
             for (hour, rows) in persist::sorted_rows_by_hour(&batches, signal)? {
-                let (range, bytes) =
-                    persist::encode_rows(&batches, &rows, signal, persist::Effort::Snapshot)?;
+                let (range, bytes) = persist::encode_rows(
+                    &batches,
+                    &rows,
+                    signal,
+                    persist::Effort::Snapshot,
+                    text_index,
+                )?;
                 out.push((hour, range, rows.len(), bytes));
             }
             Ok(out)

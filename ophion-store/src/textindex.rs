@@ -184,64 +184,113 @@ fn each_token(folded: &[u8], mut f: impl FnMut(usize, usize)) {
     }
 }
 
-/// Calls `f` with the key of every indexed gram (those at every
-/// `stride`-th position of a token, but for digits inside a run of
-/// `digit_gram` or more, see [`DIGIT_GRAM`]), every `digit_gram`-digit
-/// gram of such a run, and every whole short token of `text`, whose bytes
-/// `fold` maps to folded bytes. One pass with rolling grams: this runs on
-/// every ingested line.
-#[inline]
+/// Writes into `out` the key of every indexed gram of the folded `text`
+/// (those at every `stride`-th position of a token, but for digits inside
+/// a run of `digit_gram` or more, see [`DIGIT_GRAM`]), every
+/// `digit_gram`-digit gram of such a run, and every whole short token, in
+/// text order; returns how many. `out` is grown to twice the text's length
+/// and two more, the most a text can make. This runs on every ingested
+/// line: a token without digits (most of them) is one tight loop of
+/// rolling grams, and keys go to a slice, not through a callback.
 fn each_key(
     column: u8,
     text: &[u8],
     stride: usize,
     digit_gram: usize,
-    fold: impl Fn(u8) -> u8,
-    mut f: impl FnMut(u64),
-) {
+    out: &mut Vec<u64>,
+) -> usize {
+    if out.len() < 2 * text.len() + 2 {
+        out.resize(2 * text.len() + 2, 0);
+    }
+    let out = &mut out[..];
+    let gram_tag = ((GRAM as u64 + 1) << 40) | (u64::from(column) << 48);
+    let (mut n, mut i) = (0, 0);
+    while i < text.len() {
+        // Folded text is token bytes and separators only.
+        if text[i] == SEP {
+            i += 1;
+            continue;
+        }
+        let (start, mut digits) = (i, false);
+        while i < text.len() && text[i] != SEP {
+            digits |= text[i].is_ascii_digit();
+            i += 1;
+        }
+        let token = &text[start..i];
+        if token.len() < GRAM {
+            out[n] = key(column, token, false);
+            n += 1;
+        } else if digits && digit_gram > 0 {
+            n = token_with_digits(column, token, stride, digit_gram, out, n);
+        } else {
+            let mut v = token[..GRAM - 1]
+                .iter()
+                .fold(0u64, |v, &b| (v << 8) | u64::from(b));
+            // Counted down, not `j % stride`: a division a byte cost a
+            // fifth of the builder's time.
+            let mut skip = 0;
+            for &b in &token[GRAM - 1..] {
+                v = ((v << 8) | u64::from(b)) & GRAM_BITS;
+                if skip == 0 {
+                    out[n] = v | gram_tag;
+                    n += 1;
+                    skip = stride;
+                }
+                skip -= 1;
+            }
+        }
+    }
+    n
+}
+
+/// [`each_key`] of one token of at least [`GRAM`] characters that holds
+/// digits, written into `out` from `n`; returns the new end.
+fn token_with_digits(
+    column: u8,
+    token: &[u8],
+    stride: usize,
+    digit_gram: usize,
+    out: &mut [u64],
+    mut n: usize,
+) -> usize {
     let column = u64::from(column) << 48;
     let gram_tag = ((GRAM as u64 + 1) << 40) | column;
     let digit_tag = (digit_tag(digit_gram) << 40) | column;
     let digit_bits = (1u64 << (4 * digit_gram)) - 1;
-    let whole = |v: u64, run: usize| v | ((run as u64) << 40) | column;
+    let mut put = |key| {
+        out[n] = key;
+        n += 1;
+    };
     let (mut v, mut run, mut next) = (0u64, 0usize, GRAM);
     // The trailing run of digits (4 bits each), its length, and its
     // all-digit grams held until the run is known to stay short.
     let (mut dv, mut digits) = (0u64, 0usize);
     let mut held = [0u64; MAX_DIGIT_GRAM];
     let mut n_held = 0;
-    for &b in text {
-        let b = fold(b);
+    for &b in token {
         if b.is_ascii_digit() {
             digits += 1;
             dv = ((dv << 4) | u64::from(b - b'0')) & digit_bits;
-            if digit_gram > 0 && digits >= digit_gram {
+            if digits >= digit_gram {
                 // A long run: its digit grams replace its gram-sized ones,
                 // each under two tags (see `DIGIT_GRAM`).
                 n_held = 0;
-                f(dv | digit_tag);
-                f(dv | digit_tag | TWIN);
+                put(dv | digit_tag);
+                put(dv | digit_tag | TWIN);
             }
         } else {
             if digits < digit_gram {
-                held[..n_held].iter().for_each(|k| f(*k));
+                held[..n_held].iter().for_each(|&k| put(k));
             }
             (dv, digits, n_held) = (0, 0, 0);
-        }
-        if b == SEP {
-            if run > 0 && run < GRAM {
-                f(whole(v, run));
-            }
-            (v, run, next) = (0, 0, GRAM);
-            continue;
         }
         v = ((v << 8) | u64::from(b)) & GRAM_BITS;
         run += 1;
         if run == next {
             next += stride;
             let key = v | gram_tag;
-            if digit_gram == 0 || digits < GRAM {
-                f(key);
+            if digits < GRAM {
+                put(key);
             } else if digits < digit_gram {
                 held[n_held] = key;
                 n_held += 1;
@@ -249,11 +298,9 @@ fn each_key(
         }
     }
     if digits < digit_gram {
-        held[..n_held].iter().for_each(|k| f(*k));
+        held[..n_held].iter().for_each(|&k| put(k));
     }
-    if run > 0 && run < GRAM {
-        f(whole(v, run));
-    }
+    n
 }
 
 /// A stable 64-bit mix of a key (splitmix64's finalizer): the filter's
@@ -293,8 +340,12 @@ pub struct IndexBuilder {
     stride: usize,
     /// [`DIGIT_GRAM`], or 0 for grams of digits like any others.
     digit_gram: usize,
-    /// The mixed keys of the open block (a repeat may be among them).
+    /// The mixed keys of the open block (a repeat may be among them) are
+    /// its first [`Self::keys`]; the rest is room.
     hashes: Vec<u64>,
+    keys: usize,
+    /// Scratch: the keys of one value.
+    found: Vec<u64>,
     /// The block's recently added keys, by their low bits: most of a
     /// line's grams repeat earlier lines' (the message templates), and
     /// skipping them here cost less than counting and inserting them.
@@ -347,29 +398,41 @@ impl IndexBuilder {
         if self.recent.is_empty() {
             self.forget_recent();
         }
-        let hashes = &mut self.hashes;
-        let recent = &mut self.recent;
-        let folded = &mut self.folded;
-        let (stride, digit_gram) = (self.stride, self.digit_gram);
+        let Self {
+            hashes,
+            keys,
+            recent,
+            folded,
+            found,
+            stride,
+            digit_gram,
+            ..
+        } = self;
         let mut one = |s: &str| {
-            let push = |k| {
-                let h = mix(k);
-                let slot = &mut recent[h as usize % RECENT];
-                if *slot != h {
-                    *slot = h;
-                    hashes.push(h);
-                }
-            };
+            folded.clear();
             if s.is_ascii() {
-                let fold = |b: u8| FOLD_ASCII[usize::from(b & 0x7f)];
-                each_key(column, s.as_bytes(), stride, digit_gram, fold, push);
+                folded.extend(s.bytes().map(|b| FOLD_ASCII[usize::from(b & 0x7f)]));
             } else {
-                folded.clear();
                 for c in s.chars() {
                     fold_char(c, folded);
                 }
-                each_key(column, folded, stride, digit_gram, |b| b, push);
             }
+            let new = each_key(column, folded, *stride, *digit_gram, found);
+            if hashes.len() < *keys + new {
+                hashes.resize((*keys + new).max(2 * hashes.len()), 0);
+            }
+            // Every key is written, and kept by moving the end past it
+            // unless it is a recent repeat: no branch to mispredict.
+            let mut end = *keys;
+            for &k in &found[..new] {
+                let h = mix(k);
+                let slot = &mut recent[h as usize % RECENT];
+                let repeat = *slot == h;
+                *slot = h;
+                hashes[end] = h;
+                end += usize::from(!repeat);
+            }
+            *keys = end;
         };
         let array = array.slice(from, len);
         let values: Box<dyn Iterator<Item = Option<&str>>> = match array.data_type() {
@@ -392,21 +455,22 @@ impl IndexBuilder {
     /// counting on a bitmap of at least as many bits as keys (within a
     /// fraction of a percent there; a hash set cost twice the CPU).
     fn distinct_keys(&mut self) -> usize {
-        let bits = self.hashes.len().next_power_of_two().max(1 << 12);
+        let hashes = &self.hashes[..self.keys];
+        let bits = hashes.len().next_power_of_two().max(1 << 12);
         let shift = 64 - bits.trailing_zeros();
         self.seen.clear();
         self.seen.resize(bits / 64, 0);
-        for &h in &self.hashes {
+        for &h in hashes {
             let bit = (h >> shift) as usize;
             self.seen[bit / 64] |= 1 << (bit % 64);
         }
         let ones: u64 = self.seen.iter().map(|w| u64::from(w.count_ones())).sum();
         let m = bits as f64;
         if ones as usize == bits {
-            return self.hashes.len();
+            return hashes.len();
         }
         let estimate = -m * (1.0 - ones as f64 / m).ln();
-        (estimate.ceil() as usize).min(self.hashes.len())
+        (estimate.ceil() as usize).min(hashes.len())
     }
 
     fn close_block(&mut self) {
@@ -415,7 +479,7 @@ impl IndexBuilder {
         }
         let buckets = (self.distinct_keys() * BITS_PER_GRAM).div_ceil(256).max(1);
         let mut words = vec![0u32; buckets * 8];
-        for &h in &self.hashes {
+        for &h in &self.hashes[..self.keys] {
             let b = bucket_of(h, buckets);
             for (w, m) in words[b * 8..b * 8 + 8].iter_mut().zip(mask(h)) {
                 *w |= m;
@@ -429,7 +493,7 @@ impl IndexBuilder {
         }
         self.blocks += 1;
         self.rows = 0;
-        self.hashes.clear();
+        self.keys = 0;
         self.forget_recent();
     }
 
@@ -1046,18 +1110,9 @@ mod tests {
         for ch in text.chars() {
             fold_char(ch, &mut folded);
         }
-        let mut set = HashSet::new();
-        each_key(
-            0,
-            &folded,
-            STRIDE,
-            DIGIT_GRAM,
-            |b| b,
-            |k| {
-                set.insert(k);
-            },
-        );
-        set
+        let mut keys = Vec::new();
+        let n = each_key(0, &folded, STRIDE, DIGIT_GRAM, &mut keys);
+        keys[..n].iter().copied().collect()
     }
 
     /// What a search needs of a block of this version's index, when

@@ -61,6 +61,46 @@ async fn file_footers_are_parsed_once_for_all_queries() {
     }
 }
 
+/// The rows a query's scan kept after page-index pruning, and the rows it
+/// looked at, from `EXPLAIN ANALYZE`'s `page_index_rows_pruned=<total>
+/// total → <matched> matched` (numbers such as "60.00 K").
+async fn page_pruning(store: &ophion_store::Store, sql: &str) -> (f64, f64) {
+    let t = ophion_core::TenantId::default();
+    let out = store
+        .sql(&t, &format!("EXPLAIN ANALYZE {sql}"))
+        .await
+        .expect("explain");
+    let text: String = out
+        .batches
+        .iter()
+        .flat_map(|b| {
+            use arrow_array::cast::AsArray as _;
+            let plans = b.column(1).as_string::<i32>();
+            plans
+                .iter()
+                .flatten()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let metric = text
+        .split("page_index_rows_pruned=")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no page pruning metric in {text}"));
+    let metric = metric.split(" matched").next().expect("metric");
+    let value = |s: &str| -> f64 {
+        let mut words = s.split_whitespace();
+        let n: f64 = words.next().and_then(|n| n.parse().ok()).expect(metric);
+        n * match words.next() {
+            Some("K") => 1e3,
+            Some("M") => 1e6,
+            _ => 1.0,
+        }
+    };
+    let (total, matched) = metric.split_once(" total →").expect(metric);
+    (value(total), value(matched))
+}
+
 /// A bound on the sort key (trace id) skips most pages of row groups the
 /// size of a snapshot's, stitched by compaction, through the cached
 /// footers, whichever query filled the cache. (At the writer's default
@@ -74,51 +114,78 @@ async fn cached_footers_keep_page_pruning() {
     config.compaction.copy_min_rows = 50;
     let store = ophion_store::Store::open(config).await.expect("open");
     // Snapshots stitched into one file of several row groups, each sorted
-    // by trace id, as compaction leaves them.
+    // by status and trace id, as compaction leaves them.
     for seed in 5..9 {
         let (batch, _) = common::spans(seed, 15_000);
         store.write(&t, batch).await.expect("write");
         store.flush().await.expect("flush");
     }
     assert_eq!(store.compact().await.expect("compact"), 4);
-    let sql = "EXPLAIN ANALYZE SELECT count(span_id) FROM spans \
+    let sql = "SELECT count(span_id) FROM spans \
                WHERE trace_id < '08000000000000000000000000000000'";
     // A query that prunes nothing by page reads the footers first.
     common::count(&store, &t, "SELECT count(*) FROM spans").await;
     for run in ["first", "again"] {
-        let out = store.sql(&t, sql).await.expect("explain");
-        let text: String = out
-            .batches
+        let (total, matched) = page_pruning(&store, sql).await;
+        assert!(total >= 50_000.0, "{run}: {total} rows");
+        assert!(
+            matched <= total / 2.0,
+            "{run}: pages not pruned: {matched} of {total}"
+        );
+    }
+}
+
+/// Error spans are a run of each file (spans sort by status first), so a
+/// search for them decodes few rows besides their own, from snapshots and
+/// from stitched files alike, and counts exactly the spans sent with an
+/// error status. (Sorted by trace id alone, every page held error spans
+/// and the scan decoded every row.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn error_spans_are_read_without_the_rest() {
+    let t = ophion_core::TenantId::default();
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut config = local(dir.path());
+    config.compaction.copy_min_rows = 50;
+    let store = ophion_store::Store::open(config).await.expect("open");
+    let mut errors = 0;
+    let mut sent = 0;
+    for seed in 11..15 {
+        let (batch, req) = common::spans(seed, 40_000);
+        let spans: Vec<_> = req
+            .resource_spans
             .iter()
-            .flat_map(|b| {
-                use arrow_array::cast::AsArray as _;
-                let plans = b.column(1).as_string::<i32>();
-                plans
-                    .iter()
-                    .flatten()
-                    .map(str::to_owned)
-                    .collect::<Vec<_>>()
-            })
+            .flat_map(|r| &r.scope_spans)
+            .flat_map(|s| &s.spans)
             .collect();
-        let metric = text
-            .split("page_index_rows_pruned=")
-            .nth(1)
-            .unwrap_or_else(|| panic!("{run}: no page pruning metric in {text}"));
-        let metric = metric.split(" matched").next().expect("metric");
-        // "<total> total → <matched> matched", numbers such as "60.00 K".
-        let value = |s: &str| -> f64 {
-            let mut words = s.split_whitespace();
-            let n: f64 = words.next().and_then(|n| n.parse().ok()).expect(metric);
-            n * match words.next() {
-                Some("K") => 1e3,
-                Some("M") => 1e6,
-                _ => 1.0,
-            }
-        };
-        let (total, matched) = metric.split_once(" total →").expect(metric);
-        let (total, matched) = (value(total), value(matched));
-        assert!(total >= 50_000.0, "{run}: {metric}");
-        assert!(matched <= total / 2.0, "{run}: pages not pruned: {metric}");
+        sent += spans.len();
+        errors += spans
+            .iter()
+            .filter(|s| s.status.as_ref().is_some_and(|st| st.code == 2))
+            .count();
+        store.write(&t, batch).await.expect("write");
+        store.flush().await.expect("flush");
+    }
+    assert!(
+        errors > 0 && errors * 20 < sent,
+        "the test's premise: {errors} of {sent}"
+    );
+    let sql = "SELECT count(*) FROM spans WHERE status_code = 'error'";
+    for stage in ["snapshots", "stitched"] {
+        if stage == "stitched" {
+            assert_eq!(store.compact().await.expect("compact"), 4);
+        }
+        assert_eq!(
+            common::count(&store, &t, sql).await,
+            errors as i64,
+            "{stage}"
+        );
+        let (total, matched) = page_pruning(&store, sql).await;
+        // The row groups holding error spans, cut to their pages: the run
+        // itself and at most a page (4,096 rows) at each of its ends.
+        assert!(
+            matched <= (errors + 4 * 2 * 4096) as f64,
+            "{stage}: {matched} rows decoded of {total} for {errors} error spans of {sent}"
+        );
     }
 }
 

@@ -401,3 +401,60 @@ async fn searches_answer_the_same_with_and_without_the_index() {
         assert!(plan.contains(function), "{}: {plan}", search.0);
     }
 }
+
+/// `[store.buffer] text_index = false`: snapshots and compaction write log
+/// files without an index, and every search answers as it does over
+/// indexed files of the same lines (reading every block).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_written_without_the_index_answer_the_same() {
+    let mut r = StdRng::seed_from_u64(0x2545_f491_4f6c_dd1d);
+    let mut lines: Vec<String> = (0..30_000).map(|_| line(&mut r)).collect();
+    for (i, n) in NEEDLES.iter().enumerate() {
+        lines[1_000 + i * 7_000] = (*n).to_string();
+    }
+    let searches = searches(&mut r, &lines);
+    let mut results = Vec::new();
+    for written in [true, false] {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut c = config(dir.path(), true);
+        c.buffer.text_index = written;
+        let store = Store::open(c).await.expect("open");
+        // Three snapshots, two of them merged (re-encoded) by compaction.
+        for (i, chunk) in lines.chunks(10_000).enumerate() {
+            write(&store, chunk, i * 10_000).await;
+            store.flush().await.expect("flush");
+            if i == 1 {
+                assert!(store.compact().await.expect("compact") >= 1);
+            }
+        }
+        let indexed = store
+            .files()
+            .iter()
+            .filter(|f| {
+                let bytes = std::fs::read(dir.path().join("parquet").join(&f.path)).expect("file");
+                let reader =
+                    parquet::file::reader::SerializedFileReader::new(bytes::Bytes::from(bytes))
+                        .expect("parquet");
+                parquet::file::reader::FileReader::metadata(&reader)
+                    .file_metadata()
+                    .key_value_metadata()
+                    .is_some_and(|kv| kv.iter().any(|e| e.key == ophion_store::textindex::KV_KEY))
+            })
+            .count();
+        let files = store.files().len();
+        assert!(files >= 2, "{files} files");
+        assert_eq!(
+            indexed,
+            if written { files } else { 0 },
+            "text_index = {written}"
+        );
+        let answers = answers(&store, &searches).await;
+        let skipped = store.stats().text_index_rows_skipped.load(Relaxed);
+        assert_eq!(skipped > 0, written, "rows skipped: {skipped}");
+        results.push(answers);
+        store.close().await.expect("close");
+    }
+    for ((q, a), b) in searches.iter().zip(&results[0]).zip(&results[1]) {
+        assert_eq!(a, b, "{q:?}");
+    }
+}

@@ -147,7 +147,8 @@ impl AiService {
         if sampled {
             let keep = (256 * MAX_SPANS / total).clamp(1, 255);
             // A trace is kept when its first byte is below `keep`: files
-            // are sorted by trace id, so only their first row groups are read.
+            // are sorted by trace id within each status code, so only the
+            // first pages of each status's run are read.
             p.when(format!("trace_id < '{keep:02x}{}'", "0".repeat(30)));
         }
         let sql = format!(
