@@ -189,8 +189,9 @@ pub struct BufferConfig {
     /// Persist at least this often, in seconds (default 60).
     pub flush_interval_secs: u64,
     /// Whether log files are written with a text index of their bodies
-    /// (default true; `crate::textindex`): about 5.6 bytes and half a
-    /// microsecond of CPU a line, for searches that read only the blocks
+    /// (default true; `crate::textindex`): about 5.6 bytes and 1.1 µs of
+    /// server CPU a line (+13 %, compaction's rebuild included; the
+    /// server_load bench's `--log-lines`), for searches that read only the blocks
     /// that may match. Without it, searches scan every body (results are
     /// the same). Compaction follows the setting when it encodes a file
     /// again, and keeps the indexes of the files it copies.
