@@ -30,6 +30,12 @@ pub fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// The next command-line value parsed as a `T`, or `default` when it is
+/// missing or does not parse.
+pub fn parse_next<T: std::str::FromStr>(args: &mut impl Iterator<Item = String>, default: T) -> T {
+    args.next().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
 /// Every file under `dir`.
 pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();

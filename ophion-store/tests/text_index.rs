@@ -435,10 +435,10 @@ async fn files_written_without_the_index_answer_the_same() {
                 let reader =
                     parquet::file::reader::SerializedFileReader::new(bytes::Bytes::from(bytes))
                         .expect("parquet");
-                parquet::file::reader::FileReader::metadata(&reader)
-                    .file_metadata()
-                    .key_value_metadata()
-                    .is_some_and(|kv| kv.iter().any(|e| e.key == ophion_store::textindex::KV_KEY))
+                ophion_store::persist::text_index_range(
+                    parquet::file::reader::FileReader::metadata(&reader),
+                )
+                .is_some()
             })
             .count();
         let files = store.files().len();
