@@ -32,7 +32,7 @@ use std::{
 };
 
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
-use ophion_benches::{Started, default_server};
+use ophion_benches::{Started, default_server, parse_next};
 use ophion_core::testing::{Generator, now_ns, process};
 use serde_json::{Value, json};
 
@@ -60,7 +60,7 @@ fn args() -> Args {
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
-        let mut num = |d: f64| it.next().and_then(|v| v.parse::<f64>().ok()).unwrap_or(d);
+        let mut num = |d: f64| parse_next(&mut it, d);
         match k.as_str() {
             "--full" => {
                 (

@@ -19,7 +19,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use ophion_benches::{Started, default_server};
+use ophion_benches::{Started, default_server, parse_next};
 use ophion_core::testing::{Generator, now_ns, span_count};
 use prost::Message as _;
 use serde_json::{Value, json};
@@ -45,10 +45,10 @@ fn args() -> Args {
     while let Some(k) = it.next() {
         match k.as_str() {
             "--server" => a.server = it.next().map(PathBuf::from).unwrap_or(a.server),
-            "--spans" => a.spans = it.next().and_then(|v| v.parse().ok()).unwrap_or(a.spans),
-            "--rounds" => a.rounds = it.next().and_then(|v| v.parse().ok()).unwrap_or(a.rounds),
+            "--spans" => a.spans = parse_next(&mut it, a.spans),
+            "--rounds" => a.rounds = parse_next(&mut it, a.rounds),
             "--check" => a.check = true,
-            "--hold" => a.hold = it.next().and_then(|v| v.parse().ok()).unwrap_or(0),
+            "--hold" => a.hold = parse_next(&mut it, 0),
             _ => {} // cargo passes --bench
         }
     }

@@ -38,7 +38,7 @@ use std::{
 use arrow_array::{RecordBatch, cast::AsArray, types::Int64Type};
 use ophion_benches::{
     lines::{LineGen, Lines, Loghub, Rng, request},
-    median,
+    median, parse_next,
 };
 use ophion_core::{Signal, TelemetryBatch, TenantId, query::sql_literal};
 use ophion_receiver::{
@@ -79,11 +79,11 @@ fn args() -> Args {
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         match arg.as_str() {
-            "--lines" => a.lines = it.next().and_then(|v| v.parse().ok()).unwrap_or(a.lines),
+            "--lines" => a.lines = parse_next(&mut it, a.lines),
             "--python" => a.python = it.next(),
             "--dir" => a.dir = it.next().map(PathBuf::from),
             "--loghub" => a.loghub = it.next().map(PathBuf::from),
-            "--runs" => a.runs = it.next().and_then(|v| v.parse().ok()).unwrap_or(a.runs),
+            "--runs" => a.runs = parse_next(&mut it, a.runs),
             "--index-cache-mb" => a.index_cache_mb = it.next().and_then(|v| v.parse().ok()),
             "--reuse" => a.reuse = true,
             _ => {} // cargo passes --bench

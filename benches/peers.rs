@@ -32,7 +32,7 @@ use std::{
 use ophion_benches::{
     Started, files_under,
     lines::{LineGen, ORDER, request},
-    median,
+    median, parse_next,
 };
 use ophion_core::testing::{Generator, now_ns, process, span_count};
 
@@ -58,9 +58,9 @@ fn args() -> Args {
         match k.as_str() {
             "--parseable" => a.parseable = it.next().map(PathBuf::from),
             "--server" => a.server = it.next().map(PathBuf::from).unwrap_or(a.server),
-            "--lines" => a.lines = it.next().and_then(|v| v.parse().ok()).unwrap_or(a.lines),
-            "--spans" => a.spans = it.next().and_then(|v| v.parse().ok()).unwrap_or(a.spans),
-            "--runs" => a.runs = it.next().and_then(|v| v.parse().ok()).unwrap_or(a.runs),
+            "--lines" => a.lines = parse_next(&mut it, a.lines),
+            "--spans" => a.spans = parse_next(&mut it, a.spans),
+            "--runs" => a.runs = parse_next(&mut it, a.runs),
             _ => {} // cargo passes --bench
         }
     }

@@ -23,6 +23,7 @@ use arrow_array::{
     ArrayRef, FixedSizeBinaryArray, RecordBatch, TimestampNanosecondArray, cast::AsArray,
     types::TimestampNanosecondType,
 };
+use ophion_benches::parse_next;
 use ophion_core::{Signal, TelemetryBatch, TenantId, schema::col, testing::Generator};
 use ophion_receiver::{
     Limits,
@@ -65,10 +66,10 @@ fn args() -> Args {
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
         match k.as_str() {
-            "--spans" => a.spans = it.next().and_then(|v| v.parse().ok()).unwrap_or(a.spans),
+            "--spans" => a.spans = parse_next(&mut it, a.spans),
             "--dir" => a.dir = it.next().map(PathBuf::from),
             "--python" => a.python = it.next(),
-            "--writers" => a.writers = it.next().and_then(|v| v.parse().ok()).unwrap_or(a.writers),
+            "--writers" => a.writers = parse_next(&mut it, a.writers),
             "--queries-only" => a.queries_only = it.next().and_then(|v| v.parse().ok()),
             "--only" => a.only = it.next(),
             "--stitch" => a.stitch = true,

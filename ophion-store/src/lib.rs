@@ -25,7 +25,8 @@
 //!                              regular expressions (`textmatch`);
 //!                              percentiles from log-linear buckets
 //!                              (`percentile`); footers and page indexes
-//!                              cached across queries)
+//!                              cached across queries; GROUP BY one string
+//!                              looked up by its view (`groupby`))
 //! ```
 //!
 //! Metadata lives in SQLite ([`metadata`]): the store's file catalog here
@@ -65,6 +66,7 @@ pub mod config;
 mod distributed;
 pub mod error;
 mod footers;
+mod groupby;
 mod maintenance;
 mod memory;
 pub mod metadata;

@@ -944,6 +944,10 @@ pub(crate) fn new_session(
             cluster.distribute_bytes_per_partition,
             &cluster.secret,
         )?;
+    } else {
+        // Not in plans other nodes run: their wire format has only
+        // DataFusion's own nodes.
+        state = state.with_physical_optimizer_rule(Arc::new(crate::groupby::StringGroups));
     }
     let ctx = SessionContext::new_with_state(state.build());
     // Percentiles from relative-error sketches (see `percentile`).

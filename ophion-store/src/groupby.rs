@@ -1,0 +1,645 @@
+//! `GROUP BY` one string expression, looked up by the string's view.
+//!
+//! Telemetry is grouped by a string of few values most of the time
+//! (`service_name`, `name`, `status_code`, `severity_text`). DataFusion's
+//! partial aggregation hashes every row's bytes and compares them with its
+//! group's (`ArrowBytesViewMap`): about 9 ns a row, half the CPU of
+//! `SELECT service_name, count(*) FROM spans GROUP BY service_name` over 10M
+//! spans (docs/benchmarks.md). The Parquet reader hands such a column out as
+//! views into its dictionary page, so the rows of one value share one
+//! 16-byte view.
+//!
+//! [`StringGroups`], a physical optimizer rule, swaps each partial
+//! aggregation grouped by exactly one `Utf8View` expression for a
+//! [`StringGroupsExec`]. That looks each row's view up in a small
+//! direct-mapped table first and hashes the bytes only when the view is new
+//! in its batch, then feeds DataFusion's own group accumulators the group
+//! indices, arguments and `FILTER`s exactly as the aggregation it replaces
+//! would. Its output (the groups' values and the accumulators' states) has
+//! the replaced node's schema, so the final aggregation above merges it
+//! unchanged.
+//!
+//! Left to DataFusion: several group columns, grouping sets, `DISTINCT` or
+//! ordered aggregates, aggregates without a group accumulator, `LIMIT`ed
+//! groups, sorted input, and sessions that plan across a cluster (the
+//! fragments sent to other nodes hold only DataFusion's own nodes).
+//!
+//! Memory stays bounded: after at most [`MAX_GROUPS`] groups, or when the
+//! query's memory pool refuses more, the groups so far are handed on and
+//! counting starts again (partial states of one group may then come in
+//! several rows, which the final aggregation merges, as DataFusion's own
+//! partial aggregation does when it runs short of memory).
+
+use std::{collections::HashMap, fmt, sync::Arc};
+
+use arrow_array::{
+    Array, ArrayRef, RecordBatch, StringViewArray, builder::StringViewBuilder, cast::AsArray,
+};
+use arrow_schema::{DataType, SchemaRef};
+use datafusion::{
+    common::{
+        hash_utils::RandomState,
+        tree_node::{Transformed, TreeNode, TreeNodeRecursion},
+    },
+    config::ConfigOptions,
+    error::{DataFusionError, Result},
+    execution::{
+        TaskContext,
+        memory_pool::{MemoryConsumer, MemoryReservation},
+    },
+    logical_expr::{EmitTo, GroupsAccumulator},
+    physical_expr::PhysicalExpr,
+    physical_optimizer::PhysicalOptimizerRule,
+    physical_plan::{
+        ChildStats, ChildrenPropertiesMode, DisplayAs, DisplayFormatType, ExecutionPlan,
+        InputDistributionRequirements, InputOrderMode, PlanProperties, ReplaceChildrenOptions,
+        SendableRecordBatchStream, Statistics, StatisticsArgs,
+        aggregates::{AggregateExec, AggregateMode},
+        metrics::{BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet},
+        stream::RecordBatchStreamAdapter,
+    },
+};
+use futures::StreamExt as _;
+
+/// Groups held before they are handed on (see the module's notes).
+pub(crate) const MAX_GROUPS: usize = 1 << 16;
+
+/// Slots of the view table: 2^10. Collisions only cost a lookup by bytes.
+const SLOT_BITS: u32 = 10;
+
+/// The physical optimizer rule (see the module's notes).
+#[derive(Debug)]
+pub(crate) struct StringGroups;
+
+impl PhysicalOptimizerRule for StringGroups {
+    fn optimize(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        _config: &ConfigOptions,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        plan.transform_up(|node| {
+            let replaced = node
+                .downcast_ref::<AggregateExec>()
+                .filter(|agg| fits(agg))
+                .map(|agg| Arc::new(StringGroupsExec::new(agg.clone())) as Arc<dyn ExecutionPlan>);
+            Ok(match replaced {
+                Some(exec) => Transformed::yes(exec),
+                None => Transformed::no(node),
+            })
+        })
+        .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "ophion_string_groups"
+    }
+
+    fn schema_check(&self) -> bool {
+        true
+    }
+}
+
+/// Whether `agg` is a partial aggregation [`StringGroupsExec`] computes
+/// exactly as DataFusion would.
+fn fits(agg: &AggregateExec) -> bool {
+    let group = agg.group_expr();
+    *agg.mode() == AggregateMode::Partial
+        && group.is_single()
+        && group.expr().len() == 1
+        && agg.limit_options().is_none()
+        && *agg.input_order_mode() == InputOrderMode::Linear
+        && group.expr()[0]
+            .0
+            .data_type(&agg.input_schema())
+            .is_ok_and(|t| t == DataType::Utf8View)
+        && agg.aggr_expr().iter().all(|a| {
+            a.groups_accumulator_supported() && !a.is_distinct() && a.order_bys().is_empty()
+        })
+}
+
+/// A partial aggregation grouped by one `Utf8View` expression (see the
+/// module's notes).
+#[derive(Debug)]
+pub(crate) struct StringGroupsExec {
+    /// The aggregation this one computes: its expressions, output schema
+    /// and plan properties.
+    agg: AggregateExec,
+    metrics: ExecutionPlanMetricsSet,
+}
+
+impl StringGroupsExec {
+    fn new(agg: AggregateExec) -> Self {
+        Self {
+            agg,
+            metrics: ExecutionPlanMetricsSet::new(),
+        }
+    }
+}
+
+impl DisplayAs for StringGroupsExec {
+    fn fmt_as(&self, t: DisplayFormatType, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "StringGroupsExec, for ")?;
+        self.agg.fmt_as(t, f)
+    }
+}
+
+impl ExecutionPlan for StringGroupsExec {
+    fn name(&self) -> &str {
+        "StringGroupsExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        self.agg.properties()
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![self.agg.input()]
+    }
+
+    fn input_distribution_requirements(&self) -> InputDistributionRequirements {
+        self.agg.input_distribution_requirements()
+    }
+
+    fn apply_expressions(
+        &self,
+        f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        self.agg.apply_expressions(f)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let replaced = Arc::new(self.agg.clone()).replace_children(
+            children,
+            ReplaceChildrenOptions::new(ChildrenPropertiesMode::Recompute),
+        )?;
+        let agg = replaced
+            .downcast_ref::<AggregateExec>()
+            .ok_or_else(|| DataFusionError::Internal("not an aggregation".into()))?;
+        Ok(Arc::new(Self::new(agg.clone())))
+    }
+
+    fn statistics_from_inputs(
+        &self,
+        input_stats: &[Arc<Statistics>],
+        args: &StatisticsArgs,
+    ) -> Result<Arc<Statistics>> {
+        self.agg.statistics_from_inputs(input_stats, args)
+    }
+
+    fn child_stats_requests(&self, partition: Option<usize>) -> Vec<ChildStats> {
+        self.agg.child_stats_requests(partition)
+    }
+
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        let input = self.agg.input().execute(partition, Arc::clone(&context))?;
+        let schema = self.agg.schema();
+        let reservation = MemoryConsumer::new(format!("StringGroupsExec[{partition}]"))
+            .register(context.memory_pool());
+        let run = Run {
+            input,
+            schema: Arc::clone(&schema),
+            key: Arc::clone(&self.agg.group_expr().expr()[0].0),
+            args: self
+                .agg
+                .aggr_expr()
+                .iter()
+                .map(|a| a.expressions())
+                .collect(),
+            filters: self.agg.filter_expr().to_vec(),
+            accumulators: self
+                .agg
+                .aggr_expr()
+                .iter()
+                .map(|a| a.create_groups_accumulator())
+                .collect::<Result<_>>()?,
+            groups: Groups::default(),
+            indices: Vec::new(),
+            reservation,
+            emit_now: false,
+            ended: false,
+            metrics: BaselineMetrics::new(&self.metrics, partition),
+        };
+        let stream = futures::stream::try_unfold(run, |mut run| async move {
+            let out = run.next_batch().await?;
+            Ok::<_, DataFusionError>(out.map(|b| (b, run)))
+        });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream)))
+    }
+}
+
+/// One partition's aggregation.
+struct Run {
+    input: SendableRecordBatchStream,
+    schema: SchemaRef,
+    key: Arc<dyn PhysicalExpr>,
+    args: Vec<Vec<Arc<dyn PhysicalExpr>>>,
+    filters: Vec<Option<Arc<dyn PhysicalExpr>>>,
+    accumulators: Vec<Box<dyn GroupsAccumulator>>,
+    groups: Groups,
+    /// Each row's group, for the batch at hand.
+    indices: Vec<usize>,
+    reservation: MemoryReservation,
+    /// The groups so far are handed on before the next batch.
+    emit_now: bool,
+    ended: bool,
+    metrics: BaselineMetrics,
+}
+
+impl Run {
+    /// The next output: the groups so far once the input ends or they
+    /// reach their bound; `None` when all are out.
+    async fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+        while !self.ended && !self.emit_now {
+            match self.input.next().await {
+                Some(batch) => self.add(&batch?)?,
+                None => self.ended = true,
+            }
+        }
+        self.emit_now = false;
+        if self.groups.len() == 0 {
+            self.metrics.done();
+            return Ok(None);
+        }
+        let out = self.emit()?;
+        self.metrics.record_output(out.num_rows());
+        Ok(Some(out))
+    }
+
+    fn add(&mut self, batch: &RecordBatch) -> Result<()> {
+        let elapsed = self.metrics.elapsed_compute().clone();
+        let _timer = elapsed.timer();
+        let rows = batch.num_rows();
+        let keys = self.key.evaluate(batch)?.into_array(rows)?;
+        let keys = keys
+            .as_string_view_opt()
+            .ok_or_else(|| DataFusionError::Internal("group key is not a Utf8View".into()))?;
+        self.groups.intern(keys, &mut self.indices);
+        let total = self.groups.len();
+        for ((acc, args), filter) in self
+            .accumulators
+            .iter_mut()
+            .zip(&self.args)
+            .zip(&self.filters)
+        {
+            let values: Vec<ArrayRef> = args
+                .iter()
+                .map(|e| e.evaluate(batch).and_then(|v| v.into_array(rows)))
+                .collect::<Result<_>>()?;
+            let filter = filter
+                .as_ref()
+                .map(|f| f.evaluate(batch).and_then(|v| v.into_array(rows)))
+                .transpose()?;
+            acc.update_batch(
+                &values,
+                &self.indices,
+                filter.as_ref().map(|f| f.as_boolean()),
+                total,
+            )?;
+        }
+        let bytes = self.groups.size() + self.accumulators.iter().map(|a| a.size()).sum::<usize>();
+        if total >= MAX_GROUPS || self.reservation.try_resize(bytes).is_err() {
+            self.emit_now = true;
+        }
+        Ok(())
+    }
+
+    /// The groups so far, with the accumulators' states, as the replaced
+    /// aggregation's output; starts over.
+    fn emit(&mut self) -> Result<RecordBatch> {
+        let elapsed = self.metrics.elapsed_compute().clone();
+        let _timer = elapsed.timer();
+        let mut columns = vec![Arc::new(self.groups.take()) as ArrayRef];
+        for acc in &mut self.accumulators {
+            columns.extend(acc.state(EmitTo::All)?);
+        }
+        let bytes = self.accumulators.iter().map(|a| a.size()).sum::<usize>();
+        self.reservation.resize(bytes);
+        Ok(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)
+    }
+}
+
+/// The distinct values seen, numbered in order of arrival.
+struct Groups {
+    /// Group of each value.
+    by_value: HashMap<Arc<str>, usize, RandomState>,
+    /// Each group's value; `None` for the group of nulls.
+    values: Vec<Option<Arc<str>>>,
+    null_group: Option<usize>,
+    /// The batch at hand's views, each with its group, by
+    /// [`Groups::slot`]; `u128::MAX` (a length no array has) marks a free
+    /// slot. A view names its bytes only within its own array, so the table
+    /// is cleared for every batch.
+    views: Vec<(u128, u32)>,
+    /// Bytes held by the values.
+    value_bytes: usize,
+}
+
+impl Default for Groups {
+    fn default() -> Self {
+        Self {
+            by_value: HashMap::with_hasher(RandomState::default()),
+            values: Vec::new(),
+            null_group: None,
+            views: vec![(u128::MAX, 0); 1 << SLOT_BITS],
+            value_bytes: 0,
+        }
+    }
+}
+
+impl Groups {
+    fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    fn slot(view: u128) -> usize {
+        let mixed = (view as u64 ^ (view >> 64) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        (mixed >> (64 - SLOT_BITS)) as usize
+    }
+
+    /// Sets `out` to the group of each of `keys`.
+    fn intern(&mut self, keys: &StringViewArray, out: &mut Vec<usize>) {
+        out.clear();
+        out.reserve(keys.len());
+        self.views.fill((u128::MAX, 0));
+        let has_nulls = keys.null_count() > 0;
+        for (i, &view) in keys.views().iter().enumerate() {
+            if has_nulls && keys.is_null(i) {
+                let group = match self.null_group {
+                    Some(g) => g,
+                    None => self.push(None),
+                };
+                self.null_group = Some(group);
+                out.push(group);
+                continue;
+            }
+            let slot = Self::slot(view);
+            let (seen, group) = self.views[slot];
+            if seen == view {
+                out.push(group as usize);
+                continue;
+            }
+            let value = keys.value(i);
+            let group = match self.by_value.get(value) {
+                Some(&g) => g,
+                None => {
+                    let value: Arc<str> = Arc::from(value);
+                    let g = self.push(Some(Arc::clone(&value)));
+                    self.by_value.insert(value, g);
+                    g
+                }
+            };
+            // Groups stay under MAX_GROUPS plus one batch: they fit a u32.
+            self.views[slot] = (view, group as u32);
+            out.push(group);
+        }
+    }
+
+    fn push(&mut self, value: Option<Arc<str>>) -> usize {
+        self.value_bytes += value.as_ref().map_or(0, |v| v.len());
+        self.values.push(value);
+        self.values.len() - 1
+    }
+
+    /// Bytes held, about.
+    fn size(&self) -> usize {
+        self.value_bytes
+            + self.values.capacity() * std::mem::size_of::<Option<Arc<str>>>()
+            + self.by_value.capacity() * (std::mem::size_of::<(Arc<str>, usize)>() + 8)
+            + self.views.len() * std::mem::size_of::<(u128, u32)>()
+    }
+
+    /// The groups' values in group order; starts over.
+    fn take(&mut self) -> StringViewArray {
+        let mut out = StringViewBuilder::with_capacity(self.values.len());
+        for v in self.values.drain(..) {
+            match v {
+                Some(v) => out.append_value(v),
+                None => out.append_null(),
+            }
+        }
+        self.by_value.clear();
+        self.null_group = None;
+        self.value_bytes = 0;
+        out.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow_array::{Float64Array, Int64Array, RecordBatch, StringViewArray};
+    use arrow_schema::{DataType, Field, Schema};
+    use datafusion::{
+        datasource::MemTable,
+        execution::SessionStateBuilder,
+        prelude::{SessionConfig, SessionContext},
+    };
+
+    use super::{MAX_GROUPS, StringGroups};
+
+    /// A small deterministic generator (splitmix64), independent of the
+    /// code under test.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        }
+
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    /// Keys: a few values of every shape (empty, short and inline, long
+    /// and in buffers, non-ASCII, differing only after the 4-byte prefix),
+    /// nulls, and in `rare` of 20 rows one of `distinct` other values.
+    fn table(
+        seed: u64,
+        rows_per_batch: usize,
+        batches: usize,
+        rare: u64,
+        distinct: u64,
+    ) -> MemTable {
+        let common = [
+            "",
+            "a",
+            "frontend",
+            "checkout-service",
+            "checkout-servicf",
+            "payment-service-with-a-long-name",
+            "zählwerk-δ",
+            "exactly12chr",
+            "thirteen-char",
+        ];
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Utf8View, true),
+            Field::new("s", DataType::Utf8View, false),
+            Field::new("v", DataType::Int64, true),
+            Field::new("f", DataType::Float64, false),
+        ]));
+        let mut rng = Rng(seed);
+        let mut partitions = vec![Vec::new(), Vec::new()];
+        for b in 0..batches {
+            let mut k = Vec::new();
+            let mut s = Vec::new();
+            let mut v = Vec::new();
+            let mut f = Vec::new();
+            for _ in 0..rows_per_batch {
+                k.push(match rng.below(20) {
+                    0 => None,
+                    r if r <= rare => Some(format!("rare-{:08}", rng.below(distinct))),
+                    _ => Some(common[rng.below(common.len() as u64) as usize].to_owned()),
+                });
+                s.push(["ok", "error", "unset"][rng.below(3) as usize]);
+                v.push((rng.below(10) > 0).then(|| rng.below(1000) as i64 - 100));
+                f.push(rng.below(1 << 20) as f64 / 1024.0);
+            }
+            let batch = RecordBatch::try_new(
+                Arc::clone(&schema),
+                vec![
+                    Arc::new(StringViewArray::from(k)),
+                    Arc::new(StringViewArray::from(s)),
+                    Arc::new(Int64Array::from(v)),
+                    Arc::new(Float64Array::from(f)),
+                ],
+            )
+            .expect("batch");
+            partitions[b % 2].push(batch);
+        }
+        MemTable::try_new(schema, partitions).expect("table")
+    }
+
+    fn context(rule: bool, table: MemTable) -> SessionContext {
+        let config = SessionConfig::new()
+            .with_target_partitions(2)
+            .with_batch_size(1000);
+        let mut state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_default_features();
+        if rule {
+            state = state.with_physical_optimizer_rule(Arc::new(StringGroups));
+        }
+        let ctx = SessionContext::new_with_state(state.build());
+        ctx.register_table("t", Arc::new(table)).expect("register");
+        ctx
+    }
+
+    /// The rows of `sql`'s answer, rendered and sorted, and its plan.
+    async fn answer(ctx: &SessionContext, sql: &str) -> (Vec<String>, String) {
+        let df = ctx.sql(sql).await.expect(sql);
+        let plan = df.clone().create_physical_plan().await.expect("plan");
+        let plan = datafusion::physical_plan::displayable(plan.as_ref())
+            .indent(false)
+            .to_string();
+        let batches = df.collect().await.expect(sql);
+        let text = arrow_cast::pretty::pretty_format_batches(&batches)
+            .expect("format")
+            .to_string();
+        let mut rows: Vec<String> = text
+            .lines()
+            .filter(|l| l.starts_with('|'))
+            .skip(1)
+            .map(str::to_owned)
+            .collect();
+        rows.sort();
+        (rows, plan)
+    }
+
+    /// (query, whether the rule applies to it)
+    const QUERIES: &[(&str, bool)] = &[
+        (
+            "SELECT k, count(*), count(v), sum(v), min(v), max(v), min(k), max(k), \
+             round(avg(f), 6), round(sum(f), 6) FROM t GROUP BY k",
+            true,
+        ),
+        (
+            "SELECT k, avg(CASE WHEN s = 'error' THEN 1.0 ELSE 0.0 END) AS rate, count(*) \
+             FROM t GROUP BY k",
+            true,
+        ),
+        (
+            "SELECT k, count(*) FILTER (WHERE v > 10), sum(v) FILTER (WHERE f < 300), \
+             count(v) FILTER (WHERE s = 'error') FROM t GROUP BY k",
+            true,
+        ),
+        (
+            "SELECT lower(k) AS l, count(*) FROM t GROUP BY lower(k)",
+            true,
+        ),
+        (
+            "SELECT s, count(*), sum(v) FROM t WHERE k IS NOT NULL GROUP BY s",
+            true,
+        ),
+        (
+            "SELECT k, count(*) AS n FROM t WHERE v > 5 GROUP BY k HAVING count(*) > 3 \
+             ORDER BY n DESC, k",
+            true,
+        ),
+        (
+            "SELECT k, bool_and(v > 0), bool_or(v > 800), bit_xor(v), \
+             round(stddev(f), 6), round(var_pop(f), 6) FROM t GROUP BY k",
+            true,
+        ),
+        ("SELECT k FROM t GROUP BY k", true),
+        // The distinct values are grouped first, by two columns; then by k.
+        ("SELECT k, count(DISTINCT v) FROM t GROUP BY k", true),
+        ("SELECT k, s, count(*) FROM t GROUP BY k, s", false),
+        ("SELECT k, array_agg(v ORDER BY v) FROM t GROUP BY k", false),
+        ("SELECT count(*), sum(v) FROM t", false),
+    ];
+
+    async fn compare(
+        queries: &[(&str, bool)],
+        seed: u64,
+        rows_per_batch: usize,
+        batches: usize,
+        rare: u64,
+        distinct: u64,
+    ) {
+        let with = context(true, table(seed, rows_per_batch, batches, rare, distinct));
+        let without = context(false, table(seed, rows_per_batch, batches, rare, distinct));
+        for &(sql, applies) in queries {
+            let (ours, plan) = answer(&with, sql).await;
+            let (theirs, stock) = answer(&without, sql).await;
+            assert!(!ours.is_empty(), "{sql}: no rows");
+            assert_eq!(ours, theirs, "{sql} (seed {seed}):\n{plan}");
+            assert_eq!(plan.contains("StringGroupsExec"), applies, "{sql}:\n{plan}");
+            assert!(!stock.contains("StringGroupsExec"));
+        }
+    }
+
+    #[tokio::test]
+    async fn answers_as_datafusion_does() {
+        for seed in 1..4 {
+            compare(QUERIES, seed, 1000, 12, 1, 50).await;
+        }
+        // No rare keys: every group is one of a few views.
+        compare(QUERIES, 9, 997, 7, 0, 1).await;
+    }
+
+    #[tokio::test]
+    async fn more_groups_than_it_holds_are_handed_on_in_parts() {
+        // 80 % of 196,608 rows are keys drawn from 10M: each of the two
+        // partitions sees about 78,000 distinct keys, more than MAX_GROUPS.
+        let (rows, batches) = (8192, 24);
+        assert!(rows * batches / 2 * 16 / 20 > MAX_GROUPS + 10_000);
+        compare(&QUERIES[..3], 5, rows, batches, 16, 10_000_000).await;
+    }
+}
