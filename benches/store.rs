@@ -544,7 +544,7 @@ async fn main() {
         }
     }
 
-    queries(&store, &dir, &data, &trace_ids, python.as_deref(), 1, None).await;
+    queries(&store, &dir, &data, &trace_ids, python.as_deref(), 3, None).await;
 }
 
 /// The config the bench's store runs with.
@@ -638,9 +638,10 @@ fn timed_queries() -> [(&'static str, String); 4] {
     ]
 }
 
-/// Times the queries (`rounds` times over, the figures printed each time),
-/// then DuckDB's on the same files; with `only`, just the timed queries
-/// whose label contains it, and no DuckDB.
+/// Times the queries `rounds` times over, each round followed by DuckDB's
+/// on the same files, and prints each round's figures and ratios, then
+/// each engine's medians over the rounds and their ratios; with `only`,
+/// just the timed queries whose label contains it, and no DuckDB.
 async fn queries(
     store: &Store,
     dir: &Path,
@@ -678,10 +679,13 @@ async fn queries(
         }
         return;
     }
-    let (hour_from, hour_to, day_to) = time_bounds();
     let q_trace = |id: &str| format!("SELECT * FROM spans WHERE trace_id = '{id}'");
-    let mut ours = Vec::new();
-    for _ in 0..rounds {
+    // DuckDB reads exactly the published files (retired ones may linger on
+    // disk until running queries are done with them).
+    let reference = python.map(|py| DuckDb::new(py, store, dir, data, trace_ids));
+    // Per round: our figures, then DuckDB's, in the order of `names`.
+    let (mut ours, mut theirs): (Vec<Vec<f64>>, Vec<Vec<f64>>) = (Vec::new(), Vec::new());
+    for round in 0..rounds {
         for q in [
             "SELECT 1".to_owned(),
             "SELECT count(*) FROM spans".to_owned(),
@@ -698,24 +702,72 @@ async fn queries(
             trace_times.push(d);
         }
         let trace_ms = median(trace_times).as_secs_f64() * 1e3;
-        ours = vec![trace_ms];
+        let mut mine = vec![trace_ms];
         for (label, q) in timed_queries() {
             let (d, rows) = time_query(store, &q, 7).await;
             println!(
                 "ophion: {label}: {:.1} ms ({rows} groups, median of 7)",
                 d.as_secs_f64() * 1e3
             );
-            ours.push(d.as_secs_f64() * 1e3);
+            mine.push(d.as_secs_f64() * 1e3);
         }
         println!(
             "ophion: trace by id {trace_ms:.1} ms (median of {} traces)",
             trace_ids.len()
         );
+        if let Some(duck) = &reference {
+            let vals = duck.round();
+            println!("round {round}: {}", ratios(&mine, &vals).join(", "));
+            theirs.push(vals);
+        }
+        ours.push(mine);
     }
+    if reference.is_some() {
+        // Medians over the rounds, each engine's own: noise that hits one
+        // round hits both engines, which take turns.
+        let med = |runs: &[Vec<f64>]| -> Vec<f64> {
+            (0..runs[0].len())
+                .map(|i| {
+                    let mut v: Vec<f64> = runs.iter().map(|r| r[i]).collect();
+                    v.sort_by(f64::total_cmp);
+                    v[v.len() / 2]
+                })
+                .collect()
+        };
+        let (o, d) = (med(&ours), med(&theirs));
+        let fmt = |v: &[f64]| {
+            v.iter()
+                .map(|x| format!("{x:.1}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        println!(
+            "median of {rounds} rounds, ms: ophion {} | duckdb {}",
+            fmt(&o),
+            fmt(&d)
+        );
+        println!("ratio ophion/duckdb: {}", ratios(&o, &d).join(", "));
+    }
+}
 
-    if let Some(py) = python {
-        // DuckDB reads exactly the published files (retired ones may linger
-        // on disk until running queries are done with them).
+/// `ours / theirs` for each query, labelled.
+fn ratios(ours: &[f64], theirs: &[f64]) -> Vec<String> {
+    let names = std::iter::once("trace by id").chain(timed_queries().map(|(label, _)| label));
+    names
+        .zip(ours.iter().zip(theirs))
+        .map(|(n, (o, d))| format!("{n} {:.2}", o / d))
+        .collect()
+}
+
+/// DuckDB on the store's published files (`duckdb_queries.py`).
+struct DuckDb {
+    python: String,
+    args: Vec<String>,
+}
+
+impl DuckDb {
+    fn new(python: &str, store: &Store, dir: &Path, data: &Path, trace_ids: &[String]) -> Self {
+        let (hour_from, hour_to, day_to) = time_bounds();
         let list = dir.join("files.txt");
         let root = data.join("parquet");
         let paths: Vec<String> = store
@@ -729,13 +781,25 @@ async fn queries(
             .and_then(|mut f| f.write_all(trace_ids.join("\n").as_bytes()))
             .expect("ids");
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/duckdb_queries.py");
-        let out = Command::new(py)
-            .arg(script)
-            .arg(&list)
-            .arg(&ids_file)
-            .arg(hour_from.to_string())
-            .arg(hour_to.to_string())
-            .arg(day_to.to_string())
+        let args = [
+            script.to_owned(),
+            list.display().to_string(),
+            ids_file.display().to_string(),
+        ]
+        .into_iter()
+        .chain([hour_from, hour_to, day_to].map(|t| t.to_string()))
+        .collect();
+        Self {
+            python: python.to_owned(),
+            args,
+        }
+    }
+
+    /// One run of the script: its medians in milliseconds, trace by id
+    /// first, then the timed queries.
+    fn round(&self) -> Vec<f64> {
+        let out = Command::new(&self.python)
+            .args(&self.args)
             .output()
             .expect("duckdb script");
         let text = String::from_utf8_lossy(&out.stdout).to_string();
@@ -755,12 +819,11 @@ async fn queries(
                     .collect()
             })
             .unwrap_or_default();
-        assert_eq!(vals.len(), ours.len(), "DuckDB printed {text}");
-        let names = std::iter::once("trace by id").chain(timed_queries().map(|(label, _)| label));
-        let ratios: Vec<String> = names
-            .zip(ours.iter().zip(&vals))
-            .map(|(n, (o, d))| format!("{n} {:.2}", o / d))
-            .collect();
-        println!("ratio ophion/duckdb: {}", ratios.join(", "));
+        assert_eq!(
+            vals.len(),
+            timed_queries().len() + 1,
+            "DuckDB printed {text}"
+        );
+        vals
     }
 }
