@@ -340,6 +340,26 @@ pub async fn aggregates_match_an_independent_computation(config: &Config) {
     }
     assert_eq!(got, expected);
     assert!(!out.truncated);
+    // Those groups were counted by the store's own partial aggregation
+    // (`groupby`, ADR 008), not DataFusion's.
+    let plan = store
+        .sql(
+            &t,
+            "EXPLAIN SELECT service_name, count(*) FROM spans GROUP BY service_name",
+        )
+        .await
+        .expect("explain");
+    let text: String = plan
+        .batches
+        .iter()
+        .flat_map(|b| {
+            let lines = b.column(1).as_string::<i32>();
+            (0..b.num_rows())
+                .map(|i| lines.value(i).to_owned())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(text.contains("StringGroupsExec"), "{text}");
 }
 
 pub async fn damaged_log_tails_are_skipped_and_counted(config: &Config) {
