@@ -755,6 +755,22 @@ async fn a_run_cut_by_a_crash_is_interrupted_never_repeated() {
         std::fs::read_to_string(&record).is_ok_and(|t| t == "first\n")
     })
     .await;
+    // The first step writes the file before its end is stored; the crash
+    // must come once the wait is under way (with PostgreSQL metadata, the
+    // store took long enough for a kill to land in between).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = ok(&http, &s, "GET", &format!("/api/v1/heal/runs/{id}"), None).await;
+        let steps = r["steps"].as_array().cloned().unwrap_or_default();
+        if steps.len() == 2 && steps[1]["state"] == "running" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the wait never started: {r:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     drop(s); // SIGKILL during the wait
     let s = Server::start(&data, &env);
     let run = run_until(&http, &s, id, &["interrupted"], Duration::from_secs(20)).await;
