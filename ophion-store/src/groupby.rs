@@ -260,20 +260,25 @@ impl Run {
     /// The next output: the groups so far once the input ends or they
     /// reach their bound; `None` when all are out.
     async fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
-        while !self.ended && !self.emit_now {
-            match self.input.next().await {
-                Some(batch) => self.add(&batch?)?,
-                None => self.ended = true,
+        loop {
+            while !self.ended && !self.emit_now {
+                match self.input.next().await {
+                    Some(batch) => self.add(&batch?)?,
+                    None => self.ended = true,
+                }
             }
+            self.emit_now = false;
+            if self.groups.len() > 0 {
+                let out = self.emit()?;
+                self.metrics.record_output(out.num_rows());
+                return Ok(Some(out));
+            }
+            if self.ended {
+                self.metrics.done();
+                return Ok(None);
+            }
+            // The pool refused memory while no group was held: read on.
         }
-        self.emit_now = false;
-        if self.groups.len() == 0 {
-            self.metrics.done();
-            return Ok(None);
-        }
-        let out = self.emit()?;
-        self.metrics.record_output(out.num_rows());
-        Ok(Some(out))
     }
 
     fn add(&mut self, batch: &RecordBatch) -> Result<()> {
@@ -440,14 +445,14 @@ mod tests {
     use std::sync::Arc;
 
     use arrow_array::{Float64Array, Int64Array, RecordBatch, StringViewArray};
-    use arrow_schema::{DataType, Field, Schema};
+    use arrow_schema::{DataType, Field, Schema, SchemaRef};
     use datafusion::{
         datasource::MemTable,
         execution::SessionStateBuilder,
         prelude::{SessionConfig, SessionContext},
     };
 
-    use super::{MAX_GROUPS, StringGroups};
+    use super::{DataFusionError, MAX_GROUPS, MemoryReservation, Result, StringGroups};
 
     /// A small deterministic generator (splitmix64), independent of the
     /// code under test.
@@ -477,6 +482,18 @@ mod tests {
         rare: u64,
         distinct: u64,
     ) -> MemTable {
+        let (schema, partitions) = partitions(seed, rows_per_batch, batches, rare, distinct);
+        MemTable::try_new(schema, partitions).expect("table")
+    }
+
+    /// [`table`]'s schema and batches, in two partitions.
+    fn partitions(
+        seed: u64,
+        rows_per_batch: usize,
+        batches: usize,
+        rare: u64,
+        distinct: u64,
+    ) -> (SchemaRef, Vec<Vec<RecordBatch>>) {
         let common = [
             "",
             "a",
@@ -523,7 +540,7 @@ mod tests {
             .expect("batch");
             partitions[b % 2].push(batch);
         }
-        MemTable::try_new(schema, partitions).expect("table")
+        (schema, partitions)
     }
 
     fn context(rule: bool, table: MemTable) -> SessionContext {
@@ -632,6 +649,86 @@ mod tests {
         }
         // No rare keys: every group is one of a few views.
         compare(QUERIES, 9, 997, 7, 0, 1).await;
+    }
+
+    /// Grants every reservation but this node's.
+    #[derive(Debug)]
+    struct Refusing(datafusion::execution::memory_pool::UnboundedMemoryPool);
+
+    impl std::fmt::Display for Refusing {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("refusing")
+        }
+    }
+
+    impl datafusion::execution::memory_pool::MemoryPool for Refusing {
+        fn name(&self) -> &str {
+            "refusing"
+        }
+
+        fn grow(&self, r: &MemoryReservation, additional: usize) {
+            self.0.grow(r, additional);
+        }
+
+        fn shrink(&self, r: &MemoryReservation, shrink: usize) {
+            self.0.shrink(r, shrink);
+        }
+
+        fn try_grow(&self, r: &MemoryReservation, additional: usize) -> Result<()> {
+            if r.consumer().name().starts_with("StringGroupsExec") {
+                return Err(DataFusionError::ResourcesExhausted("refused".into()));
+            }
+            self.0.try_grow(r, additional)
+        }
+
+        fn reserved(&self) -> usize {
+            self.0.reserved()
+        }
+    }
+
+    /// Refused memory, the node hands its groups on after every batch,
+    /// and reads on past batches that leave it none (empty ones).
+    #[tokio::test]
+    async fn refused_memory_hands_groups_on_after_every_batch() {
+        let (schema, parts) = partitions(3, 1000, 12, 1, 50);
+        let parts: Vec<Vec<RecordBatch>> = parts
+            .into_iter()
+            .map(|p| {
+                let empty = RecordBatch::new_empty(Arc::clone(&schema));
+                let mut out = vec![empty.clone()];
+                for b in p {
+                    out.extend([b, empty.clone()]);
+                }
+                out
+            })
+            .collect();
+        let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+            .with_memory_pool(Arc::new(Refusing(Default::default())))
+            .build_arc()
+            .expect("runtime");
+        let config = SessionConfig::new()
+            .with_target_partitions(2)
+            .with_batch_size(1000);
+        let state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(runtime)
+            .with_default_features()
+            .with_physical_optimizer_rule(Arc::new(StringGroups))
+            .build();
+        let refused = SessionContext::new_with_state(state);
+        refused
+            .register_table(
+                "t",
+                Arc::new(MemTable::try_new(schema, parts).expect("table")),
+            )
+            .expect("register");
+        let stock = context(false, table(3, 1000, 12, 1, 50));
+        for &(sql, applies) in &QUERIES[..3] {
+            let (ours, plan) = answer(&refused, sql).await;
+            let (theirs, _) = answer(&stock, sql).await;
+            assert!(applies && plan.contains("StringGroupsExec"), "{plan}");
+            assert_eq!(ours, theirs, "{sql}");
+        }
     }
 
     #[tokio::test]
