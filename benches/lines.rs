@@ -9,24 +9,24 @@ use opentelemetry_proto::tonic::{
     common::v1::{AnyValue, any_value::Value},
     logs::v1::LogRecord,
 };
-use ophion_core::testing::service_logs_request;
+use ophion_core::testing::{SplitMix64, service_logs_request};
 
-/// splitmix64: the generator's randomness.
+/// The generator's randomness: [`SplitMix64`] with the draws lines need.
 #[derive(Debug)]
-pub struct Rng(pub u64);
+pub struct Rng(pub SplitMix64);
 
 impl Rng {
+    /// A generator seeded with `seed`.
+    pub fn new(seed: u64) -> Self {
+        Self(SplitMix64(seed))
+    }
     /// The next 64 random bits.
     pub fn bits(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        self.0.bits()
     }
     /// A number in `0..n`.
     pub fn below(&mut self, n: u64) -> u64 {
-        self.bits() % n
+        self.0.below(n)
     }
     /// One of `v`.
     pub fn pick<'a>(&mut self, v: &[&'a str]) -> &'a str {
@@ -94,7 +94,7 @@ impl LineGen {
     /// A generator of `total` lines (the needles' places depend on it).
     pub fn new(seed: u64, total: u64) -> Self {
         Self {
-            r: Rng(seed),
+            r: Rng::new(seed),
             n: 0,
             total,
         }
@@ -345,7 +345,7 @@ impl Loghub {
             })
             .collect();
         Self {
-            r: Rng(seed),
+            r: Rng::new(seed),
             systems,
             kept: Vec::new(),
             keep_every: keep_every.max(1),

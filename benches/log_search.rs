@@ -196,7 +196,7 @@ async fn measure(store: &Store, runs: usize) -> Measured {
 async fn held_out_searches(store: Store, data: &std::path::Path, lines: usize, kept: &[String]) {
     store.close().await.expect("close");
     drop(store);
-    let mut r = Rng(29);
+    let mut r = Rng::new(29);
     let mut searches: Vec<(&str, String)> = Vec::new();
     for i in 0..90 {
         let chars: Vec<char> = kept[r.below(kept.len() as u64) as usize].chars().collect();

@@ -24,7 +24,11 @@ use arrow_array::{
     types::TimestampNanosecondType,
 };
 use ophion_benches::parse_next;
-use ophion_core::{Signal, TelemetryBatch, TenantId, schema::col, testing::Generator};
+use ophion_core::{
+    Signal, TelemetryBatch, TenantId,
+    schema::col,
+    testing::{Generator, splitmix64},
+};
 use ophion_receiver::{
     Limits,
     convert::{self, TimeWindow},
@@ -79,20 +83,13 @@ fn args() -> Args {
     a
 }
 
-fn splitmix(mut x: u64) -> u64 {
-    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
-}
-
 /// A copy of `batch` with trace ids scrambled by `round` and times shifted,
 /// so every round adds new traces later in time.
 fn variant(batch: &RecordBatch, round: u64, shift_ns: i64) -> RecordBatch {
     let schema = batch.schema();
     let key = [
-        splitmix(round).to_le_bytes(),
-        splitmix(round ^ 0xabcdef).to_le_bytes(),
+        splitmix64(round).to_le_bytes(),
+        splitmix64(round ^ 0xabcdef).to_le_bytes(),
     ]
     .concat();
     let mut cols: Vec<ArrayRef> = batch.columns().to_vec();

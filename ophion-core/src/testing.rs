@@ -659,6 +659,38 @@ impl Generator {
     }
 }
 
+/// splitmix64's output for `x`: 64 well-mixed bits, a seeded scramble
+/// (Steele, Lea and Flood, "Fast splittable pseudorandom number
+/// generators", 2014).
+pub fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// A tiny seeded generator ([`splitmix64`] over a counter) for tests and
+/// benches that want their own randomness, independent of `rand`'s
+/// algorithms and of the generators above: the same seed gives the same
+/// numbers on every platform and release.
+#[derive(Debug, Clone)]
+pub struct SplitMix64(pub u64);
+
+impl SplitMix64 {
+    /// The next 64 random bits.
+    pub fn bits(&mut self) -> u64 {
+        let out = splitmix64(self.0);
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        out
+    }
+
+    /// A number in `0..n` (`n` > 0; the modulo bias is below 2^-40 for the
+    /// small `n` tests use).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.bits() % n
+    }
+}
+
 /// Nanoseconds since the Unix epoch now, for generators that must produce
 /// data inside a receiver's accepted time window.
 pub fn now_ns() -> u64 {

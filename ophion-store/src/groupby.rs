@@ -452,25 +452,9 @@ mod tests {
         prelude::{SessionConfig, SessionContext},
     };
 
+    use ophion_core::testing::SplitMix64;
+
     use super::{DataFusionError, MAX_GROUPS, MemoryReservation, Result, StringGroups};
-
-    /// A small deterministic generator (splitmix64), independent of the
-    /// code under test.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        }
-
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-    }
 
     /// Keys: a few values of every shape (empty, short and inline, long
     /// and in buffers, non-ASCII, differing only after the 4-byte prefix),
@@ -511,7 +495,7 @@ mod tests {
             Field::new("v", DataType::Int64, true),
             Field::new("f", DataType::Float64, false),
         ]));
-        let mut rng = Rng(seed);
+        let mut rng = SplitMix64(seed);
         let mut partitions = vec![Vec::new(), Vec::new()];
         for b in 0..batches {
             let mut k = Vec::new();

@@ -132,6 +132,10 @@ impl Store {
                 cfg.min_files,
                 closed,
             ) {
+                // A closing store ends the pass between merges.
+                if inner.closing.load(Relaxed) {
+                    break;
+                }
                 merged += stitch_group(inner, tenant.clone(), signal, run).await?;
             }
             for run in runs(
@@ -141,6 +145,10 @@ impl Store {
                 cfg.min_files,
                 closed,
             ) {
+                // A closing store ends the pass between merges.
+                if inner.closing.load(Relaxed) {
+                    break;
+                }
                 merged += compact_group(inner, tenant.clone(), signal, run).await?;
             }
         }

@@ -185,6 +185,10 @@ pub(crate) struct Inner {
     flight_stop: Arc<Notify>,
     /// This node's writer tag, in the names of the files it writes.
     pub(crate) writer: String,
+    /// Set by [`Store::close`]: the background task ends after its pass.
+    pub(crate) closing: std::sync::atomic::AtomicBool,
+    /// The background task, awaited by [`Store::close`].
+    background: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Held (locked) for the store's life: one process per data directory.
     _dir_lock: std::fs::File,
 }
@@ -273,7 +277,7 @@ impl Store {
     pub async fn open_with_clock(config: StoreConfig, clock: Arc<dyn Clock>) -> Result<Self> {
         config.validate()?;
         private_dir(&config.data_dir)?;
-        let dir_lock = lock_data_dir(&config.data_dir)?;
+        let dir_lock = lock_data_dir(&config.data_dir).await?;
         // The metadata lives with the catalog: in the data directory, or
         // in the PostgreSQL database a cluster's nodes share.
         let (metadata, db): (Metadata, Arc<dyn CatalogDb>) =
@@ -353,6 +357,8 @@ impl Store {
             cluster,
             flight_stop: Arc::new(Notify::new()),
             writer: persist::writer_tag(&node),
+            closing: std::sync::atomic::AtomicBool::new(false),
+            background: Mutex::new(None),
             _dir_lock: dir_lock,
         });
         if let Some((listener, _)) = flight {
@@ -418,7 +424,8 @@ impl Store {
                 plan,
             ));
         }
-        tokio::spawn(background(Arc::downgrade(&store.inner)));
+        let task = tokio::spawn(background(Arc::downgrade(&store.inner)));
+        *lock(&store.inner.background) = Some(task);
         Ok(store)
     }
 
@@ -535,9 +542,26 @@ impl Store {
             .await
     }
 
-    /// Flushes and stops accepting writes of the background task; for a
-    /// graceful shutdown.
+    /// Graceful shutdown: persists every buffered row, then stops the
+    /// background task (snapshots, retention, compaction), waiting for a
+    /// pass under way to end (a compaction stops after the merge it is
+    /// writing), then persists what was written meanwhile. Once the last handle is dropped, the data
+    /// directory is free for the next [`Store::open`]. Writes after
+    /// `close` still go to the log (replayed at the next open) but are no
+    /// longer persisted in the background.
     pub async fn close(&self) -> Result<()> {
+        self.inner.closing.store(true, Relaxed);
+        self.inner.wake.notify_one();
+        // The buffer first: a compaction under way does not delay it (a
+        // server's shutdown budget may end while the pass does).
+        self.flush().await?;
+        let task = lock(&self.inner.background).take();
+        if let Some(task) = task
+            && let Err(e) = task.await
+            && e.is_panic()
+        {
+            tracing::error!(error = %e, "the store's background task panicked");
+        }
         self.flush().await
     }
 }
@@ -641,24 +665,38 @@ impl Drop for Reservation<'_> {
     }
 }
 
+/// How long [`Store::open`] waits for a data directory's lock to be
+/// released: a store being dropped (its background pass ending) or a
+/// process exiting releases it within this time.
+const DIR_LOCK_WAIT: Duration = Duration::from_secs(5);
+
 /// Locks `dir/LOCK` exclusively: a second process opening the same data
 /// directory would interleave its log with ours. The kernel releases the
-/// lock when the process dies, so a crash never leaves it stuck.
-fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File> {
+/// lock when the process dies, so a crash never leaves it stuck. A lock
+/// held is waited for up to [`DIR_LOCK_WAIT`], then refused.
+async fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File> {
     let path = dir.join("LOCK");
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .open(&path)?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Config(format!(
-            "data directory {} is in use by another Ophion store (lock file {})",
-            dir.display(),
-            path.display()
-        ))),
-        Err(std::fs::TryLockError::Error(e)) => Err(e.into()),
+    let deadline = Instant::now() + DIR_LOCK_WAIT;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(Error::Config(format!(
+                    "data directory {} is in use by another Ophion store (lock file {})",
+                    dir.display(),
+                    path.display()
+                )));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(e.into()),
+        }
     }
 }
 
@@ -701,6 +739,9 @@ async fn background(weak: Weak<Inner>) {
             .await
             .is_ok();
         let Some(inner) = weak.upgrade() else { return };
+        if inner.closing.load(Relaxed) {
+            return;
+        }
         lock(&inner.buffer).prune(Instant::now(), inner.config.buffer.flush_bytes);
         let due = woken
             || lock(&inner.buffer).active_bytes > 0
@@ -714,7 +755,10 @@ async fn background(weak: Weak<Inner>) {
         let store = Store { inner };
         // Files the rollup rebuild reads stay until it is done; in a
         // cluster, compact nodes maintain the files.
-        if !store.inner.rollups.is_ready() || !store.inner.config.cluster.role.maintains() {
+        if store.inner.closing.load(Relaxed)
+            || !store.inner.rollups.is_ready()
+            || !store.inner.config.cluster.role.maintains()
+        {
             continue;
         }
         if let Err(e) = store.enforce_retention().await {

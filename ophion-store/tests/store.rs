@@ -65,24 +65,7 @@ async fn file_footers_are_parsed_once_for_all_queries() {
 /// looked at, from `EXPLAIN ANALYZE`'s `page_index_rows_pruned=<total>
 /// total → <matched> matched` (numbers such as "60.00 K").
 async fn page_pruning(store: &ophion_store::Store, sql: &str) -> (f64, f64) {
-    let t = ophion_core::TenantId::default();
-    let out = store
-        .sql(&t, &format!("EXPLAIN ANALYZE {sql}"))
-        .await
-        .expect("explain");
-    let text: String = out
-        .batches
-        .iter()
-        .flat_map(|b| {
-            use arrow_array::cast::AsArray as _;
-            let plans = b.column(1).as_string::<i32>();
-            plans
-                .iter()
-                .flatten()
-                .map(str::to_owned)
-                .collect::<Vec<_>>()
-        })
-        .collect();
+    let text = common::explain(store, &format!("EXPLAIN ANALYZE {sql}")).await;
     let metric = text
         .split("page_index_rows_pruned=")
         .nth(1)
@@ -244,4 +227,40 @@ async fn a_data_directory_has_one_store_at_a_time() {
     ophion_store::Store::open(local(dir.path()))
         .await
         .expect("open after the first store is gone");
+}
+
+/// A store's last handle dropped while another part of the process still
+/// holds it for a moment (a background pass, a query): the next open waits
+/// for the directory to be released instead of failing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_waits_for_a_store_being_dropped() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let first = ophion_store::Store::open(local(dir.path()))
+        .await
+        .expect("open");
+    let t = ophion_core::TenantId::default();
+    let (batch, _) = common::spans(7, 50);
+    let rows = batch.num_rows() as i64;
+    first.write(&t, batch).await.expect("write");
+    let held = first.clone();
+    drop(first);
+    let released = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        drop(held);
+    });
+    let started = std::time::Instant::now();
+    let second = ophion_store::Store::open(local(dir.path()))
+        .await
+        .expect("open once the last handle is dropped");
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(300),
+        "the second store opened while the first still held the directory"
+    );
+    released.await.expect("task");
+    assert_eq!(
+        common::count(&second, &t, "SELECT count(*) FROM spans").await,
+        rows,
+        "the unflushed rows come back from the log"
+    );
+    second.close().await.expect("close");
 }

@@ -187,6 +187,7 @@ mod tests {
         resource::v1::Resource,
         trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span::SpanKind},
     };
+    use ophion_core::testing::SplitMix64 as Rng;
     use ophion_core::{Signal, TelemetryBatch, TenantId};
     use ophion_receiver::{
         Limits,
@@ -197,21 +198,6 @@ mod tests {
 
     use super::*;
     use crate::read::{Reader, json, text};
-
-    /// splitmix64: the test's own randomness.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        }
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-    }
 
     /// (service, is a request, error, start, duration)
     type Row = (String, bool, bool, i64, i64);
@@ -238,17 +224,17 @@ mod tests {
                     dur,
                 ));
                 let mut id = [0u8; 8];
-                id.copy_from_slice(&rng.next().to_le_bytes());
+                id.copy_from_slice(&rng.bits().to_le_bytes());
                 let mut trace = [0u8; 16];
-                trace[..8].copy_from_slice(&rng.next().to_le_bytes());
-                trace[8..].copy_from_slice(&rng.next().to_le_bytes());
+                trace[..8].copy_from_slice(&rng.bits().to_le_bytes());
+                trace[8..].copy_from_slice(&rng.bits().to_le_bytes());
                 out.push(Span {
                     trace_id: trace.to_vec(),
                     span_id: id.to_vec(),
                     parent_span_id: if root {
                         vec![]
                     } else {
-                        rng.next().to_le_bytes().to_vec()
+                        rng.bits().to_le_bytes().to_vec()
                     },
                     name: format!("op{}", rng.below(3)),
                     kind: kind as i32,

@@ -53,6 +53,23 @@ pub async fn count(store: &Store, tenant: &TenantId, sql: &str) -> i64 {
         .value(0)
 }
 
+/// The text of an `EXPLAIN` or `EXPLAIN ANALYZE` statement's plans, for
+/// the default tenant.
+pub async fn explain(store: &Store, sql: &str) -> String {
+    let out = store.sql(&TenantId::default(), sql).await.expect("explain");
+    out.batches
+        .iter()
+        .flat_map(|b| {
+            let plans = b.column(1).as_string::<i32>();
+            plans
+                .iter()
+                .flatten()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
 /// The local filesystem backend's configuration for a test: snapshots
 /// only when the test asks, and no retention (the generated data is from
 /// 2023; scenarios that test retention set it).
@@ -126,7 +143,6 @@ pub async fn rows_are_queryable_before_and_after_persisting_and_restart(config: 
         "buffer and files together"
     );
     drop(store);
-    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
 
     let store = Store::open(config(dir.path())).await.expect("reopen");
     assert_eq!(
@@ -342,23 +358,11 @@ pub async fn aggregates_match_an_independent_computation(config: &Config) {
     assert!(!out.truncated);
     // Those groups were counted by the store's own partial aggregation
     // (`groupby`, ADR 008), not DataFusion's.
-    let plan = store
-        .sql(
-            &t,
-            "EXPLAIN SELECT service_name, count(*) FROM spans GROUP BY service_name",
-        )
-        .await
-        .expect("explain");
-    let text: String = plan
-        .batches
-        .iter()
-        .flat_map(|b| {
-            let lines = b.column(1).as_string::<i32>();
-            (0..b.num_rows())
-                .map(|i| lines.value(i).to_owned())
-                .collect::<Vec<_>>()
-        })
-        .collect();
+    let text = explain(
+        &store,
+        "EXPLAIN SELECT service_name, count(*) FROM spans GROUP BY service_name",
+    )
+    .await;
     assert!(text.contains("StringGroupsExec"), "{text}");
 }
 
@@ -409,7 +413,6 @@ pub async fn damaged_log_tails_are_skipped_and_counted(config: &Config) {
     );
     store.write(&t, logs(9, 10)).await.expect("writes go on");
     drop(store);
-    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
 
     // Now garbage in the middle of a record of the newest segment.
     let mut segments: Vec<_> = std::fs::read_dir(&wal_dir)
@@ -446,7 +449,6 @@ pub async fn damaged_log_tails_are_skipped_and_counted(config: &Config) {
     // Once persisted, the damaged segments are gone for good.
     store.flush().await.expect("flush");
     drop(store);
-    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     let store = Store::open(config(dir.path())).await.expect("reopen");
     assert_eq!(
         store
