@@ -24,11 +24,22 @@
 //! groups, sorted input, and sessions that plan across a cluster (the
 //! fragments sent to other nodes hold only DataFusion's own nodes).
 //!
-//! Memory stays bounded: after at most [`MAX_GROUPS`] groups, or when the
+//! Memory stays bounded: after at most [`MAX_GROUPS`] groups (4M: a
+//! partial aggregation that held fewer would hand on most rows of a key
+//! with a few hundred thousand values, as measured), or when the
 //! query's memory pool refuses more, the groups so far are handed on and
 //! counting starts again (partial states of one group may then come in
 //! several rows, which the final aggregation merges, as DataFusion's own
 //! partial aggregation does when it runs short of memory).
+//!
+//! Keys of many values (a message body, a URL) gain nothing from a partial
+//! aggregation. As DataFusion's own does, the node probes: once it has read
+//! `datafusion.execution.skip_partial_aggregation_probe_rows_threshold`
+//! rows, if it has found more groups per row than
+//! `skip_partial_aggregation_probe_ratio_threshold`, it hands its groups on
+//! and from then on turns each row into its own partial state
+//! (`GroupsAccumulator::convert_to_state`), leaving the grouping to the
+//! final aggregation (`skipped_aggregation_rows` in `EXPLAIN ANALYZE`).
 
 use std::{collections::HashMap, fmt, sync::Arc};
 
@@ -55,21 +66,34 @@ use datafusion::{
         InputDistributionRequirements, InputOrderMode, PlanProperties, ReplaceChildrenOptions,
         SendableRecordBatchStream, Statistics, StatisticsArgs,
         aggregates::{AggregateExec, AggregateMode},
-        metrics::{BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet},
+        metrics::{BaselineMetrics, Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet},
         stream::RecordBatchStreamAdapter,
     },
 };
 use futures::StreamExt as _;
 
-/// Groups held before they are handed on (see the module's notes).
-pub(crate) const MAX_GROUPS: usize = 1 << 16;
+/// Groups held before they are handed on (see the module's notes); group
+/// numbers are `u32`s.
+pub(crate) const MAX_GROUPS: usize = 1 << 22;
 
 /// Slots of the view table: 2^10. Collisions only cost a lookup by bytes.
 const SLOT_BITS: u32 = 10;
 
 /// The physical optimizer rule (see the module's notes).
 #[derive(Debug)]
-pub(crate) struct StringGroups;
+pub(crate) struct StringGroups {
+    /// Groups held before they are handed on: [`MAX_GROUPS`], or fewer
+    /// in tests.
+    pub(crate) max_groups: usize,
+}
+
+impl Default for StringGroups {
+    fn default() -> Self {
+        Self {
+            max_groups: MAX_GROUPS,
+        }
+    }
+}
 
 impl PhysicalOptimizerRule for StringGroups {
     fn optimize(
@@ -81,7 +105,10 @@ impl PhysicalOptimizerRule for StringGroups {
             let replaced = node
                 .downcast_ref::<AggregateExec>()
                 .filter(|agg| fits(agg))
-                .map(|agg| Arc::new(StringGroupsExec::new(agg.clone())) as Arc<dyn ExecutionPlan>);
+                .map(|agg| {
+                    Arc::new(StringGroupsExec::new(agg.clone(), self.max_groups))
+                        as Arc<dyn ExecutionPlan>
+                });
             Ok(match replaced {
                 Some(exec) => Transformed::yes(exec),
                 None => Transformed::no(node),
@@ -124,13 +151,15 @@ pub(crate) struct StringGroupsExec {
     /// The aggregation this one computes: its expressions, output schema
     /// and plan properties.
     agg: AggregateExec,
+    max_groups: usize,
     metrics: ExecutionPlanMetricsSet,
 }
 
 impl StringGroupsExec {
-    fn new(agg: AggregateExec) -> Self {
+    fn new(agg: AggregateExec, max_groups: usize) -> Self {
         Self {
             agg,
+            max_groups,
             metrics: ExecutionPlanMetricsSet::new(),
         }
     }
@@ -178,7 +207,7 @@ impl ExecutionPlan for StringGroupsExec {
         let agg = replaced
             .downcast_ref::<AggregateExec>()
             .ok_or_else(|| DataFusionError::Internal("not an aggregation".into()))?;
-        Ok(Arc::new(Self::new(agg.clone())))
+        Ok(Arc::new(Self::new(agg.clone(), self.max_groups)))
     }
 
     fn statistics_from_inputs(
@@ -206,6 +235,14 @@ impl ExecutionPlan for StringGroupsExec {
         let schema = self.agg.schema();
         let reservation = MemoryConsumer::new(format!("StringGroupsExec[{partition}]"))
             .register(context.memory_pool());
+        let options = &context.session_config().options().execution;
+        let probe =
+            (options.skip_partial_aggregation_probe_ratio_threshold < 1.0).then_some(Probe {
+                rows_threshold: options.skip_partial_aggregation_probe_rows_threshold,
+                ratio: options.skip_partial_aggregation_probe_ratio_threshold,
+                rows: 0,
+                groups_handed_on: 0,
+            });
         let run = Run {
             input,
             schema: Arc::clone(&schema),
@@ -224,10 +261,15 @@ impl ExecutionPlan for StringGroupsExec {
                 .map(|a| a.create_groups_accumulator())
                 .collect::<Result<_>>()?,
             groups: Groups::default(),
+            max_groups: self.max_groups,
             indices: Vec::new(),
             reservation,
             emit_now: false,
             ended: false,
+            probe,
+            skipping: false,
+            skipped_rows: MetricBuilder::new(&self.metrics)
+                .counter("skipped_aggregation_rows", partition),
             metrics: BaselineMetrics::new(&self.metrics, partition),
         };
         let stream = futures::stream::try_unfold(run, |mut run| async move {
@@ -247,13 +289,30 @@ struct Run {
     filters: Vec<Option<Arc<dyn PhysicalExpr>>>,
     accumulators: Vec<Box<dyn GroupsAccumulator>>,
     groups: Groups,
+    max_groups: usize,
     /// Each row's group, for the batch at hand.
     indices: Vec<usize>,
     reservation: MemoryReservation,
     /// The groups so far are handed on before the next batch.
     emit_now: bool,
     ended: bool,
+    /// Whether grouping pays (see the module's notes); `None` when the
+    /// session turned the probe off.
+    probe: Option<Probe>,
+    /// The probe found too many groups: each row is handed on as a state.
+    skipping: bool,
+    skipped_rows: Count,
     metrics: BaselineMetrics,
+}
+
+/// DataFusion's skip-partial-aggregation probe, with its session settings.
+struct Probe {
+    rows_threshold: usize,
+    ratio: f64,
+    /// Rows read so far.
+    rows: usize,
+    /// Groups handed on so far (each hand-on starts the count again).
+    groups_handed_on: usize,
 }
 
 impl Run {
@@ -261,7 +320,7 @@ impl Run {
     /// reach their bound; `None` when all are out.
     async fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
         loop {
-            while !self.ended && !self.emit_now {
+            while !self.ended && !self.emit_now && !self.skipping {
                 match self.input.next().await {
                     Some(batch) => self.add(&batch?)?,
                     None => self.ended = true,
@@ -277,8 +336,54 @@ impl Run {
                 self.metrics.done();
                 return Ok(None);
             }
-            // The pool refused memory while no group was held: read on.
+            if self.skipping {
+                match self.input.next().await {
+                    Some(batch) => {
+                        let batch = batch?;
+                        if batch.num_rows() > 0 {
+                            let out = self.states(&batch)?;
+                            self.skipped_rows.add(out.num_rows());
+                            self.metrics.record_output(out.num_rows());
+                            return Ok(Some(out));
+                        }
+                    }
+                    None => self.ended = true,
+                }
+            }
+            // Otherwise the pool refused memory while no group was held:
+            // read on.
         }
+    }
+
+    /// Aggregate `i`'s argument values and `FILTER` over `batch`.
+    fn inputs(&self, i: usize, batch: &RecordBatch) -> Result<(Vec<ArrayRef>, Option<ArrayRef>)> {
+        let rows = batch.num_rows();
+        let values = self.args[i]
+            .iter()
+            .map(|e| e.evaluate(batch).and_then(|v| v.into_array(rows)))
+            .collect::<Result<_>>()?;
+        let filter = self.filters[i]
+            .as_ref()
+            .map(|f| f.evaluate(batch).and_then(|v| v.into_array(rows)))
+            .transpose()?;
+        Ok((values, filter))
+    }
+
+    /// Each row of `batch` as a group of its own: its key and the
+    /// accumulators' states of that row alone.
+    fn states(&mut self, batch: &RecordBatch) -> Result<RecordBatch> {
+        let elapsed = self.metrics.elapsed_compute().clone();
+        let _timer = elapsed.timer();
+        let keys = self.key.evaluate(batch)?.into_array(batch.num_rows())?;
+        let mut columns = vec![keys];
+        for i in 0..self.accumulators.len() {
+            let (values, filter) = self.inputs(i, batch)?;
+            columns.extend(
+                self.accumulators[i]
+                    .convert_to_state(&values, filter.as_ref().map(|f| f.as_boolean()))?,
+            );
+        }
+        Ok(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)
     }
 
     fn add(&mut self, batch: &RecordBatch) -> Result<()> {
@@ -291,21 +396,9 @@ impl Run {
             .ok_or_else(|| DataFusionError::Internal("group key is not a Utf8View".into()))?;
         self.groups.intern(keys, &mut self.indices);
         let total = self.groups.len();
-        for ((acc, args), filter) in self
-            .accumulators
-            .iter_mut()
-            .zip(&self.args)
-            .zip(&self.filters)
-        {
-            let values: Vec<ArrayRef> = args
-                .iter()
-                .map(|e| e.evaluate(batch).and_then(|v| v.into_array(rows)))
-                .collect::<Result<_>>()?;
-            let filter = filter
-                .as_ref()
-                .map(|f| f.evaluate(batch).and_then(|v| v.into_array(rows)))
-                .transpose()?;
-            acc.update_batch(
+        for i in 0..self.accumulators.len() {
+            let (values, filter) = self.inputs(i, batch)?;
+            self.accumulators[i].update_batch(
                 &values,
                 &self.indices,
                 filter.as_ref().map(|f| f.as_boolean()),
@@ -313,8 +406,19 @@ impl Run {
             )?;
         }
         let bytes = self.groups.size() + self.accumulators.iter().map(|a| a.size()).sum::<usize>();
-        if total >= MAX_GROUPS || self.reservation.try_resize(bytes).is_err() {
+        if total >= self.max_groups || self.reservation.try_resize(bytes).is_err() {
             self.emit_now = true;
+        }
+        // As DataFusion decides: once past the probe's rows, on every batch
+        // until it skips.
+        if let Some(p) = &mut self.probe {
+            p.rows += rows;
+            if p.rows >= p.rows_threshold
+                && (p.groups_handed_on + total) as f64 / p.rows as f64 > p.ratio
+            {
+                self.skipping = true;
+                self.emit_now = true;
+            }
         }
         Ok(())
     }
@@ -324,6 +428,9 @@ impl Run {
     fn emit(&mut self) -> Result<RecordBatch> {
         let elapsed = self.metrics.elapsed_compute().clone();
         let _timer = elapsed.timer();
+        if let Some(p) = &mut self.probe {
+            p.groups_handed_on += self.groups.len();
+        }
         let mut columns = vec![Arc::new(self.groups.take()) as ArrayRef];
         for acc in &mut self.accumulators {
             columns.extend(acc.state(EmitTo::All)?);
@@ -454,7 +561,17 @@ mod tests {
 
     use ophion_core::testing::SplitMix64;
 
-    use super::{DataFusionError, MAX_GROUPS, MemoryReservation, Result, StringGroups};
+    use super::{DataFusionError, MemoryReservation, Result, StringGroups};
+
+    /// The groups the node holds in these tests, so that a few batches
+    /// pass the bound.
+    const MAX_GROUPS: usize = 1 << 16;
+
+    fn rule() -> Arc<StringGroups> {
+        Arc::new(StringGroups {
+            max_groups: MAX_GROUPS,
+        })
+    }
 
     /// Keys: a few values of every shape (empty, short and inline, long
     /// and in buffers, non-ASCII, differing only after the 4-byte prefix),
@@ -528,14 +645,21 @@ mod tests {
     }
 
     fn context(rule: bool, table: MemTable) -> SessionContext {
-        let config = SessionConfig::new()
+        context_with(rule, table, config())
+    }
+
+    fn config() -> SessionConfig {
+        SessionConfig::new()
             .with_target_partitions(2)
-            .with_batch_size(1000);
+            .with_batch_size(1000)
+    }
+
+    fn context_with(with_rule: bool, table: MemTable, config: SessionConfig) -> SessionContext {
         let mut state = SessionStateBuilder::new()
             .with_config(config)
             .with_default_features();
-        if rule {
-            state = state.with_physical_optimizer_rule(Arc::new(StringGroups));
+        if with_rule {
+            state = state.with_physical_optimizer_rule(rule());
         }
         let ctx = SessionContext::new_with_state(state.build());
         ctx.register_table("t", Arc::new(table)).expect("register");
@@ -697,7 +821,7 @@ mod tests {
             .with_config(config)
             .with_runtime_env(runtime)
             .with_default_features()
-            .with_physical_optimizer_rule(Arc::new(StringGroups))
+            .with_physical_optimizer_rule(rule())
             .build();
         let refused = SessionContext::new_with_state(state);
         refused
@@ -712,6 +836,83 @@ mod tests {
             let (theirs, _) = answer(&stock, sql).await;
             assert!(applies && plan.contains("StringGroupsExec"), "{plan}");
             assert_eq!(ours, theirs, "{sql}");
+        }
+    }
+
+    /// `sql`'s answer as [`answer`] renders it, run plan in hand, and the
+    /// rows its `StringGroupsExec` nodes handed on without grouping.
+    async fn answer_and_skipped(ctx: &SessionContext, sql: &str) -> (Vec<String>, usize) {
+        let plan = ctx
+            .sql(sql)
+            .await
+            .expect(sql)
+            .create_physical_plan()
+            .await
+            .expect("plan");
+        let batches = datafusion::physical_plan::collect(Arc::clone(&plan), ctx.task_ctx())
+            .await
+            .expect(sql);
+        let text = arrow_cast::pretty::pretty_format_batches(&batches)
+            .expect("format")
+            .to_string();
+        let mut rows: Vec<String> = text
+            .lines()
+            .filter(|l| l.starts_with('|'))
+            .skip(1)
+            .map(str::to_owned)
+            .collect();
+        rows.sort();
+        fn skipped(plan: &Arc<dyn datafusion::physical_plan::ExecutionPlan>) -> usize {
+            let here = if plan.name() == "StringGroupsExec" {
+                plan.metrics()
+                    .and_then(|m| m.sum_by_name("skipped_aggregation_rows"))
+                    .map_or(0, |v| v.as_usize())
+            } else {
+                0
+            };
+            here + plan.children().into_iter().map(skipped).sum::<usize>()
+        }
+        let skipped = skipped(&plan);
+        (rows, skipped)
+    }
+
+    /// Keys of many values: past the probe's rows the node hands each row
+    /// on as its own state; the answers stay DataFusion's. Keys of few
+    /// values are grouped all the way.
+    #[tokio::test]
+    async fn keys_of_many_values_skip_the_partial_aggregation() {
+        let probing = || {
+            let mut c = config();
+            let e = &mut c.options_mut().execution;
+            e.skip_partial_aggregation_probe_rows_threshold = 3000;
+            e.skip_partial_aggregation_probe_ratio_threshold = 0.5;
+            c
+        };
+        // 80 % of the rows draw their key from 10M values: about 0.8 groups
+        // a row. Then, a few values only.
+        for (rare, distinct, skips) in [(16, 10_000_000, true), (0, 1, false)] {
+            let table = || table(7, 1000, 16, rare, distinct);
+            let ours = context_with(true, table(), probing());
+            let stock = context_with(false, table(), probing());
+            let plain = context(false, table());
+            for &(sql, applies) in QUERIES {
+                let (got, skipped) = answer_and_skipped(&ours, sql).await;
+                let (want, _) = answer(&stock, sql).await;
+                let (grouped, _) = answer(&plain, sql).await;
+                assert_eq!(got, want, "{sql}");
+                assert_eq!(got, grouped, "{sql}");
+                // Each partition has 8,000 rows (about 6,400 past the
+                // `WHERE`); the probe decides after 3,000 of them. The count
+                // of distinct values is grouped by (k, v) first: not checked.
+                if sql.contains("DISTINCT") {
+                    continue;
+                }
+                if skips && applies && !sql.contains("GROUP BY s") {
+                    assert!(skipped >= 4000, "{sql}: {skipped} rows skipped");
+                } else {
+                    assert_eq!(skipped, 0, "{sql}");
+                }
+            }
         }
     }
 

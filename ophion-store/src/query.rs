@@ -947,7 +947,8 @@ pub(crate) fn new_session(
     } else {
         // Not in plans other nodes run: their wire format has only
         // DataFusion's own nodes.
-        state = state.with_physical_optimizer_rule(Arc::new(crate::groupby::StringGroups));
+        state =
+            state.with_physical_optimizer_rule(Arc::new(crate::groupby::StringGroups::default()));
     }
     let ctx = SessionContext::new_with_state(state.build());
     // Percentiles from relative-error sketches (see `percentile`).
