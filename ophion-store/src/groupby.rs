@@ -668,15 +668,9 @@ mod tests {
         ctx
     }
 
-    /// The rows of `sql`'s answer, rendered and sorted, and its plan.
-    async fn answer(ctx: &SessionContext, sql: &str) -> (Vec<String>, String) {
-        let df = ctx.sql(sql).await.expect(sql);
-        let plan = df.clone().create_physical_plan().await.expect("plan");
-        let plan = datafusion::physical_plan::displayable(plan.as_ref())
-            .indent(false)
-            .to_string();
-        let batches = df.collect().await.expect(sql);
-        let text = arrow_cast::pretty::pretty_format_batches(&batches)
+    /// `batches`' rows, rendered as a table's lines and sorted.
+    fn sorted_rows(batches: &[RecordBatch]) -> Vec<String> {
+        let text = arrow_cast::pretty::pretty_format_batches(batches)
             .expect("format")
             .to_string();
         let mut rows: Vec<String> = text
@@ -686,6 +680,18 @@ mod tests {
             .map(str::to_owned)
             .collect();
         rows.sort();
+        rows
+    }
+
+    /// The rows of `sql`'s answer, rendered and sorted, and its plan.
+    async fn answer(ctx: &SessionContext, sql: &str) -> (Vec<String>, String) {
+        let df = ctx.sql(sql).await.expect(sql);
+        let plan = df.clone().create_physical_plan().await.expect("plan");
+        let plan = datafusion::physical_plan::displayable(plan.as_ref())
+            .indent(false)
+            .to_string();
+        let batches = df.collect().await.expect(sql);
+        let rows = sorted_rows(&batches);
         (rows, plan)
     }
 
@@ -889,16 +895,7 @@ mod tests {
         let batches = datafusion::physical_plan::collect(Arc::clone(&plan), ctx.task_ctx())
             .await
             .expect(sql);
-        let text = arrow_cast::pretty::pretty_format_batches(&batches)
-            .expect("format")
-            .to_string();
-        let mut rows: Vec<String> = text
-            .lines()
-            .filter(|l| l.starts_with('|'))
-            .skip(1)
-            .map(str::to_owned)
-            .collect();
-        rows.sort();
+        let rows = sorted_rows(&batches);
         fn skipped(plan: &Arc<dyn datafusion::physical_plan::ExecutionPlan>) -> usize {
             let here = if plan.name() == "StringGroupsExec" {
                 plan.metrics()
