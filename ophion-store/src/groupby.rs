@@ -48,10 +48,7 @@ use arrow_array::{
 };
 use arrow_schema::{DataType, SchemaRef};
 use datafusion::{
-    common::{
-        hash_utils::RandomState,
-        tree_node::{Transformed, TreeNode, TreeNodeRecursion},
-    },
+    common::{hash_utils::RandomState, tree_node::TreeNodeRecursion},
     config::ConfigOptions,
     error::{DataFusionError, Result},
     execution::{
@@ -101,20 +98,14 @@ impl PhysicalOptimizerRule for StringGroups {
         plan: Arc<dyn ExecutionPlan>,
         _config: &ConfigOptions,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        plan.transform_up(|node| {
-            let replaced = node
-                .downcast_ref::<AggregateExec>()
+        crate::scanrules::replace_nodes(plan, |node| {
+            node.downcast_ref::<AggregateExec>()
                 .filter(|agg| fits(agg))
                 .map(|agg| {
                     Arc::new(StringGroupsExec::new(agg.clone(), self.max_groups))
                         as Arc<dyn ExecutionPlan>
-                });
-            Ok(match replaced {
-                Some(exec) => Transformed::yes(exec),
-                None => Transformed::no(node),
-            })
+                })
         })
-        .map(|t| t.data)
     }
 
     fn name(&self) -> &str {

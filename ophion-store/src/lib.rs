@@ -26,7 +26,8 @@
 //!                              percentiles from log-linear buckets
 //!                              (`percentile`); footers and page indexes
 //!                              cached across queries; GROUP BY one string
-//!                              looked up by its view (`groupby`))
+//!                              looked up by its view (`groupby`); each
+//!                              condition tested once (`scanrules`))
 //! ```
 //!
 //! Metadata lives in SQLite ([`metadata`]): the store's file catalog here
@@ -75,6 +76,7 @@ mod percentile;
 pub mod persist;
 pub mod query;
 pub mod rollup;
+mod scanrules;
 mod store;
 pub mod textindex;
 mod textmatch;

@@ -332,7 +332,7 @@ pub fn writer_properties(
         }
     }
     if matches!(signal, Signal::Traces | Signal::Logs) {
-        let trace_id = ColumnPath::from(col::TRACE_ID);
+        let trace_id = ColumnPath::from(BLOOM_COLUMN);
         b = b
             .set_column_bloom_filter_enabled(trace_id.clone(), true)
             .set_column_bloom_filter_fpp(trace_id.clone(), 0.01)
@@ -343,6 +343,11 @@ pub fn writer_properties(
     }
     b.build()
 }
+
+/// The one column whose chunks carry a bloom filter (spans and log
+/// records): queries read bloom filters only when they test it (see
+/// `scanrules`).
+pub const BLOOM_COLUMN: &str = col::TRACE_ID;
 
 /// Rows gathered and encoded at a time by [`encode_rows`].
 const ENCODE_SLICE_ROWS: usize = 8192;

@@ -925,6 +925,9 @@ pub(crate) fn new_session(
         .with_runtime_env(runtime)
         .with_default_features()
         .with_analyzer_rules(rules);
+    // Once DataFusion has pushed its filters into the scans: each
+    // conjunct once, bloom filters read only where they can prune.
+    state = state.with_physical_optimizer_rule(Arc::new(crate::scanrules::ScanPredicates));
     // Scans larger than this node's partitions run across the query
     // nodes, when there are others (see `distributed`).
     if let Some((cluster, workers)) = distribute

@@ -61,15 +61,13 @@ async fn file_footers_are_parsed_once_for_all_queries() {
     }
 }
 
-/// The rows a query's scan kept after page-index pruning, and the rows it
-/// looked at, from `EXPLAIN ANALYZE`'s `page_index_rows_pruned=<total>
-/// total → <matched> matched` (numbers such as "60.00 K").
-async fn page_pruning(store: &ophion_store::Store, sql: &str) -> (f64, f64) {
-    let text = common::explain(store, &format!("EXPLAIN ANALYZE {sql}")).await;
+/// A pruning metric of a plan's scan from `EXPLAIN ANALYZE` text:
+/// `<name>=<total> total → <matched> matched` (numbers such as "60.00 K").
+fn pruning_metric(text: &str, name: &str) -> (f64, f64) {
     let metric = text
-        .split("page_index_rows_pruned=")
+        .split(&format!("{name}="))
         .nth(1)
-        .unwrap_or_else(|| panic!("no page pruning metric in {text}"));
+        .unwrap_or_else(|| panic!("no {name} metric in {text}"));
     let metric = metric.split(" matched").next().expect("metric");
     let value = |s: &str| -> f64 {
         let mut words = s.split_whitespace();
@@ -82,6 +80,72 @@ async fn page_pruning(store: &ophion_store::Store, sql: &str) -> (f64, f64) {
     };
     let (total, matched) = metric.split_once(" total →").expect(metric);
     (value(total), value(matched))
+}
+
+/// The rows a query's scan kept after page-index pruning, and the rows it
+/// looked at.
+async fn page_pruning(store: &ophion_store::Store, sql: &str) -> (f64, f64) {
+    let text = common::explain(store, &format!("EXPLAIN ANALYZE {sql}")).await;
+    pruning_metric(&text, "page_index_rows_pruned")
+}
+
+/// A scan tests each of a query's conditions once, and still reads bloom
+/// filters where they can prune (the trace id's). DataFusion pushes the
+/// filter it keeps above a scan into it, beside the copy the table gave
+/// the scan, so every condition used to be pruned with and evaluated twice
+/// (`status_code = error AND status_code = error`); and it tested the row
+/// groups' bloom filters for every query, whatever its columns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scan_tests_each_condition_once() {
+    let t = ophion_core::TenantId::default();
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = ophion_store::Store::open(local(dir.path()))
+        .await
+        .expect("open");
+    let (mut slow_errors, mut first_trace) = (0, None);
+    for seed in [21, 22] {
+        let (batch, req) = common::spans(seed, 5_000);
+        for s in req
+            .resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .flat_map(|s| &s.spans)
+        {
+            let error = s.status.as_ref().is_some_and(|st| st.code == 2);
+            if error && s.end_time_unix_nano - s.start_time_unix_nano > 1_000_000 {
+                slow_errors += 1;
+            }
+        }
+        // A trace of the first file only.
+        first_trace.get_or_insert_with(|| common::first_trace(&req));
+        store.write(&t, batch).await.expect("write");
+        store.flush().await.expect("flush");
+    }
+    assert!(slow_errors > 0, "the test's premise");
+    let sql = "SELECT count(*) FROM spans WHERE status_code = 'error' AND duration_ns > 1000000";
+    assert_eq!(common::count(&store, &t, sql).await, slow_errors);
+    let plan = common::explain(&store, &format!("EXPLAIN {sql}")).await;
+    // `predicate=<the scan's>, pruning_predicate=...`
+    let predicate = plan
+        .split("predicate=")
+        .nth(1)
+        .and_then(|p| p.strip_suffix(", pruning_"))
+        .unwrap_or_else(|| panic!("no scan predicate in {plan}"));
+    for column in ["status_code@", "duration_ns@"] {
+        assert_eq!(predicate.matches(column).count(), 1, "{predicate}");
+    }
+    // A trace id still skips the file whose bloom filter lacks it (that
+    // other scans read none is `scanrules`' unit test: DataFusion counts
+    // the row groups as matched either way).
+    let (trace, spans) = first_trace.expect("a trace");
+    let sql = format!("SELECT count(*) FROM spans WHERE trace_id = '{trace}'");
+    assert_eq!(common::count(&store, &t, &sql).await, spans);
+    let analyzed = common::explain(&store, &format!("EXPLAIN ANALYZE {sql}")).await;
+    let (total, matched) = pruning_metric(&analyzed, "row_groups_pruned_bloom_filter");
+    assert!(
+        total >= 2.0 && matched < total,
+        "bloom filters: {matched} of {total} row groups kept"
+    );
 }
 
 /// A bound on the sort key (trace id) skips most pages of row groups the

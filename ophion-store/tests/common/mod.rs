@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 
 use arrow_array::{RecordBatch, cast::AsArray, types::Int64Type};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use ophion_core::{Signal, TelemetryBatch, TenantId, testing::Generator};
 use ophion_receiver::{
     Limits,
@@ -15,13 +16,7 @@ use ophion_store::{Error, QueryError, Store, StoreConfig};
 
 const T0: u64 = 1_700_000_000_000_000_000;
 
-pub fn spans(
-    seed: u64,
-    n: usize,
-) -> (
-    TelemetryBatch,
-    opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest,
-) {
+pub fn spans(seed: u64, n: usize) -> (TelemetryBatch, ExportTraceServiceRequest) {
     let req = Generator::new(seed, T0).traces(n);
     let c = convert::traces(&req, &Limits::default(), TimeWindow::ALL);
     (
@@ -216,6 +211,20 @@ pub async fn sql_is_read_only_and_sees_one_tenant(config: &Config) {
     }
 }
 
+/// The first span of `req`'s trace id in hex, and how many spans of `req`
+/// that trace has.
+pub fn first_trace(req: &ExportTraceServiceRequest) -> (String, i64) {
+    let span = &req.resource_spans[0].scope_spans[0].spans[0];
+    let spans = req
+        .resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .flat_map(|s| &s.spans)
+        .filter(|s| s.trace_id == span.trace_id)
+        .count();
+    (hex::encode(&span.trace_id), spans as i64)
+}
+
 pub async fn ids_compare_with_hex_and_attributes_are_reachable(config: &Config) {
     let dir = tempfile::tempdir().expect("tmp");
     let store = Store::open(config(dir.path())).await.expect("open");
@@ -223,14 +232,7 @@ pub async fn ids_compare_with_hex_and_attributes_are_reachable(config: &Config) 
     let (batch, req) = spans(7, 200);
     store.write(&t, batch).await.expect("write");
     let span = &req.resource_spans[0].scope_spans[0].spans[0];
-    let trace_hex = hex::encode(&span.trace_id);
-    let expected = req
-        .resource_spans
-        .iter()
-        .flat_map(|r| &r.scope_spans)
-        .flat_map(|s| &s.spans)
-        .filter(|s| s.trace_id == span.trace_id)
-        .count() as i64;
+    let (trace_hex, expected) = first_trace(&req);
     for phase in ["buffer", "parquet"] {
         let sql = format!("SELECT count(*) FROM spans WHERE trace_id = '{trace_hex}'");
         assert_eq!(count(&store, &t, &sql).await, expected, "{phase}");
