@@ -344,10 +344,31 @@ await check("screenshots of every page, 1280 and 390 px, light and dark", async 
   await page.setViewportSize({ width: 1280, height: 900 });
 });
 
-await check("sign out", async () => {
+await check("sign out while the page's queries are on their way", async () => {
+  // The page's queries are held back half a second on their way to the
+  // server, so the user signs out while they are under way (on a busy
+  // machine they are): the server must refuse none of them.
+  let held = 0;
+  let answered = 0;
+  const query = "**/api/v1/query";
+  await page.route(query, async (route) => {
+    held += 1;
+    await new Promise((done) => setTimeout(done, 500));
+    await route.continue();
+  });
+  const onResponse = (r) => r.url().endsWith("/api/v1/query") && (answered += 1);
+  page.on("response", onResponse);
   await page.goto(`${base}/services`);
+  const signedOut = page.waitForResponse("**/api/v1/auth/logout");
   await page.getByRole("button", { name: "Sign out" }).click();
   await page.getByRole("button", { name: "Sign in" }).waitFor();
+  await signedOut;
+  const deadline = Date.now() + 10_000;
+  while (answered < held && Date.now() < deadline) await new Promise((done) => setTimeout(done, 50));
+  page.off("response", onResponse);
+  await page.unroute(query);
+  if (held === 0) throw new Error("the services page sent no query to hold back");
+  if (answered < held) throw new Error(`${held - answered} of ${held} held queries never answered`);
 });
 
 await browser.close();

@@ -55,16 +55,25 @@ export async function login(username: string, password: string, tenant?: string)
   save({ token: v.token, refresh: v.refresh_token, user: username });
 }
 
+/** Requests sent with the session's token and not answered yet. */
+const pending = new Set<Promise<Response>>();
+
+/** Signs out: here at once (the pages give way to the sign-in form and
+ * send nothing more), then on the server, once the requests already sent
+ * with the token are answered (for at most 2 s), so that none of them is
+ * refused for a token revoked under it. */
 export async function logout() {
   const s = session();
+  save(null);
   if (s) {
+    const answered = Promise.allSettled([...pending]);
+    await Promise.race([answered, new Promise((done) => setTimeout(done, 2000))]);
     await fetch("/api/v1/auth/logout", {
       method: "POST",
       headers: { authorization: `Bearer ${s.token}`, "content-type": "application/json" },
       body: JSON.stringify({ refresh_token: s.refresh }),
     }).catch(() => undefined);
   }
-  save(null);
 }
 
 let refreshing: Promise<boolean> | null = null;
@@ -96,11 +105,15 @@ export type Query = Record<string, string | number | undefined | null>;
 /** A response of the API with the bearer token; refreshes once on 401. */
 export async function raw(path: string, init: RequestInit = {}, again = true): Promise<Response> {
   const s = session();
+  // Signed out: what asks is on its way out; the server would refuse it.
+  if (!s) throw new ApiError(401, "Signed out");
   const headers = new Headers(init.headers);
-  if (s) headers.set("authorization", `Bearer ${s.token}`);
+  headers.set("authorization", `Bearer ${s.token}`);
   if (init.body && !headers.has("content-type")) headers.set("content-type", "application/json");
-  const r = await fetch(path, { ...init, headers });
-  if (r.status === 401 && again && s && (await refresh())) return raw(path, init, false);
+  const sent = fetch(path, { ...init, headers });
+  pending.add(sent);
+  const r = await sent.finally(() => pending.delete(sent));
+  if (r.status === 401 && again && (await refresh())) return raw(path, init, false);
   if (r.status === 401) save(null);
   if (!r.ok) throw await readError(r);
   return r;
