@@ -465,8 +465,9 @@ pub fn encode_rows(
 /// move over without being decoded or compressed again, so this costs a
 /// memory copy instead of a decode, merge and encode. Each row group keeps
 /// its own sort order (the file as a whole is not sorted). Returns the file
-/// and its row count, or `None` when the inputs' schemas differ (files
-/// written by different versions), which need a real merge.
+/// and its row count, or `None` when the inputs' schemas or text index
+/// formats differ (files written by different versions), which need a real
+/// merge.
 pub fn stitch(inputs: &[Bytes]) -> Result<Option<(Bytes, u64)>> {
     let metas = inputs
         .iter()
@@ -506,6 +507,16 @@ pub fn stitch(inputs: &[Bytes]) -> Result<Option<(Bytes, u64)>> {
             textindex::FileIndex::parse(bytes).ok()
         })
         .collect::<Option<Vec<_>>>();
+    // Indexes of different formats (files from before an upgrade) cannot
+    // be joined: a real merge builds the new one.
+    let index = match indexes.as_deref() {
+        Some(parts) => match textindex::FileIndex::concat(parts) {
+            Some(index) => Some(index),
+            None if !parts.is_empty() => return Ok(None),
+            None => None,
+        },
+        None => None,
+    };
     let sorting = first
         .row_groups()
         .first()
@@ -546,7 +557,7 @@ pub fn stitch(inputs: &[Bytes]) -> Result<Option<(Bytes, u64)>> {
             rows += rg.num_rows() as u64;
         }
     }
-    if let Some(index) = indexes.as_deref().and_then(textindex::FileIndex::concat) {
+    if let Some(index) = index {
         w.flush()?;
         let offset = w.bytes_written();
         w.write_all(&index)?;
@@ -846,6 +857,34 @@ mod tests {
             "different schemas need a real merge"
         );
         assert!(stitch(&[]).expect("stitch").is_none());
+    }
+
+    #[test]
+    fn stitching_joins_text_indexes_of_one_format_only() {
+        let (a, b) = (encoded(Signal::Logs, 1), encoded(Signal::Logs, 2));
+        let index = |f: &Bytes| {
+            let meta = ParquetMetaDataReader::new()
+                .parse_and_finish(f)
+                .expect("footer");
+            text_index_range(&meta).expect("indexed")
+        };
+        let (out, _) = stitch(&[a.clone(), b.clone()])
+            .expect("stitch")
+            .expect("same schema");
+        let (_, len) = index(&out);
+        // The blocks of both under one header.
+        assert!(len > index(&a).1.max(index(&b).1));
+        assert!(len < index(&a).1 + index(&b).1);
+        // `b` as a writer that put no word key in twice: the same
+        // format, another kind of index.
+        let (offset, _) = index(&b);
+        let mut older = b.to_vec();
+        assert_eq!(&older[offset as usize..offset as usize + 4], b"OTX3");
+        older[offset as usize + 7] = 0;
+        assert!(
+            stitch(&[a, Bytes::from(older)]).expect("stitch").is_none(),
+            "indexes that cannot be joined need a real merge"
+        );
     }
 
     #[test]

@@ -73,11 +73,37 @@ pub const STRIDE: usize = 1;
 /// number would read most blocks.
 pub const DIGIT_GRAM: usize = 8;
 
-/// Marks the second key of a digit gram. A search for a long number needs
-/// only its few digit grams, so one key each would let a block through at
-/// the filter's false-positive rate (measured: 13 % of the rows read for
-/// the order id); two independent keys square that rate.
+/// Marks the second key of a digit gram, and of a word key when
+/// [`TWIN_WORDS`]. A search for a long number needs only its few digit
+/// grams, so one key each would let a block through at the filter's
+/// false-positive rate (measured: 13 % of the rows read for the order id);
+/// two independent keys square that rate.
 const TWIN: u64 = 1 << 47;
+
+/// Word keys ([`is_word_key`]: grams and short tokens of letters only) go
+/// into a block's filter under two keys too. A search whose words give it
+/// one certain gram (`'%E_QUOTA_7731%'`: the `_` are wildcards, so only
+/// `quota` is known, and at an unknown place in a token) otherwise passes
+/// a block without it at the filter's false-positive rate, about one in
+/// ten at [`BITS_PER_GRAM`]. Words repeat from line to line (they are the
+/// message templates), so a block holds few distinct ones and their
+/// second keys cost little; the random tokens that fill an index hold
+/// digits. See `docs/adr/004-text-index.md`.
+pub const TWIN_WORDS: bool = true;
+
+/// Whether `key` (of a gram or a whole short token) is made of letters
+/// only. Folded text is `[a-z0-9]` and separators: letters have bit 6
+/// set, digits do not.
+fn is_word_key(key: u64) -> bool {
+    let len = ((key >> 40) & 0x7f) as usize;
+    let chars = match len {
+        l if l == GRAM + 1 => GRAM,
+        l if (1..GRAM).contains(&l) => l,
+        _ => return false,
+    };
+    let letters = 0x40_4040_4040u64 & ((1u64 << (8 * chars)) - 1);
+    key & letters == letters
+}
 
 /// The length field of a digit gram's key (grams use `GRAM + 1`, whole
 /// tokens their length).
@@ -92,9 +118,15 @@ const MAX_DIGIT_GRAM: usize = 12;
 /// `<byte offset>:<length>`.
 pub const KV_KEY: &str = "ophion.text_index";
 
-/// Format 2 records its stride; format 1 (every gram) is still read.
-const MAGIC: &[u8; 4] = b"OTX2";
+/// Format 3 adds a flags byte ([`FLAG_TWIN_WORDS`]); format 2 (its
+/// stride and digit grams recorded) and format 1 (every gram, digits
+/// alike) are still read.
+const MAGIC: &[u8; 4] = b"OTX3";
+const MAGIC_V2: &[u8; 4] = b"OTX2";
 const MAGIC_V1: &[u8; 4] = b"OTX1";
+
+/// Format 3's flag: word keys are in the filters twice ([`TWIN_WORDS`]).
+const FLAG_TWIN_WORDS: u8 = 1;
 
 /// Separator byte of folded text.
 const SEP: u8 = 0;
@@ -188,17 +220,15 @@ fn each_token(folded: &[u8], mut f: impl FnMut(usize, usize)) {
 /// (those at every `stride`-th position of a token, but for digits inside
 /// a run of `digit_gram` or more, see [`DIGIT_GRAM`]), every
 /// `digit_gram`-digit gram of such a run, and every whole short token, in
-/// text order; returns how many. `out` is grown to twice the text's length
-/// and two more, the most a text can make. This runs on every ingested
-/// line: a token without digits (most of them) is one tight loop of
-/// rolling grams, and keys go to a slice, not through a callback.
-fn each_key(
-    column: u8,
-    text: &[u8],
-    stride: usize,
-    digit_gram: usize,
-    out: &mut Vec<u64>,
-) -> usize {
+/// text order (the twins of word keys are added by [`IndexBuilder`]);
+/// returns how many. `out` is grown to twice the text's length and two
+/// more, the most a text can make. This runs on every ingested line: a
+/// token without digits (most of them) is one tight loop of rolling
+/// grams, and keys go to a slice, not through a callback.
+fn each_key(column: u8, text: &[u8], kind: Kind, out: &mut Vec<u64>) -> usize {
+    let Kind {
+        stride, digit_gram, ..
+    } = kind;
     if out.len() < 2 * text.len() + 2 {
         out.resize(2 * text.len() + 2, 0);
     }
@@ -221,7 +251,7 @@ fn each_key(
             out[n] = key(column, token, false);
             n += 1;
         } else if digits && digit_gram > 0 {
-            n = token_with_digits(column, token, stride, digit_gram, out, n);
+            n = token_with_digits(column, token, kind, out, n);
         } else {
             let mut v = token[..GRAM - 1]
                 .iter()
@@ -245,14 +275,10 @@ fn each_key(
 
 /// [`each_key`] of one token of at least [`GRAM`] characters that holds
 /// digits, written into `out` from `n`; returns the new end.
-fn token_with_digits(
-    column: u8,
-    token: &[u8],
-    stride: usize,
-    digit_gram: usize,
-    out: &mut [u64],
-    mut n: usize,
-) -> usize {
+fn token_with_digits(column: u8, token: &[u8], kind: Kind, out: &mut [u64], mut n: usize) -> usize {
+    let Kind {
+        stride, digit_gram, ..
+    } = kind;
     let column = u64::from(column) << 48;
     let gram_tag = ((GRAM as u64 + 1) << 40) | column;
     let digit_tag = (digit_tag(digit_gram) << 40) | column;
@@ -333,13 +359,11 @@ fn mask(h: u64) -> [u32; 8] {
 }
 
 /// Builds a file's index from its rows, in file order.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct IndexBuilder {
     columns: Vec<String>,
-    /// Grams are taken every `stride` positions of a token ([`STRIDE`]).
-    stride: usize,
-    /// [`DIGIT_GRAM`], or 0 for grams of digits like any others.
-    digit_gram: usize,
+    /// How keys are taken: [`Kind::SHIPPED`].
+    kind: Kind,
     /// The mixed keys of the open block (a repeat may be among them) are
     /// its first [`Self::keys`]; the rest is room.
     hashes: Vec<u64>,
@@ -364,9 +388,16 @@ impl IndexBuilder {
         let columns = indexed_columns(signal);
         (!columns.is_empty()).then(|| Self {
             columns: columns.iter().map(|c| (*c).to_string()).collect(),
-            stride: STRIDE,
-            digit_gram: DIGIT_GRAM,
-            ..Self::default()
+            kind: Kind::SHIPPED,
+            hashes: Vec::new(),
+            keys: 0,
+            found: Vec::new(),
+            recent: Vec::new(),
+            seen: Vec::new(),
+            rows: 0,
+            out: Vec::new(),
+            blocks: 0,
+            folded: Vec::new(),
         })
     }
 
@@ -404,8 +435,7 @@ impl IndexBuilder {
             recent,
             folded,
             found,
-            stride,
-            digit_gram,
+            kind,
             ..
         } = self;
         let mut one = |s: &str| {
@@ -417,12 +447,16 @@ impl IndexBuilder {
                     fold_char(c, folded);
                 }
             }
-            let new = each_key(column, folded, *stride, *digit_gram, found);
-            if hashes.len() < *keys + new {
-                hashes.resize((*keys + new).max(2 * hashes.len()), 0);
+            let new = each_key(column, folded, *kind, found);
+            // Room for every key and its twin.
+            if hashes.len() < *keys + 2 * new {
+                hashes.resize((*keys + 2 * new).max(2 * hashes.len()), 0);
             }
             // Every key is written, and kept by moving the end past it
-            // unless it is a recent repeat: no branch to mispredict.
+            // unless it is a recent repeat: no branch to mispredict. A
+            // word key's twin is added with it, and is a repeat when it
+            // is (twinning every word key before that test cost 0.1 to
+            // 0.2 µs a line more).
             let mut end = *keys;
             for &k in &found[..new] {
                 let h = mix(k);
@@ -431,6 +465,10 @@ impl IndexBuilder {
                 *slot = h;
                 hashes[end] = h;
                 end += usize::from(!repeat);
+                if !repeat && kind.twin_words && is_word_key(k) {
+                    hashes[end] = mix(k | TWIN);
+                    end += 1;
+                }
             }
             *keys = end;
         };
@@ -497,20 +535,13 @@ impl IndexBuilder {
         self.forget_recent();
     }
 
-    fn kind(&self) -> Kind {
-        Kind {
-            stride: self.stride,
-            digit_gram: self.digit_gram,
-        }
-    }
-
     /// The serialized index (empty when no rows were added).
     pub fn finish(mut self) -> Vec<u8> {
         self.close_block();
         if self.blocks == 0 {
             return Vec::new();
         }
-        encode(&self.columns, self.kind(), self.blocks, &self.out)
+        encode(&self.columns, self.kind, self.blocks, &self.out)
     }
 }
 
@@ -519,6 +550,23 @@ impl IndexBuilder {
 struct Kind {
     stride: usize,
     digit_gram: usize,
+    /// Word keys ([`is_word_key`]) are in the filter twice (format 3).
+    twin_words: bool,
+}
+
+impl Kind {
+    /// How this version writes its indexes.
+    const SHIPPED: Self = Self {
+        stride: STRIDE,
+        digit_gram: DIGIT_GRAM,
+        twin_words: TWIN_WORDS,
+    };
+    /// Format 1's, and a key set that needs nothing in particular.
+    const EVERY_GRAM: Self = Self {
+        stride: 1,
+        digit_gram: 0,
+        twin_words: false,
+    };
 }
 
 fn encode(columns: &[String], kind: Kind, blocks: u32, body: &[u8]) -> Vec<u8> {
@@ -527,6 +575,7 @@ fn encode(columns: &[String], kind: Kind, blocks: u32, body: &[u8]) -> Vec<u8> {
     out.push(GRAM as u8);
     out.push(kind.stride as u8);
     out.push(kind.digit_gram as u8);
+    out.push(if kind.twin_words { FLAG_TWIN_WORDS } else { 0 });
     out.push(columns.len() as u8);
     for c in columns {
         out.push(c.len() as u8);
@@ -573,20 +622,24 @@ impl FileIndex {
         };
         let byte = |at: usize| b.get(at).copied().ok_or_else(|| corrupt("truncated"));
         let (kind, mut at) = match b.get(..4) {
-            Some(m) if m == MAGIC_V1 => (
-                Kind {
-                    stride: 1,
-                    digit_gram: 0,
-                },
-                5,
-            ),
-            Some(m) if m == MAGIC => (
-                Kind {
+            Some(m) if m == MAGIC_V1 => (Kind::EVERY_GRAM, 5),
+            Some(m) if m == MAGIC_V2 || m == MAGIC => {
+                let kind = Kind {
                     stride: usize::from(byte(5)?),
                     digit_gram: usize::from(byte(6)?),
-                },
-                7,
-            ),
+                    twin_words: false,
+                };
+                if m == MAGIC_V2 {
+                    (kind, 7)
+                } else {
+                    let flags = byte(7)?;
+                    if flags & !FLAG_TWIN_WORDS != 0 {
+                        return Err(corrupt("unknown format"));
+                    }
+                    let twin_words = flags & FLAG_TWIN_WORDS != 0;
+                    (Kind { twin_words, ..kind }, 8)
+                }
+            }
             _ => return Err(corrupt("unknown format")),
         };
         let digits_ok =
@@ -762,13 +815,7 @@ impl TextSearch {
             .iter()
             .flat_map(split_conjunction)
             .filter_map(|e| clause(e, columns))
-            .filter(|c| {
-                let every = Kind {
-                    stride: 1,
-                    digit_gram: 0,
-                };
-                !c.resolve(&|_| Some(0), every).always()
-            })
+            .filter(|c| !c.resolve(&|_| Some(0), Kind::EVERY_GRAM).always())
             .collect();
         (!clauses.is_empty()).then_some(Self { clauses })
     }
@@ -968,7 +1015,15 @@ fn fold_pattern(pattern: &str) -> Vec<u8> {
 /// What a line's keys in column `column` must hold for the line to
 /// contain the folded literal `folded`, in an index of `kind`.
 fn required_keys(column: u8, folded: &[u8], kind: Kind) -> Need<u64> {
-    let gram = |g: &[u8]| Need::Key(key(column, g, true));
+    // A word key and, where the index holds it, its twin.
+    let word_or_key = |k: u64| {
+        if kind.twin_words && is_word_key(k) {
+            Need::All(vec![Need::Key(k), Need::Key(k | TWIN)])
+        } else {
+            Need::Key(k)
+        }
+    };
+    let gram = |g: &[u8]| word_or_key(key(column, g, true));
     let mut all = Vec::new();
     each_token(folded, |start, end| {
         let token = &folded[start..end];
@@ -976,7 +1031,7 @@ fn required_keys(column: u8, folded: &[u8], kind: Kind) -> Need<u64> {
         let ends_token = folded.get(end) == Some(&SEP);
         if token.len() < GRAM {
             if starts_token && ends_token {
-                all.push(Need::Key(key(column, token, false)));
+                all.push(word_or_key(key(column, token, false)));
             }
             return;
         }
@@ -1111,8 +1166,13 @@ mod tests {
             fold_char(ch, &mut folded);
         }
         let mut keys = Vec::new();
-        let n = each_key(0, &folded, STRIDE, DIGIT_GRAM, &mut keys);
-        keys[..n].iter().copied().collect()
+        let n = each_key(0, &folded, Kind::SHIPPED, &mut keys);
+        // And the twins the builder adds.
+        let twins = keys[..n]
+            .iter()
+            .filter(|k| is_word_key(**k))
+            .map(|k| k | TWIN);
+        keys[..n].iter().copied().chain(twins).collect()
     }
 
     /// What a search needs of a block of this version's index, when
@@ -1120,11 +1180,7 @@ mod tests {
     fn needs(e: Expr) -> Option<Need<u64>> {
         let s = TextSearch::from_filters(&[e], &["body"])?;
         assert_eq!(s.clauses.len(), 1);
-        let kind = Kind {
-            stride: STRIDE,
-            digit_gram: DIGIT_GRAM,
-        };
-        let need = s.resolve(&["body".to_string()], kind)?;
+        let need = s.resolve(&["body".to_string()], Kind::SHIPPED)?;
         (!need.always()).then_some(need)
     }
 
@@ -1241,6 +1297,59 @@ mod tests {
         assert_eq!(twice.rows(), 2 * index.rows());
     }
 
+    /// Blocks of random words (letters `a` to `t`), and 2,000 searches for
+    /// a 5-letter word with a `z` in it, which none holds: the share of
+    /// blocks each index lets through by chance.
+    #[test]
+    fn a_search_with_one_word_gram_passes_few_blocks_without_it() {
+        let schema = Arc::new(arrow_schema::Schema::new(vec![arrow_schema::Field::new(
+            "body",
+            DataType::Utf8,
+            true,
+        )]));
+        let mut seed = 0u64;
+        let mut word = |len: usize, z: bool| -> String {
+            seed += 1;
+            let r = mix(seed);
+            let mut w: Vec<u8> = (0..len)
+                .map(|i| b'a' + ((r >> (5 * i)) % 20) as u8)
+                .collect();
+            if z {
+                w[(r >> 60) as usize % len] = b'z';
+            }
+            String::from_utf8(w).expect("ascii")
+        };
+        let rows: Vec<String> = (0..BLOCK_ROWS * 16)
+            .map(|_| format!("user {} did {} 42", word(8, false), word(7, false)))
+            .collect();
+        let batch =
+            RecordBatch::try_new(schema, vec![Arc::new(arrow_array::StringArray::from(rows))])
+                .expect("batch");
+        let probes: Vec<String> = (0..2000).map(|_| word(5, true)).collect();
+        let passed = |twin_words: bool| -> f64 {
+            let mut b = IndexBuilder::for_signal(Signal::Logs).expect("indexed");
+            b.kind = Kind {
+                twin_words,
+                ..Kind::SHIPPED
+            };
+            b.push(&batch).expect("push");
+            let index = FileIndex::parse(Bytes::from(b.finish())).expect("parse");
+            let mut read = 0;
+            for p in &probes {
+                let s =
+                    TextSearch::from_filters(&[c("body").like(lit(format!("%{p}%")))], &["body"])
+                        .expect("informative");
+                read += index.select(&s).map_or(BLOCK_ROWS * 16, |s| s.row_count());
+            }
+            read as f64 / (BLOCK_ROWS * 16 * probes.len()) as f64
+        };
+        let (once, twice) = (passed(false), passed(true));
+        eprintln!("rows read by chance: one key {once:.4}, two keys {twice:.4}");
+        // Measured: 9.9 % and 1.0 % (about the square).
+        assert!(once > 0.05, "one key: {once}");
+        assert!(twice < 0.02 && twice < once / 5.0, "two keys: {twice}");
+    }
+
     #[test]
     fn literals_at_any_position_of_a_token_and_format_1_indexes_are_found() {
         let schema = Arc::new(arrow_schema::Schema::new(vec![arrow_schema::Field::new(
@@ -1256,6 +1365,9 @@ mod tests {
             "4834680123",
             "x55512",
             "7731",
+            // Words among digits: their letter grams are word keys too.
+            "abquota7731x",
+            "e9quotation",
         ];
         let mut rows: Vec<String> = (0..BLOCK_ROWS * 3)
             .map(|i| {
@@ -1272,27 +1384,47 @@ mod tests {
         let batch =
             RecordBatch::try_new(schema, vec![Arc::new(arrow_array::StringArray::from(rows))])
                 .expect("batch");
-        let build = |stride: usize, digit_gram: usize| {
+        let build = |stride: usize, digit_gram: usize, twin_words: bool| {
             let mut b = IndexBuilder::for_signal(Signal::Logs).expect("indexed");
-            (b.stride, b.digit_gram) = (stride, digit_gram);
+            b.kind = Kind {
+                stride,
+                digit_gram,
+                twin_words,
+            };
             b.push(&batch).expect("push");
             b.finish()
         };
-        let parse =
-            |stride, digits| FileIndex::parse(Bytes::from(build(stride, digits))).expect("parse");
+        let parse = |stride, digits, twin| {
+            FileIndex::parse(Bytes::from(build(stride, digits, twin))).expect("parse")
+        };
         let mut indexes = vec![
-            parse(STRIDE, DIGIT_GRAM),
-            parse(2, DIGIT_GRAM),
-            parse(3, DIGIT_GRAM),
-            parse(1, 6),
-            parse(2, 0),
+            parse(STRIDE, DIGIT_GRAM, TWIN_WORDS),
+            parse(STRIDE, DIGIT_GRAM, !TWIN_WORDS),
+            parse(2, DIGIT_GRAM, true),
+            parse(3, DIGIT_GRAM, false),
+            parse(1, 6, true),
+            parse(2, 0, true),
+            parse(1, 0, true),
         ];
-        // Format 1: every gram, digits alike, and neither byte in the header.
-        let mut v1 = build(1, 0);
-        v1.drain(5..7);
+        // Format 2: no flags byte, no twins.
+        let mut v2 = build(1, DIGIT_GRAM, false);
+        v2.remove(7);
+        v2[..4].copy_from_slice(MAGIC_V2);
+        let v2 = FileIndex::parse(Bytes::from(v2)).expect("parse format 2");
+        assert_eq!(
+            v2.kind,
+            Kind {
+                twin_words: false,
+                ..Kind::SHIPPED
+            }
+        );
+        indexes.push(v2);
+        // Format 1: every gram, digits alike, and none of the three bytes.
+        let mut v1 = build(1, 0, false);
+        v1.drain(5..8);
         v1[..4].copy_from_slice(MAGIC_V1);
         let v1 = FileIndex::parse(Bytes::from(v1)).expect("parse format 1");
-        assert_eq!((v1.kind.stride, v1.kind.digit_gram), (1, 0));
+        assert_eq!(v1.kind, Kind::EVERY_GRAM);
         indexes.push(v1);
         for index in &indexes {
             for token in tokens {
@@ -1333,6 +1465,20 @@ mod tests {
                     }
                 }
             }
+        }
+        // Whole short words, bounded on both sides: `ok` ends the lines
+        // of block 1 only, `of` is in every block.
+        for index in &indexes {
+            let s = |p: &str| {
+                TextSearch::from_filters(&[c("body").like(lit(p))], &["body"]).expect("informative")
+            };
+            let sel = index.select(&s("% ok")).expect("selective");
+            let mut read = Vec::new();
+            for r in sel.iter() {
+                read.extend(std::iter::repeat_n(!r.skip, r.row_count / BLOCK_ROWS));
+            }
+            assert_eq!(read, [false, true, false], "{:?}", index.kind);
+            assert!(index.select(&s("% of %")).is_none(), "{:?}", index.kind);
         }
         // A long number is found by its digit grams alone, and skips the
         // blocks whose numbers merely share its 5-digit pieces.
