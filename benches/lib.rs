@@ -1,7 +1,8 @@
 //! Benchmarks of Ophion's subsystems; see `receiver.rs` and docs/benchmarks.md.
 //! This library holds what several benches share: starting the server
 //! binary and signing in ([`Started`]), reading loghub-2k
-//! ([`loghub_contents`]) and generating log lines ([`lines`]).
+//! ([`loghub_contents`]), generating log lines ([`lines`]) and printing a
+//! query's plan with its metrics ([`print_explained`]).
 
 pub mod lines;
 
@@ -10,6 +11,24 @@ use std::{
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
 };
+
+/// Prints the plan of `explain` (an `EXPLAIN ANALYZE ...` statement) as
+/// it ran the last of `runs` times: the earlier runs warm the footer and
+/// text-index caches, as the timed runs are.
+pub async fn print_explained(store: &ophion_store::Store, explain: &str, runs: usize) {
+    use arrow_array::cast::AsArray as _;
+    let mut out = None;
+    for _ in 0..runs.max(1) {
+        let tenant = ophion_core::TenantId::default();
+        out = Some(store.sql(&tenant, explain).await.expect("explain"));
+    }
+    for b in &out.expect("at least one run").batches {
+        let text = b.column(1).as_string::<i32>();
+        for i in 0..b.num_rows() {
+            println!("{}", text.value(i));
+        }
+    }
+}
 
 /// The directory a bench writes to: `--dir` when given (kept afterwards,
 /// for inspection), else a fresh temporary one, removed when the returned

@@ -16,7 +16,8 @@
 //! `--runs N` sets the timed runs per query (default 7; the median is
 //! reported); `--dir D` keeps the store there; `--index-cache-mb N` sets
 //! the store's `text_index_cache_mb`; `--reuse` (with `--dir`) times only
-//! the indexed searches on the store an earlier run left there.
+//! the indexed searches on the store an earlier run left there, or with
+//! `--explain "EXPLAIN ANALYZE ..."` prints that plan as its last run ran.
 //!
 //! `--loghub DIR` is the check on data this bench's author did not write:
 //! lines are loghub-2k's (sixteen real systems, `../shared/data/loghub-2k`)
@@ -64,6 +65,9 @@ struct Args {
     /// index only (no ingest, no scan without it, no DuckDB): another
     /// setting's figures on the same files.
     reuse: bool,
+    /// `--explain "EXPLAIN ANALYZE ..."` (with `--reuse`): print that plan
+    /// as it ran the last of `--runs` times, instead of timing searches.
+    explain: Option<String>,
 }
 
 fn args() -> Args {
@@ -75,6 +79,7 @@ fn args() -> Args {
         runs: 7,
         index_cache_mb: None,
         reuse: false,
+        explain: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -86,6 +91,7 @@ fn args() -> Args {
             "--runs" => a.runs = parse_next(&mut it, a.runs),
             "--index-cache-mb" => a.index_cache_mb = it.next().and_then(|v| v.parse().ok()),
             "--reuse" => a.reuse = true,
+            "--explain" => a.explain = it.next(),
             _ => {} // cargo passes --bench
         }
     }
@@ -400,6 +406,10 @@ async fn main() {
     let runs = a.runs.max(1);
     if a.reuse {
         let store = Store::open(config(&data, true)).await.expect("reopen");
+        if let Some(explain) = &a.explain {
+            ophion_benches::print_explained(&store, explain, runs).await;
+            return;
+        }
         println!(
             "reused: {} files, text_index_cache_mb {}",
             store.files().len(),

@@ -649,24 +649,7 @@ async fn queries(
     only: Option<&str>,
 ) {
     if let Some(plan) = only.filter(|o| o.starts_with("EXPLAIN")) {
-        // The plan of the last of `rounds` runs: the earlier ones warm the
-        // footer and text-index caches, as the timed runs are.
-        let mut out = None;
-        for _ in 0..rounds.max(1) {
-            out = Some(
-                store
-                    .sql(&TenantId::default(), plan)
-                    .await
-                    .expect("explain"),
-            );
-        }
-        let out = out.expect("at least one run");
-        for b in &out.batches {
-            let text = b.column(1).as_string::<i32>();
-            for i in 0..b.num_rows() {
-                println!("{}", text.value(i));
-            }
-        }
+        ophion_benches::print_explained(store, plan, rounds).await;
         return;
     }
     if let Some(only) = only {

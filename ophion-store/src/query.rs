@@ -30,12 +30,13 @@ use std::{
 };
 
 use arrow_array::RecordBatch;
-use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::{
     catalog::{Session, TableProvider},
     common::{
-        DFSchema, ScalarValue,
+        DFSchema, ScalarValue, Statistics,
         config::ConfigOptions,
+        stats::Precision,
         tree_node::{Transformed, TreeNode},
     },
     datasource::{
@@ -571,9 +572,34 @@ impl TelemetryTable {
         }
         let partitions = state.config().target_partitions().max(1);
         let mut groups: Vec<Vec<PartitionedFile>> = vec![Vec::new(); partitions.min(files.len())];
-        for (i, (f, selection)) in files.iter().enumerate() {
+        // Newest first in every group: the queries that stop early read
+        // newest first (a log explorer's, the API's and the copilot's
+        // `ORDER BY time DESC LIMIT n`), and once their top n are full,
+        // the dynamic filter DataFusion pushes down from the `TopK` skips
+        // the older files. Each file carries its exact time span (the
+        // catalog's), so DataFusion prunes a file before reading its
+        // footer: at 100 million lines, loading the footers of the 300
+        // files a search passed took 300 ms of a 340 ms first page. What
+        // else is read whole does not depend on the order.
+        let time = storage.index_of(time_column(self.signal))?;
+        let DataType::Timestamp(TimeUnit::Nanosecond, zone) = storage.field(time).data_type()
+        else {
+            return Err(DataFusionError::Internal(format!(
+                "{} is not a nanosecond timestamp",
+                time_column(self.signal)
+            )));
+        };
+        let at = |t: i64| Precision::Exact(ScalarValue::TimestampNanosecond(Some(t), zone.clone()));
+        let mut files: Vec<&FileScan> = files.iter().collect();
+        files.sort_by_key(|(f, _)| std::cmp::Reverse(f.max_time));
+        for (i, (f, selection)) in files.into_iter().enumerate() {
             let n = groups.len();
-            let mut file = PartitionedFile::new(f.path.clone(), f.bytes);
+            let mut stats = Statistics::new_unknown(&storage);
+            let span = &mut stats.column_statistics[time];
+            (span.min_value, span.max_value) = (at(f.min_time), at(f.max_time));
+            span.null_count = Precision::Exact(0);
+            let mut file =
+                PartitionedFile::new(f.path.clone(), f.bytes).with_statistics(Arc::new(stats));
             if let Some(s) = selection {
                 file = file.with_extension(ParquetRowSelection::new(s.clone()));
             }

@@ -15,19 +15,22 @@
 //! that fold or lower-case to ASCII mapped to it; every other character a
 //! separator) and split into tokens, the runs of `[a-z0-9]`. A token of at
 //! least [`GRAM`] characters contributes its `GRAM`-character substrings
-//! that start at every [`STRIDE`]-th position (0, 2, 4, ...: half the grams
-//! of long random tokens, which are most of an index's bytes); a shorter
+//! that start at every [`STRIDE`]-th position (every one as shipped; the
+//! format also serves sparser grams, measured and not shipped); a shorter
 //! one contributes itself, marked as a whole token.
 //! A searched literal folds the same way. Each of its tokens of `GRAM` or
 //! more characters lies inside some token of the line, whatever surrounds
 //! it: where the literal shows the token's start (a separator before it),
-//! its grams at positions 0, 2, ... must all be in the block; where it does
-//! not, the literal may start at an odd or an even position of the line's
-//! token, so one of the two sets (grams at 0, 2, ... or at 1, 3, ...) must
-//! be. A shorter token needs itself as a whole token only where the literal
+//! its grams at positions 0, stride, ... must all be in the block; where it
+//! does not, the literal may start at any position of the line's token, so
+//! one of the stride's alignments of grams must be. A shorter token needs itself as a whole token only where the literal
 //! bounds it on both sides (`'% 404 %'`); otherwise it adds no condition.
 //! So substring semantics hold: `'%83748213%'` finds `order=83748213,` and
-//! `x837482139`.
+//! `x837482139`. Keys made of letters only (words', [`TWIN_WORDS`]) and
+//! those of long numbers ([`DIGIT_GRAM`]) are in a block's filter under two
+//! independent keys, and a search needs both: a search that knows only one
+//! or two of them would otherwise pass a block by chance about one time in
+//! ten.
 //!
 //! **Where it lives.** The filters are written into the Parquet file
 //! itself, after the row groups, and found through the footer's key-value

@@ -14,10 +14,15 @@ use ophion_receiver::{
 };
 use ophion_store::{Error, QueryError, Store, StoreConfig};
 
-const T0: u64 = 1_700_000_000_000_000_000;
+pub const T0: u64 = 1_700_000_000_000_000_000;
 
 pub fn spans(seed: u64, n: usize) -> (TelemetryBatch, ExportTraceServiceRequest) {
-    let req = Generator::new(seed, T0).traces(n);
+    spans_from(seed, n, T0)
+}
+
+/// [`spans`] starting at `t0` (Unix nanoseconds).
+pub fn spans_from(seed: u64, n: usize, t0: u64) -> (TelemetryBatch, ExportTraceServiceRequest) {
+    let req = Generator::new(seed, t0).traces(n);
     let c = convert::traces(&req, &Limits::default(), TimeWindow::ALL);
     (
         TelemetryBatch::new(Signal::Traces, c.batch.expect("rows")).expect("schema"),
