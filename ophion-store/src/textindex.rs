@@ -83,7 +83,7 @@ pub const DIGIT_GRAM: usize = 8;
 /// two independent keys square that rate.
 const TWIN: u64 = 1 << 47;
 
-/// Word keys ([`is_word_key`]: grams and short tokens of letters only) go
+/// Word keys (grams and short tokens of letters only, `is_word_key`) go
 /// into a block's filter under two keys too. A search whose words give it
 /// one certain gram (`'%E_QUOTA_7731%'`: the `_` are wildcards, so only
 /// `quota` is known, and at an unknown place in a token) otherwise passes
