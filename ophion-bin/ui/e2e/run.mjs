@@ -358,7 +358,13 @@ await check("sign out while the page's queries are on their way", async () => {
   });
   const onResponse = (r) => r.url().endsWith("/api/v1/query") && (answered += 1);
   page.on("response", onResponse);
+  // Sign out once the page has sent a query (held back above): clicking
+  // as soon as the page loaded raced its first query on a busy machine.
+  const sent = page
+    .waitForRequest((r) => r.url().endsWith("/api/v1/query"), { timeout: 10_000 })
+    .catch(() => null);
   await page.goto(`${base}/services`);
+  await sent;
   const signedOut = page.waitForResponse("**/api/v1/auth/logout");
   await page.getByRole("button", { name: "Sign out" }).click();
   await page.getByRole("button", { name: "Sign in" }).waitFor();
