@@ -509,13 +509,9 @@ pub fn stitch(inputs: &[Bytes]) -> Result<Option<(Bytes, u64)>> {
         .collect::<Option<Vec<_>>>();
     // Indexes of different formats (files from before an upgrade) cannot
     // be joined: a real merge builds the new one.
-    let index = match indexes.as_deref() {
-        Some(parts) => match textindex::FileIndex::concat(parts) {
-            Some(index) => Some(index),
-            None if !parts.is_empty() => return Ok(None),
-            None => None,
-        },
-        None => None,
+    let index = match indexes.as_deref().map(textindex::FileIndex::concat) {
+        Some(None) => return Ok(None),
+        joined => joined.flatten(),
     };
     let sorting = first
         .row_groups()

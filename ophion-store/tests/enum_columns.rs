@@ -69,10 +69,7 @@ fn spans(rng: &mut StdRng, seed: u64, n: usize) -> ExportTraceServiceRequest {
 
 /// (status_code, kind) of every span sent, as the receiver names them.
 fn span_enums(req: &ExportTraceServiceRequest) -> Vec<(String, String)> {
-    req.resource_spans
-        .iter()
-        .flat_map(|r| &r.scope_spans)
-        .flat_map(|s| &s.spans)
+    common::each_span(req)
         .map(|s| {
             let code = s.status.as_ref().map_or(0, |st| st.code);
             (status_name(code).to_owned(), kind_name(s.kind).to_owned())

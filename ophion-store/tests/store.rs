@@ -98,19 +98,11 @@ async fn page_pruning(store: &ophion_store::Store, sql: &str) -> (f64, f64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scan_tests_each_condition_once() {
     let t = ophion_core::TenantId::default();
-    let dir = tempfile::tempdir().expect("tmp");
-    let store = ophion_store::Store::open(local(dir.path()))
-        .await
-        .expect("open");
+    let (_dir, store) = common::open_local().await;
     let (mut slow_errors, mut first_trace) = (0, None);
     for seed in [21, 22] {
         let (batch, req) = common::spans(seed, 5_000);
-        for s in req
-            .resource_spans
-            .iter()
-            .flat_map(|r| &r.scope_spans)
-            .flat_map(|s| &s.spans)
-        {
+        for s in common::each_span(&req) {
             let error = s.status.as_ref().is_some_and(|st| st.code == 2);
             if error && s.end_time_unix_nano - s.start_time_unix_nano > 1_000_000 {
                 slow_errors += 1;
@@ -156,21 +148,12 @@ async fn a_scan_tests_each_condition_once() {
 async fn newest_first_queries_skip_older_files() {
     use arrow_array::cast::AsArray as _;
     let t = ophion_core::TenantId::default();
-    let dir = tempfile::tempdir().expect("tmp");
-    let store = ophion_store::Store::open(local(dir.path()))
-        .await
-        .expect("open");
+    let (_dir, store) = common::open_local().await;
     let mut starts = Vec::new();
     for i in 0..8u64 {
         // A file an hour, oldest first.
         let (batch, req) = common::spans_from(40 + i, 300, common::T0 + i * 3_600_000_000_000);
-        starts.extend(
-            req.resource_spans
-                .iter()
-                .flat_map(|r| &r.scope_spans)
-                .flat_map(|s| &s.spans)
-                .map(|s| s.start_time_unix_nano as i64),
-        );
+        starts.extend(common::each_span(&req).map(|s| s.start_time_unix_nano as i64));
         store.write(&t, batch).await.expect("write");
         store.flush().await.expect("flush");
     }
@@ -250,12 +233,7 @@ async fn error_spans_are_read_without_the_rest() {
     let mut sent = 0;
     for seed in 11..15 {
         let (batch, req) = common::spans(seed, 40_000);
-        let spans: Vec<_> = req
-            .resource_spans
-            .iter()
-            .flat_map(|r| &r.scope_spans)
-            .flat_map(|s| &s.spans)
-            .collect();
+        let spans: Vec<_> = common::each_span(&req).collect();
         sent += spans.len();
         errors += spans
             .iter()

@@ -20,6 +20,16 @@ pub fn spans(seed: u64, n: usize) -> (TelemetryBatch, ExportTraceServiceRequest)
     spans_from(seed, n, T0)
 }
 
+/// Every span of `req`, in order.
+pub fn each_span(
+    req: &ExportTraceServiceRequest,
+) -> impl Iterator<Item = &opentelemetry_proto::tonic::trace::v1::Span> {
+    req.resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .flat_map(|s| &s.spans)
+}
+
 /// [`spans`] starting at `t0` (Unix nanoseconds).
 pub fn spans_from(seed: u64, n: usize, t0: u64) -> (TelemetryBatch, ExportTraceServiceRequest) {
     let req = Generator::new(seed, t0).traces(n);
@@ -83,6 +93,14 @@ pub fn local(dir: &std::path::Path) -> StoreConfig {
         max_bytes: 0,
     };
     c
+}
+
+/// A store on the local filesystem backend in a fresh directory, which
+/// lives as long as the returned guard.
+pub async fn open_local() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = Store::open(local(dir.path())).await.expect("open");
+    (dir, store)
 }
 
 /// Makes a store configuration for a fresh directory.
@@ -220,11 +238,7 @@ pub async fn sql_is_read_only_and_sees_one_tenant(config: &Config) {
 /// that trace has.
 pub fn first_trace(req: &ExportTraceServiceRequest) -> (String, i64) {
     let span = &req.resource_spans[0].scope_spans[0].spans[0];
-    let spans = req
-        .resource_spans
-        .iter()
-        .flat_map(|r| &r.scope_spans)
-        .flat_map(|s| &s.spans)
+    let spans = each_span(req)
         .filter(|s| s.trace_id == span.trace_id)
         .count();
     (hex::encode(&span.trace_id), spans as i64)
@@ -257,11 +271,7 @@ pub async fn ids_compare_with_hex_and_attributes_are_reachable(config: &Config) 
         assert_eq!(count(&store, &t, &span_sql).await, 1, "{phase}");
         // Ordering against a hex bound: a sample of whole traces by id.
         let bound = [0x40u8; 16];
-        let below = req
-            .resource_spans
-            .iter()
-            .flat_map(|r| &r.scope_spans)
-            .flat_map(|s| &s.spans)
+        let below = each_span(&req)
             .filter(|s| s.trace_id.as_slice() < bound.as_slice())
             .count() as i64;
         assert!(below > 0, "the sample is not empty");
@@ -299,11 +309,7 @@ pub async fn ids_compare_with_hex_and_attributes_are_reachable(config: &Config) 
             .column(0)
             .as_primitive::<Int64Type>()
             .value(0);
-        let expected_db = req
-            .resource_spans
-            .iter()
-            .flat_map(|r| &r.scope_spans)
-            .flat_map(|s| &s.spans)
+        let expected_db = each_span(&req)
             .filter(|s| s.attributes.iter().any(|a| a.key == "db.namespace"))
             .count() as i64;
         assert_eq!(db_spans, expected_db, "{phase}");
@@ -577,13 +583,7 @@ pub async fn compaction_copies_row_groups_of_large_snapshots(config: &Config) {
         let (b, req) = spans(500 + seed, 100);
         total += b.num_rows() as i64;
         let trace = &req.resource_spans[0].scope_spans[0].spans[0].trace_id;
-        let in_trace = req
-            .resource_spans
-            .iter()
-            .flat_map(|r| &r.scope_spans)
-            .flat_map(|s| &s.spans)
-            .filter(|s| &s.trace_id == trace)
-            .count() as i64;
+        let in_trace = each_span(&req).filter(|s| &s.trace_id == trace).count() as i64;
         traces.push((hex::encode(trace), in_trace));
         store.write(&t, b).await.expect("write");
         store.flush().await.expect("flush");
@@ -902,11 +902,7 @@ pub async fn time_ranges_match_an_independent_computation(config: &Config) {
         let base = T0 + k * 2_400_000_000_000;
         let req = Generator::new(300 + k, base).traces(300);
         let c = convert::traces(&req, &Limits::default(), TimeWindow::ALL);
-        let mine: Vec<i64> = req
-            .resource_spans
-            .iter()
-            .flat_map(|r| &r.scope_spans)
-            .flat_map(|s| &s.spans)
+        let mine: Vec<i64> = each_span(&req)
             .map(|s| s.start_time_unix_nano as i64)
             .collect();
         edges.extend([
