@@ -38,10 +38,7 @@
 //! file, and files without one (older files, other signals) are scanned
 //! whole.
 
-use std::{
-    collections::{HashMap, VecDeque},
-    sync::{Arc, Mutex},
-};
+use std::sync::Arc;
 
 use arrow_array::{Array, RecordBatch, cast::AsArray};
 use arrow_schema::DataType;
@@ -362,7 +359,7 @@ fn mask(h: u64) -> [u32; 8] {
 }
 
 /// Builds a file's index from its rows, in file order.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct IndexBuilder {
     columns: Vec<String>,
     /// How keys are taken: [`Kind::SHIPPED`].
@@ -391,16 +388,7 @@ impl IndexBuilder {
         let columns = indexed_columns(signal);
         (!columns.is_empty()).then(|| Self {
             columns: columns.iter().map(|c| (*c).to_string()).collect(),
-            kind: Kind::SHIPPED,
-            hashes: Vec::new(),
-            keys: 0,
-            found: Vec::new(),
-            recent: Vec::new(),
-            seen: Vec::new(),
-            rows: 0,
-            out: Vec::new(),
-            blocks: 0,
-            folded: Vec::new(),
+            ..Self::default()
         })
     }
 
@@ -468,7 +456,7 @@ impl IndexBuilder {
                 *slot = h;
                 hashes[end] = h;
                 end += usize::from(!repeat);
-                if !repeat && kind.twin_words && is_word_key(k) {
+                if !repeat && kind.twins(k) {
                     hashes[end] = mix(k | TWIN);
                     end += 1;
                 }
@@ -570,6 +558,17 @@ impl Kind {
         digit_gram: 0,
         twin_words: false,
     };
+
+    /// Whether `key` is in this kind's filters twice.
+    fn twins(self, key: u64) -> bool {
+        self.twin_words && is_word_key(key)
+    }
+}
+
+impl Default for Kind {
+    fn default() -> Self {
+        Self::SHIPPED
+    }
 }
 
 fn encode(columns: &[String], kind: Kind, blocks: u32, body: &[u8]) -> Vec<u8> {
@@ -1020,7 +1019,7 @@ fn fold_pattern(pattern: &str) -> Vec<u8> {
 fn required_keys(column: u8, folded: &[u8], kind: Kind) -> Need<u64> {
     // A word key and, where the index holds it, its twin.
     let word_or_key = |k: u64| {
-        if kind.twin_words && is_word_key(k) {
+        if kind.twins(k) {
             Need::All(vec![Need::Key(k), Need::Key(k | TWIN)])
         } else {
             Need::Key(k)
@@ -1095,65 +1094,48 @@ fn required_keys(column: u8, folded: &[u8], kind: Kind) -> Need<u64> {
     Need::All(all)
 }
 
-/// Parsed indexes of recently searched files, bounded in bytes
-/// (`[store.query] text_index_cache_mb`), oldest dropped first.
+/// Parsed indexes of searched files, bounded in bytes
+/// (`[store.query] text_index_cache_mb`).
+///
+/// A search passes over every file of its time range, so once the indexes
+/// outgrow the cache, a cache that keeps the latest ones (first-in
+/// first-out or least recently used) drops each index before the next
+/// search needs it again and hits nothing. This one admits an index only
+/// when it has been asked for more often than what it would evict
+/// (moka's TinyLFU admission): a search over more than fits keeps what is
+/// cached, and so finds that part, while the files that are searched more
+/// often (a recent time range) win the room.
 #[derive(Debug)]
 pub struct IndexCache {
-    limit: usize,
-    state: Mutex<CacheState>,
-}
-
-#[derive(Debug, Default)]
-struct CacheState {
-    map: HashMap<String, Arc<FileIndex>>,
-    order: VecDeque<String>,
-    bytes: usize,
+    cache: moka::sync::Cache<String, Arc<FileIndex>>,
 }
 
 impl IndexCache {
     /// A cache of at most `limit` bytes.
     pub fn new(limit: usize) -> Self {
-        Self {
-            limit,
-            state: Mutex::default(),
-        }
+        let cache = moka::sync::Cache::builder()
+            .max_capacity(limit as u64)
+            .weigher(|_: &String, index: &Arc<FileIndex>| {
+                u32::try_from(index.size()).unwrap_or(u32::MAX)
+            })
+            .build();
+        Self { cache }
     }
 
     /// The cached index of `path`.
     pub fn get(&self, path: &str) -> Option<Arc<FileIndex>> {
-        let s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        s.map.get(path).cloned()
+        self.cache.get(path)
     }
 
-    /// Keeps `index` for `path`, dropping the oldest entries over the limit.
+    /// Offers `index` for `path` (see the type's documentation for what
+    /// is kept).
     pub fn insert(&self, path: &str, index: Arc<FileIndex>) {
-        if index.size() > self.limit {
-            return;
-        }
-        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(old) = s.map.insert(path.to_string(), Arc::clone(&index)) {
-            s.bytes -= old.size();
-        } else {
-            s.order.push_back(path.to_string());
-        }
-        s.bytes += index.size();
-        while s.bytes > self.limit {
-            let Some(oldest) = s.order.pop_front() else {
-                break;
-            };
-            if let Some(gone) = s.map.remove(&oldest) {
-                s.bytes -= gone.size();
-            }
-        }
+        self.cache.insert(path.to_string(), index);
     }
 
     /// Forgets `path` (its file was deleted).
     pub fn remove(&self, path: &str) {
-        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(gone) = s.map.remove(path) {
-            s.bytes -= gone.size();
-            s.order.retain(|p| p != path);
-        }
+        self.cache.invalidate(path);
     }
 }
 
@@ -1489,5 +1471,75 @@ mod tests {
             .expect("informative");
         let sel = indexes[0].select(&s).expect("selective");
         assert!(sel.row_count() <= BLOCK_ROWS, "{sel:?}");
+    }
+
+    /// Repeated searches over more files than the cache holds: a cache
+    /// that keeps the latest inserts would hit nothing; this one keeps
+    /// what it holds and hits it on every pass, and files asked for more
+    /// often than the rest get in.
+    #[test]
+    fn the_index_cache_keeps_hitting_when_searches_outgrow_it() {
+        let index = |i: usize| {
+            let mut b = IndexBuilder::for_signal(Signal::Logs).expect("logs are indexed");
+            let schema = Arc::new(arrow_schema::Schema::new(vec![arrow_schema::Field::new(
+                "body",
+                DataType::Utf8,
+                true,
+            )]));
+            let rows: Vec<String> = (0..2000).map(|r| format!("file {i} line {r}")).collect();
+            let array = arrow_array::StringArray::from(rows);
+            let batch = RecordBatch::try_new(schema, vec![Arc::new(array)]).expect("batch");
+            b.push(&batch).expect("push");
+            Arc::new(FileIndex::parse(Bytes::from(b.finish())).expect("parse"))
+        };
+        let files: Vec<(String, Arc<FileIndex>)> =
+            (0..20).map(|i| (format!("f{i}"), index(i))).collect();
+        let each = files[0].1.size();
+        assert!(
+            files
+                .iter()
+                .all(|(_, f)| f.size().abs_diff(each) * 10 < each)
+        );
+        // Room for about 8 of the 20.
+        let cache = IndexCache::new(each * 8);
+        let search = |which: &[usize]| {
+            let mut hits = 0;
+            for &i in which {
+                let (path, index) = &files[i];
+                if cache.get(path).is_some() {
+                    hits += 1;
+                } else {
+                    cache.insert(path, Arc::clone(index));
+                }
+                cache.cache.run_pending_tasks();
+            }
+            hits
+        };
+        let all: Vec<usize> = (0..20).collect();
+        search(&all);
+        for pass in 0..5 {
+            let hits = search(&all);
+            assert!(hits >= 5, "pass {pass}: {hits} of 20 found");
+            assert!(cache.cache.weighted_size() <= (each * 8) as u64);
+        }
+        // Three files not held, searched again and again (a recent time
+        // range), get in.
+        let cached: Vec<usize> = all
+            .iter()
+            .copied()
+            .filter(|&i| cache.get(&files[i].0).is_some())
+            .collect();
+        let hot: Vec<usize> = all
+            .iter()
+            .copied()
+            .filter(|i| !cached.contains(i))
+            .take(3)
+            .collect();
+        for _ in 0..20 {
+            search(&hot);
+        }
+        assert_eq!(search(&hot), 3, "hot files {hot:?} not kept");
+        cache.remove(&files[hot[0]].0);
+        assert!(cache.get(&files[hot[0]].0).is_none());
     }
 }
