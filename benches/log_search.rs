@@ -15,7 +15,8 @@
 //! CI runs a smoke pass (the default 60,000 lines) under `cargo test`.
 //! `--runs N` sets the timed runs per query (default 7; the median is
 //! reported); `--dir D` keeps the store there; `--index-cache-mb N` sets
-//! the store's `text_index_cache_mb`; `--reuse` (with `--dir`) times only
+//! the store's `text_index_cache_mb` (`--metadata-cache-mb N` its
+//! `metadata_cache_mb`); `--reuse` (with `--dir`) times only
 //! the indexed searches on the store an earlier run left there, or with
 //! `--explain "EXPLAIN ANALYZE ..."` prints that plan as its last run ran.
 //!
@@ -61,6 +62,9 @@ struct Args {
     /// `--index-cache-mb N`: the store's `text_index_cache_mb` (default:
     /// the store's default).
     index_cache_mb: Option<usize>,
+    /// `--metadata-cache-mb N`: the store's `metadata_cache_mb` (footers
+    /// and page indexes; default: the store's default).
+    metadata_cache_mb: Option<usize>,
     /// `--reuse`: query the store an earlier run left in `--dir`, with the
     /// index only (no ingest, no scan without it, no DuckDB): another
     /// setting's figures on the same files.
@@ -78,6 +82,7 @@ fn args() -> Args {
         loghub: None,
         runs: 7,
         index_cache_mb: None,
+        metadata_cache_mb: None,
         reuse: false,
         explain: None,
     };
@@ -90,6 +95,9 @@ fn args() -> Args {
             "--loghub" => a.loghub = it.next().map(PathBuf::from),
             "--runs" => a.runs = parse_next(&mut it, a.runs),
             "--index-cache-mb" => a.index_cache_mb = it.next().and_then(|v| v.parse().ok()),
+            "--metadata-cache-mb" => {
+                a.metadata_cache_mb = it.next().and_then(|v| v.parse().ok());
+            }
             "--reuse" => a.reuse = true,
             "--explain" => a.explain = it.next(),
             _ => {} // cargo passes --bench
@@ -127,6 +135,9 @@ fn config(dir: &std::path::Path, index: bool) -> StoreConfig {
     c.query.text_index = index;
     if let Some(mb) = args().index_cache_mb {
         c.query.text_index_cache_mb = mb;
+    }
+    if let Some(mb) = args().metadata_cache_mb {
+        c.query.metadata_cache_mb = mb;
     }
     c
 }
@@ -410,12 +421,19 @@ async fn main() {
             ophion_benches::print_explained(&store, explain, runs).await;
             return;
         }
+        let c = config(&data, true);
         println!(
-            "reused: {} files, text_index_cache_mb {}",
+            "reused: {} files, text_index_cache_mb {}, metadata_cache_mb {}",
             store.files().len(),
-            config(&data, true).query.text_index_cache_mb
+            c.query.text_index_cache_mb,
+            c.query.metadata_cache_mb
         );
         let with = measure(&store, runs).await;
+        println!(
+            "footers cached after the searches: {} of {} files",
+            store.cached_footers(),
+            store.files().len()
+        );
         println!("\n| search | matches | rows skipped | count, index | first 100, index |");
         println!("|---|---|---|---|---|");
         for (i, (name, _)) in SEARCHES.iter().enumerate() {

@@ -10,10 +10,7 @@ use std::{
 };
 
 use arrow_array::RecordBatch;
-use datafusion::execution::{
-    SendableRecordBatchStream,
-    cache::{cache_manager::FileMetadataCache, default_cache::DefaultCache},
-};
+use datafusion::execution::{SendableRecordBatchStream, cache::cache_manager::FileMetadataCache};
 use futures::StreamExt as _;
 use object_store::{ObjectStore, ObjectStoreExt as _, PutPayload, path::Path as ObjectPath};
 use ophion_core::{
@@ -332,10 +329,10 @@ impl Store {
                 flight.as_ref().map(|(_, a)| a.clone()).unwrap_or_default(),
             )
         });
-        let metadata_cache: Arc<FileMetadataCache> = Arc::new(
-            DefaultCache::new(config.query.metadata_cache_mb << 20)
-                .with_name("ophion parquet metadata"),
-        );
+        let metadata_cache: Arc<FileMetadataCache> = Arc::new(crate::footers::FooterCache::new(
+            "ophion parquet metadata",
+            config.query.metadata_cache_mb << 20,
+        ));
         let config_text_cache = config.query.text_index_cache_mb << 20;
         let inner = Arc::new(Inner {
             config,
