@@ -1224,19 +1224,24 @@ mod tests {
         assert!(TextSearch::from_filters(&[mixed], &["body"]).is_none());
     }
 
-    #[test]
-    fn blocks_without_the_grams_are_skipped() {
-        let mut b = IndexBuilder::for_signal(Signal::Logs).expect("logs are indexed");
+    /// A batch of a single `body` column holding `rows`.
+    fn body_batch(rows: Vec<String>) -> RecordBatch {
         let schema = Arc::new(arrow_schema::Schema::new(vec![arrow_schema::Field::new(
             "body",
             DataType::Utf8,
             true,
         )]));
+        let array = arrow_array::StringArray::from(rows);
+        RecordBatch::try_new(schema, vec![Arc::new(array)]).expect("batch")
+    }
+
+    #[test]
+    fn blocks_without_the_grams_are_skipped() {
+        let mut b = IndexBuilder::for_signal(Signal::Logs).expect("logs are indexed");
         let rows: Vec<String> = (0..BLOCK_ROWS * 3 + 5)
             .map(|i| format!("request {i} done"))
             .collect();
-        let array = arrow_array::StringArray::from(rows);
-        let batch = RecordBatch::try_new(schema, vec![Arc::new(array)]).expect("batch");
+        let batch = body_batch(rows);
         // In two uneven pieces, so a block spans a batch boundary.
         b.push(&batch.slice(0, 1000)).expect("push");
         b.push(&batch.slice(1000, batch.num_rows() - 1000))
@@ -1287,11 +1292,6 @@ mod tests {
     /// blocks each index lets through by chance.
     #[test]
     fn a_search_with_one_word_gram_passes_few_blocks_without_it() {
-        let schema = Arc::new(arrow_schema::Schema::new(vec![arrow_schema::Field::new(
-            "body",
-            DataType::Utf8,
-            true,
-        )]));
         let mut seed = 0u64;
         let mut word = |len: usize, z: bool| -> String {
             seed += 1;
@@ -1307,9 +1307,7 @@ mod tests {
         let rows: Vec<String> = (0..BLOCK_ROWS * 16)
             .map(|_| format!("user {} did {} 42", word(8, false), word(7, false)))
             .collect();
-        let batch =
-            RecordBatch::try_new(schema, vec![Arc::new(arrow_array::StringArray::from(rows))])
-                .expect("batch");
+        let batch = body_batch(rows);
         let probes: Vec<String> = (0..2000).map(|_| word(5, true)).collect();
         let passed = |twin_words: bool| -> f64 {
             let mut b = IndexBuilder::for_signal(Signal::Logs).expect("indexed");
@@ -1337,11 +1335,6 @@ mod tests {
 
     #[test]
     fn literals_at_any_position_of_a_token_and_format_1_indexes_are_found() {
-        let schema = Arc::new(arrow_schema::Schema::new(vec![arrow_schema::Field::new(
-            "body",
-            DataType::Utf8,
-            true,
-        )]));
         // Filler with numbers of every length; the searched tokens are in
         // block 1 only.
         let tokens = [
@@ -1366,9 +1359,7 @@ mod tests {
         for (i, t) in tokens.iter().enumerate() {
             rows[BLOCK_ROWS + 5 + i] = format!("k={t} ok");
         }
-        let batch =
-            RecordBatch::try_new(schema, vec![Arc::new(arrow_array::StringArray::from(rows))])
-                .expect("batch");
+        let batch = body_batch(rows);
         let build = |stride: usize, digit_gram: usize, twin_words: bool| {
             let mut b = IndexBuilder::for_signal(Signal::Logs).expect("indexed");
             b.kind = Kind {
@@ -1481,14 +1472,8 @@ mod tests {
     fn the_index_cache_keeps_hitting_when_searches_outgrow_it() {
         let index = |i: usize| {
             let mut b = IndexBuilder::for_signal(Signal::Logs).expect("logs are indexed");
-            let schema = Arc::new(arrow_schema::Schema::new(vec![arrow_schema::Field::new(
-                "body",
-                DataType::Utf8,
-                true,
-            )]));
             let rows: Vec<String> = (0..2000).map(|r| format!("file {i} line {r}")).collect();
-            let array = arrow_array::StringArray::from(rows);
-            let batch = RecordBatch::try_new(schema, vec![Arc::new(array)]).expect("batch");
+            let batch = body_batch(rows);
             b.push(&batch).expect("push");
             Arc::new(FileIndex::parse(Bytes::from(b.finish())).expect("parse"))
         };
