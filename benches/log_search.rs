@@ -167,6 +167,9 @@ const SEARCHES: &[(&str, &str)] = &[
 const OTHERS: &[&str] = &[
     "SELECT service_name, severity_text, count(*) FROM logs GROUP BY 1, 2",
     "SELECT timestamp, body FROM logs WHERE service_name = 'checkout' AND severity_number >= 17 ORDER BY timestamp DESC LIMIT 100",
+    "SELECT timestamp, body FROM logs WHERE service_name = 'db' ORDER BY timestamp DESC LIMIT 100",
+    "SELECT timestamp, service_name, body FROM logs ORDER BY timestamp DESC LIMIT 100",
+    "SELECT service_name, count(*) FROM logs WHERE severity_number >= 17 GROUP BY 1",
 ];
 
 /// Per search (count, median ms of the count, median ms of the newest
