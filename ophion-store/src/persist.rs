@@ -85,12 +85,20 @@ pub fn time_column(signal: Signal) -> &'static str {
 /// primary keys (ADR 007). Within a status, a trace's spans sit together,
 /// so one trace is a small range of one or two runs (found by min/max
 /// statistics and the bloom filter), and the spans of one trace share most
-/// values, which compresses better than sorting by service and time. Logs
-/// and metrics are read by service and time range.
+/// values, which compresses better than sorting by service and time.
+///
+/// Log records are sorted by service, severity number, then time: the
+/// order of the OpenTelemetry Collector's ClickHouse schema for logs
+/// (`ServiceName, SeverityText, Timestamp`), with the number rather than
+/// the text so that "warnings and worse" is one range. A service's errors
+/// are then one run of each file: `severity_number >= 17` reads their
+/// pages only, and a text search for an error's message reads the index
+/// blocks of that run, not every block of the service (ADR 004). Metrics
+/// are read by name, service and time range.
 pub fn sort_columns(signal: Signal) -> &'static [&'static str] {
     match signal {
         Signal::Traces => &[col::STATUS_CODE, col::TRACE_ID, col::START_TIME],
-        Signal::Logs => &[col::SERVICE_NAME, col::TIMESTAMP],
+        Signal::Logs => &[col::SERVICE_NAME, col::SEVERITY_NUMBER, col::TIMESTAMP],
         Signal::Metrics => &[col::METRIC_NAME, col::SERVICE_NAME, col::TIMESTAMP],
     }
 }

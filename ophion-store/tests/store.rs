@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::collections::HashMap;
+
 use common::local;
 
 macro_rules! scenario {
@@ -262,6 +264,79 @@ async fn error_spans_are_read_without_the_rest() {
         assert!(
             matched <= (errors + 4 * 2 * 4096) as f64,
             "{stage}: {matched} rows decoded of {total} for {errors} error spans of {sent}"
+        );
+    }
+}
+
+/// A service's errors are one run of each log file (logs sort by service,
+/// severity, then time), so a search for them decodes the pages of that
+/// run, not every page of the service, and counts exactly the records sent.
+/// (Sorted by service and time, the service's errors were spread over all
+/// of its pages, and the scan decoded each of them.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_services_errors_are_read_without_its_other_lines() {
+    let t = ophion_core::TenantId::default();
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut config = local(dir.path());
+    config.buffer.max_bytes = 2 << 30;
+    config.buffer.flush_bytes = 2 << 30;
+    let store = ophion_store::Store::open(config).await.expect("open");
+    let service = |r: &opentelemetry_proto::tonic::logs::v1::ResourceLogs| {
+        r.resource
+            .iter()
+            .flat_map(|r| &r.attributes)
+            .find(|a| a.key == "service.name")
+            .and_then(|a| a.value.as_ref())
+            .and_then(|v| match &v.value {
+                Some(opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(s)) => {
+                    Some(s.clone())
+                }
+                _ => None,
+            })
+            .expect("service.name")
+    };
+    // 300,000 lines in one file: six writes, then one snapshot.
+    let mut per_service: HashMap<String, (usize, usize)> = HashMap::new();
+    let mut sent = 0;
+    for seed in 31..37 {
+        let (batch, req) = common::logs_and_request(seed, 50_000);
+        sent += batch.num_rows();
+        store.write(&t, batch).await.expect("write");
+        for r in &req.resource_logs {
+            let e = per_service.entry(service(r)).or_default();
+            for l in r.scope_logs.iter().flat_map(|s| &s.log_records) {
+                e.0 += 1;
+                e.1 += usize::from(l.severity_number >= 17);
+            }
+        }
+    }
+    store.flush().await.expect("flush");
+    assert_eq!(store.files().len(), 1, "the test's premise: one file");
+    assert!(
+        per_service.len() > 2,
+        "the test's premise: several services"
+    );
+    for (name, (lines, errors)) in per_service {
+        // The premise: the service's lines span more pages than the bound
+        // below lets a search decode, so the old order would fail it.
+        assert!(
+            errors > 0 && errors + 4 * 8192 < lines,
+            "{name}: {errors} errors of {lines} lines"
+        );
+        let sql = format!(
+            "SELECT count(*) FROM logs WHERE service_name = '{name}' AND severity_number >= 17"
+        );
+        assert_eq!(
+            common::count(&store, &t, &sql).await,
+            errors as i64,
+            "{name}"
+        );
+        let (total, matched) = page_pruning(&store, &sql).await;
+        // The run of errors cut to pages of 8,192 rows: at most a page at
+        // each of its ends, in each of the (64k-row) row groups it crosses.
+        assert!(
+            matched <= (errors + 4 * 8192) as f64,
+            "{name}: {matched} rows decoded of {total} for {errors} errors of {lines} lines ({sent} sent)"
         );
     }
 }

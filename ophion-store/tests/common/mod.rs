@@ -6,7 +6,9 @@
 use std::collections::HashMap;
 
 use arrow_array::{RecordBatch, cast::AsArray, types::Int64Type};
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::collector::{
+    logs::v1::ExportLogsServiceRequest, trace::v1::ExportTraceServiceRequest,
+};
 use ophion_core::{Signal, TelemetryBatch, TenantId, testing::Generator};
 use ophion_receiver::{
     Limits,
@@ -41,9 +43,17 @@ pub fn spans_from(seed: u64, n: usize, t0: u64) -> (TelemetryBatch, ExportTraceS
 }
 
 pub fn logs(seed: u64, n: usize) -> TelemetryBatch {
+    logs_and_request(seed, n).0
+}
+
+/// [`logs`] and the request they were converted from.
+pub fn logs_and_request(seed: u64, n: usize) -> (TelemetryBatch, ExportLogsServiceRequest) {
     let req = Generator::new(seed, T0).logs(n);
     let c = convert::logs(&req, &Limits::default(), TimeWindow::ALL, T0 as i64);
-    TelemetryBatch::new(Signal::Logs, c.batch.expect("rows")).expect("schema")
+    (
+        TelemetryBatch::new(Signal::Logs, c.batch.expect("rows")).expect("schema"),
+        req,
+    )
 }
 
 fn metrics(seed: u64, n: usize) -> TelemetryBatch {
