@@ -40,7 +40,10 @@ const MAX_STITCH_FILES: usize = 32;
 /// Splits a partition's files (oldest first) into runs of about one small
 /// file's worth of output and at most `max_files` each, so the work per
 /// merge stays bounded. A run shorter than `min_files` waits for more
-/// snapshots, unless the hour is over (`closed`) and no more are coming.
+/// snapshots, unless the hour is over (`closed`) and the partition had
+/// `min_files` in all: then its last run is merged from two files up, as
+/// no more snapshots are coming to fill it (the tail of 7 snapshots cut
+/// into runs of 4 stayed three small zstd 3 files for good).
 fn runs(
     files: Vec<Arc<FileMeta>>,
     small_file_bytes: u64,
@@ -49,6 +52,11 @@ fn runs(
     closed: bool,
 ) -> Vec<Vec<Arc<FileMeta>>> {
     let min_files = min_files.max(2);
+    let tail_files = if files.len() >= min_files {
+        2
+    } else {
+        min_files
+    };
     let mut out = Vec::new();
     let mut run: Vec<Arc<FileMeta>> = Vec::new();
     let mut run_bytes = 0;
@@ -63,7 +71,7 @@ fn runs(
             run_bytes = 0;
         }
     }
-    if closed && run.len() >= min_files {
+    if closed && run.len() >= tail_files {
         out.push(run);
     }
     out
@@ -492,5 +500,50 @@ async fn delete_retired(inner: &Inner) {
         if let Err(e) = inner.objects.delete(&path).await {
             tracing::warn!(path = %p, error = %e, "cannot delete a retired file; it is no longer queried");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshots(n: usize) -> Vec<Arc<FileMeta>> {
+        (0..n)
+            .map(|i| {
+                Arc::new(FileMeta {
+                    id: i as i64,
+                    tenant: TenantId::default(),
+                    signal: Signal::Logs,
+                    path: format!("default/logs/h/{i}.parquet"),
+                    min_time: i as i64,
+                    max_time: i as i64,
+                    rows: 100_000,
+                    bytes: 2 << 20,
+                    level: 0,
+                })
+            })
+            .collect()
+    }
+
+    fn lengths(n: usize, closed: bool) -> Vec<usize> {
+        runs(snapshots(n), 64 << 20, MAX_MERGE_FILES, 4, closed)
+            .iter()
+            .map(Vec::len)
+            .collect()
+    }
+
+    #[test]
+    fn a_closed_hour_merges_every_run_it_can() {
+        assert_eq!(MAX_MERGE_FILES, 4, "the cases below assume runs of 4");
+        // Seven snapshots of a closed hour: four, then the other three.
+        assert_eq!(lengths(7, true), [4, 3]);
+        // An hour still open keeps its last three for more snapshots.
+        assert_eq!(lengths(7, false), [4]);
+        // Fewer than min_files in all: the hour's files stay as they are.
+        assert_eq!(lengths(3, true), Vec::<usize>::new());
+        assert_eq!(lengths(4, true), [4]);
+        // A last run of one file has nothing to merge with.
+        assert_eq!(lengths(5, true), [4]);
+        assert_eq!(lengths(10, true), [4, 4, 2]);
     }
 }
