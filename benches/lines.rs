@@ -322,13 +322,15 @@ impl Lines for LineGen {
     }
 }
 
-/// loghub-2k's lines, picked at random, with every digit drawn again.
+/// loghub-2k's lines, picked at random, with every digit drawn again and
+/// the severity of their `Level` column (0 where a system has none).
 #[derive(Debug)]
 pub struct Loghub {
     r: Rng,
-    systems: Vec<(&'static str, Vec<String>)>,
-    /// Every `keep_every`-th line written, to cut searches from.
-    pub kept: Vec<String>,
+    systems: Vec<(&'static str, Vec<(i32, String)>)>,
+    /// Every `keep_every`-th line written (severity number, body), to cut
+    /// searches from.
+    pub kept: Vec<(i32, String)>,
     keep_every: u64,
     n: u64,
 }
@@ -341,7 +343,15 @@ impl Loghub {
             .map(|name| {
                 let csv = dir.join(name).join(format!("{name}_2k.log_structured.csv"));
                 assert!(csv.exists(), "loghub-2k: {} is missing", csv.display());
-                (*name, crate::loghub_contents(&csv))
+                let contents = crate::loghub_contents(&csv);
+                let levels = crate::loghub_column(&csv, "Level")
+                    .unwrap_or_else(|| vec![String::new(); contents.len()]);
+                let lines = levels
+                    .iter()
+                    .map(|l| crate::severity_number(l))
+                    .zip(contents)
+                    .collect();
+                (*name, lines)
             })
             .collect();
         Self {
@@ -357,7 +367,7 @@ impl Loghub {
 impl Lines for Loghub {
     fn line(&mut self) -> (&'static str, i32, String) {
         let (name, lines) = &self.systems[self.r.below(self.systems.len() as u64) as usize];
-        let line = &lines[self.r.below(lines.len() as u64) as usize];
+        let (sev, line) = &lines[self.r.below(lines.len() as u64) as usize];
         let body: String = line
             .chars()
             .map(|c| {
@@ -369,10 +379,10 @@ impl Lines for Loghub {
             })
             .collect();
         if self.n.is_multiple_of(self.keep_every) {
-            self.kept.push(body.clone());
+            self.kept.push((*sev, body.clone()));
         }
         self.n += 1;
-        (name, 9, body)
+        (name, *sev, body)
     }
 }
 
