@@ -93,8 +93,8 @@ pub fn time_column(signal: Signal) -> &'static str {
 /// the text so that "warnings and worse" is one range. A service's errors
 /// are then one run of each file: `severity_number >= 17` reads their
 /// pages only, and a text search for an error's message reads the index
-/// blocks of that run, not every block of the service (ADR 004). Metrics
-/// are read by name, service and time range.
+/// blocks of that run, not every block of the service (ADR 004, ADR 009).
+/// Metrics are read by name, service and time range.
 pub fn sort_columns(signal: Signal) -> &'static [&'static str] {
     match signal {
         Signal::Traces => &[col::STATUS_CODE, col::TRACE_ID, col::START_TIME],
