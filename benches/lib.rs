@@ -230,9 +230,10 @@ async fn login(api: &str) -> String {
     v["token"].as_str().expect("token").to_owned()
 }
 
-/// A column of a loghub structured CSV (RFC 4180 quoting), or `None` when
-/// the system's CSV has no such column.
-pub fn loghub_column(path: &std::path::Path, name: &str) -> Option<Vec<String>> {
+/// The named columns of a loghub structured CSV (RFC 4180 quoting), read
+/// once, in the order of `names`; `None` for a column the system's CSV
+/// does not have.
+pub fn loghub_columns(path: &std::path::Path, names: &[&str]) -> Vec<Option<Vec<String>>> {
     let text = std::fs::read_to_string(path).expect("read csv");
     let mut rows = Vec::new();
     let (mut field, mut record, mut quoted) = (String::new(), Vec::new(), false);
@@ -257,37 +258,43 @@ pub fn loghub_column(path: &std::path::Path, name: &str) -> Option<Vec<String>> 
         record.push(field);
         rows.push(record);
     }
-    let header = rows.first().cloned().unwrap_or_default();
-    let col = header.iter().position(|h| h == name)?;
-    Some(
-        rows.into_iter()
-            .skip(1)
-            .map(|r| r.get(col).cloned().unwrap_or_default())
-            .collect(),
-    )
+    let header: &[String] = rows.first().map_or(&[], Vec::as_slice);
+    names
+        .iter()
+        .map(|name| {
+            let col = header.iter().position(|h| h == name)?;
+            Some(
+                rows.iter()
+                    .skip(1)
+                    .map(|r| r.get(col).cloned().unwrap_or_default())
+                    .collect(),
+            )
+        })
+        .collect()
 }
 
 /// The `Content` column of a loghub structured CSV.
 pub fn loghub_contents(path: &std::path::Path) -> Vec<String> {
-    loghub_column(path, "Content").expect("Content column")
+    loghub_columns(path, &["Content"])
+        .pop()
+        .flatten()
+        .expect("Content column")
 }
 
-/// The OpenTelemetry severity number of a loghub `Level` value (Android's
-/// one-letter levels, syslog's, Log4j's, java.util.logging's, Windows'),
-/// as the OpenTelemetry log data model maps them; 0 (unspecified) for a
-/// value that is no level (Linux's `combo`).
+/// The OpenTelemetry severity number of a loghub `Level` value: Android
+/// logcat's one-letter levels here, level words (syslog's, Log4j's,
+/// java.util.logging's, Windows') as the agent reads them
+/// ([`ophion_agent::logs::parse::severity`]); 0 (unspecified) for a value
+/// that is no level (Linux's `combo`).
 pub fn severity_number(level: &str) -> i32 {
-    match level.trim().to_ascii_lowercase().as_str() {
-        "v" | "verbose" | "trace" | "finest" => 1,
-        "d" | "debug" | "fine" => 5,
-        "i" | "info" => 9,
-        "notice" => 10,
-        "w" | "warn" | "warning" => 13,
-        "e" | "err" | "error" | "severe" => 17,
-        "crit" | "critical" | "fatal" | "f" => 21,
-        "alert" => 22,
-        "emerg" => 23,
-        _ => 0,
+    match level.trim() {
+        "V" => 1,
+        "D" => 5,
+        "I" => 9,
+        "W" => 13,
+        "E" => 17,
+        "F" => 21,
+        word => ophion_agent::logs::parse::severity(word).map_or(0, |(n, _)| n),
     }
 }
 

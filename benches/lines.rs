@@ -343,8 +343,11 @@ impl Loghub {
             .map(|name| {
                 let csv = dir.join(name).join(format!("{name}_2k.log_structured.csv"));
                 assert!(csv.exists(), "loghub-2k: {} is missing", csv.display());
-                let contents = crate::loghub_contents(&csv);
-                let levels = crate::loghub_column(&csv, "Level")
+                let mut columns = crate::loghub_columns(&csv, &["Content", "Level"]).into_iter();
+                let contents = columns.next().flatten().expect("Content column");
+                let levels = columns
+                    .next()
+                    .flatten()
                     .unwrap_or_else(|| vec![String::new(); contents.len()]);
                 let lines = levels
                     .iter()
